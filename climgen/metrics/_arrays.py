@@ -32,7 +32,7 @@ def as_tensor(x: Any, name: str = "field") -> tuple[torch.Tensor, str]:
         raise ClimgenInputError(
             f"{name}: expected a numpy array, torch tensor or DataArray, got {type(x).__name__}"
         ) from exc
-    return torch.from_numpy(arr), "numpy"
+    return torch.from_numpy(np.ascontiguousarray(arr)), "numpy"
 
 
 def to_like(t: torch.Tensor, kind: str):
