@@ -5,7 +5,8 @@ Gaussian random field (GRF)
 A periodic field on an ``ny × nx`` grid with spacings ``dy``, ``dx`` whose Fourier modes are
 independent complex Gaussians with variance
 
-.. math::  E|\\hat f(\\mathbf k)|^2 / (n_y n_x)^2 = P(k) = \\sigma^2 \\, k^{\\beta} / \\sum_{\\mathbf k' \\ne 0} k'^{\\beta},
+.. math::  E|\\hat f(\\mathbf k)|^2 / (n_y n_x)^2 = P(k)
+           = \\sigma^2 \\, k^{\\beta} / \\sum_{\\mathbf k' \\ne 0} k'^{\\beta},
            \\qquad k = |\\mathbf k| = \\sqrt{k_x^2 + k_y^2},\\; k_x = \\mathrm{fftfreq}(n_x, d_x)
 
 (``β = slope``; the mean mode is zero). ``P`` is the *per-mode* power in the normalisation of
@@ -48,16 +49,15 @@ def _check_grid(ny: int, nx: int, dy: float, dx: float) -> None:
 
 def _power_norm(ny: int, nx: int, dy: float, dx: float, slope: float) -> float:
     """Σ over the full (not half) plane of k^slope, excluding k = 0."""
-    kf = np.sqrt(
-        np.fft.fftfreq(ny, d=dy)[:, None] ** 2 + np.fft.fftfreq(nx, d=dx)[None, :] ** 2
-    )
+    kf = np.sqrt(np.fft.fftfreq(ny, d=dy)[:, None] ** 2 + np.fft.fftfreq(nx, d=dx)[None, :] ** 2)
     kf = kf[kf > 0]
     return float(np.sum(kf**slope))
 
 
-def expected_grf_power(k, ny: int, nx: int, *, slope: float = -3.0, dy: float = 1.0,
-                       dx: float = 1.0, std: float = 1.0) -> np.ndarray:
-    """Expected per-mode power P(k) of :func:`make_grf` at wavenumbers ``k`` (same units as 1/dx)."""
+def expected_grf_power(
+    k, ny: int, nx: int, *, slope: float = -3.0, dy: float = 1.0, dx: float = 1.0, std: float = 1.0
+) -> np.ndarray:
+    """Expected per-mode power P(k) of :func:`make_grf` at wavenumbers ``k`` (units of 1/dx)."""
     k = np.asarray(k, dtype=float)
     out = np.zeros_like(k)
     pos = k > 0
@@ -65,8 +65,18 @@ def expected_grf_power(k, ny: int, nx: int, *, slope: float = -3.0, dy: float = 
     return out
 
 
-def make_grf(n_samples: int, ny: int, nx: int, *, slope: float = -3.0, dy: float = 1.0,
-             dx: float = 1.0, std: float = 1.0, seed=None, dtype=np.float64) -> np.ndarray:
+def make_grf(
+    n_samples: int,
+    ny: int,
+    nx: int,
+    *,
+    slope: float = -3.0,
+    dy: float = 1.0,
+    dx: float = 1.0,
+    std: float = 1.0,
+    seed=None,
+    dtype=np.float64,
+) -> np.ndarray:
     """Draw ``n_samples`` periodic Gaussian random fields with isotropic power law ``k**slope``.
 
     Parameters
@@ -93,8 +103,9 @@ def make_grf(n_samples: int, ny: int, nx: int, *, slope: float = -3.0, dy: float
     amp = np.zeros_like(k)
     pos = k > 0
     # E|rfft2(white)|² = ny·nx, so scaling mode k by sqrt(P(k)·ny·nx) gives per-mode power P(k).
-    amp[pos] = np.sqrt(expected_grf_power(k[pos], ny, nx, slope=slope, dy=dy, dx=dx, std=std)
-                       * ny * nx)
+    amp[pos] = np.sqrt(
+        expected_grf_power(k[pos], ny, nx, slope=slope, dy=dy, dx=dx, std=std) * ny * nx
+    )
     field = np.fft.irfft2(np.fft.rfft2(white) * amp, s=(ny, nx))
     return field.astype(dtype, copy=False)
 
@@ -105,9 +116,20 @@ def gaussian_latitudes(nlat: int) -> np.ndarray:
     return np.rad2deg(np.arcsin(x))
 
 
-def grf_dataarray(n_samples: int, ny: int, nx: int, *, slope: float = -3.0, dy: float = 1.0,
-                  dx: float = 1.0, std: float = 1.0, seed=None, kind: str = "planar",
-                  name: str = "field", units: str = "1") -> xr.DataArray:
+def grf_dataarray(
+    n_samples: int,
+    ny: int,
+    nx: int,
+    *,
+    slope: float = -3.0,
+    dy: float = 1.0,
+    dx: float = 1.0,
+    std: float = 1.0,
+    seed=None,
+    kind: str = "planar",
+    name: str = "field",
+    units: str = "1",
+) -> xr.DataArray:
     """A GRF as a CF-annotated DataArray.
 
     ``kind="planar"``: dims ``(time, y, x)``, coordinates ``i·dy``/``i·dx``, both axes marked
@@ -117,28 +139,46 @@ def grf_dataarray(n_samples: int, ny: int, nx: int, *, slope: float = -3.0, dy: 
     """
     if kind == "planar":
         data = make_grf(n_samples, ny, nx, slope=slope, dy=dy, dx=dx, std=std, seed=seed)
-        y = xr.Variable("y", np.arange(ny) * dy,
-                        {"units": "1", "axis": "Y", "periodic": "true", "long_name": "y"})
-        x = xr.Variable("x", np.arange(nx) * dx,
-                        {"units": "1", "axis": "X", "periodic": "true", "long_name": "x"})
+        y = xr.Variable(
+            "y",
+            np.arange(ny) * dy,
+            {"units": "1", "axis": "Y", "periodic": "true", "long_name": "y"},
+        )
+        x = xr.Variable(
+            "x",
+            np.arange(nx) * dx,
+            {"units": "1", "axis": "X", "periodic": "true", "long_name": "x"},
+        )
         coords = {"y": y, "x": x}
         dims = ("time", "y", "x")
     elif kind == "latlon":
         dlat, dlon = 180.0 / ny, 360.0 / nx
         data = make_grf(n_samples, ny, nx, slope=slope, dy=dlat, dx=dlon, std=std, seed=seed)
-        lat = xr.Variable("lat", -90 + dlat * (np.arange(ny) + 0.5),
-                          {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"})
-        lon = xr.Variable("lon", dlon * (np.arange(nx) + 0.5),
-                          {"standard_name": "longitude", "units": "degrees_east", "axis": "X"})
+        lat = xr.Variable(
+            "lat",
+            -90 + dlat * (np.arange(ny) + 0.5),
+            {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"},
+        )
+        lon = xr.Variable(
+            "lon",
+            dlon * (np.arange(nx) + 0.5),
+            {"standard_name": "longitude", "units": "degrees_east", "axis": "X"},
+        )
         coords = {"lat": lat, "lon": lon}
         dims = ("time", "lat", "lon")
     else:
         raise ClimgenInputError(f"kind must be 'planar' or 'latlon', got {kind!r}")
     coords["time"] = xr.Variable("time", np.arange(n_samples), {"long_name": "sample index"})
     return xr.DataArray(
-        data, dims=dims, coords=coords, name=name,
-        attrs={"units": units, "long_name": f"Gaussian random field, P(k) ∝ k^{slope:g}",
-               "spectral_slope": float(slope)},
+        data,
+        dims=dims,
+        coords=coords,
+        name=name,
+        attrs={
+            "units": units,
+            "long_name": f"Gaussian random field, P(k) ∝ k^{slope:g}",
+            "spectral_slope": float(slope),
+        },
     )
 
 

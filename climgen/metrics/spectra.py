@@ -69,8 +69,9 @@ def _ring_bins_cached(ny: int, nx: int, dy: float, dx: float, drop_beyond_nyquis
     return k, pair_index, single_pos, pair_index[single_pos], counts, n_bins
 
 
-def ring_bins(ny: int, nx: int, dy: float = 1.0, dx: float = 1.0, *,
-              drop_beyond_nyquist: bool = True):
+def ring_bins(
+    ny: int, nx: int, dy: float = 1.0, dx: float = 1.0, *, drop_beyond_nyquist: bool = True
+):
     """Ring binning of a (ny, nx) rfft2 grid by physical wavenumber.
 
     Returns ``(k, counts)``: bin centres k_i = i·Δk with Δk = 1 / max(nx·dx, ny·dy) (cycles
@@ -96,10 +97,18 @@ def _window(name: str | None, ny: int, nx: int, dtype, device) -> torch.Tensor |
     return wy[:, None] * wx[None, :]
 
 
-def _rapsd_tensor(t: torch.Tensor, dy: float, dx: float, reduce: str, window: str | None,
-                  drop_beyond_nyquist: bool):
+def _rapsd_tensor(
+    t: torch.Tensor,
+    dy: float,
+    dx: float,
+    reduce: str,
+    window: str | None,
+    drop_beyond_nyquist: bool,
+):
     if t.ndim < 2:
-        raise ClimgenInputError(f"rapsd needs a field with ≥ 2 dims (..., ny, nx), got {tuple(t.shape)}")
+        raise ClimgenInputError(
+            f"rapsd needs a field with ≥ 2 dims (..., ny, nx), got {tuple(t.shape)}"
+        )
     ny, nx = t.shape[-2:]
     if ny < 2 or nx < 2:
         raise ClimgenInputError(f"rapsd needs ny, nx ≥ 2, got shape {tuple(t.shape)}")
@@ -127,7 +136,8 @@ def _rapsd_tensor(t: torch.Tensor, dy: float, dx: float, reduce: str, window: st
     # (index_add with alpha ≠ 1 is several times slower on CPU: scale afterwards instead.)
     out = out.index_add(1, torch.as_tensor(pair_index, device=device), sq)
     single = out.new_zeros(out.shape).index_add(
-        1, torch.as_tensor(single_index, device=device),
+        1,
+        torch.as_tensor(single_index, device=device),
         sq[:, torch.as_tensor(single_pos, device=device)],
     )
     out = (2.0 * out - single)[:, :n_bins] * scale
@@ -136,13 +146,22 @@ def _rapsd_tensor(t: torch.Tensor, dy: float, dx: float, reduce: str, window: st
     return k, out.reshape(*batch, n_bins), counts
 
 
-def rapsd(field, dy: float = 1.0, dx: float = 1.0, *, dims=None, reduce: str = "mean",
-          window: str | None = None, drop_beyond_nyquist: bool = True,
-          return_counts: bool = False):
+def rapsd(
+    field,
+    dy: float = 1.0,
+    dx: float = 1.0,
+    *,
+    dims=None,
+    reduce: str = "mean",
+    window: str | None = None,
+    drop_beyond_nyquist: bool = True,
+    return_counts: bool = False,
+):
     """Radially averaged power spectral density on physical wavenumbers.
 
     .. math::
-        P_{sum}(k_i) = \\sum_{|\\mathbf k| \\in \\text{ring } i} \\frac{|\\hat f(\\mathbf k)|^2}{(n_y n_x)^2},
+        P_{sum}(k_i) = \\sum_{|\\mathbf k| \\in \\text{ring } i}
+                       \\frac{|\\hat f(\\mathbf k)|^2}{(n_y n_x)^2},
         \\qquad \\sum_i P_{sum}(k_i) = \\overline{(f - \\bar f)^2}
 
     with k_x = fftfreq(nx, dx), k_y = fftfreq(ny, dy), rings of width Δk = 1/max(nx·dx, ny·dy)
@@ -205,11 +224,18 @@ def _rapsd_dataarray(da, dims, reduce, window, drop_beyond_nyquist):
     )
     coords["n_modes"] = xr.Variable("wavenumber", counts, {"long_name": "modes per ring"})
     return xr.DataArray(
-        power.numpy(), dims=(*lead, "wavenumber"), coords=coords, name=f"{da.name}_power",
-        attrs={"long_name": f"radially averaged power spectrum of {da.name}",
-               "units": f"({da.attrs.get('units', '1')})^2",
-               "reduce": reduce, "spectrum_kind": "planar", "k_units": f"cycles per {units}",
-               "normalisation": "sum over rings of reduce='sum' power = mean square"},
+        power.numpy(),
+        dims=(*lead, "wavenumber"),
+        coords=coords,
+        name=f"{da.name}_power",
+        attrs={
+            "long_name": f"radially averaged power spectrum of {da.name}",
+            "units": f"({da.attrs.get('units', '1')})^2",
+            "reduce": reduce,
+            "spectrum_kind": "planar",
+            "k_units": f"cycles per {units}",
+            "normalisation": "sum over rings of reduce='sum' power = mean square",
+        },
     )
 
 
@@ -244,13 +270,20 @@ def zonal_spectrum(da: xr.DataArray, *, radius: float = 6.371e6) -> xr.DataArray
         wavelength = np.where(m[None, :] > 0, circ[:, None] / np.maximum(m[None, :], 1), np.inf)
     lead = [d for d in da.dims if d not in (lat_d, lon_d)]
     coords = {d: da[d] for d in (*lead, lat_d) if d in da.coords}
-    coords["zonal_wavenumber"] = xr.Variable("zonal_wavenumber", m, {"long_name": "zonal wavenumber m"})
+    coords["zonal_wavenumber"] = xr.Variable(
+        "zonal_wavenumber", m, {"long_name": "zonal wavenumber m"}
+    )
     coords["wavelength"] = xr.Variable((lat_d, "zonal_wavenumber"), wavelength, {"units": "m"})
     return xr.DataArray(
-        density.numpy(), dims=(*lead, lat_d, "zonal_wavenumber"), coords=coords,
+        density.numpy(),
+        dims=(*lead, lat_d, "zonal_wavenumber"),
+        coords=coords,
         name=f"{da.name}_zonal_power",
-        attrs={"units": f"({da.attrs.get('units', '1')})^2 m", "spectrum_kind": "zonal",
-               "radius_m": radius},
+        attrs={
+            "units": f"({da.attrs.get('units', '1')})^2 m",
+            "spectrum_kind": "zonal",
+            "radius_m": radius,
+        },
     )
 
 
@@ -365,10 +398,17 @@ def _spherical_dataarray(da: xr.DataArray, reduce: str) -> xr.DataArray:
     coords = {d: canon[d] for d in lead if d in canon.coords}
     coords["degree"] = xr.Variable("degree", ell, {"long_name": "spherical harmonic degree ℓ"})
     return xr.DataArray(
-        power, dims=(*lead, "degree"), coords=coords, name=f"{da.name}_power",
-        attrs={"units": f"({da.attrs.get('units', '1')})^2", "spectrum_kind": "spherical",
-               "k_units": "degree", "reduce": reduce,
-               "normalisation": "sum over degrees of reduce='sum' power = area-mean square"},
+        power,
+        dims=(*lead, "degree"),
+        coords=coords,
+        name=f"{da.name}_power",
+        attrs={
+            "units": f"({da.attrs.get('units', '1')})^2",
+            "spectrum_kind": "spherical",
+            "k_units": "degree",
+            "reduce": reduce,
+            "normalisation": "sum over degrees of reduce='sum' power = area-mean square",
+        },
     )
 
 
@@ -427,7 +467,9 @@ def spectral_errors(p_gen, p_ref, k=None) -> dict:
     g, r, valid, _ = _positive_pair(p_gen, p_ref)
     g, r, valid = g.detach().numpy(), r.detach().numpy(), valid.numpy()
     if g.ndim != 1:
-        raise ClimgenInputError(f"spectral_errors takes 1-D spectra (average samples first), got {g.shape}")
+        raise ClimgenInputError(
+            f"spectral_errors takes 1-D spectra (average samples first), got {g.shape}"
+        )
     if not valid.any():
         raise ClimgenInputError("spectral_errors: no bin where both spectra are positive")
     ratio = np.full(g.shape, np.nan)

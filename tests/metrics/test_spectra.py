@@ -84,9 +84,13 @@ def test_rapsd_beats_index_radius_binning_on_non_square_grid():
     low = slice(1, 6)
     ours = np.abs(np.log(power.mean(0)[low] / expected[low])).max()
     # Index-radius binning for comparison.
-    f = np.fft.fftshift(np.abs(np.fft.fft2(field - field.mean((-2, -1), keepdims=True))) ** 2,
-                        axes=(-2, -1)) / (ny * nx) ** 2
-    yy, xx = np.ogrid[-ny // 2:ny - ny // 2, -nx // 2:nx - nx // 2]
+    f = (
+        np.fft.fftshift(
+            np.abs(np.fft.fft2(field - field.mean((-2, -1), keepdims=True))) ** 2, axes=(-2, -1)
+        )
+        / (ny * nx) ** 2
+    )
+    yy, xx = np.ogrid[-ny // 2 : ny - ny // 2, -nx // 2 : nx - nx // 2]
     r = np.round(np.sqrt(yy**2 + xx**2)).astype(int)
     idx_power = np.array([f[..., r == i].mean() for i in range(1, 6)])
     theirs = np.abs(np.log(idx_power / expected[low])).max()
@@ -156,8 +160,11 @@ def test_spherical_parseval_on_gaussian_grid():
     lat = gaussian_latitudes(32)
     lon = np.arange(64) * 360 / 64
     rng = np.random.default_rng(0)
-    field = sum(rng.standard_normal() * spherical_harmonic(ell, m, lat, lon)
-                for ell in range(0, 12) for m in range(-ell, ell + 1))
+    field = sum(
+        rng.standard_normal() * spherical_harmonic(ell, m, lat, lon)
+        for ell in range(0, 12)
+        for m in range(-ell, ell + 1)
+    )
     _, power = spherical_spectrum(field, grid="legendre-gauss")
     w = np.polynomial.legendre.leggauss(32)[1]  # Gaussian quadrature weights, Σ w = 2
     area_mean_square = (w[:, None] * field**2).sum() / (2 * 64)
@@ -168,8 +175,7 @@ def test_spherical_spectrum_of_dataarray_with_descending_lat():
     lat = gaussian_latitudes(32)[::-1]
     lon = np.arange(64) * 360 / 64
     data = np.stack([spherical_harmonic(4, 2, lat, lon)] * 3)
-    da = xr.DataArray(data, dims=("time", "lat", "lon"),
-                      coords={"lat": lat, "lon": lon}, name="z")
+    da = xr.DataArray(data, dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon}, name="z")
     out = field_spectrum(da)
     assert out.attrs["spectrum_kind"] == "spherical"
     assert out.dims == ("time", "degree")

@@ -1,0 +1,145 @@
+"""The contract between generative families and the trainer, and the family registry.
+
+A *family* is a ``torch.nn.Module`` holding its network(s), its loss and its sampler. The one
+trainer (:mod:`climgen.train`) drives every family through this contract:
+
+- ``optimizer_groups()`` → ``{name: OptimizerSpec}``: which parameters each optimiser updates
+  (one group ``"main"`` for AE/VAE/flows/diffusion; ``"generator"`` and ``"discriminator"`` for
+  GANs). The trainer builds the optimisers (and AMP scalers) from these specs.
+- ``training_step(batch, step, ctx)`` → ``{loss_name: float tensor}``: computes the losses and
+  calls ``ctx.step(loss, group)`` for each update it wants (a GAN may update the discriminator
+  n_critic times, then the generator). ``ctx.step`` does backward, AMP unscale, gradient
+  clipping, the optimiser step and zero_grad; the family never calls ``optimizer.step()``.
+  Returned tensors are detached scalars for logging; the trainer checks them for NaN/inf.
+- ``sample(n, generator=None)`` → tensor (n, C, H, W) in normalised units.
+- ``ema_module()`` → the sub-module whose weights the trainer averages (generator / decoder),
+  or ``None``.
+- ``config`` → JSON-serialisable dict of the constructor options (stored in the model card so
+  that ``build_family(name, **config)`` rebuilds the same architecture).
+
+Batches are dicts: ``{"x": (B, C, H, W) float tensor, "mask": optional (B, 1|C, H, W)}``.
+Spatial periodicity is passed to constructors as ``periodic=(periodic_y, periodic_x)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from climgen.errors import ClimgenInputError
+
+__all__ = [
+    "OptimizerSpec",
+    "StepContext",
+    "Family",
+    "register_family",
+    "build_family",
+    "available_families",
+]
+
+
+@dataclass
+class OptimizerSpec:
+    """Parameters of one optimiser group and how to optimise them.
+
+    ``kind`` names an optimiser: "adam", "adamw", "rmsprop", "sgd", or a two-player
+    optimiser from :mod:`climgen.families.gan.optim` ("optimistic-adam", "extragradient").
+    """
+
+    params: list[torch.nn.Parameter]
+    lr: float = 2e-4
+    kind: str = "adam"
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class StepContext(Protocol):
+    """What the trainer hands to ``training_step``."""
+
+    device: torch.device
+
+    def step(self, loss: torch.Tensor, group: str) -> None:
+        """Backward ``loss`` and update the parameters of optimiser ``group``."""
+
+    def game_step(self, group: str, loss_min: torch.Tensor, loss_max: torch.Tensor) -> None:
+        """Joint update of a two-player group (``kind="cgd"``): the optimiser receives both
+        players' losses (e.g. competitive gradient descent needs mixed second derivatives)."""
+
+    def autocast(self):
+        """Context manager for mixed precision of the forward pass (no-op on CPU)."""
+
+
+@runtime_checkable
+class Family(Protocol):
+    name: str
+    config: dict
+
+    def optimizer_groups(self) -> dict[str, OptimizerSpec]: ...
+
+    def training_step(
+        self, batch: dict, step: int, ctx: StepContext
+    ) -> dict[str, torch.Tensor]: ...
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+    def ema_module(self) -> torch.nn.Module | None: ...
+
+
+_REGISTRY: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register_family(name: str):
+    """Class decorator: make a family buildable by name (recipes, CLI, ``Emulator``)."""
+
+    def wrap(cls):
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def _load_builtin_families() -> None:
+    # Importing the modules runs their @register_family decorators.
+    import importlib
+
+    for module in ("climgen.families.vae", "climgen.families.gan"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a family not written yet
+            if exc.name != module:
+                raise
+
+
+def available_families() -> list[str]:
+    """Names accepted by ``build_family`` / ``Emulator(family=...)``."""
+    _load_builtin_families()
+    return sorted(_REGISTRY)
+
+
+def build_family(name: str, **options) -> torch.nn.Module:
+    """Instantiate the family registered as ``name`` with constructor ``options``.
+
+    Unknown names and unknown options give a :class:`ClimgenInputError` listing the choices.
+    """
+    _load_builtin_families()
+    if name not in _REGISTRY:
+        raise ClimgenInputError(
+            f"unknown family {name!r}; choose one of {', '.join(sorted(_REGISTRY))}"
+        )
+    cls = _REGISTRY[name]
+    import inspect
+
+    accepted = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ClimgenInputError(
+                f"family {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
+                f"valid options: {', '.join(sorted(accepted))}"
+            )
+    return cls(**options)

@@ -1,0 +1,31 @@
+"""Physics diagnostics: spectra, distributions, structure, ensembles, skill and noise floors.
+
+Each metric accepts numpy arrays, torch tensors or xarray DataArrays (numpy in → floats /
+numpy out; torch in → torch out, differentiable where a loss could use it). Definitions,
+units and references are in each function's docstring; conventions in metrics.md.
+"""
+
+from .distributions import *  # noqa: F403
+from .distributions import __all__ as _distributions_all
+from .ensemble import *  # noqa: F403
+from .ensemble import __all__ as _ensemble_all
+from .floor import *  # noqa: F403
+from .floor import __all__ as _floor_all
+from .physics import *  # noqa: F403
+from .physics import __all__ as _physics_all
+from .skill import *  # noqa: F403
+from .skill import __all__ as _skill_all
+from .spectra import *  # noqa: F403
+from .spectra import __all__ as _spectra_all
+from .structure import *  # noqa: F403
+from .structure import __all__ as _structure_all
+
+__all__ = [
+    *_spectra_all,
+    *_distributions_all,
+    *_structure_all,
+    *_ensemble_all,
+    *_skill_all,
+    *_physics_all,
+    *_floor_all,
+]
