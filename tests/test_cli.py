@@ -1,0 +1,183 @@
+"""The command line: climgen evaluate / demo, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from climgen.cli import main
+from climgen.data.samples import grf_dataarray
+
+REPO = Path(__file__).resolve().parents[1]
+N, NY, NX = 16, 24, 40
+
+
+def _write(path, seed, slope=-3.0, **kw):
+    da = grf_dataarray(N, NY, NX, slope=slope, seed=seed, name="v", units="K", **kw)
+    da.to_dataset().to_netcdf(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    return {
+        "ref": _write(d / "ref.nc", 0),
+        "same": _write(d / "same.nc", 1),
+        "wrong": _write(d / "wrong.nc", 2, slope=-2.0),
+        "dir": d,
+    }
+
+
+def _metrics(out):
+    return json.loads((Path(out) / "metrics.json").read_text())
+
+
+def test_evaluate_writes_report(files, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["evaluate", files["wrong"], files["ref"], "-o", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "index.html")
+    assert (out / "index.html").exists()
+    assert len(list(out.glob("*.png"))) == 4
+    data = _metrics(out)
+    assert {"matches", "factor", "provenance", "variables"} <= set(data)
+    spectrum = data["variables"]["v"]["distances"]["spectrum_lsd"]
+    assert spectrum["status"] == "differs" and "differs" in spectrum["verdict"]
+    assert data["matches"] is False
+
+
+def test_evaluate_same_distribution_matches_on_spectrum(files, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["evaluate", files["same"], files["ref"], "-o", str(out), "--variables", "v"]) == 0
+    printed = capsys.readouterr().out
+    assert "spectrum_lsd" in printed and "overall:" in printed  # the summary table
+    spectrum = _metrics(out)["variables"]["v"]["distances"]["spectrum_lsd"]
+    assert spectrum["status"] == "matches"
+
+
+def test_max_samples(files, tmp_path):
+    out = tmp_path / "rep"
+    assert (
+        main(["evaluate", files["same"], files["ref"], "-o", str(out), "-q", "--max-samples", "8"])
+        == 0
+    )
+    assert _metrics(out)["variables"]["v"]["n_reference"] == 8
+
+
+@pytest.mark.slow
+def test_python_m_climgen_subprocess(files, tmp_path):
+    out = tmp_path / "rep"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "climgen",
+            "evaluate",
+            files["wrong"],
+            files["ref"],
+            "-o",
+            str(out),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "index.html").exists() and (out / "metrics.json").exists()
+    bad = subprocess.run(
+        [sys.executable, "-m", "climgen", "evaluate", "missing.nc", files["ref"], "-o", "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("climgen: error:") and "missing.nc" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def _error(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("climgen: error:") and "Traceback" not in err
+    return err
+
+
+def test_mismatched_grid_exit_2(files, tmp_path, capsys):
+    da = grf_dataarray(N, NY, NX + 2, seed=3, name="v", units="K")
+    path = tmp_path / "wide.nc"
+    da.to_dataset().to_netcdf(path)
+    err = _error(["evaluate", str(path), files["ref"], "-o", str(tmp_path / "r")], capsys)
+    assert "'x'" in err and str(NX + 2) in err
+
+
+def test_missing_variable_exit_2(files, tmp_path, capsys):
+    err = _error(
+        [
+            "evaluate",
+            files["same"],
+            files["ref"],
+            "-o",
+            str(tmp_path / "r"),
+            "--variables",
+            "v",
+            "tas",
+        ],
+        capsys,
+    )
+    assert "'tas'" in err
+
+
+def test_nan_exit_2(files, tmp_path, capsys):
+    da = grf_dataarray(N, NY, NX, seed=3, name="v", units="K")
+    da.values[2, 5, 5] = np.nan
+    path = tmp_path / "nan.nc"
+    da.to_dataset().to_netcdf(path)
+    err = _error(["evaluate", str(path), files["ref"], "-o", str(tmp_path / "r")], capsys)
+    assert "'v'" in err and "1 NaN" in err
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(["demo", "-o", str(out), "--samples", "16", "--size", "24", "40", "--seed", "3"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    index = out / "report" / "index.html"
+    assert str(index) in printed and "overall: differs" in printed
+    assert (out / "generated.nc").exists() and (out / "reference.nc").exists()
+    data = _metrics(out / "report")
+    assert data["variables"]["tracer"]["distances"]["spectrum_lsd"]["status"] == "differs"
+    assert data["variables"]["tracer"]["shape"] == [24, 40]
+
+
+def test_demo_rejects_too_few_samples(tmp_path, capsys):
+    err = _error(["demo", "-o", str(tmp_path), "--samples", "2"], capsys)
+    assert "--samples" in err
+
+
+@pytest.mark.parametrize("sub", ["evaluate", "demo"])
+def test_help_has_examples(sub, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([sub, "--help"])
+    assert exc.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_version_and_no_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("climgen ")
+    assert main([]) == 2
