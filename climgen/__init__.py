@@ -9,17 +9,35 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "evaluate", "data", "metrics", "report"]
+__all__ = [
+    "__version__",
+    "evaluate",
+    "Emulator",
+    "available_families",
+    "available_gan_losses",
+    "data",
+    "metrics",
+    "report",
+    "train",
+    "families",
+    "tasks",
+]
+
+_LAZY = {
+    "evaluate": ("climgen.report.evaluate", "evaluate"),
+    "Emulator": ("climgen.tasks.emulate", "Emulator"),
+    "available_families": ("climgen.families.base", "available_families"),
+    "available_gan_losses": ("climgen.families.gan.losses", "available_gan_losses"),
+}
 
 
 def __getattr__(name):
     # Lazy: `import climgen` stays fast and the CLI starts quickly.
     import importlib
 
-    if name in ("data", "metrics", "report"):
+    if name in ("data", "metrics", "report", "train", "families", "tasks"):
         return importlib.import_module(f"climgen.{name}")
-    if name == "evaluate":
-        from climgen.report.evaluate import evaluate
-
-        return evaluate
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'climgen' has no attribute {name!r}")

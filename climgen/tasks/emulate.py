@@ -1,0 +1,232 @@
+"""Emulation: learn the distribution of simulated fields and draw new, statistically faithful ones.
+
+``Emulator(family=...).fit(ds)`` normalises the chosen variables (statistics streamed with
+dask and saved with the model), stacks them as channels, builds the family for the data's grid
+(shape and periodic axes), and trains it with the one trainer. ``sample(n)`` returns an
+``xr.Dataset`` on the training grid: same coordinates, latitude order, longitude convention and
+attributes, a ``sample`` dim, and provenance (``history``, ``climgen_version``, family).
+
+A run directory holds everything needed to reload: checkpoints (safetensors + model card with
+the normaliser, variables and grid), ``template.nc`` (one all-zero sample carrying the
+coordinates and attributes) and ``normalizer.json``.
+
+Example
+-------
+>>> import climgen as cg
+>>> from climgen.data.samples import grf_dataarray
+>>> da = grf_dataarray(64, 16, 32, seed=0, name="psi")
+>>> em = cg.Emulator("vae", latent_dim=8, base_channels=8).fit(
+...     da, run_dir=str(tmp), max_steps=5, batch_size=16, progress=False)   # doctest: +SKIP
+>>> em.sample(4).psi.dims                                                  # doctest: +SKIP
+('sample', 'y', 'x')
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from climgen.data.dataset import FieldDataset, to_xarray
+from climgen.data.io import climgen_version, open_fields, write_fields
+from climgen.data.normalize import Normalizer
+from climgen.errors import ClimgenInputError
+from climgen.families.base import build_family
+from climgen.train import TrainConfig, Trainer, load_family
+
+__all__ = ["Emulator", "as_dataset"]
+
+_TEMPLATE = "template.nc"
+_NORMALIZER = "normalizer.json"
+
+
+def as_dataset(data, variables=None) -> xr.Dataset:
+    """A Dataset from a Dataset, a DataArray, or path(s)/glob of netCDF/zarr files."""
+    if isinstance(data, xr.DataArray):
+        return data.to_dataset(name=data.name or "field")
+    if isinstance(data, xr.Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike, list, tuple)):
+        return open_fields(data, variables)
+    raise ClimgenInputError(
+        f"expected an xarray Dataset/DataArray or file path(s), got {type(data).__name__}"
+    )
+
+
+class Emulator:
+    """Generative emulator of gridded fields, with any registered family.
+
+    Parameters
+    ----------
+    family : family name (``climgen.available_families()``: "ae", "vae", "gan", ...).
+    variables : variables to emulate jointly (channels); default: every data variable that
+        has the sample dim.
+    sample_dim : the dim that indexes independent fields (default ``"time"``).
+    normalization : ``"standard"`` (area-weighted mean/std) or ``"robust"`` (median/IQR).
+    **family_options : passed to the family constructor (e.g. ``loss="wgan-gp"``,
+        ``latent_dim=64``); unknown options raise an error listing the valid ones.
+    """
+
+    def __init__(self, family: str = "vae", *, variables=None, sample_dim: str = "time",
+                 normalization: str = "standard", **family_options):
+        self.family_name = family
+        self.variables = [variables] if isinstance(variables, str) else variables
+        self.sample_dim = sample_dim
+        self.normalization = normalization
+        self.family_options = family_options
+        self.family = None
+        self.normalizer: Normalizer | None = None
+        self.template: xr.Dataset | None = None
+        self.run_dir: Path | None = None
+        self.result = None
+
+    # -- training --------------------------------------------------------------------------
+    def fit(self, data, *, run_dir: str | os.PathLike | None = None, resume: bool = False,
+            train: TrainConfig | dict | None = None, callbacks=(), **train_options) -> Emulator:
+        """Train on ``data`` (Dataset, DataArray or file paths); returns ``self``.
+
+        ``train`` / ``train_options`` are :class:`climgen.train.TrainConfig` fields
+        (``max_steps``, ``batch_size``, ``seed``, ...). ``run_dir`` defaults to
+        ``runs/emulate-<family>-<time>``; ``resume=True`` continues its latest checkpoint.
+        """
+        ds = as_dataset(data, self.variables)
+        variables = self.variables or [
+            str(v) for v in ds.data_vars if self.sample_dim in ds[v].dims
+        ]
+        if not variables:
+            raise ClimgenInputError(
+                f"no data variable has the sample dim '{self.sample_dim}' "
+                f"(variables: {list(ds.data_vars)}); pass sample_dim=..."
+            )
+        self.variables = variables
+        config = _train_config(train, train_options)
+        self.run_dir = Path(run_dir) if run_dir else _default_run_dir(self.family_name)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and (self.run_dir / _NORMALIZER).exists():
+            self.normalizer = Normalizer.from_json(self.run_dir / _NORMALIZER)
+        else:
+            self.normalizer = Normalizer.fit(ds, variables, method=self.normalization)
+            self.normalizer.to_json(self.run_dir / _NORMALIZER)
+        dataset = FieldDataset(ds, variables, sample_dim=self.sample_dim,
+                               normalizer=self.normalizer)
+        grid = dataset.grid
+        shape = (ds.sizes[grid.y_dim], ds.sizes[grid.x_dim])
+        self.template = _make_template(ds, variables, self.sample_dim)
+        write_fields(self.template, self.run_dir / _TEMPLATE)
+        self.family = build_family(
+            self.family_name, channels=len(variables), shape=shape,
+            periodic=(grid.periodic_y, grid.periodic_x), **self.family_options,
+        )
+        card = {
+            "task": "emulate",
+            "variables": variables,
+            "sample_dim": self.sample_dim,
+            "normalizer": self.normalizer.state_dict(),
+            "grid": {"kind": grid.kind, "dims": list(grid.spatial_dims), "shape": list(shape),
+                     "periodic": [grid.periodic_y, grid.periodic_x]},
+            "data": {"source": str(ds.encoding.get("source", "in-memory")),
+                     "n_samples": int(ds.sizes[self.sample_dim]),
+                     "title": str(ds.attrs.get("title", ""))},
+        }
+        trainer = Trainer(self.family, config, self.run_dir, callbacks=callbacks, card=card)
+        self.result = trainer.fit(dataset, resume=resume)
+        self.family.eval()
+        if trainer.ema is not None:
+            # Sample with the averaged weights, as a reloaded emulator does.
+            self.family, _ = load_family(self.run_dir, ema=True)
+        return self
+
+    # -- sampling --------------------------------------------------------------------------
+    def sample(self, n: int, *, seed: int | None = None, batch_size: int = 64,
+               **sample_options) -> xr.Dataset:
+        """Draw ``n`` fields; returns a Dataset on the training grid with a ``sample`` dim."""
+        self._check_fitted()
+        if int(n) != n or n < 1:
+            raise ClimgenInputError(f"n must be a positive integer, got {n!r}")
+        generator = torch.Generator().manual_seed(seed if seed is not None else 0)
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                m = min(batch_size, n - start)
+                x = self.family.sample(m, generator=generator, **sample_options)
+                chunks.append(x.detach().float().cpu())
+        x = torch.cat(chunks)
+        if not torch.isfinite(x).all():
+            raise ClimgenInputError(
+                f"the {self.family_name} model produced non-finite samples; "
+                "the training may have diverged (check metrics.csv in the run dir)"
+            )
+        x = self.normalizer.inverse_transform(x)
+        out = to_xarray(x.numpy(), self.template, variables=self.variables,
+                        sample_dim="sample")
+        out = out.assign_coords(sample=np.arange(n))
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        history = f"{stamp} climgen {climgen_version()}: Emulator({self.family_name}).sample({n})"
+        old = self.template.attrs.get("history", "")
+        out.attrs.update({
+            "history": f"{history}\n{old}".strip(),
+            "climgen_version": climgen_version(),
+            "climgen_model": self.family_name,
+            "climgen_run_dir": str(self.run_dir),
+            "source": f"climgen {self.family_name} emulator trained on "
+                      f"{self.template.attrs.get('title', 'unnamed data')}",
+        })
+        return out
+
+    # -- persistence -----------------------------------------------------------------------
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, *, which: str = "latest",
+             ema: bool = True) -> Emulator:
+        """Reload an emulator from its run directory (no code is executed from files)."""
+        run_dir = Path(run_dir)
+        if not (run_dir / _TEMPLATE).exists():
+            raise ClimgenInputError(
+                f"{run_dir} is not an emulator run directory (no {_TEMPLATE}); "
+                "give the directory that `climgen train` or Emulator.fit wrote"
+            )
+        family, ckpt = load_family(run_dir, which=which, ema=ema)
+        card = ckpt.card
+        em = cls(card["family"], variables=card["variables"], sample_dim=card["sample_dim"])
+        em.family = family
+        em.family_options = dict(card.get("config", {}))
+        em.normalizer = Normalizer.from_state_dict(card["normalizer"])
+        em.template = xr.load_dataset(run_dir / _TEMPLATE)
+        em.run_dir = run_dir
+        return em
+
+    def _check_fitted(self) -> None:
+        if self.family is None:
+            raise ClimgenInputError("the emulator is not trained: call fit(...) or load(run_dir)")
+
+    def __repr__(self) -> str:
+        state = f"run_dir={str(self.run_dir)!r}" if self.run_dir else "not fitted"
+        return f"Emulator(family={self.family_name!r}, variables={self.variables}, {state})"
+
+
+def _train_config(train, options) -> TrainConfig:
+    if isinstance(train, TrainConfig):
+        base = train.to_dict()
+    else:
+        base = dict(train or {})
+    base.update(options)
+    return TrainConfig.from_dict(base)
+
+
+def _default_run_dir(family: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"emulate-{family}-{stamp}"
+
+
+def _make_template(ds: xr.Dataset, variables, sample_dim: str) -> xr.Dataset:
+    """One all-zero sample per variable with the data's coords and attrs (a few kB on disk)."""
+    one = ds[variables].isel({sample_dim: 0}, drop=True)
+    out = xr.zeros_like(one, dtype=np.float32).load()
+    out.attrs = dict(ds.attrs)
+    for v in variables:
+        out[v].attrs = dict(ds[v].attrs)
+        out[v].encoding = {}
+    return out

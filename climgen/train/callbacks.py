@@ -1,0 +1,143 @@
+"""Trainer callbacks: hooks into the loop, and the spectral/PDF evaluation callback.
+
+A callback subclasses :class:`Callback` and overrides any of the hooks. State that must
+survive a resume goes through ``state_dict()`` / ``load_state_dict()`` (saved in the
+checkpoint's ``trainer_state.pt``; plain Python numbers, strings, lists, dicts and tensors
+only, since it is read with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from climgen.errors import ClimgenInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from climgen.train.trainer import Trainer, TrainResult
+
+__all__ = ["Callback", "SpectralEvalCallback"]
+
+
+class Callback:
+    """Base class: every hook is a no-op."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, step: int, losses: dict[str, torch.Tensor]) -> None:
+        """After each training step; ``step`` = completed steps; losses are device tensors."""
+
+    def on_eval(self, trainer: Trainer, step: int) -> None:
+        """Every ``eval_every`` steps: log with ``trainer.log_eval``, flag ``trainer.mark_best``."""
+
+    def on_checkpoint(self, trainer: Trainer, path) -> None: ...
+
+    def on_fit_end(self, trainer: Trainer, result: TrainResult) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class SpectralEvalCallback(Callback):
+    """Sample from the family and compare spectra and value distributions with a reference.
+
+    Logged (``eval.csv``; lower is better):
+
+    - ``lsd``: log-spectral distance sqrt(mean_k (log10 P̄_gen(k) − log10 P̄_ref(k))²) in
+      decades, P̄ the sample-mean radially averaged power spectrum
+      (:func:`climgen.metrics.rapsd`, unit grid spacing), over all channels' bins;
+    - ``w1``: Wasserstein-1 distance of the pooled values (:func:`climgen.metrics.wasserstein1`),
+      averaged over channels, in normalised units.
+
+    Parameters
+    ----------
+    reference : (N, C, H, W) tensor/array in normalised units; ``None`` takes a batch of the
+        trainer's ``val_data``.
+    n_samples : fields to draw (default: N).
+    seed : seed of the sampling generator (the same noise at every evaluation; the global
+        RNG is untouched so evaluation never perturbs training).
+    use_ema : sample with the EMA weights when the trainer keeps them.
+    best_by : "lsd", "w1" or "sum" — the score whose improvement marks the checkpoint "best";
+        ``None`` never marks.
+    """
+
+    def __init__(
+        self,
+        reference=None,
+        n_samples: int | None = None,
+        *,
+        seed: int = 0,
+        use_ema: bool = True,
+        best_by: str | None = "lsd",
+    ):
+        if best_by not in ("lsd", "w1", "sum", None):
+            raise ClimgenInputError(f"best_by must be 'lsd', 'w1', 'sum' or None, got {best_by!r}")
+        if n_samples is not None and (not isinstance(n_samples, int) or n_samples < 1):
+            raise ClimgenInputError(f"n_samples must be a positive int, got {n_samples!r}")
+        self.reference = None if reference is None else self._as_reference(reference)
+        self.n_samples = n_samples
+        self.seed = seed
+        self.use_ema = use_ema
+        self.best_by = best_by
+        self.best_score = math.inf
+        self.history: list[dict[str, float]] = []
+
+    @staticmethod
+    def _as_reference(ref) -> torch.Tensor:
+        t = torch.as_tensor(ref).detach().to("cpu", torch.float64)
+        if t.ndim != 4:
+            raise ClimgenInputError(
+                f"SpectralEvalCallback reference must be (N, C, H, W), got shape {tuple(t.shape)}"
+            )
+        return t
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if self.reference is None:
+            batch = trainer.val_batch(self.n_samples or 64)
+            if batch is None:
+                raise ClimgenInputError(
+                    "SpectralEvalCallback has no reference: pass reference=... or "
+                    "fit(..., val_data=...)"
+                )
+            self.reference = self._as_reference(batch)
+
+    def scores(self, samples: torch.Tensor) -> dict[str, float]:
+        """``{"lsd", "w1"}`` of ``samples`` (n, C, H, W) against the reference."""
+        from climgen.metrics import log_spectral_distance, rapsd, wasserstein1
+
+        gen = samples.detach().to("cpu", torch.float64)
+        ref = self.reference
+        if gen.shape[1:] != ref.shape[1:]:
+            raise ClimgenInputError(
+                f"samples have shape {tuple(gen.shape[1:])} per field, the reference "
+                f"{tuple(ref.shape[1:])}"
+            )
+        _, p_gen = rapsd(gen)
+        _, p_ref = rapsd(ref)
+        lsd = float(log_spectral_distance(p_gen.mean(0), p_ref.mean(0)))
+        w1 = sum(float(wasserstein1(gen[:, c], ref[:, c])) for c in range(gen.shape[1]))
+        return {"lsd": lsd, "w1": w1 / gen.shape[1]}
+
+    def on_eval(self, trainer: Trainer, step: int) -> None:
+        n = self.n_samples or self.reference.shape[0]
+        generator = torch.Generator(device=trainer.device).manual_seed(self.seed)
+        with trainer.sampling_mode(use_ema=self.use_ema):
+            samples = trainer.family.sample(n, generator=generator)
+        result = self.scores(samples)
+        result["sum"] = result["lsd"] + result["w1"]
+        self.history.append({"step": step, **result})
+        trainer.log_eval(step, {"lsd": result["lsd"], "w1": result["w1"]})
+        if self.best_by is not None and math.isfinite(result[self.best_by]):
+            if result[self.best_by] < self.best_score:
+                self.best_score = result[self.best_by]
+                trainer.mark_best()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score = float(state.get("best_score", math.inf))

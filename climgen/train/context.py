@@ -1,0 +1,267 @@
+"""Per-step machinery of the trainer: the optimiser registry, the StepContext and the EMA.
+
+- :func:`register_optimizer` / :func:`build_optimizer`: optimisers by name. Built in: "adam",
+  "adamw", "rmsprop", "sgd" (``torch.optim``). Other packages (the GAN family's two-player
+  optimisers "optimistic-adam", "extragradient", "cgd") register a factory
+  ``factory(spec: OptimizerSpec) -> torch.optim.Optimizer``. The optimiser must implement
+  ``state_dict()`` / ``load_state_dict()`` (checkpoints) and ``zero_grad(set_to_none=True)``;
+  a joint two-player optimiser used through ``ctx.game_step`` implements
+  ``step(loss_min, loss_max)`` and computes its own gradients.
+- :class:`TrainContext`: the :class:`climgen.families.base.StepContext` the trainer hands to
+  ``family.training_step``: ``step(loss, group)`` = zero the group's gradients, backward,
+  (AMP unscale), gradient-norm clipping, optimiser step, zero_grad.
+- :class:`EMA`: exponential moving average of weights,
+  θ_ema ← d·θ_ema + (1 − d)·θ after every training step (Polyak & Juditsky 1992; as used for
+  GAN generators by Karras et al. 2018 and Yazıcı et al. 2019, "The unusual effectiveness of
+  averaging in GAN training").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+from climgen.errors import ClimgenInputError
+
+if TYPE_CHECKING:  # no runtime import: families may import this registry without a cycle
+    from climgen.families.base import OptimizerSpec
+
+__all__ = [
+    "register_optimizer",
+    "available_optimizers",
+    "build_optimizer",
+    "TrainContext",
+    "EMA",
+]
+
+OptimizerFactory = Callable[["OptimizerSpec"], torch.optim.Optimizer]
+
+
+def _adam(spec: OptimizerSpec) -> torch.optim.Optimizer:
+    return torch.optim.Adam(
+        spec.params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay, **spec.extra
+    )
+
+
+def _adamw(spec: OptimizerSpec) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        spec.params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay, **spec.extra
+    )
+
+
+def _rmsprop(spec: OptimizerSpec) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(
+        spec.params, lr=spec.lr, weight_decay=spec.weight_decay, **spec.extra
+    )
+
+
+def _sgd(spec: OptimizerSpec) -> torch.optim.Optimizer:
+    return torch.optim.SGD(spec.params, lr=spec.lr, weight_decay=spec.weight_decay, **spec.extra)
+
+
+_OPTIMIZERS: dict[str, OptimizerFactory] = {
+    "adam": _adam,
+    "adamw": _adamw,
+    "rmsprop": _rmsprop,
+    "sgd": _sgd,
+}
+
+
+def register_optimizer(kind: str, factory: OptimizerFactory) -> None:
+    """Make ``OptimizerSpec(kind=kind)`` buildable: ``factory(spec)`` returns the optimiser.
+
+    The factory receives the whole :class:`OptimizerSpec` (``params``, ``lr``, ``betas``,
+    ``weight_decay`` and the free-form ``extra`` dict). Registering an existing name replaces
+    it (the last registration wins).
+
+    >>> register_optimizer("my-sgd", lambda spec: torch.optim.SGD(spec.params, lr=spec.lr))
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ClimgenInputError(f"optimizer kind must be a non-empty string, got {kind!r}")
+    if not callable(factory):
+        raise ClimgenInputError(f"optimizer factory for {kind!r} must be callable")
+    _OPTIMIZERS[kind] = factory
+
+
+def _load_plugin_optimizers() -> None:
+    # The two-player optimisers live with the GAN family (families sit below train, so they
+    # cannot register themselves here); adopt them without overriding user registrations.
+    from climgen.families.gan.optim import TWO_PLAYER_OPTIMIZERS
+
+    for kind, factory in TWO_PLAYER_OPTIMIZERS.items():
+        _OPTIMIZERS.setdefault(kind, factory)
+
+
+def available_optimizers() -> list[str]:
+    """Names accepted as ``OptimizerSpec.kind``."""
+    return sorted(_OPTIMIZERS)
+
+
+def build_optimizer(spec: OptimizerSpec, group: str = "main") -> torch.optim.Optimizer:
+    """Build the optimiser named by ``spec.kind`` (built-in or registered)."""
+    if spec.kind not in _OPTIMIZERS:
+        _load_plugin_optimizers()
+    if spec.kind not in _OPTIMIZERS:
+        raise ClimgenInputError(
+            f"optimizer group {group!r}: unknown optimizer kind {spec.kind!r}; choose one of "
+            f"{', '.join(available_optimizers())} (or register one with "
+            "climgen.train.register_optimizer)"
+        )
+    params = list(spec.params)
+    if not params:
+        raise ClimgenInputError(f"optimizer group {group!r} has no parameters")
+    try:
+        return _OPTIMIZERS[spec.kind](spec)
+    except TypeError as exc:  # e.g. a misspelt key in spec.extra
+        raise ClimgenInputError(
+            f"optimizer group {group!r} ({spec.kind!r}): invalid options {spec.extra!r}: {exc}"
+        ) from exc
+
+
+class TrainContext:
+    """The trainer's implementation of :class:`climgen.families.base.StepContext`.
+
+    Parameters
+    ----------
+    device : where the batches and parameters live.
+    optimizers : ``{group: optimiser}`` built from ``family.optimizer_groups()``.
+    amp_dtype : ``None`` (full precision), ``torch.bfloat16`` or ``torch.float16``.
+    scalers : ``{group: torch.amp.GradScaler}`` for float16 (empty otherwise).
+    grad_clip : max global L2 norm of each group's gradients (after AMP unscale), or None.
+
+    Attributes ``updates`` (``{group: number of optimiser steps}``) and ``grad_norms``
+    (``{group: L2 norm of the last gradients before clipping}``, only when clipping) are
+    kept for logging and tests.
+    """
+
+    def __init__(
+        self,
+        device: torch.device,
+        optimizers: dict[str, torch.optim.Optimizer],
+        *,
+        amp_dtype: torch.dtype | None = None,
+        scalers: dict[str, torch.amp.GradScaler] | None = None,
+        grad_clip: float | None = None,
+    ):
+        self.device = device
+        self.optimizers = optimizers
+        self.amp_dtype = amp_dtype
+        self.scalers = scalers or {}
+        self.grad_clip = grad_clip
+        self.updates = {name: 0 for name in optimizers}
+        self.grad_norms: dict[str, torch.Tensor] = {}
+        self._params = {
+            name: [p for g in opt.param_groups for p in g["params"]]
+            for name, opt in optimizers.items()
+        }
+
+    def _optimizer(self, group: str) -> torch.optim.Optimizer:
+        try:
+            return self.optimizers[group]
+        except KeyError:
+            raise ClimgenInputError(
+                f"ctx.step: unknown optimizer group {group!r}; the family declared "
+                f"{', '.join(map(repr, self.optimizers))} in optimizer_groups()"
+            ) from None
+
+    def step(self, loss: torch.Tensor, group: str) -> None:
+        """Backward ``loss`` and update the parameters of optimiser ``group``.
+
+        The group's gradients are cleared first, so gradients that another group's backward
+        left on these parameters (e.g. the discriminator's during a generator update) never
+        leak into this update.
+        """
+        opt = self._optimizer(group)
+        opt.zero_grad(set_to_none=True)
+        scaler = self.scalers.get(group)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if self.grad_clip is not None:
+            self.grad_norms[group] = torch.nn.utils.clip_grad_norm_(
+                self._params[group], self.grad_clip
+            ).detach()
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        self.updates[group] += 1
+
+    def game_step(self, group: str, loss_min: torch.Tensor, loss_max: torch.Tensor) -> None:
+        """Joint two-player update: ``optimizer.step(loss_min, loss_max)`` of group ``group``.
+
+        The joint optimiser computes its own (mixed second-order) gradients, so neither AMP
+        loss scaling nor gradient clipping applies here.
+        """
+        opt = self._optimizer(group)
+        if group in self.scalers:
+            raise ClimgenInputError(
+                f"ctx.game_step({group!r}): amp='fp16' loss scaling cannot drive a joint "
+                "two-player optimiser; use amp='bf16' or amp='off'"
+            )
+        opt.zero_grad(set_to_none=True)
+        try:
+            opt.step(loss_min, loss_max)
+        except TypeError as exc:
+            raise ClimgenInputError(
+                f"ctx.game_step({group!r}): optimizer {type(opt).__name__} has no "
+                "step(loss_min, loss_max); declare the group with a joint kind such as 'cgd'"
+            ) from exc
+        opt.zero_grad(set_to_none=True)
+        self.updates[group] += 1
+
+    def autocast(self):
+        """Mixed-precision context for forward passes (a no-op when AMP is off)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+class EMA:
+    """Exponential moving average of a module's floating-point parameters.
+
+    After each training step: θ_ema ← d·θ_ema + (1 − d)·θ (decay d ∈ (0, 1)); buffers (e.g.
+    batch-norm statistics) are copied. ``shadow`` is a frozen deep copy of the module in
+    eval mode; it starts equal to the module's weights.
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.module = module
+        self.decay = float(decay)
+        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
+        self.updates = 0
+
+    def _pairs(self):
+        live = [p for p in self.module.parameters() if p.dtype.is_floating_point]
+        avg = [p for p in self.shadow.parameters() if p.dtype.is_floating_point]
+        return avg, live
+
+    @torch.no_grad()
+    def update(self) -> None:
+        avg, live = self._pairs()
+        if avg:
+            torch._foreach_mul_(avg, self.decay)
+            torch._foreach_add_(avg, live, alpha=1.0 - self.decay)
+        for b_avg, b in zip(self.shadow.buffers(), self.module.buffers()):
+            b_avg.copy_(b)
+        self.updates += 1
+
+    @contextlib.contextmanager
+    def applied(self):
+        """Temporarily put the averaged weights into the live module (bit-exact restore)."""
+        backup = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        with torch.no_grad():
+            self.module.load_state_dict(self.shadow.state_dict())
+        try:
+            yield self.module
+        finally:
+            with torch.no_grad():
+                self.module.load_state_dict(backup)
