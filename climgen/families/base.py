@@ -37,6 +37,7 @@ __all__ = [
     "Family",
     "register_family",
     "build_family",
+    "check_family_options",
     "available_families",
 ]
 
@@ -121,19 +122,20 @@ def available_families() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_family(name: str, **options) -> torch.nn.Module:
-    """Instantiate the family registered as ``name`` with constructor ``options``.
+def check_family_options(name: str, options: dict) -> type:
+    """The class registered as ``name``, after checking ``options`` are its constructor's.
 
-    Unknown names and unknown options give a :class:`ClimgenInputError` listing the choices.
+    Unknown names and unknown options give a :class:`ClimgenInputError` listing the choices
+    (recipes call this before any data is read).
     """
+    import inspect
+
     _load_builtin_families()
     if name not in _REGISTRY:
         raise ClimgenInputError(
             f"unknown family {name!r}; choose one of {', '.join(sorted(_REGISTRY))}"
         )
     cls = _REGISTRY[name]
-    import inspect
-
     accepted = inspect.signature(cls).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(options) - set(accepted))
@@ -142,4 +144,12 @@ def build_family(name: str, **options) -> torch.nn.Module:
                 f"family {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
                 f"valid options: {', '.join(sorted(accepted))}"
             )
-    return cls(**options)
+    return cls
+
+
+def build_family(name: str, **options) -> torch.nn.Module:
+    """Instantiate the family registered as ``name`` with constructor ``options``.
+
+    Unknown names and unknown options give a :class:`ClimgenInputError` listing the choices.
+    """
+    return check_family_options(name, options)(**options)

@@ -68,8 +68,30 @@ class PeriodicConv2d(nn.Conv2d):
         th, tw = dilation * (kh - 1), dilation * (kw - 1)
         self._pad_y = (th // 2, th - th // 2)
         self._pad_x = (tw // 2, tw - tw // 2)
+        # Fast path: symmetric zero padding of the non-periodic axes is left to the
+        # convolution itself, so at most one explicit (circular) pad copies the input.
+        symmetric = th % 2 == 0 and tw % 2 == 0
+        self._native = symmetric and nonperiodic_mode == "zeros"
+        if self._native:
+            py, px = self.periodic
+            self._native_padding = (0 if py else th // 2, 0 if px else tw // 2)
+            self._circular = ((0, 0) if not px else self._pad_x) + (
+                (0, 0) if not py else self._pad_y
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._native:
+            if any(self._circular):
+                x = F.pad(x, self._circular, mode="circular")
+            return F.conv2d(
+                x,
+                self.weight,
+                self.bias,
+                self.stride,
+                self._native_padding,
+                self.dilation,
+                self.groups,
+            )
         x = pad_periodic(x, self._pad_y, self._pad_x, self.periodic, self.nonperiodic_mode)
         return super().forward(x)
 

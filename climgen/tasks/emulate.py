@@ -71,8 +71,15 @@ class Emulator:
         ``latent_dim=64``); unknown options raise an error listing the valid ones.
     """
 
-    def __init__(self, family: str = "vae", *, variables=None, sample_dim: str = "time",
-                 normalization: str = "standard", **family_options):
+    def __init__(
+        self,
+        family: str = "vae",
+        *,
+        variables=None,
+        sample_dim: str = "time",
+        normalization: str = "standard",
+        **family_options,
+    ):
         self.family_name = family
         self.variables = [variables] if isinstance(variables, str) else variables
         self.sample_dim = sample_dim
@@ -85,8 +92,16 @@ class Emulator:
         self.result = None
 
     # -- training --------------------------------------------------------------------------
-    def fit(self, data, *, run_dir: str | os.PathLike | None = None, resume: bool = False,
-            train: TrainConfig | dict | None = None, callbacks=(), **train_options) -> Emulator:
+    def fit(
+        self,
+        data,
+        *,
+        run_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        train: TrainConfig | dict | None = None,
+        callbacks=(),
+        **train_options,
+    ) -> Emulator:
         """Train on ``data`` (Dataset, DataArray or file paths); returns ``self``.
 
         ``train`` / ``train_options`` are :class:`climgen.train.TrainConfig` fields
@@ -111,26 +126,36 @@ class Emulator:
         else:
             self.normalizer = Normalizer.fit(ds, variables, method=self.normalization)
             self.normalizer.to_json(self.run_dir / _NORMALIZER)
-        dataset = FieldDataset(ds, variables, sample_dim=self.sample_dim,
-                               normalizer=self.normalizer)
+        dataset = FieldDataset(
+            ds, variables, sample_dim=self.sample_dim, normalizer=self.normalizer
+        )
         grid = dataset.grid
         shape = (ds.sizes[grid.y_dim], ds.sizes[grid.x_dim])
         self.template = _make_template(ds, variables, self.sample_dim)
         write_fields(self.template, self.run_dir / _TEMPLATE)
         self.family = build_family(
-            self.family_name, channels=len(variables), shape=shape,
-            periodic=(grid.periodic_y, grid.periodic_x), **self.family_options,
+            self.family_name,
+            channels=len(variables),
+            shape=shape,
+            periodic=(grid.periodic_y, grid.periodic_x),
+            **self.family_options,
         )
         card = {
             "task": "emulate",
             "variables": variables,
             "sample_dim": self.sample_dim,
             "normalizer": self.normalizer.state_dict(),
-            "grid": {"kind": grid.kind, "dims": list(grid.spatial_dims), "shape": list(shape),
-                     "periodic": [grid.periodic_y, grid.periodic_x]},
-            "data": {"source": str(ds.encoding.get("source", "in-memory")),
-                     "n_samples": int(ds.sizes[self.sample_dim]),
-                     "title": str(ds.attrs.get("title", ""))},
+            "grid": {
+                "kind": grid.kind,
+                "dims": list(grid.spatial_dims),
+                "shape": list(shape),
+                "periodic": [grid.periodic_y, grid.periodic_x],
+            },
+            "data": {
+                "source": str(ds.encoding.get("source", "in-memory")),
+                "n_samples": int(ds.sizes[self.sample_dim]),
+                "title": str(ds.attrs.get("title", "")),
+            },
         }
         trainer = Trainer(self.family, config, self.run_dir, callbacks=callbacks, card=card)
         self.result = trainer.fit(dataset, resume=resume)
@@ -141,8 +166,9 @@ class Emulator:
         return self
 
     # -- sampling --------------------------------------------------------------------------
-    def sample(self, n: int, *, seed: int | None = None, batch_size: int = 64,
-               **sample_options) -> xr.Dataset:
+    def sample(
+        self, n: int, *, seed: int | None = None, batch_size: int = 64, **sample_options
+    ) -> xr.Dataset:
         """Draw ``n`` fields; returns a Dataset on the training grid with a ``sample`` dim."""
         self._check_fitted()
         if int(n) != n or n < 1:
@@ -161,26 +187,28 @@ class Emulator:
                 "the training may have diverged (check metrics.csv in the run dir)"
             )
         x = self.normalizer.inverse_transform(x)
-        out = to_xarray(x.numpy(), self.template, variables=self.variables,
-                        sample_dim="sample")
+        out = to_xarray(x.numpy(), self.template, variables=self.variables, sample_dim="sample")
         out = out.assign_coords(sample=np.arange(n))
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         history = f"{stamp} climgen {climgen_version()}: Emulator({self.family_name}).sample({n})"
         old = self.template.attrs.get("history", "")
-        out.attrs.update({
-            "history": f"{history}\n{old}".strip(),
-            "climgen_version": climgen_version(),
-            "climgen_model": self.family_name,
-            "climgen_run_dir": str(self.run_dir),
-            "source": f"climgen {self.family_name} emulator trained on "
-                      f"{self.template.attrs.get('title', 'unnamed data')}",
-        })
+        out.attrs.update(
+            {
+                "history": f"{history}\n{old}".strip(),
+                "climgen_version": climgen_version(),
+                "climgen_model": self.family_name,
+                "climgen_run_dir": str(self.run_dir),
+                "source": f"climgen {self.family_name} emulator trained on "
+                f"{self.template.attrs.get('title', 'unnamed data')}",
+            }
+        )
         return out
 
     # -- persistence -----------------------------------------------------------------------
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, *, which: str = "latest",
-             ema: bool = True) -> Emulator:
+    def load(
+        cls, run_dir: str | os.PathLike, *, which: str = "latest", ema: bool = True
+    ) -> Emulator:
         """Reload an emulator from its run directory (no code is executed from files)."""
         run_dir = Path(run_dir)
         if not (run_dir / _TEMPLATE).exists():

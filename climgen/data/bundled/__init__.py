@@ -1,0 +1,43 @@
+"""Small sample files made by climgen's own data recipes, shipped for offline demos and tests.
+
+``rbc``: ``rbc_small.nc``, 2D Rayleigh–Bénard buoyancy ``b`` (time 300 × z 32 × x 128),
+Ra = 10⁶, Pr = 1, every 0.5 free-fall times after an automatic spin-up; int16 CF-packed.
+The exact command that made it is in ``README.md`` beside the file and in its ``history``
+attribute.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from climgen.errors import ClimgenInputError
+
+__all__ = ["bundled_path", "available_bundled"]
+
+_FILES = {"rbc": "rbc_small.nc"}
+
+
+def available_bundled() -> list[str]:
+    """Names accepted by :func:`bundled_path`."""
+    return sorted(_FILES)
+
+
+def bundled_path(name: str = "rbc") -> Path:
+    """Path of the bundled sample ``name`` (see :func:`available_bundled`).
+
+    Raises :class:`ClimgenInputError` for an unknown name, or when the file is missing from
+    the installation (it must be installed as package data of ``climgen.data.bundled``).
+    """
+    if name not in _FILES:
+        raise ClimgenInputError(
+            f"no bundled sample named {name!r}; available: {available_bundled()}"
+        )
+    path = Path(str(resources.files(__name__).joinpath(_FILES[name])))
+    if not path.is_file():
+        raise ClimgenInputError(
+            f"the bundled sample {name!r} ({_FILES[name]}) is missing from this installation "
+            f"(looked in {path.parent}); reinstall climgen, or make it with "
+            "'climgen data rbc' (see docs/data-recipes.md)"
+        )
+    return path
