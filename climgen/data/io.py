@@ -206,6 +206,9 @@ def open_fields(
         return select_variables(ds, variables, source=str(resolved[0]))
     for p in resolved:
         _check_netcdf_file(p)
+    # Naming the engine skips xarray's guessing through every installed backend plugin
+    # (some, like Dedalus', are slow to import and print warnings).
+    engine = engine or "netcdf4"
     try:
         if len(resolved) == 1:
             ds = xr.open_dataset(resolved[0], chunks=chunks, engine=engine)

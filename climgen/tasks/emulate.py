@@ -222,7 +222,7 @@ class Emulator:
         em.family = family
         em.family_options = dict(card.get("config", {}))
         em.normalizer = Normalizer.from_state_dict(card["normalizer"])
-        em.template = xr.load_dataset(run_dir / _TEMPLATE)
+        em.template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
         em.run_dir = run_dir
         return em
 

@@ -15,7 +15,11 @@ CASES = [
     ("ae", {"latent_dim": 8, "base_channels": 8}, "loss"),
     ("vae", {"latent_dim": 8, "base_channels": 8}, "loss"),
     ("gan", {"loss": "non-saturating", "latent_dim": 8, "base_channels": 8}, "d_loss"),
-    ("gan", {"loss": "hinge", "latent_dim": 8, "base_channels": 8, "spectral_norm": True}, "d_loss"),
+    (
+        "gan",
+        {"loss": "hinge", "latent_dim": 8, "base_channels": 8, "spectral_norm": True},
+        "d_loss",
+    ),
     ("gan", {"loss": "lsgan", "latent_dim": 8, "base_channels": 8, "generator": "style"}, "d_loss"),
 ]
 COND_FAMILIES = {"cvae"}
@@ -33,14 +37,24 @@ def grf_data():
     return torch.from_numpy(x)[:, None]
 
 
-@pytest.mark.parametrize("name, options, falling", CASES,
-                         ids=[f"{c[0]}-{c[1].get('loss', c[1].get('generator', ''))}" for c in CASES])
+@pytest.mark.parametrize(
+    "name, options, falling",
+    CASES,
+    ids=[f"{c[0]}-{c[1].get('loss', c[1].get('generator', ''))}" for c in CASES],
+)
 def test_family_contract(name, options, falling, grf_data, tmp_path):
     torch.set_num_threads(1)
     family = build_family(name, channels=1, shape=SHAPE, periodic=(True, True), **options)
     assert repr(family)
-    config = TrainConfig(max_steps=60, batch_size=16, seed=0, log_every=1, checkpoint_every=60,
-                         progress=False, ema_decay=None)
+    config = TrainConfig(
+        max_steps=60,
+        batch_size=16,
+        seed=0,
+        log_every=1,
+        checkpoint_every=60,
+        progress=False,
+        ema_decay=None,
+    )
     Trainer(family, config, tmp_path).fit(grf_data)
 
     import csv
@@ -67,8 +81,15 @@ def test_family_contract(name, options, falling, grf_data, tmp_path):
 
 def test_conditional_vae_contract(tmp_path):
     torch.set_num_threads(1)
-    family = build_family("cvae", channels=1, shape=SHAPE, periodic=(True, True), latent_dim=8,
-                          base_channels=8, cond_channels=1)
+    family = build_family(
+        "cvae",
+        channels=1,
+        shape=SHAPE,
+        periodic=(True, True),
+        latent_dim=8,
+        base_channels=8,
+        cond_channels=1,
+    )
     x = torch.randn(32, 1, *SHAPE)
     data = [{"x": x[i], "cond": x[i] * 0.5} for i in range(32)]
     config = TrainConfig(max_steps=10, batch_size=8, progress=False, checkpoint_every=10)
