@@ -16,7 +16,7 @@ pip_q() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>
 .venv/bin/python -c "import torch" || { echo "setup: torch failed to install" >&2; exit 1; }
 # torch-harmonics (spherical-harmonic transforms) builds against the torch already installed.
 if ! .venv/bin/python -c "import torch_harmonics" 2>/dev/null; then
-  pip_q setuptools wheel
+  pip_q setuptools wheel numpy
   pip_q --no-build-isolation "torch-harmonics==0.8.0"
 fi
 .venv/bin/python -c "import climgen, pytest, hypothesis" 2>/dev/null || pip_q -e ".[dev,sphere]"

@@ -108,7 +108,13 @@ def _load_builtin_families() -> None:
     # Importing the modules runs their @register_family decorators.
     import importlib
 
-    for module in ("climgen.families.vae", "climgen.families.gan"):
+    for module in (
+        "climgen.families.vae",
+        "climgen.families.gan",
+        "climgen.families.flow",
+        "climgen.families.pixelcnn",
+        "climgen.families.diffusion",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a family not written yet

@@ -21,6 +21,8 @@ CASES = [
         "d_loss",
     ),
     ("gan", {"loss": "lsgan", "latent_dim": 8, "base_channels": 8, "generator": "style"}, "d_loss"),
+    ("pixelcnn", {"hidden_channels": 16, "n_layers": 4, "kernel_size": 3, "mixtures": 3}, "loss"),
+    ("flow", {"levels": 2, "steps_per_level": 2, "hidden_channels": 16}, "loss"),
 ]
 COND_FAMILIES = {"cvae"}
 
