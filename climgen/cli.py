@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         parents=[quiet],
-        help="end-to-end demo on synthetic fields (no data needed)",
+        help="end-to-end demo: train a small emulator on bundled data, write the report",
         description="Make a synthetic reference and a deliberately wrong generated set, "
         "evaluate them and write the report.",
         epilog=_DEMO_EXAMPLES,
@@ -217,7 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     from climgen.sim.cli import add_data_parser
+    from climgen.tasks.downscale_cli import add_downscale_parser
+    from climgen.tasks.fill_cli import add_fill_parser
 
+    add_fill_parser(sub)
+    add_downscale_parser(sub)
     add_data_parser(sub)
     return parser
 
@@ -264,6 +268,7 @@ def _run_evaluate(args) -> int:
 
 def _run_train(args) -> int:
     from climgen.tasks.recipe import load_recipe, run_recipe
+    from climgen.train.distributed import is_main_process
 
     recipe = load_recipe(args.recipe)
     overrides = {"max_steps": args.max_steps} if args.max_steps else {}
@@ -274,6 +279,8 @@ def _run_train(args) -> int:
         progress=not args.quiet,
         overrides=overrides,
     )
+    if not is_main_process():
+        return 0
     print(f"trained {emulator.family_name} in {emulator.run_dir}")
     if report is not None:
         if not args.quiet:
@@ -372,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INPUT_ERROR
     from climgen.sim.cli import run_data
+    from climgen.tasks.downscale_cli import run_downscale
+    from climgen.tasks.fill_cli import run_fill
 
     runners = {
         "evaluate": _run_evaluate,
@@ -379,9 +388,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": _run_train,
         "sample": _run_sample,
         "data": run_data,
+        "downscale": run_downscale,
+        "fill": run_fill,
     }
+    from climgen.train import TrainingInterrupted
+
     try:
         return runners[args.command](args)
     except (ClimgenInputError, MissingDependencyError) as exc:
         print(f"climgen: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except TrainingInterrupted as exc:  # SIGTERM/SIGINT: checkpoint written, exit like the shell
+        print(f"climgen: {exc}", file=sys.stderr)
+        return 128 + exc.signum

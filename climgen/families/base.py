@@ -114,6 +114,8 @@ def _load_builtin_families() -> None:
         "climgen.families.flow",
         "climgen.families.pixelcnn",
         "climgen.families.diffusion",
+        "climgen.families.superres",
+        "climgen.families.infill",
     ):
         try:
             importlib.import_module(module)

@@ -1,0 +1,839 @@
+"""Downscaling: coarse fields → fine fields ×2 to ×8, with exact coarse means and ensembles.
+
+``Downscaler(factor=4, method=...)`` offers, in one API (:func:`available_downscale_methods`):
+
+- interpolation baselines ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos"``
+  (:mod:`climgen.tasks.downscale_interp`), which need no ``fit``;
+- ``"regression"``: an EDSR-style network with pixel-shuffle up-sampling trained on an L1 (or
+  L2) loss (:class:`climgen.families.superres.SuperResolution`);
+- ``"srgan"``: the same generator with noise inputs, trained against a conditional critic with
+  a loss of the GAN zoo, plus an optional spectral loss (Ledig et al. 2017; Stengel et al.
+  2020); ``downscale(..., members=M)`` draws M stochastic fine fields;
+- ``"diffusion"``: CorrDiff (Mardani et al. 2025): the regression net gives the mean μ(c),
+  then an EDM diffusion model (:class:`climgen.families.diffusion.Diffusion`) of the
+  residual r = (x − μ)/s, conditioned on μ (and the static fields), draws the members
+  x = μ + s·r. Options: ``regression_options={...}``, ``diffusion_options={...}``.
+
+``conserve=True`` (additive) or ``conserve="multiplicative"`` (non-negative fields) ends any
+method with the conservation layer of :mod:`climgen.families.superres.conserve`: the
+area-weighted (cos-lat on lat/lon grids) block means of the output equal the coarse input.
+
+``fit(ds_fine)`` makes the coarse inputs by area-weighted coarsening
+(:func:`climgen.data.coarsen.coarsen_tensor`); ``fit(ds_coarse, ds_fine)`` trains on paired
+data. Static high-resolution inputs (topography) are given as ``static=`` on the fine grid.
+``downscale(ds_coarse)`` returns a Dataset on the fine grid: for trained models the training
+grid's coordinates, for the baselines coordinates computed from the coarse cell bounds
+(:func:`~climgen.tasks.downscale_interp.refine_coordinate`); variable and global attributes
+are kept and provenance added. Networks run tiled when the field does not fit in memory
+(:mod:`climgen.tasks.downscale_tiles`).
+
+Example
+-------
+>>> import climgen as cg                                                    # doctest: +SKIP
+>>> fine = cg.Downscaler(factor=4, method="bicubic", conserve=True).downscale(coarse)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from climgen.data.coarsen import coarsen, coarsen_tensor
+from climgen.data.dataset import FieldDataset, to_xarray
+from climgen.data.grids import area_weights, detect_grid, to_canonical
+from climgen.data.io import climgen_version, write_fields
+from climgen.data.normalize import Normalizer
+from climgen.errors import ClimgenInputError
+from climgen.families.base import build_family, check_family_options
+from climgen.families.superres import conserve as conserve_layer
+from climgen.families.superres import conserve_additive
+from climgen.tasks.downscale_interp import cell_bounds, interpolate, refine_coordinate
+from climgen.tasks.downscale_tiles import auto_tile, tiled_apply
+from climgen.tasks.emulate import as_dataset
+from climgen.train import TrainConfig, Trainer, load_family
+
+__all__ = ["Downscaler", "available_downscale_methods", "DOWNSCALE_METHODS", "MethodSpec"]
+
+_FINE_TEMPLATE = "fine_template.nc"
+_COARSE_TEMPLATE = "coarse_template.nc"
+_STATIC = "static.nc"
+_NORMALIZER = "normalizer.json"
+_CONSERVE = ("additive", "multiplicative")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A downscaling method: ``kind`` "interpolation" or "network" (family + default options)."""
+
+    name: str
+    kind: str
+    description: str
+    family: str | None = None
+    defaults: dict = field(default_factory=dict)
+
+
+DOWNSCALE_METHODS: dict[str, MethodSpec] = {
+    "nearest": MethodSpec("nearest", "interpolation", "block copy of each coarse cell"),
+    "bilinear": MethodSpec("bilinear", "interpolation", "separable linear interpolation"),
+    "bicubic": MethodSpec("bicubic", "interpolation", "Keys (1981) cubic convolution, a=-0.5"),
+    "lanczos": MethodSpec("lanczos", "interpolation", "Lanczos-3 windowed sinc"),
+    "regression": MethodSpec(
+        "regression",
+        "network",
+        "EDSR-style residual net with pixel shuffle, L1 loss",
+        "superres",
+        {"content_loss": "l1"},
+    ),
+    "srgan": MethodSpec(
+        "srgan",
+        "network",
+        "SRGAN: the regression generator with noise inputs against a conditional critic",
+        "superres",
+        {"content_loss": "l1", "adversarial": "non-saturating", "noise_channels": 2},
+    ),
+    "diffusion": MethodSpec(
+        "diffusion",
+        "corrdiff",
+        "CorrDiff: regression mean + EDM diffusion of the residual, conditioned on the mean",
+        "diffusion",
+    ),
+}
+_CORRDIFF_OPTIONS = ("regression_options", "diffusion_options")
+
+
+def available_downscale_methods() -> list[str]:
+    """Names accepted as ``Downscaler(method=...)``: baselines first, then trained models."""
+    return list(DOWNSCALE_METHODS)
+
+
+def _check_factor(factor) -> int:
+    if (
+        isinstance(factor, bool)
+        or not isinstance(factor, (int, np.integer))
+        or not (2 <= factor <= 8)
+    ):
+        raise ClimgenInputError(
+            f"factor must be an integer from 2 to 8 (the same on both axes), got {factor!r}"
+        )
+    return int(factor)
+
+
+def _check_conserve(conserve) -> str | None:
+    if conserve in (False, None, "none"):
+        return None
+    if conserve is True:
+        return "additive"
+    if conserve not in _CONSERVE:
+        raise ClimgenInputError(
+            f"conserve={conserve!r} is not valid; use True/'additive' (signed fields), "
+            "'multiplicative' (non-negative fields) or False"
+        )
+    return conserve
+
+
+def _row_weights(da: xr.DataArray) -> np.ndarray | None:
+    """Per-row area weights of ``da``'s grid in its own orientation (None on planar grids)."""
+    grid = detect_grid(da)
+    if grid.kind != "latlon":
+        return None
+    return area_weights(da, grid).values[:, 0]
+
+
+def _check_finite(da: xr.DataArray, where: str) -> None:
+    bad = int((~np.isfinite(da.values)).sum())
+    if bad:
+        raise ClimgenInputError(
+            f"variable '{da.name}' of {where} has {bad} NaN/inf value(s); downscaling needs "
+            "complete fields (fill the gaps first, e.g. with climgen's gap filling)"
+        )
+
+
+def _field_variables(ds: xr.Dataset) -> list[str]:
+    """Data variables with two recognisable spatial dims (bounds variables left out)."""
+    names = []
+    for v in ds.data_vars:
+        try:
+            detect_grid(ds[v])
+        except ClimgenInputError:
+            continue
+        names.append(str(v))
+    if not names:
+        raise ClimgenInputError(
+            f"no variable of the data has two spatial dims (variables: {list(ds.data_vars)})"
+        )
+    return names
+
+
+def _stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _zero_template(ds: xr.Dataset, variables, sample_dim: str) -> xr.Dataset:
+    """One all-zero field per variable with the data's coords and attrs (a few kB on disk)."""
+    one = ds[variables]
+    if sample_dim in one.dims:
+        one = one.isel({sample_dim: 0}, drop=True)
+    out = xr.zeros_like(one, dtype=np.float32).load()
+    out.attrs = dict(ds.attrs)
+    for v in variables:
+        out[v].attrs = dict(ds[v].attrs)
+        out[v].encoding = {}
+    return out
+
+
+class _PairDataset(torch.utils.data.Dataset):
+    """Items ``{"x": fine, "cond": coarse[, "static"]}`` (normalised, canonical orientation)."""
+
+    def __init__(self, fine: FieldDataset, factor, weights, coarse=None, static=None):
+        self.fine, self.coarse, self.factor = fine, coarse, factor
+        self.weights, self.static = weights, static
+
+    def __len__(self) -> int:
+        return len(self.fine)
+
+    def __getitem__(self, i: int) -> dict:
+        x = self.fine[i]
+        if self.coarse is not None:
+            cond = self.coarse[i]
+        else:
+            cond = coarsen_tensor(x.double(), self.factor, self.weights).float()
+        item = {"x": x, "cond": cond}
+        if self.static is not None:
+            item["static"] = self.static
+        return item
+
+
+class _ResidualDataset(torch.utils.data.Dataset):
+    """CorrDiff items ``{"x": (fine − μ)/scale, "cond": [μ, static]}`` from a pair dataset."""
+
+    def __init__(self, pairs: _PairDataset, regression, scale: float):
+        self.pairs, self.regression, self.scale = pairs, regression, scale
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.pairs[i]
+        static = item.get("static")
+        with torch.no_grad():
+            mean = self.regression.predict(
+                item["cond"][None], None if static is None else static[None]
+            )[0]
+        cond = mean if static is None else torch.cat([mean, static])
+        return {"x": (item["x"] - mean) / self.scale, "cond": cond}
+
+
+class Downscaler:
+    """Downscale coarse gridded fields by an integer ``factor`` with any registered method.
+
+    Parameters
+    ----------
+    factor : refinement per axis, 2–8.
+    method : one of :func:`available_downscale_methods`.
+    conserve : False, True / "additive" or "multiplicative": end with the conservation layer.
+    variables : variables to downscale (networks: jointly, as channels); default: all.
+    sample_dim : the dim of independent fields (default "time").
+    normalization : "standard" or "robust" (networks).
+    static : fine-grid static inputs (Dataset or DataArray on the training fine grid, no
+        sample dim), e.g. topography; networks only.
+    tile_size : networks: core tile in coarse cells, None (whole fields when they fit in a
+        quarter of the available memory, else tiles) or 0 (never tile).
+    tile_halo : context cells around each tile (default: the net's receptive radius, which
+        makes tiled output equal untiled output).
+    **method_options : options of the network family (e.g. ``base_channels=16``,
+        ``n_blocks=4``, ``adversarial="hinge"``, ``spectral_weight=0.1``).
+    """
+
+    def __init__(
+        self,
+        factor: int = 4,
+        method: str = "bicubic",
+        *,
+        conserve: bool | str = False,
+        variables=None,
+        sample_dim: str = "time",
+        normalization: str = "standard",
+        static=None,
+        tile_size: int | None = None,
+        tile_halo: int | None = None,
+        **method_options,
+    ):
+        self.factor = _check_factor(factor)
+        if method not in DOWNSCALE_METHODS:
+            raise ClimgenInputError(
+                f"unknown downscaling method {method!r}; choose one of "
+                f"{', '.join(available_downscale_methods())}"
+            )
+        self.method = method
+        self.spec = DOWNSCALE_METHODS[method]
+        self.conserve = _check_conserve(conserve)
+        self.variables = [variables] if isinstance(variables, str) else variables
+        self.sample_dim = sample_dim
+        self.normalization = normalization
+        if self.spec.kind == "interpolation" and (method_options or static is not None):
+            extra = sorted(method_options) + (["static"] if static is not None else [])
+            raise ClimgenInputError(
+                f"method {method!r} is an interpolation and takes no option(s) {extra}"
+            )
+        self.method_options = {**self.spec.defaults, **method_options}
+        self.diffusion_options: dict = {}
+        if self.spec.kind == "corrdiff":
+            unknown = sorted(set(method_options) - set(_CORRDIFF_OPTIONS))
+            if unknown:
+                raise ClimgenInputError(
+                    f"method 'diffusion' takes regression_options={{...}} and "
+                    f"diffusion_options={{...}}, not {unknown}"
+                )
+            self.method_options = {
+                **DOWNSCALE_METHODS["regression"].defaults,
+                **dict(method_options.get("regression_options") or {}),
+            }
+            self.diffusion_options = dict(method_options.get("diffusion_options") or {})
+            check_family_options("diffusion", self.diffusion_options)
+        if self.spec.kind != "interpolation":
+            check_family_options("superres", self.method_options)
+        self.static = None if static is None else as_dataset(static)
+        self.tile_size, self.tile_halo = tile_size, tile_halo
+        self.family = None
+        self.normalizer: Normalizer | None = None
+        self.fine_template: xr.Dataset | None = None
+        self.coarse_template: xr.Dataset | None = None
+        self.static_tensor: torch.Tensor | None = None
+        self.diffusion = None
+        self.residual_scale = 1.0
+        self.run_dir: Path | None = None
+        self.result = None
+
+    # -- helpers -----------------------------------------------------------------------------
+    def coarsen(self, data) -> xr.Dataset:
+        """Area-weighted block means of ``data`` by ``factor`` (what ``fit`` trains on).
+
+        The result carries CF cell bounds (``<dim>_bnds`` coordinates, the union of the fine
+        cells of each block), so :meth:`downscale` puts the fine cells back exactly where
+        they were.
+        """
+        ds = as_dataset(data, self.variables)
+        names = self.variables or _field_variables(ds)
+        out = xr.Dataset({v: coarsen(ds[v], self.factor) for v in names}, attrs=dict(ds.attrs))
+        grid = detect_grid(ds[names[0]])
+        f = self.factor
+        for dim in grid.spatial_dims:
+            if dim not in ds.coords:
+                continue
+            bname = ds[dim].attrs.get("bounds")
+            b = ds[bname].values if bname in ds.variables else None
+            lo, hi = cell_bounds(
+                ds[dim].values,
+                bounds=b,
+                latitude=grid.kind == "latlon" and dim == grid.y_dim,
+                name=dim,
+            )
+            coarse_b = np.stack([lo[::f], hi[f - 1 :: f]], axis=1)
+            name = f"{dim}_bnds"
+            out = out.assign_coords({name: ((dim, "bnds"), coarse_b)})
+            out[dim].attrs = {**out[dim].attrs, "bounds": name}
+        return out
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(
+        self,
+        data,
+        fine=None,
+        *,
+        run_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        train: TrainConfig | dict | None = None,
+        callbacks=(),
+        **train_options,
+    ) -> Downscaler:
+        """Train on fine fields ``data`` (coarse inputs made by coarsening), or on pairs
+        ``fit(ds_coarse, ds_fine)``; returns ``self``. Interpolation methods need no
+        training: ``fit`` returns at once.
+
+        ``train`` / ``train_options`` are :class:`climgen.train.TrainConfig` fields
+        (``max_steps``, ``batch_size``, ``seed``, ...).
+        """
+        if self.spec.kind == "interpolation":
+            return self
+        if fine is None:
+            ds_fine, ds_coarse = as_dataset(data, self.variables), None
+        else:
+            ds_coarse, ds_fine = as_dataset(data, self.variables), as_dataset(fine, self.variables)
+        variables = self._pick_variables(ds_fine, "the fine training data")
+        if ds_coarse is not None:
+            self._check_has(ds_coarse, variables, "the coarse training data")
+        f = self.factor
+        grid = detect_grid(ds_fine[variables[0]])
+        for dim in grid.spatial_dims:
+            if ds_fine.sizes[dim] % f:
+                raise ClimgenInputError(
+                    f"dim '{dim}' of the fine training data has {ds_fine.sizes[dim]} cells, "
+                    f"not divisible by factor {f}; crop it (e.g. ds.isel({dim}=slice(0, "
+                    f"{ds_fine.sizes[dim] // f * f})))"
+                )
+        config = _train_config(train, train_options)
+        self.run_dir = Path(run_dir) if run_dir else _default_run_dir(self.method)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and (self.run_dir / _NORMALIZER).exists():
+            self.normalizer = Normalizer.from_json(self.run_dir / _NORMALIZER)
+        else:
+            self.normalizer = Normalizer.fit(ds_fine, variables, method=self.normalization)
+            self.normalizer.to_json(self.run_dir / _NORMALIZER)
+        fine_set = FieldDataset(
+            ds_fine, variables, sample_dim=self.sample_dim, normalizer=self.normalizer
+        )
+        shape = fine_set.shape
+        canon_fine, _ = to_canonical(ds_fine[variables[0]], grid)
+        weights = _row_weights(canon_fine)
+        coarse_set = None
+        if ds_coarse is not None:
+            coarse_set = FieldDataset(
+                ds_coarse, variables, sample_dim=self.sample_dim, normalizer=self.normalizer
+            )
+            want = (shape[0] // f, shape[1] // f)
+            if coarse_set.shape != want or len(coarse_set) != len(fine_set):
+                raise ClimgenInputError(
+                    f"paired data do not match: coarse grid {coarse_set.shape} with "
+                    f"{len(coarse_set)} fields, fine grid {shape} with {len(fine_set)} fields; "
+                    f"with factor {f} the coarse grid must be {want} with as many fields"
+                )
+            self.coarse_template = _zero_template(ds_coarse, variables, self.sample_dim)
+        else:
+            one = ds_fine[variables].isel({self.sample_dim: 0}, drop=True)
+            self.coarse_template = _zero_template(self.coarsen(one), variables, self.sample_dim)
+        self.fine_template = _zero_template(ds_fine, variables, self.sample_dim)
+        static_state = self._prepare_static(grid, canon_fine) if self.static is not None else None
+        options = dict(self.method_options)
+        options.setdefault("spectral_spacing", [grid.dy, grid.dx])
+        if options.get("constraint") == "additive" and weights is not None:
+            options.setdefault("row_weights", [float(w) for w in weights])
+        self.family = build_family(
+            "superres",
+            channels=len(variables),
+            shape=shape,
+            periodic=(grid.periodic_y, grid.periodic_x),
+            factor=f,
+            static_channels=0 if self.static_tensor is None else self.static_tensor.shape[0],
+            **options,
+        )
+        write_fields(self.fine_template, self.run_dir / _FINE_TEMPLATE)
+        write_fields(self.coarse_template, self.run_dir / _COARSE_TEMPLATE)
+        if self.static is not None:
+            write_fields(self.static, self.run_dir / _STATIC)
+        card = {
+            "task": "downscale",
+            "method": self.method,
+            "factor": f,
+            "conserve": self.conserve,
+            "variables": variables,
+            "sample_dim": self.sample_dim,
+            "normalizer": self.normalizer.state_dict(),
+            "static": static_state,
+            "grid": {
+                "kind": grid.kind,
+                "dims": list(grid.spatial_dims),
+                "fine_shape": list(shape),
+                "coarse_shape": [shape[0] // f, shape[1] // f],
+                "periodic": [grid.periodic_y, grid.periodic_x],
+            },
+            "data": {
+                "source": str(ds_fine.encoding.get("source", "in-memory")),
+                "n_samples": len(fine_set),
+                "paired": ds_coarse is not None,
+                "title": str(ds_fine.attrs.get("title", "")),
+            },
+        }
+        w_t = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        pairs = _PairDataset(fine_set, f, w_t, coarse_set, self.static_tensor)
+        corrdiff = self.spec.kind == "corrdiff"
+        reg_dir = self.run_dir / "regression" if corrdiff else self.run_dir
+        trainer = Trainer(self.family, config, reg_dir, callbacks=callbacks, card=card)
+        self.result = trainer.fit(pairs, resume=resume)
+        self.family.eval()
+        if trainer.ema is not None:
+            self.family, _ = load_family(reg_dir, ema=True)
+        if corrdiff:
+            self._fit_residual_diffusion(pairs, grid, shape, config, callbacks, resume)
+        return self
+
+    def _fit_residual_diffusion(self, pairs, grid, shape, config, callbacks, resume) -> None:
+        """CorrDiff stage 2: an EDM diffusion of r = (x − μ(c)) / s given μ(c) (and statics)."""
+        residuals = _ResidualDataset(pairs, self.family, 1.0)
+        probe = torch.stack([residuals[i]["x"] for i in range(min(len(residuals), 64))])
+        self.residual_scale = float(probe.std()) or 1.0
+        residuals.scale = self.residual_scale
+        static_channels = 0 if self.static_tensor is None else self.static_tensor.shape[0]
+        self.diffusion = build_family(
+            "diffusion",
+            channels=len(self.variables),
+            shape=shape,
+            periodic=(grid.periodic_y, grid.periodic_x),
+            cond_channels=len(self.variables) + static_channels,
+            **self.diffusion_options,
+        )
+        card = {"task": "downscale-residual", "residual_scale": self.residual_scale}
+        trainer = Trainer(
+            self.diffusion, config, self.run_dir / "diffusion", callbacks=callbacks, card=card
+        )
+        self.result = trainer.fit(residuals, resume=resume)
+        self.diffusion.eval()
+        if trainer.ema is not None:
+            self.diffusion, _ = load_family(self.run_dir / "diffusion", ema=True)
+
+    def _pick_variables(self, ds: xr.Dataset, where: str) -> list[str]:
+        if self.variables:
+            self._check_has(ds, self.variables, where)
+            return list(self.variables)
+        names = [str(v) for v in ds.data_vars if self.sample_dim in ds[v].dims]
+        if not names:
+            raise ClimgenInputError(
+                f"no variable of {where} has the sample dim '{self.sample_dim}' "
+                f"(variables: {list(ds.data_vars)}); pass sample_dim=..."
+            )
+        self.variables = names
+        return names
+
+    @staticmethod
+    def _check_has(ds: xr.Dataset, variables, where: str) -> None:
+        missing = [v for v in variables if v not in ds.data_vars]
+        if missing:
+            raise ClimgenInputError(
+                f"variable(s) {missing} missing from {where}; it has {list(ds.data_vars)}"
+            )
+
+    def _prepare_static(self, grid, canon_fine: xr.DataArray) -> dict:
+        static = self.static
+        names = [str(v) for v in static.data_vars]
+        tensors, center, scale = [], {}, {}
+        for v in names:
+            da = static[v]
+            if set(da.dims) != set(grid.spatial_dims):
+                raise ClimgenInputError(
+                    f"static variable '{v}' has dims {da.dims}; it must lie on the fine grid "
+                    f"{grid.spatial_dims} without other dims"
+                )
+            canon, _ = to_canonical(da)
+            for dim in grid.spatial_dims:
+                ok = canon.sizes[dim] == canon_fine.sizes[dim] and (
+                    dim not in canon.coords
+                    or np.allclose(canon[dim].values, canon_fine[dim].values)
+                )
+                if not ok:
+                    raise ClimgenInputError(
+                        f"static variable '{v}' is not on the fine grid: dim '{dim}' differs "
+                        f"({canon.sizes[dim]} vs {canon_fine.sizes[dim]} cells)"
+                    )
+            _check_finite(da, "the static inputs")
+            values = canon.values.astype(np.float64)
+            center[v], scale[v] = float(values.mean()), float(values.std() or 1.0)
+            tensors.append((values - center[v]) / scale[v])
+        self.static_tensor = torch.as_tensor(np.stack(tensors), dtype=torch.float32)
+        return {"variables": names, "center": center, "scale": scale}
+
+    # -- inference -----------------------------------------------------------------------------
+    def downscale(
+        self,
+        coarse,
+        *,
+        members: int | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> xr.Dataset:
+        """Fine fields for ``coarse`` (Dataset, DataArray or file paths).
+
+        ``members=M`` adds a ``member`` dim of M fields (stochastic for "srgan"; the
+        deterministic methods repeat their one answer, with zero spread). ``seed`` fixes the
+        noise. Returns a Dataset on the fine grid with the input's attributes.
+        """
+        if members is not None and (int(members) != members or members < 1):
+            raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
+        ds = as_dataset(coarse, self.variables)
+        if self.spec.kind == "interpolation":
+            names = self.variables or _field_variables(ds)
+            self._check_has(ds, names, "the coarse input")
+            out, bounds = xr.Dataset(), {}
+            for v in names:
+                out[v], b = self._interpolate_variable(ds, v)
+                bounds.update(b)
+            out = out.assign_coords(bounds)
+        else:
+            self._check_fitted()
+            self._check_has(ds, self.variables, "the coarse input")
+            out = self._network_downscale(ds, members or 1, seed, batch_size)
+        if members is not None and "member" not in out.dims:
+            out = xr.concat([out] * int(members), dim="member")
+        if "member" in out.dims:
+            out = out.assign_coords(member=np.arange(out.sizes["member"]))
+        return self._provenance(out, ds)
+
+    def _interpolate_variable(self, ds: xr.Dataset, name: str):
+        """(fine DataArray, {bounds name: fine bounds}) for variable ``name``."""
+        da = ds[name]
+        _check_finite(da, "the coarse input")
+        grid = detect_grid(da)
+        y, x = grid.spatial_dims
+        f = self.factor
+        moved = da.transpose(..., y, x)
+        t = torch.from_numpy(np.asarray(moved.values, dtype=np.float64))
+        fine = interpolate(t, f, self.method, (grid.periodic_y, grid.periodic_x))
+        coords, bounds = {}, {}
+        for dim in (y, x):
+            values = moved[dim].values if dim in moved.coords else np.arange(moved.sizes[dim])
+            bname = moved[dim].attrs.get("bounds") if dim in moved.coords else None
+            b = ds[bname].values if bname in ds.variables else None
+            centres, fine_b = refine_coordinate(
+                values, f, bounds=b, latitude=grid.kind == "latlon" and dim == y, name=dim
+            )
+            attrs = dict(moved[dim].attrs) if dim in moved.coords else {}
+            coords[dim] = (dim, centres, attrs)
+            if b is not None:
+                bdim = ds[bname].dims[-1]
+                bounds[bname] = xr.DataArray(fine_b, dims=(dim, bdim))
+        if self.conserve:
+            lat = coords[y][1]
+            weights = np.cos(np.deg2rad(lat)).clip(min=0) if grid.kind == "latlon" else None
+            fine = conserve_layer(fine, t, f, weights, self.conserve)
+        keep = {
+            c: moved.coords[c]
+            for c in moved.coords
+            if c not in (y, x) and not set(moved[c].dims) & {y, x}
+        }
+        out = xr.DataArray(
+            fine.numpy().astype(da.dtype if da.dtype.kind == "f" else np.float64),
+            dims=moved.dims,
+            coords={**keep, **coords},
+            name=name,
+            attrs=dict(da.attrs),
+        ).transpose(*da.dims)
+        return out, bounds
+
+    def _check_coarse_grid(self, ds: xr.Dataset) -> None:
+        for v in self.variables:
+            have, _ = to_canonical(ds[v])
+            want, _ = to_canonical(self.coarse_template[v])
+            grid = detect_grid(want)
+            for dim in grid.spatial_dims:
+                if dim not in have.dims:
+                    raise ClimgenInputError(
+                        f"variable '{v}' of the coarse input has no dim '{dim}' (dims "
+                        f"{have.dims}); the model was trained on {grid.spatial_dims}"
+                    )
+                n_have, n_want = have.sizes[dim], want.sizes[dim]
+                spacing = grid.dy if dim == grid.y_dim else grid.dx
+                close = n_have == n_want and (
+                    dim not in have.coords
+                    or dim not in want.coords
+                    or np.allclose(have[dim].values, want[dim].values, atol=0.25 * spacing)
+                )
+                if not close:
+                    raise ClimgenInputError(
+                        f"the coarse grid of variable '{v}' does not match the model's training "
+                        f"grid: dim '{dim}' has {n_have} cells, expected {n_want} with "
+                        f"coordinates {np.round(want[dim].values[:3], 4).tolist()}...; "
+                        f"coarsen the fine training grid by factor {self.factor} to match"
+                    )
+
+    def _network_downscale(self, ds, members: int, seed: int, batch_size) -> xr.Dataset:
+        self._check_coarse_grid(ds)
+        for v in self.variables:
+            _check_finite(ds[v], "the coarse input")
+        has_sample = self.sample_dim in ds[self.variables[0]].dims
+        if not has_sample:
+            ds = ds.expand_dims(self.sample_dim)
+        arrays = [to_canonical(ds[v])[0].transpose(self.sample_dim, ...) for v in self.variables]
+        raw = torch.as_tensor(np.stack([a.values for a in arrays], axis=1), dtype=torch.float64)
+        cond = self.normalizer.transform(raw).float()
+        w_t = self._fine_row_weights()
+        mean = None
+        outputs = []
+        for m in range(members):
+            gen = torch.Generator().manual_seed(int(seed) * 100_003 + m)
+            if self.diffusion is None:
+                fine_n = self._generate(cond, gen, batch_size)
+            else:
+                mean = self._generate(cond, None, batch_size) if mean is None else mean
+                fine_n = mean + self.residual_scale * self._sample_residual(mean, gen, batch_size)
+            fine = self.normalizer.inverse_transform(fine_n)
+            if self.conserve:
+                fine = conserve_layer(fine, raw, self.factor, w_t, self.conserve)
+            outputs.append(fine)
+        out = torch.stack(outputs) if members > 1 else outputs[0]
+        return self._to_fine_dataset(out, ds, members > 1, has_sample)
+
+    def _fine_row_weights(self) -> torch.Tensor | None:
+        fine_canon, _ = to_canonical(self.fine_template[self.variables[0]])
+        weights = _row_weights(fine_canon)
+        return None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+
+    def _generate(self, cond: torch.Tensor, gen, batch_size) -> torch.Tensor:
+        """The SR generator's fine fields (normalised, float64), tiled when memory requires."""
+        family = self.family
+        net = family.generator
+        n = cond.shape[0]
+        halo = self.tile_halo if self.tile_halo is not None else net.receptive_radius
+        width = family.config["base_channels"]
+        tile, auto_batch = auto_tile(tuple(cond.shape[-2:]), self.factor, width, halo, n_fields=n)
+        if self.tile_size is not None:
+            tile = self.tile_size or None
+        batch = batch_size or auto_batch
+        w_t = self._fine_row_weights() if family.config["constraint"] == "additive" else None
+        static = self.static_tensor
+        chunks = []
+        for start in range(0, n, batch):
+            c = cond[start : start + batch]
+            s = None if static is None else static[None].expand(c.shape[0], -1, -1, -1)
+            with torch.no_grad():
+                coarse_in, fine_in = family.inputs(c, s, gen)
+                if tile is None:
+                    y = net(coarse_in, fine_in)
+                else:
+                    y = tiled_apply(
+                        net,
+                        coarse_in,
+                        fine_in,
+                        self.factor,
+                        tile=int(tile),
+                        halo=int(halo),
+                        periodic=family.periodic,
+                    )
+                if family.config["constraint"] == "additive":
+                    y = conserve_additive(y.double(), c.double(), self.factor, w_t)
+            chunks.append(y.double())
+        return torch.cat(chunks)
+
+    def _sample_residual(self, mean: torch.Tensor, gen, batch_size) -> torch.Tensor:
+        """CorrDiff residuals (normalised by ``residual_scale``) drawn given the mean."""
+        batch = batch_size or 16
+        static = self.static_tensor
+        chunks = []
+        for start in range(0, mean.shape[0], batch):
+            mu = mean[start : start + batch].float()
+            cond = (
+                mu
+                if static is None
+                else torch.cat([mu, static[None].expand(mu.shape[0], -1, -1, -1)], 1)
+            )
+            chunks.append(self.diffusion.sample(mu.shape[0], generator=gen, cond=cond).double())
+        return torch.cat(chunks)
+
+    def _to_fine_dataset(self, out: torch.Tensor, ds, has_members: bool, has_sample: bool):
+        template = self.fine_template
+        pieces = out if has_members else out[None]
+        results = []
+        for member in pieces:
+            fine = to_xarray(
+                member.float().numpy(),
+                template,
+                variables=self.variables,
+                sample_dim=self.sample_dim,
+            )
+            if self.sample_dim in ds.coords:
+                fine = fine.assign_coords({self.sample_dim: ds[self.sample_dim].values})
+            results.append(fine)
+        fine = xr.concat(results, dim="member") if has_members else results[0]
+        if not has_sample:
+            fine = fine.isel({self.sample_dim: 0}, drop=True)
+        for v in self.variables:
+            fine[v].attrs = dict(ds[v].attrs)
+        return fine
+
+    def _provenance(self, out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
+        old = str(ds.attrs.get("history", ""))
+        line = (
+            f"{_stamp()} climgen {climgen_version()}: Downscaler(factor={self.factor}, "
+            f"method={self.method!r}, conserve={self.conserve!r}).downscale"
+        )
+        out.attrs = dict(ds.attrs)
+        out.attrs.update(
+            {
+                "history": f"{line}\n{old}".strip(),
+                "climgen_version": climgen_version(),
+                "climgen_method": self.method,
+                "climgen_downscale_factor": self.factor,
+                "climgen_conservation": self.conserve or "none",
+            }
+        )
+        if self.run_dir is not None:
+            out.attrs["climgen_run_dir"] = str(self.run_dir)
+        return out
+
+    # -- persistence ----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, *, which: str = "latest", ema: bool = True):
+        """Reload a trained downscaler from its run directory (no code is run from files)."""
+        run_dir = Path(run_dir)
+        if not (run_dir / _FINE_TEMPLATE).exists():
+            raise ClimgenInputError(
+                f"{run_dir} is not a downscaling run directory (no {_FINE_TEMPLATE}); give "
+                "the directory that Downscaler.fit wrote"
+            )
+        import climgen.families.superres  # noqa: F401  (registers the family)
+
+        corrdiff = (run_dir / "diffusion").is_dir()
+        reg_dir = run_dir / "regression" if corrdiff else run_dir
+        family, ckpt = load_family(reg_dir, which=which, ema=ema)
+        card = ckpt.card
+        ds = cls(
+            card["factor"],
+            card["method"],
+            conserve=card.get("conserve") or False,
+            variables=card["variables"],
+            sample_dim=card["sample_dim"],
+        )
+        ds.family = family
+        if corrdiff:
+            ds.diffusion, dckpt = load_family(run_dir / "diffusion", which=which, ema=ema)
+            ds.residual_scale = float(dckpt.card["residual_scale"])
+        ds.normalizer = Normalizer.from_state_dict(card["normalizer"])
+        ds.fine_template = xr.load_dataset(run_dir / _FINE_TEMPLATE, engine="netcdf4")
+        ds.coarse_template = xr.load_dataset(run_dir / _COARSE_TEMPLATE, engine="netcdf4")
+        state = card.get("static")
+        if state:
+            static = xr.load_dataset(run_dir / _STATIC, engine="netcdf4")
+            ds.static = static
+            ds.static_tensor = torch.as_tensor(
+                np.stack(
+                    [
+                        (to_canonical(static[v])[0].values - state["center"][v]) / state["scale"][v]
+                        for v in state["variables"]
+                    ]
+                ),
+                dtype=torch.float32,
+            )
+        ds.run_dir = run_dir
+        return ds
+
+    def _check_fitted(self) -> None:
+        if self.family is None:
+            raise ClimgenInputError(
+                f"method {self.method!r} must be trained first: call fit(ds_fine) or "
+                "Downscaler.load(run_dir)"
+            )
+
+    def __repr__(self) -> str:
+        state = (
+            ""
+            if self.spec.kind == "interpolation"
+            else (f", run_dir={str(self.run_dir)!r}" if self.run_dir else ", not fitted")
+        )
+        return (
+            f"Downscaler(factor={self.factor}, method={self.method!r}, "
+            f"conserve={self.conserve!r}{state})"
+        )
+
+
+def _train_config(train, options) -> TrainConfig:
+    base = train.to_dict() if isinstance(train, TrainConfig) else dict(train or {})
+    base.update(options)
+    return TrainConfig.from_dict(base)
+
+
+def _default_run_dir(method: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"downscale-{method}-{stamp}"
