@@ -135,8 +135,8 @@ def _rapsd_tensor(
     ny, nx = t.shape[-2:]
     if ny < 2 or nx < 2:
         raise ClimgenInputError(f"rapsd needs ny, nx ≥ 2, got shape {tuple(t.shape)}")
-    if not (dy > 0 and dx > 0):
-        raise ClimgenInputError(f"grid spacings must be positive, got dy={dy}, dx={dx}")
+    if not (0 < dy < float("inf") and 0 < dx < float("inf")):
+        raise ClimgenInputError(f"grid spacings must be positive and finite, got dy={dy}, dx={dx}")
     if reduce not in ("mean", "sum"):
         raise ClimgenInputError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
     k, pair_index, single_pos, single_index, counts, n_bins = _ring_bins_cached(

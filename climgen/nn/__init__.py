@@ -4,5 +4,7 @@ from .blocks import *  # noqa: F403
 from .blocks import __all__ as _blocks_all
 from .padding import *  # noqa: F403
 from .padding import __all__ as _padding_all
+from .partialconv import *  # noqa: F403
+from .partialconv import __all__ as _partialconv_all
 
-__all__ = [*_padding_all, *_blocks_all]
+__all__ = [*_padding_all, *_blocks_all, *_partialconv_all]

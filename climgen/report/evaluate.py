@@ -356,6 +356,25 @@ def _select_variables(
     return list(variables)
 
 
+def _check_same_units(
+    name: str, gen: xr.DataArray, ref: xr.DataArray, gen_src: str, ref_src: str
+) -> None:
+    """Raise when both sets declare ``units`` and they differ (e.g. degC vs K).
+
+    Units are compared as strings after trimming and collapsing blanks; a set without a
+    ``units`` attribute is not checked (nothing to compare).
+    """
+    g_units, r_units = gen.attrs.get("units"), ref.attrs.get("units")
+    if g_units is None or r_units is None:
+        return
+    if " ".join(str(g_units).split()) != " ".join(str(r_units).split()):
+        raise ClimgenInputError(
+            f"variable '{name}': units differ: '{g_units}' in the generated data ({gen_src}) "
+            f"but '{r_units}' in the reference ({ref_src}); convert one set to the other's "
+            "units (and set its 'units' attribute) before evaluating"
+        )
+
+
 def _check_same_grid(name: str, gen: xr.DataArray, ref: xr.DataArray) -> None:
     """Raise when the canonical spatial grids of gen and ref differ, naming the dim."""
     g_gen, g_ref = grids.detect_grid(gen), grids.detect_grid(ref)
@@ -737,8 +756,8 @@ def evaluate(
     ------
     ClimgenInputError
         naming the variable, dim or file at fault: a variable missing from either set,
-        grids that differ, NaN/inf values, or fewer than 4 reference samples (the noise floor
-        needs two halves of at least 2).
+        ``units`` attributes that differ, grids that differ, NaN/inf values, or fewer than 4
+        reference samples (the noise floor needs two halves of at least 2).
     """
     if max_samples is not None and int(max_samples) < MIN_REFERENCE_SAMPLES:
         raise ClimgenInputError(
@@ -755,6 +774,7 @@ def evaluate(
     prepared = {}
     for name in names:
         g_da, r_da = gen_ds[name], ref_ds[name]
+        _check_same_units(name, g_da, r_da, gen_src, ref_src)
         _check_same_grid(name, g_da, r_da)
         g_can, _ = _as_samples(g_da, sample_dim, "generated", name)
         r_can, grid = _as_samples(r_da, sample_dim, "reference", name)

@@ -37,6 +37,7 @@ from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family
 from climgen.train import TrainConfig, Trainer, load_family
+from climgen.train.distributed import is_main_process
 
 __all__ = ["Emulator", "as_dataset"]
 
@@ -118,21 +119,26 @@ class Emulator:
                 f"(variables: {list(ds.data_vars)}); pass sample_dim=..."
             )
         self.variables = variables
+        _check_all_finite(ds, variables, self.sample_dim)
         config = _train_config(train, train_options)
         self.run_dir = Path(run_dir) if run_dir else _default_run_dir(self.family_name)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        main = is_main_process()  # under torchrun only rank 0 writes files
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume and (self.run_dir / _NORMALIZER).exists():
             self.normalizer = Normalizer.from_json(self.run_dir / _NORMALIZER)
         else:
             self.normalizer = Normalizer.fit(ds, variables, method=self.normalization)
-            self.normalizer.to_json(self.run_dir / _NORMALIZER)
+            if main:
+                self.normalizer.to_json(self.run_dir / _NORMALIZER)
         dataset = FieldDataset(
             ds, variables, sample_dim=self.sample_dim, normalizer=self.normalizer
         )
         grid = dataset.grid
         shape = (ds.sizes[grid.y_dim], ds.sizes[grid.x_dim])
         self.template = _make_template(ds, variables, self.sample_dim)
-        write_fields(self.template, self.run_dir / _TEMPLATE)
+        if main:
+            write_fields(self.template, self.run_dir / _TEMPLATE)
         self.family = build_family(
             self.family_name,
             channels=len(variables),
@@ -171,8 +177,10 @@ class Emulator:
     ) -> xr.Dataset:
         """Draw ``n`` fields; returns a Dataset on the training grid with a ``sample`` dim."""
         self._check_fitted()
-        if int(n) != n or n < 1:
-            raise ClimgenInputError(f"n must be a positive integer, got {n!r}")
+        for name, value in (("n", n), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ClimgenInputError(f"{name} must be a positive integer, got {value!r}")
+        n, batch_size = int(n), int(batch_size)
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
         chunks = []
         with torch.no_grad():
@@ -233,6 +241,22 @@ class Emulator:
     def __repr__(self) -> str:
         state = f"run_dir={str(self.run_dir)!r}" if self.run_dir else "not fitted"
         return f"Emulator(family={self.family_name!r}, variables={self.variables}, {state})"
+
+
+def _check_all_finite(ds: xr.Dataset, variables, sample_dim: str) -> None:
+    """Fail before training, not at the batch that happens to hold a NaN (one streamed pass)."""
+    counts = {v: (~np.isfinite(ds[v].data)).sum() for v in variables}
+    if any(hasattr(c, "compute") for c in counts.values()):
+        import dask
+
+        counts = dict(zip(counts, dask.compute(*counts.values())))
+    for v, count in counts.items():
+        if int(count):
+            raise ClimgenInputError(
+                f"variable '{v}' holds {int(count)} NaN/inf value(s) out of {ds[v].size}; an "
+                f"emulator trains on complete fields: fill them, or drop the affected "
+                f"'{sample_dim}' entries (ds.dropna('{sample_dim}'))"
+            )
 
 
 def _train_config(train, options) -> TrainConfig:

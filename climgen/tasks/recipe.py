@@ -202,9 +202,13 @@ def run_recipe(
     n_train = max(1, int(round(n * float(data.get("train_fraction", 1.0)))))
     train_ds = ds.isel({sample_dim: slice(0, n_train)})
     held_out = ds.isel({sample_dim: slice(n_train, None)}) if n_train < n else None
+    from climgen.train.distributed import is_main_process
+
     run_dir = Path(run_dir or recipe.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    main = is_main_process()  # under torchrun only rank 0 writes files and evaluates
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     train_options = {"progress": progress, **recipe.train, **(overrides or {})}
     emulator = Emulator(
         recipe.family["name"],
@@ -214,7 +218,7 @@ def run_recipe(
         **recipe.family["options"],
     ).fit(train_ds, run_dir=run_dir, resume=resume, **train_options)
     report = None
-    if held_out is not None and held_out.sizes[sample_dim] >= 4:
+    if main and held_out is not None and held_out.sizes[sample_dim] >= 4:
         from climgen.data.io import write_fields
         from climgen.report.evaluate import evaluate
 

@@ -132,6 +132,9 @@ class TrainContext:
     amp_dtype : ``None`` (full precision), ``torch.bfloat16`` or ``torch.float16``.
     scalers : ``{group: torch.amp.GradScaler}`` for float16 (empty otherwise).
     grad_clip : max global L2 norm of each group's gradients (after AMP unscale), or None.
+    grad_sync : called with the group's parameters after backward and before unscale,
+        clipping and the optimiser step; multi-process training passes
+        :func:`climgen.train.distributed.all_reduce_gradients` (mean over the ranks).
 
     Attributes ``updates`` (``{group: number of optimiser steps}``) and ``grad_norms``
     (``{group: L2 norm of the last gradients before clipping}``, only when clipping) are
@@ -146,8 +149,10 @@ class TrainContext:
         amp_dtype: torch.dtype | None = None,
         scalers: dict[str, torch.amp.GradScaler] | None = None,
         grad_clip: float | None = None,
+        grad_sync: Callable[[list[torch.nn.Parameter]], None] | None = None,
     ):
         self.device = device
+        self.grad_sync = grad_sync
         self.optimizers = optimizers
         self.amp_dtype = amp_dtype
         self.scalers = scalers or {}
@@ -180,9 +185,12 @@ class TrainContext:
         scaler = self.scalers.get(group)
         if scaler is not None:
             scaler.scale(loss).backward()
-            scaler.unscale_(opt)
         else:
             loss.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(self._params[group])
+        if scaler is not None:
+            scaler.unscale_(opt)
         if self.grad_clip is not None:
             self.grad_norms[group] = torch.nn.utils.clip_grad_norm_(
                 self._params[group], self.grad_clip
@@ -202,6 +210,12 @@ class TrainContext:
         loss scaling nor gradient clipping applies here.
         """
         opt = self._optimizer(group)
+        if self.grad_sync is not None:
+            raise ClimgenInputError(
+                f"ctx.game_step({group!r}): joint two-player optimisers compute their own "
+                "gradients, which multi-process training cannot average; train this family "
+                "in one process or use a per-player optimiser kind"
+            )
         if group in self.scalers:
             raise ClimgenInputError(
                 f"ctx.game_step({group!r}): amp='fp16' loss scaling cannot drive a joint "

@@ -19,7 +19,9 @@ import dataclasses
 import difflib
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -32,6 +34,7 @@ import torch
 
 from climgen.errors import ClimgenInputError
 from climgen.train import checkpoint as ckpt
+from climgen.train import distributed
 from climgen.train.callbacks import Callback, SpectralEvalCallback
 from climgen.train.context import EMA, TrainContext, build_optimizer
 
@@ -40,6 +43,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "ClimgenTrainingError",
+    "TrainingInterrupted",
     "ResumableBatchSampler",
     "select_device",
 ]
@@ -47,6 +51,23 @@ __all__ = [
 
 class ClimgenTrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message names the step and loss."""
+
+
+class TrainingInterrupted(ClimgenTrainingError):
+    """SIGTERM/SIGINT stopped training after a completed step and a checkpoint was written.
+
+    ``signum`` is the signal received, ``step`` the steps completed and ``checkpoint`` the
+    checkpoint written on the way out; ``fit(..., resume=True)`` continues from it.
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None):
+        self.signum, self.step, self.checkpoint = int(signum), int(step), checkpoint
+        name = signal.Signals(self.signum).name
+        where = f"; checkpoint {checkpoint}" if checkpoint else ""
+        super().__init__(
+            f"training stopped by {name} after step {step}{where}; continue with --resume "
+            "(resume=True)"
+        )
 
 
 _AMP = ("auto", "off", "bf16", "fp16")
@@ -218,10 +239,23 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
     resumed run sees exactly the batches an uninterrupted run would. The incomplete last
     batch of an epoch is dropped. Iterated in the main process, so it works with any
     ``num_workers``.
+
+    With ``num_replicas`` > 1 (multi-process training) every rank draws the same global
+    batch of ``batch_size`` indices and keeps its contiguous shard of
+    ``batch_size / num_replicas`` of them (rank r: positions [r·b, (r+1)·b)), the role
+    ``torch.utils.data.DistributedSampler`` plays for epoch-based loops.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0):
+    def __init__(
+        self, n: int, batch_size: int, seed: int = 0, *, num_replicas: int = 1, rank: int = 0
+    ):
+        if batch_size % num_replicas:
+            raise ClimgenInputError(
+                f"TrainConfig.batch_size={batch_size} (the global batch) must be a multiple of "
+                f"the number of processes ({num_replicas})"
+            )
         self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.num_replicas, self.rank = num_replicas, rank
         self.epoch, self.position = 0, 0
 
     def batches_per_epoch(self) -> int:
@@ -237,8 +271,10 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         g = torch.Generator().manual_seed(_seed_for(self.seed, self.epoch))
         perm = torch.randperm(self.n, generator=g)
         bs = self.batch_size
+        shard = bs // self.num_replicas
+        lo, hi = self.rank * shard, (self.rank + 1) * shard
         for b in range(self.position, self.batches_per_epoch()):
-            yield perm[b * bs : (b + 1) * bs].tolist()
+            yield perm[b * bs : (b + 1) * bs][lo:hi].tolist()
 
 
 class _TensorItems(torch.utils.data.Dataset):
@@ -317,6 +353,12 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     if device.type == "mps" and "mps" in state:
         torch.mps.set_rng_state(state["mps"])
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    # Rank 0 keeps the configured seed (so it matches a one-process run); the others get
+    # distinct streams for their noise.
+    return int(seed) if rank == 0 else (int(seed) + 1_000_003 * int(rank)) % 2**63
 
 
 def _seed_everything(seed: int) -> None:
@@ -404,6 +446,10 @@ class Trainer:
         self.card_extras = dict(card or {})
         ckpt.base_card(family, step=0, extras=self.card_extras)  # fail early if not JSON-able
         self.device = select_device(self.config.device)
+        self.dist = distributed.env_info()
+        if self.dist.enabled and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per process
+        self._stop_signal: int | None = None
         self.step = 0
         self.val_data = None
         self.ema: EMA | None = None
@@ -420,7 +466,9 @@ class Trainer:
     # -- public helpers for callbacks ----------------------------------------------------------
 
     def log_eval(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Record evaluation metrics (``eval.csv``, TensorBoard, progress bar)."""
+        """Record evaluation metrics (``eval.csv``, TensorBoard, progress bar); rank 0 only."""
+        if self._eval_log is None:
+            return
         row = {"step": step, "time_s": f"{self._elapsed():.3f}"}
         row.update({k: repr(float(v)) for k, v in metrics.items()})
         self._eval_log.write(row)
@@ -473,6 +521,14 @@ class Trainer:
     def _build(self) -> None:
         cfg = self.config
         self.family.to(self.device)
+        grad_sync = None
+        if self.dist.enabled:
+            distributed.broadcast_module(self.family)  # identical replicas before any update
+            world = self.dist.world_size
+
+            def grad_sync(params):
+                distributed.all_reduce_gradients(params, world)
+
         groups = self.family.optimizer_groups()
         if not isinstance(groups, Mapping) or not groups:
             raise ClimgenInputError(
@@ -489,6 +545,7 @@ class Trainer:
             amp_dtype=amp_dtype,
             scalers=scalers,
             grad_clip=cfg.grad_clip,
+            grad_sync=grad_sync,
         )
         ema_module = self.family.ema_module()
         self.ema = EMA(ema_module, cfg.ema_decay) if cfg.ema_decay and ema_module else None
@@ -507,7 +564,9 @@ class Trainer:
             raise ClimgenInputError(
                 f"the dataset has {n} items, fewer than TrainConfig.batch_size={cfg.batch_size}"
             )
-        self._sampler = ResumableBatchSampler(n, cfg.batch_size, cfg.seed)
+        self._sampler = ResumableBatchSampler(
+            n, cfg.batch_size, cfg.seed, num_replicas=self.dist.world_size, rank=self.dist.rank
+        )
         self._epoch, self._position, self._iter = 0, 0, None
         if self._tensor_data is not None and cfg.num_workers == 0:
             self._loader = None  # in-memory: index the tensor directly, no per-item collate
@@ -583,22 +642,51 @@ class Trainer:
         self._epoch = int(state["sampler"]["epoch"])
         self._position = int(state["sampler"]["position"])
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
-        _set_rng_state(state["rng"], self.device)
+        rng = state["rng"]
+        if self.dist.rank > 0:
+            per_rank = state.get("rng_ranks") or []
+            if len(per_rank) == self.dist.world_size:
+                rng = per_rank[self.dist.rank]
+            else:
+                warnings.warn(
+                    f"{path} holds RNG states of {max(len(per_rank), 1)} process(es), this run "
+                    f"has {self.dist.world_size}: rank {self.dist.rank} reseeds its noise",
+                    stacklevel=3,
+                )
+                _set_rng_state(rng, self.device)  # CUDA/MPS entries, then a fresh stream
+                _seed_everything(_rank_seed(self.config.seed + self.step, self.dist.rank))
+                return
+        _set_rng_state(rng, self.device)
 
     def _save(self, best: bool) -> Path:
+        """Write a checkpoint (rank 0; every rank takes part, the others wait for it)."""
+        state = self._trainer_state()
+        if self.dist.enabled:
+            per_rank = distributed.gather_to_main(state["rng"], self.dist.world_size)
+            if not self.dist.is_main:
+                distributed.barrier()
+                path = ckpt.checkpoint_dir(self.run_dir) / f"step_{self.step:07d}"
+                return self._saved(path, best)
+            state["rng_ranks"] = per_rank
         card = ckpt.base_card(self.family, step=self.step, extras=self.card_extras)
         card["train_config"] = self.config.to_dict()
         card["has_ema"] = self.ema is not None
+        card["world_size"] = self.dist.world_size
         path = ckpt.save_checkpoint(
             self.run_dir,
             self.step,
             model=self.family,
             card=card,
-            trainer_state=self._trainer_state(),
+            trainer_state=state,
             ema_model=self.ema.shadow if self.ema else None,
             keep_last=self.config.keep_last,
             best=best,
         )
+        if self.dist.enabled:
+            distributed.barrier()
+        return self._saved(path, best)
+
+    def _saved(self, path: Path, best: bool) -> Path:
         self.last_checkpoint = path
         if best:
             self.best_checkpoint = path
@@ -627,11 +715,18 @@ class Trainer:
         self._pending.append((step, names, values))
         return names
 
-    def _flush(self) -> dict[str, float]:
-        """Check pending losses for NaN/inf (one device sync); returns their window means."""
+    def _flush(self, reduce: bool = True) -> dict[str, float]:
+        """Check pending losses for NaN/inf (one device sync); returns their window means.
+
+        In multi-process training the losses are first averaged over the ranks (a collective:
+        every rank flushes at the same steps), so all ranks log, and stop on, the same values.
+        """
         if not self._pending:
             return {}
-        flat = torch.cat([v for _, _, v in self._pending]).tolist()
+        flat = torch.cat([v for _, _, v in self._pending])
+        if reduce and self.dist.enabled:
+            flat = distributed.all_reduce_mean(flat, self.dist.world_size)
+        flat = flat.tolist()
         sums: dict[str, list[float]] = {}
         i = 0
         for step, names, _ in self._pending:
@@ -651,6 +746,34 @@ class Trainer:
         self._pending.clear()
         return {k: float(np.mean(v)) for k, v in sums.items()}
 
+    # -- stopping on SIGTERM / SIGINT --------------------------------------------------------------
+
+    def _catch_stop_signals(self) -> dict:
+        """Turn SIGTERM/SIGINT into a request to stop after the current step (main thread only).
+
+        A second SIGINT while stopping raises KeyboardInterrupt at once.
+        """
+        self._stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum, frame):
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, request_stop)
+        return previous
+
+    def _stop_requested(self) -> bool:
+        stop = self._stop_signal is not None
+        if self.dist.enabled:  # all ranks stop at the same step, even if one got the signal
+            stop = distributed.any_rank(stop, self.device)
+        return stop
+
     def _previous_checkpoint(self) -> Path | None:
         try:
             return ckpt.find_latest_valid(self.run_dir, warn=False)
@@ -658,6 +781,8 @@ class Trainer:
             return None
 
     def _log(self, means: dict[str, float], bar) -> None:
+        if self._metrics_log is None:
+            return
         row = {"step": self.step, "time_s": f"{self._elapsed():.3f}"}
         row.update({k: repr(v) for k, v in means.items()})
         for name, opt in self.optimizers.items():
@@ -695,8 +820,12 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.clean_temporaries(self.run_dir)
+        self.dist = distributed.init_from_env(self.device)
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.clean_temporaries(self.run_dir)
+        distributed.barrier()
         self.val_data = val_data
         if (
             val_data is not None
@@ -723,11 +852,14 @@ class Trainer:
                 warnings.warn(
                     f"nothing to resume in {self.run_dir}; starting from step 0", stacklevel=2
                 )
-            _seed_everything(cfg.seed)
+            _seed_everything(_rank_seed(cfg.seed, self.dist.rank))
         keep = self.step if resume else None
-        self._metrics_log = _CSVLog(self.run_dir / "metrics.csv", keep)
-        self._eval_log = _CSVLog(self.run_dir / "eval.csv", keep)
-        self._tb = self._open_tensorboard()
+        if main:
+            self._metrics_log = _CSVLog(self.run_dir / "metrics.csv", keep)
+            self._eval_log = _CSVLog(self.run_dir / "eval.csv", keep)
+            self._tb = self._open_tensorboard()
+        else:
+            self._metrics_log = self._eval_log = self._tb = None
 
         previous_det = torch.are_deterministic_algorithms_enabled()
         previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -735,7 +867,7 @@ class Trainer:
             if self.device.type == "cuda":
                 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
-        show = cfg.progress and sys.stderr.isatty()
+        show = main and cfg.progress and sys.stderr.isatty()
         bar = tqdm(
             total=cfg.max_steps,
             initial=self.step,
@@ -744,6 +876,7 @@ class Trainer:
             desc=getattr(self.family, "name", "train"),
         )
         last_losses: dict[str, float] = {}
+        previous_handlers = self._catch_stop_signals()
         try:
             self.family.train()
             for cb in self.callbacks:
@@ -753,7 +886,9 @@ class Trainer:
                 try:
                     losses = self.family.training_step(batch, self.step, self.ctx)
                 except Exception:
-                    self._flush()  # a NaN at an earlier step is the real cause: report it
+                    # A NaN at an earlier step is the real cause: report it (no collective here,
+                    # the other ranks may not have failed).
+                    self._flush(reduce=False)
                     raise
                 self._record(self.step, losses)
                 if self.ema is not None:
@@ -778,7 +913,17 @@ class Trainer:
                 if ckpt_now or self._best_requested:
                     self._save(best=self._best_requested)
                     self._best_requested = False
+                    saved_now = True
+                else:
+                    saved_now = False
+                if self._stop_requested() and self.step < cfg.max_steps:
+                    self._flush()  # never checkpoint a non-finite state
+                    path = self.last_checkpoint if saved_now else self._save(best=False)
+                    raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, self.step, path)
+            distributed.barrier()
         finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             bar.close()
             self._pending.clear()
             if self._tb is not None:

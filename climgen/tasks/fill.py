@@ -1,0 +1,639 @@
+"""Gap filling: complete fields from gappy observations, with uncertainty, in one API.
+
+``Infiller(method=...)`` covers learned and classical methods (:func:`available_fill_methods`):
+
+``"partialconv"``
+    partial-convolution U-Net (Kadow et al. 2020, :mod:`climgen.families.infill`) trained on
+    complete fields under real or synthetic coverage masks; deterministic (no spread).
+``"cvae"``
+    conditional VAE (:class:`climgen.families.vae.ConditionalVAE`) conditioned on the observed
+    values and the mask: ``members`` plausible complete fields, whose mean and standard
+    deviation are the estimate and the spread. With ``likelihood_noise=True`` (default) each
+    member gets the decoder's learned pixel noise N(0, s²), the aleatoric part of the error.
+``"kriging"``, ``"nearest"``, ``"zonal-mean"``
+    baselines of :mod:`climgen.tasks.fill_methods`, usable without ``fit``; kriging gives its
+    Gaussian predictive std as the spread.
+
+``fit(ds_complete, masks=...)`` trains the networks with the one trainer: each training field
+is shown under a coverage mask drawn from ``masks`` (real masks from a netCDF, any number,
+cycled) or synthetic ones (:mod:`climgen.tasks.fill_masks`), rolled randomly in longitude.
+Optional inputs: ``context=k`` neighbouring months on each side (gappy, with their own masks)
+and ``aux`` static fields (e.g. land–sea fraction).
+
+``fill(obs, members=16)`` returns a Dataset with ``<var>`` (the filled field; observed cells
+bit-for-bit the input), ``<var>_spread`` (predictive std; NaN for methods without one),
+``<var>_mask`` (the mask used: 1 = observed, kept), ``<var>_members`` (dim ``member``, for
+ensemble methods) and provenance attributes.
+
+:func:`climgen.tasks.fill_cv.cross_validate` is the honest score: hide cells with a coverage
+mask, fill, and score on the hidden cells only — on complete (simulated) fields, or on real
+observations hiding the cells observed now but not in an earlier month.
+
+Reference: Kadow, Hall & Ulbrich (2020), *Artificial intelligence reconstructs missing
+climate information*, Nature Geoscience 13, 408–413.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+import climgen.families.infill  # noqa: F401 - registers the "partialconv" family
+from climgen.data.dataset import FieldDataset
+from climgen.data.grids import detect_grid, restore, to_canonical
+from climgen.data.io import climgen_version, write_fields
+from climgen.data.masks import MASK_ATTRS, load_mask
+from climgen.data.normalize import Normalizer
+from climgen.errors import ClimgenInputError
+from climgen.families.base import build_family
+from climgen.tasks.emulate import as_dataset
+from climgen.tasks.fill_masks import (
+    canonical_mask_array,
+    pair_masks,
+    roll_longitude,
+    synthetic_masks,
+)
+from climgen.tasks.fill_methods import (
+    BASELINES,
+    fill_kriging,
+    fill_nearest,
+    fill_zonal_mean,
+)
+from climgen.train import TrainConfig, Trainer, load_family
+
+__all__ = ["Infiller", "available_fill_methods", "FILL_METHODS"]
+
+NETWORKS = ("partialconv", "cvae")
+FILL_METHODS = (*NETWORKS, *BASELINES)
+_TEMPLATE, _NORMALIZER, _AUX, _SETTINGS = "template.nc", "normalizer.json", "aux.nc", "fill.json"
+
+
+def available_fill_methods() -> list[str]:
+    """Names accepted by ``Infiller(method=...)``."""
+    return list(FILL_METHODS)
+
+
+def _pick_variable(ds: xr.Dataset, variable: str | None, time_dim: str) -> str:
+    if variable is not None:
+        if variable not in ds.data_vars:
+            raise ClimgenInputError(
+                f"variable '{variable}' not found; available: {sorted(map(str, ds.data_vars))}"
+            )
+        return variable
+    names = [str(v) for v in ds.data_vars if ds[v].ndim >= 2 and not str(v).endswith("_mask")]
+    with_time = [v for v in names if time_dim in ds[v].dims]
+    names = with_time or names
+    if len(names) != 1:
+        raise ClimgenInputError(
+            f"cannot tell which variable to fill among {names}; pass variable=..."
+        )
+    return names[0]
+
+
+def _as_mask(masks) -> xr.DataArray:
+    if isinstance(masks, (str, os.PathLike)):
+        return load_mask(masks)
+    if isinstance(masks, xr.Dataset):
+        names = list(masks.data_vars)
+        if len(names) != 1:
+            raise ClimgenInputError(f"mask Dataset holds {names}; pass the mask DataArray")
+        return masks[names[0]]
+    if isinstance(masks, xr.DataArray):
+        return masks
+    raise ClimgenInputError(
+        f"masks must be a DataArray, a file path or 'synthetic', got {type(masks).__name__}"
+    )
+
+
+class _MaskedFields(torch.utils.data.Dataset):
+    """Training items: a normalised complete field under a random (rolled) coverage mask.
+
+    ``style="partialconv"`` gives ``{"x", "mask", "cond", "cond_mask"}``; ``style="cvae"``
+    gives ``{"x", "cond"}`` with ``cond = [x·m, m, neighbours·m', m', aux]``.
+    """
+
+    def __init__(self, fields: FieldDataset, bank: np.ndarray, *, context, aux, style, seed):
+        self.fields, self.bank, self.context, self.style = fields, bank, context, style
+        self.aux = None if aux is None else torch.from_numpy(aux.astype(np.float32))
+        self.seed, self.draws = int(seed), 0
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def _mask(self, rng: np.random.Generator) -> torch.Tensor:
+        m = self.bank[rng.integers(len(self.bank))][None]
+        m = roll_longitude(m, rng.integers(m.shape[-1]))
+        return torch.from_numpy(m.astype(np.float32))
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, int(i), self.draws])
+        self.draws += 1
+        x = self.fields[i]
+        mask = self._mask(rng)
+        cond, cond_mask = [], []
+        for j in [*range(-self.context, 0), *range(1, self.context + 1)]:
+            if 0 <= i + j < len(self.fields):
+                cond.append(self.fields[i + j])
+                cond_mask.append(self._mask(rng).expand_as(x))
+            else:
+                cond.append(torch.zeros_like(x))
+                cond_mask.append(torch.zeros_like(x))
+        if self.aux is not None:
+            cond.append(self.aux)
+            cond_mask.append(torch.ones_like(self.aux))
+        return _network_item(x, mask, cond, cond_mask, self.style)
+
+
+def _network_item(x, mask, cond, cond_mask, style) -> dict:
+    """One item (C, H, W) tensors → the batch dict of ``style``."""
+    if style == "partialconv":
+        item = {"x": x, "mask": mask}
+        if cond:
+            item["cond"], item["cond_mask"] = torch.cat(cond), torch.cat(cond_mask)
+        return item
+    parts = [x * mask, mask.expand_as(x)]
+    for c, cm in zip(cond, cond_mask):
+        parts += [c * cm, cm]
+    return {"x": x, "cond": torch.cat(parts)}
+
+
+class Infiller:
+    """Fill gaps in gridded observations with a learned or classical method.
+
+    Parameters
+    ----------
+    method : one of :func:`available_fill_methods`.
+    variable : variable to fill (default: the only data variable with a time dim).
+    time_dim : the dim indexing fields (default ``"time"``).
+    context : networks only — neighbouring time steps on each side given as extra inputs.
+    mask_kind, coverage, n_synthetic : synthetic training masks when ``fit`` gets no masks
+        (:func:`~climgen.tasks.fill_masks.synthetic_masks`).
+    likelihood_noise : cvae only — add the decoder's learned pixel noise to each member.
+    **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
+        ``latent_dim``) or kriging options (``max_fit_points``, ``nu``).
+
+    Example
+    -------
+    >>> filled = Infiller("kriging").fill(obs)                            # doctest: +SKIP
+    >>> net = Infiller("partialconv", base_channels=16).fit(sims, masks="mask.nc",
+    ...     run_dir="runs/fill", max_steps=2000)                          # doctest: +SKIP
+    >>> net.fill(obs).tas_spread                                          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        method: str = "kriging",
+        *,
+        variable: str | None = None,
+        time_dim: str = "time",
+        context: int = 0,
+        mask_kind: str = "mixed",
+        coverage=(0.1, 0.6),
+        n_synthetic: int = 512,
+        likelihood_noise: bool = True,
+        **options,
+    ):
+        if method not in FILL_METHODS:
+            raise ClimgenInputError(
+                f"unknown fill method {method!r}; choose one of {', '.join(FILL_METHODS)}"
+            )
+        if method in BASELINES:
+            allowed = {"kriging": {"max_fit_points", "nu", "seed", "blas_threads"}}.get(
+                method, set()
+            )
+            unknown = sorted(set(options) - allowed)
+            if unknown:
+                raise ClimgenInputError(
+                    f"method {method!r} has no option(s) {unknown}; valid: {sorted(allowed)}"
+                )
+        if not isinstance(context, int) or context < 0:
+            raise ClimgenInputError(f"context must be an int ≥ 0, got {context!r}")
+        self.method, self.variable, self.time_dim = method, variable, time_dim
+        self.context = context if method in NETWORKS else 0
+        self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
+        self.likelihood_noise = bool(likelihood_noise)
+        self.options = options
+        self.family = None
+        self.normalizer: Normalizer | None = None
+        self.template: xr.DataArray | None = None
+        self.climatology: np.ndarray | None = None
+        self.units: str | None = None
+        self.aux: np.ndarray | None = None
+        self.run_dir: Path | None = None
+        self.result = None
+
+    # -- training --------------------------------------------------------------------------
+    def fit(
+        self,
+        ds_complete,
+        masks=None,
+        *,
+        aux=None,
+        run_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        train: TrainConfig | dict | None = None,
+        seed: int = 0,
+        callbacks=(),
+        **train_options,
+    ) -> Infiller:
+        """Learn from complete fields; returns ``self``.
+
+        Baselines only record the climatology (the zonal-mean fallback) and units. Networks
+        are trained with :class:`climgen.train.Trainer` (``train``/``train_options``:
+        :class:`~climgen.train.TrainConfig` fields such as ``max_steps``, ``batch_size``).
+        ``masks``: None or ``"synthetic"`` (synthetic masks), or real masks — a DataArray or a
+        netCDF path, any number of time steps, on the data grid; they are cycled with random
+        longitude rolls. ``aux``: DataArray(s) of static inputs on the grid (H, W).
+        """
+        ds = as_dataset(ds_complete)
+        var = self.variable = _pick_variable(ds, self.variable, self.time_dim)
+        da = ds[var]
+        if self.time_dim not in da.dims:
+            raise ClimgenInputError(
+                f"variable '{var}' has no '{self.time_dim}' dim (dims {da.dims}); "
+                "fit needs a series of complete fields (time_dim=...)"
+            )
+        grid = detect_grid(da)
+        canon, _ = to_canonical(da, grid)
+        self.units = da.attrs.get("units")
+        self.template = xr.zeros_like(canon.isel({self.time_dim: 0}, drop=True), np.float32)
+        self.template = self.template.load()
+        self.template.attrs = dict(da.attrs)
+        if self.method in BASELINES:
+            self.climatology = np.asarray(canon.mean(self.time_dim).values, dtype=np.float64)
+            return self
+        shape = (canon.sizes[grid.y_dim], canon.sizes[grid.x_dim])
+        bank = self._mask_bank(masks, da, shape, seed)
+        self.aux = self._aux_array(aux, da)
+        self.run_dir = Path(run_dir) if run_dir else _default_run_dir(self.method)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.normalizer = Normalizer.fit(ds, [var])
+        fields = FieldDataset(ds, [var], sample_dim=self.time_dim, normalizer=self.normalizer)
+        dataset = _MaskedFields(
+            fields, bank, context=self.context, aux=self.aux, style=self.method, seed=seed
+        )
+        n_cond = 2 * self.context + (0 if self.aux is None else len(self.aux))
+        periodic = (grid.periodic_y, grid.periodic_x)
+        if self.method == "partialconv":
+            options = {"cond_channels": n_cond, **self.options}
+        else:
+            # cond = [x·m, m] and one (value·mask, mask) pair per extra input.
+            options = {"cond_channels": 2 + 2 * n_cond, **self.options}
+        self.family = build_family(
+            self.method, channels=1, shape=shape, periodic=periodic, **options
+        )
+        self._save_settings()
+        card = {
+            "task": "fill",
+            "method": self.method,
+            "variables": [var],
+            "sample_dim": self.time_dim,
+            "normalizer": self.normalizer.state_dict(),
+            "grid": {"kind": grid.kind, "dims": list(grid.spatial_dims), "shape": list(shape)},
+        }
+        config = TrainConfig.from_dict({**_as_dict(train), **train_options})
+        trainer = Trainer(self.family, config, self.run_dir, callbacks=callbacks, card=card)
+        self.result = trainer.fit(dataset, resume=resume)
+        self.family.eval()
+        if trainer.ema is not None:
+            self.family, _ = load_family(self.run_dir, ema=True)
+        return self
+
+    def _mask_bank(self, masks, da, shape, seed) -> np.ndarray:
+        if masks is None or (isinstance(masks, str) and masks == "synthetic"):
+            return synthetic_masks(
+                self.n_synthetic, shape, kind=self.mask_kind, coverage=self.coverage, seed=seed
+            )
+        mask = _as_mask(masks)
+        like = da.isel({self.time_dim: 0}, drop=True)
+        if self.time_dim in mask.dims:
+            stacked = [
+                pair_masks(mask.isel({self.time_dim: [k]}), like)
+                for k in range(mask.sizes[self.time_dim])
+            ]
+            mask = xr.concat(stacked, self.time_dim)
+        else:
+            mask = pair_masks(mask, like)
+        bank = canonical_mask_array(mask)
+        if not bank.any(axis=(1, 2)).all():
+            raise ClimgenInputError("some training masks observe nothing; drop the empty ones")
+        return bank
+
+    def _aux_array(self, aux, da) -> np.ndarray | None:
+        if aux is None:
+            return None
+        items = list(aux.data_vars.values()) if isinstance(aux, xr.Dataset) else aux
+        items = [items] if isinstance(items, xr.DataArray) else list(items)
+        like = da.isel({self.time_dim: 0}, drop=True)
+        out = []
+        for a in items:
+            if not isinstance(a, xr.DataArray):
+                raise ClimgenInputError(f"aux inputs must be DataArrays, got {type(a).__name__}")
+            pair_masks(xr.ones_like(a, dtype=np.int8), like)  # grid check
+            values = np.asarray(to_canonical(a)[0].values, dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise ClimgenInputError(f"aux input '{a.name}' has NaN/inf values")
+            std = values.std()
+            out.append((values - values.mean()) / (std if std > 0 else 1.0))
+        return np.stack(out)
+
+    # -- filling ---------------------------------------------------------------------------
+    def fill(
+        self, obs, *, members: int = 16, mask=None, seed: int = 0, batch_size: int = 16
+    ) -> xr.Dataset:
+        """Fill the missing cells of ``obs`` (Dataset, DataArray or path; NaN = missing).
+
+        ``mask`` (optional, 1 = observed): hide further cells (a cell counts as observed only
+        when the mask says so *and* its value is finite). ``members``: ensemble size for
+        ensemble methods. Returns the Dataset described in the module docstring.
+        """
+        if int(members) != members or members < 1:
+            raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
+        if self.method in NETWORKS and self.family is None:
+            raise ClimgenInputError(
+                f"the {self.method} infiller is not trained: call fit(...) or Infiller.load()"
+            )
+        ds_obs = as_dataset(obs)
+        var = _pick_variable(ds_obs, self.variable, self.time_dim)
+        da = ds_obs[var]
+        observed = np.isfinite(da)
+        if mask is not None:
+            observed = observed & (pair_masks(_as_mask(mask), da, time_dim=self.time_dim) == 1)
+        grid = detect_grid(da)
+        canon, state = to_canonical(da, grid)
+        canon_obs, _ = to_canonical(observed.transpose(*da.dims), grid)
+        self._check_obs(canon, var)
+        single = self.time_dim not in canon.dims
+        raw = np.asarray(canon.values)
+        keep = np.asarray(canon_obs.values, dtype=bool)
+        if single:
+            raw, keep = raw[None], keep[None]
+        raw, keep = raw.reshape(-1, *raw.shape[-2:]), keep.reshape(-1, *keep.shape[-2:])
+        empty = np.flatnonzero(~keep.any(axis=(1, 2)))
+        if empty.size:
+            raise ClimgenInputError(
+                f"'{var}' has no observed value at {self.time_dim} index {empty[:5].tolist()}: "
+                "an all-missing field cannot be filled"
+            )
+        gappy = np.where(keep, raw, np.nan).astype(np.float64)
+        lat = canon[grid.y_dim].values if grid.y_dim in canon.coords else None
+        lon = canon[grid.x_dim].values if grid.x_dim in canon.coords else None
+        if self.method in ("nearest", "kriging") and (grid.kind != "latlon" or lat is None):
+            raise ClimgenInputError(
+                f"method {self.method!r} needs a lat/lon grid with coordinates; '{var}' is "
+                f"{grid.shape_name}"
+            )
+        spread = ensemble = None
+        info: dict = {}
+        if self.method == "nearest":
+            mean, _ = fill_nearest(gappy, lat, lon)
+        elif self.method == "zonal-mean":
+            lat_w = lat if lat is not None else np.zeros(gappy.shape[-2])
+            mean, _ = fill_zonal_mean(gappy, lat_w, climatology=self._climatology_for(gappy))
+        elif self.method == "kriging":
+            mean, spread, kernels = fill_kriging(gappy, lat, lon, **self.options)
+            info["kernels"] = kernels
+        else:
+            mean, spread, ensemble = self._fill_network(gappy, keep, members, seed, batch_size)
+        out_dtype = raw.dtype if raw.dtype.kind == "f" else np.float64
+        filled = np.where(keep, raw, mean.astype(out_dtype))  # observed cells: the input's bits
+        if spread is None:
+            spread = np.where(keep, 0.0, np.nan)
+        spread = np.where(keep, 0.0, spread).astype(out_dtype)
+        if ensemble is not None:
+            ensemble = np.where(keep[None], raw[None], ensemble.astype(out_dtype))
+        return self._assemble(
+            canon, state, var, da, ds_obs.attrs, filled, spread, keep, ensemble, members, info
+        )
+
+    def _climatology_for(self, gappy: np.ndarray) -> np.ndarray | None:
+        if self.climatology is None or self.climatology.shape != gappy.shape[-2:]:
+            return None
+        return self.climatology
+
+    def _check_obs(self, canon: xr.DataArray, var: str) -> None:
+        units = canon.attrs.get("units")
+        if self.units is not None and units is not None and str(units) != str(self.units):
+            raise ClimgenInputError(
+                f"observations '{var}' are in '{units}' but the infiller was fitted on data in "
+                f"'{self.units}': convert them (e.g. to anomalies) first"
+            )
+        if self.template is not None:
+            t = self.template
+            shape = tuple(canon.shape[-2:])
+            if shape != tuple(t.shape) or any(
+                d in canon.coords
+                and d in t.coords
+                and not np.allclose(canon[d].values, t[d].values, atol=1e-6)
+                for d in t.dims
+            ):
+                raise ClimgenInputError(
+                    f"observations '{var}' are on grid {dict(zip(canon.dims[-2:], shape))} but "
+                    f"the infiller was fitted on {dict(t.sizes)} (or other coordinates): "
+                    "regrid the observations to the training grid"
+                )
+        if self.normalizer is not None:
+            values = np.asarray(canon.values, dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            v = self.variable
+            z = (finite.mean() - self.normalizer.center[v]) / self.normalizer.scale[v]
+            if abs(z) > 10:
+                raise ClimgenInputError(
+                    f"observations '{var}' average {finite.mean():.4g} {units or ''}, "
+                    f"{abs(z):.0f} training standard deviations from the training mean "
+                    f"{self.normalizer.center[v]:.4g}: absolute values vs anomalies? Use the "
+                    "same kind of data (and units) as in training"
+                )
+
+    def _fill_network(self, gappy, keep, members, seed, batch_size):
+        v = self.variable
+        center, scale = self.normalizer.center[v], self.normalizer.scale[v]
+        x_all = torch.from_numpy(np.nan_to_num((gappy - center) / scale).astype(np.float32))
+        m_all = torch.from_numpy(keep.astype(np.float32))
+        aux = None if self.aux is None else torch.from_numpy(self.aux.astype(np.float32))
+        n = x_all.shape[0]
+        generator = torch.Generator().manual_seed(int(seed))
+        means, ensembles = [], []
+        with torch.no_grad():
+            for start in range(0, n, batch_size if self.method == "partialconv" else 1):
+                idx = range(
+                    start, min(n, start + (batch_size if self.method == "partialconv" else 1))
+                )
+                items = [self._fill_item(x_all, m_all, aux, i) for i in idx]
+                if self.method == "partialconv":
+                    batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+                    out = self.family.infill(
+                        batch["x"], batch["mask"], batch.get("cond"), batch.get("cond_mask")
+                    )
+                    means.append(out[:, 0].numpy().astype(np.float64) * scale + center)
+                    continue
+                cond = items[0]["cond"][None]
+                draws = self.family.sample(members, generator, cond=cond)
+                if self.likelihood_noise:
+                    s = self.family.log_scale.exp().view(1, -1, 1, 1)
+                    draws = draws + s * torch.randn(draws.shape, generator=generator)
+                ens = draws[:, 0].numpy().astype(np.float64) * scale + center
+                ensembles.append(ens)
+        if self.method == "partialconv":
+            return np.concatenate(means), None, None
+        ens = np.stack(ensembles, axis=1)  # (M, T, H, W)
+        ens = np.where(keep[None], gappy, ens)
+        std = ens.std(axis=0, ddof=1) if members > 1 else np.full(ens.shape[1:], np.nan)
+        return ens.mean(axis=0), std, ens
+
+    def _fill_item(self, x_all, m_all, aux, i) -> dict:
+        n = x_all.shape[0]
+        x, mask = x_all[i][None], m_all[i][None]
+        cond, cond_mask = [], []
+        for j in [*range(-self.context, 0), *range(1, self.context + 1)]:
+            if 0 <= i + j < n:
+                cond.append(x_all[i + j][None])
+                cond_mask.append(m_all[i + j][None])
+            else:
+                cond.append(torch.zeros_like(x))
+                cond_mask.append(torch.zeros_like(x))
+        if aux is not None:
+            cond.append(aux)
+            cond_mask.append(torch.ones_like(aux))
+        return _network_item(x, mask, cond, cond_mask, self.method)
+
+    def _assemble(
+        self, canon, state, var, da, ds_attrs, filled, spread, keep, ensemble, members, info
+    ):
+        shape = canon.shape
+
+        def back(values, name, attrs, extra_dim=None):
+            values = values.reshape(((values.shape[0],) if extra_dim else ()) + shape)
+            dims = ((extra_dim,) if extra_dim else ()) + canon.dims
+            coords = {d: canon[d] for d in canon.dims if d in canon.coords}
+            out = xr.DataArray(values, dims=dims, coords=coords, name=name, attrs=attrs)
+            return restore(out, state)
+
+        units = {"units": da.attrs["units"]} if "units" in da.attrs else {}
+        data_vars = {
+            var: back(
+                filled,
+                var,
+                {**da.attrs, "ancillary_variables": f"{var}_spread {var}_mask"},
+            ),
+            f"{var}_spread": back(
+                spread,
+                f"{var}_spread",
+                {
+                    **units,
+                    "long_name": f"predictive standard deviation of {var} ({self.method})",
+                    "comment": "0 at observed cells; NaN where the method gives no uncertainty",
+                },
+            ),
+            f"{var}_mask": back(
+                keep.astype(np.int8),
+                f"{var}_mask",
+                {**MASK_ATTRS, "comment": "cells observed in the input (kept bit for bit)"},
+            ),
+        }
+        if ensemble is not None:
+            ens = ensemble.reshape(ensemble.shape[0], -1)
+            data_vars[f"{var}_members"] = back(
+                ens,
+                f"{var}_members",
+                {**da.attrs, "long_name": f"ensemble of filled {var}"},
+                extra_dim="member",
+            ).assign_coords(member=np.arange(ens.shape[0]))
+        for name in list(data_vars):
+            for cname, coord in da.coords.items():
+                if cname not in data_vars[name].coords and set(coord.dims) <= set(
+                    data_vars[name].dims
+                ):
+                    data_vars[name] = data_vars[name].assign_coords({cname: coord})
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        settings = {k: v for k, v in self.options.items() if _jsonable(v)}
+        history = f"{stamp} climgen {climgen_version()}: Infiller({self.method!r}).fill"
+        attrs = dict(ds_attrs)
+        attrs.update(
+            {
+                "history": f"{history}\n{attrs.get('history', '')}".strip(),
+                "climgen_version": climgen_version(),
+                "climgen_fill_method": self.method,
+                "climgen_fill_options": json.dumps(settings),
+                "climgen_fill_members": int(members) if ensemble is not None else 1,
+            }
+        )
+        if self.run_dir is not None:
+            attrs["climgen_run_dir"] = str(self.run_dir)
+        if info.get("kernels"):
+            attrs["climgen_kriging_kernels"] = "; ".join(info["kernels"][:12])
+        return xr.Dataset(data_vars, attrs=attrs)
+
+    # -- persistence -----------------------------------------------------------------------
+    def _save_settings(self) -> None:
+        settings = {
+            "method": self.method,
+            "variable": self.variable,
+            "time_dim": self.time_dim,
+            "context": self.context,
+            "likelihood_noise": self.likelihood_noise,
+            "units": self.units,
+        }
+        (self.run_dir / _SETTINGS).write_text(json.dumps(settings, indent=2))
+        self.normalizer.to_json(self.run_dir / _NORMALIZER)
+        write_fields(self.template.to_dataset(name=self.variable), self.run_dir / _TEMPLATE)
+        if self.aux is not None:
+            write_fields(
+                xr.Dataset({"aux": (("channel", "y", "x"), self.aux)}), self.run_dir / _AUX
+            )
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, *, which: str = "latest", ema: bool = True):
+        """Reload a trained infiller from the run directory ``fit`` wrote."""
+        run_dir = Path(run_dir)
+        if not (run_dir / _SETTINGS).exists():
+            raise ClimgenInputError(
+                f"{run_dir} is not a gap-filling run directory (no {_SETTINGS}); give the "
+                "directory that Infiller.fit or `climgen train` wrote"
+            )
+        settings = json.loads((run_dir / _SETTINGS).read_text())
+        inf = cls(
+            settings["method"],
+            variable=settings["variable"],
+            time_dim=settings["time_dim"],
+            context=settings["context"],
+            likelihood_noise=settings["likelihood_noise"],
+        )
+        inf.units = settings.get("units")
+        inf.family, _ = load_family(run_dir, which=which, ema=ema)
+        inf.normalizer = Normalizer.from_json(run_dir / _NORMALIZER)
+        template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
+        inf.template = template[settings["variable"]]
+        if (run_dir / _AUX).exists():
+            inf.aux = xr.load_dataset(run_dir / _AUX, engine="netcdf4")["aux"].values
+        inf.run_dir = run_dir
+        return inf
+
+    def __repr__(self) -> str:
+        state = f"run_dir={str(self.run_dir)!r}" if self.run_dir else "no run dir"
+        return f"Infiller(method={self.method!r}, variable={self.variable!r}, {state})"
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _as_dict(train) -> dict:
+    if isinstance(train, TrainConfig):
+        return train.to_dict()
+    return dict(train or {})
+
+
+def _default_run_dir(method: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"fill-{method}-{stamp}"

@@ -1,0 +1,389 @@
+"""Gap filling: masks, baselines (analytic cases), networks, the Infiller API, cross-validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from climgen.data.samples import grf_dataarray
+from climgen.errors import ClimgenInputError
+from climgen.tasks.fill import Infiller, available_fill_methods
+from climgen.tasks.fill_cv import cross_validate
+from climgen.tasks.fill_masks import (
+    band_masks,
+    blob_masks,
+    pair_masks,
+    roll_longitude,
+    synthetic_masks,
+    track_masks,
+)
+from climgen.tasks.fill_methods import crps_gaussian, fill_nearest, fill_zonal_mean
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+HADCRUT = SHARED_DATA / "hadcrut4_tas_1877-09_1893-08.nc"
+HADCRUT_MASK = SHARED_DATA / "hadcrut4_mask_1877-09.nc"
+
+
+def _grid(ny=18, nx=36):
+    lat = -90 + 180 / ny * (np.arange(ny) + 0.5)
+    lon = 360 / nx * (np.arange(nx) + 0.5)
+    return lat, lon
+
+
+def _latlon(values, name="tas", units="K", times=None):
+    values = np.asarray(values)
+    ny, nx = values.shape[-2:]
+    lat, lon = _grid(ny, nx)
+    coords = {
+        "lat": ("lat", lat, {"units": "degrees_north"}),
+        "lon": ("lon", lon, {"units": "degrees_east"}),
+    }
+    dims = ("lat", "lon")
+    if values.ndim == 3:
+        dims = ("time", *dims)
+        coords["time"] = np.arange(values.shape[0]) if times is None else times
+    return xr.DataArray(
+        values, dims=dims, coords=coords, name=name, attrs={"units": units, "long_name": "T"}
+    )
+
+
+def _smooth_fields(n=3, ny=18, nx=36, seed=0):
+    """Low-order spherical patterns with random amplitudes: smooth, longitude-dependent."""
+    rng = np.random.default_rng(seed)
+    lat, lon = np.deg2rad(_grid(ny, nx)[0])[:, None], np.deg2rad(_grid(ny, nx)[1])[None]
+    basis = np.stack(
+        [
+            np.cos(lat) * np.sin(lat) * np.cos(lon),
+            np.cos(lat) ** 2 * np.sin(2 * lon),
+            np.cos(lat) * np.sin(lon),
+            np.sin(lat) + 0 * lon,
+        ]
+    )
+    return np.einsum("nk,kyx->nyx", rng.standard_normal((n, 4)), basis)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- masks -----------------------------------------------------------------------------------
+
+
+def test_pair_masks_broadcast_paired_cycle():
+    da = _latlon(np.zeros((4, 18, 36)))
+    one = _latlon(np.ones((1, 18, 36), np.int8), name="m")
+    assert pair_masks(one, da).dims == ("lat", "lon")
+    four = _latlon(np.ones((4, 18, 36), np.int8), name="m")
+    paired = pair_masks(four.assign_coords(time=np.arange(10, 14)), da)
+    assert paired.sizes["time"] == 4 and (paired.time.values == da.time.values).all()
+    two = _latlon(np.stack([np.zeros((18, 36)), np.ones((18, 36))]).astype(np.int8), name="m")
+    with pytest.raises(ClimgenInputError, match="2 times.*4"):
+        pair_masks(two, da)
+    cycled = pair_masks(two, da, mode="cycle")
+    assert cycled.values[:, 0, 0].tolist() == [0, 1, 0, 1]
+
+
+def test_mask_errors_name_the_problem():
+    da = _latlon(np.zeros((2, 18, 36)))
+    with pytest.raises(ClimgenInputError, match="lat size 9"):
+        pair_masks(_latlon(np.ones((9, 36)), name="m"), da)
+    with pytest.raises(ClimgenInputError, match="not 0/1"):
+        pair_masks(_latlon(np.full((18, 36), 0.5), name="m"), da)
+
+
+@pytest.mark.parametrize("coverage", [0.1, 0.45])
+def test_synthetic_masks_coverage_and_shape(coverage):
+    blobs = blob_masks(20, (18, 36), coverage=coverage, seed=0)
+    assert blobs.dtype == np.int8 and blobs.shape == (20, 18, 36)
+    np.testing.assert_allclose(blobs.mean(axis=(1, 2)), coverage, atol=1.5 / (18 * 36) + 0.01)
+    bands = band_masks(20, (18, 36), coverage=coverage, raggedness=0.0, seed=0)
+    # Without raggedness each mask is whole rows: every row is all-0 or all-1.
+    assert set(np.unique(bands.mean(axis=2))) <= {0.0, 1.0}
+    np.testing.assert_allclose(bands.mean(), coverage, atol=1 / 18)
+    tracks = track_masks(10, (18, 36), tracks=2, seed=0)
+    assert 0 < tracks.mean() < 0.5
+    mixed = synthetic_masks(30, (18, 36), seed=1)
+    assert set(np.unique(mixed)) <= {0, 1} and mixed.any(axis=(1, 2)).all()
+
+
+def test_roll_longitude_is_a_periodic_shift():
+    masks = blob_masks(5, (18, 36), coverage=0.3, seed=2)
+    shifts = np.array([0, 1, 5, -3, 36])
+    rolled = roll_longitude(masks, shifts)
+    for m, r, s in zip(masks, rolled, shifts):
+        assert np.array_equal(r, np.roll(m, s, axis=-1))
+
+
+# -- baselines -------------------------------------------------------------------------------
+
+
+def test_nearest_uses_great_circle_distance_across_the_dateline():
+    lat, lon = _grid(18, 36)
+    values = np.full((18, 36), np.nan)
+    values[9, 35] = 1.0  # lon 355
+    values[9, 18] = 2.0  # lon 185
+    filled, _ = fill_nearest(values, lat, lon)
+    assert filled[0, 9, 0] == 1.0  # lon 5 is 10° from lon 355 across the seam
+    assert filled[0, 9, 17] == 2.0
+    # One observed cell: every cell takes its value.
+    single = np.full((18, 36), np.nan)
+    single[3, 7] = -4.5
+    assert np.all(fill_nearest(single, lat, lon)[0] == -4.5)
+
+
+def test_zonal_mean_rows_and_fallbacks():
+    lat, lon = _grid(6, 8)
+    values = np.full((6, 8), np.nan)
+    values[1, [0, 3]] = [1.0, 3.0]
+    values[4, 5] = -2.0
+    filled, _ = fill_zonal_mean(values, lat, lon)
+    assert np.all(filled[0, 1] == [1, 2, 2, 3, 2, 2, 2, 2])
+    assert np.all(filled[0, 4, [0, 1, 7]] == -2.0)
+    w1, w4 = np.cos(np.deg2rad(lat[[1, 4]]))
+    global_mean = (w1 * 4.0 + w4 * -2.0) / (2 * w1 + w4)
+    np.testing.assert_allclose(filled[0, 0], global_mean)
+    climatology = np.arange(48.0).reshape(6, 8)
+    with_clim, _ = fill_zonal_mean(values, lat, lon, climatology=climatology)
+    assert np.array_equal(with_clim[0, 5], climatology[5])
+
+
+def test_zonal_mean_uses_the_fitted_climatology():
+    clim_field = np.broadcast_to(np.linspace(-5, 5, 18)[:, None], (18, 36))
+    train = _latlon(np.stack([clim_field - 1, clim_field + 1]))
+    obs = np.full((18, 36), np.nan)
+    obs[9, :4] = 0.5
+    out = Infiller("zonal-mean").fit(train).fill(_latlon(obs))
+    np.testing.assert_allclose(out.tas.values[0], clim_field[0])
+    np.testing.assert_allclose(out.tas.values[9], 0.5)
+
+
+def test_kriging_beats_zonal_mean_and_nearest_on_a_smooth_field():
+    truth = _latlon(_smooth_fields(2))
+    rng = np.random.default_rng(3)
+    mask = _latlon((rng.random((18, 36)) < 0.35).astype(np.int8), name="m")
+    scores = {m: cross_validate(m, truth, mask) for m in ("kriging", "zonal-mean", "nearest")}
+    assert scores["kriging"]["rmse"] < 0.5 * scores["zonal-mean"]["rmse"]
+    assert scores["kriging"]["rmse"] < scores["nearest"]["rmse"]
+
+
+def test_kriging_spread_is_calibrated_on_fields_drawn_from_its_own_prior():
+    from climgen.tasks.fill_methods import sphere_kernel, unit_vectors
+
+    lat, lon = _grid(18, 36)
+    points = unit_vectors(lat, lon).reshape(-1, 3)
+    cov = sphere_kernel(variance=2.0, length_scale=0.4, noise=0.01)(points)
+    chol = np.linalg.cholesky(cov)
+    rng = np.random.default_rng(0)
+    truth = _latlon((chol @ rng.standard_normal((points.shape[0], 4))).T.reshape(4, 18, 36))
+    mask = _latlon(blob_masks(4, (18, 36), coverage=0.4, seed=1), name="m")
+    scores = cross_validate("kriging", truth, mask)
+    assert 0.7 < scores["spread_skill"] < 1.4
+
+
+def test_crps_gaussian_limits():
+    # σ → 0 gives the absolute error; at y = μ the CRPS is σ (√2 − 1)/√π.
+    np.testing.assert_allclose(crps_gaussian(1.0, 1e-12, 3.0), 2.0, rtol=1e-6)
+    np.testing.assert_allclose(crps_gaussian(0.0, 2.0, 0.0), 2 * (np.sqrt(2) - 1) / np.sqrt(np.pi))
+
+
+# -- the Infiller API ------------------------------------------------------------------------
+
+
+def test_available_methods():
+    assert {"partialconv", "cvae", "kriging", "nearest", "zonal-mean"} <= set(
+        available_fill_methods()
+    )
+    with pytest.raises(ClimgenInputError, match="unknown fill method"):
+        Infiller("magic")
+
+
+def _gappy_obs(seed=0):
+    rng = np.random.default_rng(seed)
+    values = _smooth_fields(2, seed=seed).astype(np.float32)
+    values[rng.random(values.shape) < 0.6] = np.nan
+    # Keep the user's layout: latitude north → south, longitude in [-180, 180).
+    da = _latlon(values).isel(lat=slice(None, None, -1))
+    da = da.assign_coords(lon=((da.lon + 180) % 360) - 180).sortby("lon")
+    da.attrs["source"] = "test"
+    return da.to_dataset().assign_attrs(title="gappy")
+
+
+@pytest.mark.parametrize("method", ["nearest", "zonal-mean", "kriging"])
+def test_baselines_keep_observed_values_bit_for_bit_and_layout(method):
+    ds = _gappy_obs()
+    out = Infiller(method).fill(ds)
+    observed = np.isfinite(ds.tas.values)
+    assert out.tas.dtype == ds.tas.dtype
+    assert np.array_equal(out.tas.values[observed], ds.tas.values[observed])
+    assert np.isfinite(out.tas.values).all()
+    assert out.tas.dims == ds.tas.dims
+    assert np.array_equal(out.lat.values, ds.lat.values)
+    assert np.array_equal(out.lon.values, ds.lon.values)
+    assert out.tas.attrs["source"] == "test" and out.attrs["title"] == "gappy"
+    assert out.attrs["climgen_fill_method"] == method
+    assert np.array_equal(out.tas_mask.values, observed.astype(np.int8))
+    assert np.all(out.tas_spread.values[observed] == 0)
+    if method == "kriging":
+        assert np.all(out.tas_spread.values[~observed] > 0)
+
+
+def test_fill_with_extra_mask_and_bad_inputs():
+    ds = _gappy_obs()
+    extra = xr.ones_like(ds.tas.isel(time=0), dtype=np.int8).rename("m")
+    extra[:, :18] = 0
+    out = Infiller("nearest").fill(ds, mask=extra)
+    assert out.tas_mask.values[:, :, :18].sum() == 0
+    empty = ds.copy()
+    empty["tas"] = ds.tas.where(ds.time == 0)
+    with pytest.raises(ClimgenInputError, match="no observed value at time index \\[1\\]"):
+        Infiller("nearest").fill(empty)
+    with pytest.raises(ClimgenInputError, match="lat size 9"):
+        Infiller("nearest").fill(ds, mask=_latlon(np.ones((9, 36), np.int8), name="m"))
+    with pytest.raises(ClimgenInputError, match="not 0/1"):
+        Infiller("nearest").fill(ds, mask=extra * 2)
+
+
+def test_units_and_magnitude_mismatch_are_caught():
+    anomalies = _latlon(_smooth_fields(3), units="K")
+    fitted = Infiller("zonal-mean").fit(anomalies)
+    obs_c = _latlon(np.where(np.eye(18, 36) > 0, 1.0, np.nan), units="degC")
+    with pytest.raises(ClimgenInputError, match="'degC'.*'K'"):
+        fitted.fill(obs_c)
+    with pytest.raises(ClimgenInputError, match="regrid"):
+        fitted.fill(_latlon(np.ones((9, 36))))
+
+
+@pytest.fixture(scope="module")
+def grf_series():
+    da = grf_dataarray(96, 16, 32, kind="latlon", slope=-4.0, seed=0, name="tas", units="K")
+    return da
+
+
+@pytest.fixture(scope="module")
+def trained_partialconv(grf_series, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pconv")
+    infiller = Infiller("partialconv", base_channels=8, lr=2e-3, context=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures start before the autouse one-thread fixture
+    try:
+        infiller.fit(
+            grf_series.isel(time=slice(0, 80)),
+            run_dir=run_dir,
+            max_steps=60,
+            batch_size=16,
+            log_every=10,
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return infiller
+
+
+def test_partialconv_trains_with_falling_losses_reported_separately(trained_partialconv):
+    import csv
+
+    with open(trained_partialconv.run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"loss", "valid_l1", "hole_l1"} <= set(rows[0])
+    assert float(rows[-1]["loss"]) < 0.9 * float(rows[0]["loss"])
+    assert float(rows[-1]["hole_l1"]) < float(rows[0]["hole_l1"])
+
+
+def test_partialconv_beats_zonal_mean_and_keeps_observations(trained_partialconv, grf_series):
+    test = grf_series.isel(time=slice(80, 96))
+    mask = xr.DataArray(
+        blob_masks(1, (16, 32), coverage=0.35, seed=5)[0],
+        dims=("lat", "lon"),
+        coords={"lat": test.lat, "lon": test.lon},
+        name="m",
+    )
+    net = cross_validate(trained_partialconv, test, mask)
+    zonal = cross_validate("zonal-mean", test, mask)
+    assert net["rmse"] < zonal["rmse"]
+    out = trained_partialconv.fill(test.where(mask == 1))
+    keep = np.broadcast_to(mask.values == 1, test.shape)
+    assert np.array_equal(out.tas.values[keep], test.values[keep])
+    assert np.isnan(out.tas_spread.values[~keep]).all()
+    reloaded = Infiller.load(trained_partialconv.run_dir)
+    again = reloaded.fill(test.where(mask == 1))
+    np.testing.assert_allclose(again.tas.values, out.tas.values, rtol=1e-5, atol=1e-5)
+
+
+def test_network_catches_anomaly_vs_absolute_confusion(trained_partialconv, grf_series):
+    absolute = (grf_series.isel(time=slice(0, 2)) + 280.0).where(lambda x: x > 280)
+    absolute.attrs["units"] = "K"
+    with pytest.raises(ClimgenInputError, match="anomalies"):
+        trained_partialconv.fill(absolute)
+
+
+@pytest.mark.slow
+def test_cvae_ensemble_keeps_observations_and_has_members(grf_series, tmp_path):
+    infiller = Infiller("cvae", base_channels=8, latent_dim=8)
+    infiller.fit(
+        grf_series.isel(time=slice(0, 80)),
+        run_dir=tmp_path,
+        max_steps=40,
+        batch_size=16,
+        progress=False,
+    )
+    test = grf_series.isel(time=slice(80, 84))
+    mask = xr.DataArray(
+        blob_masks(1, (16, 32), coverage=0.4, seed=1)[0],
+        dims=("lat", "lon"),
+        coords={"lat": test.lat, "lon": test.lon},
+    )
+    out = infiller.fill(test.where(mask == 1), members=6)
+    assert out.tas_members.sizes["member"] == 6
+    keep = np.broadcast_to(mask.values == 1, test.shape)
+    assert np.array_equal(out.tas.values[keep], test.values[keep])
+    for k in range(6):
+        assert np.array_equal(out.tas_members.values[k][keep], test.values[keep])
+    assert np.all(out.tas_spread.values[~keep] > 0)
+    np.testing.assert_allclose(
+        out.tas_spread.values, out.tas_members.std("member", ddof=1).values, atol=1e-12
+    )
+    scores = cross_validate(infiller, test, mask, members=6)
+    assert {"crps", "spread_skill"} <= set(scores) and scores["crps"] < scores["mae"]
+
+
+# -- real observations -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_hadcrut_1877_mask_on_1893_field_kriging_beats_zonal_mean():
+    if not HADCRUT.exists():
+        pytest.skip(f"real HadCRUT4 data not found at {SHARED_DATA} (../shared/data)")
+    obs = xr.open_dataset(HADCRUT, engine="netcdf4").tas.isel(time=[1]).load()
+    scores = {
+        m: cross_validate(
+            m, obs, HADCRUT_MASK, **({"max_fit_points": 600} if m == "kriging" else {})
+        )
+        for m in ("kriging", "zonal-mean", "nearest")
+    }
+    hidden = scores["kriging"]["n_hidden"]
+    # Hidden: cells observed in 1893-08 but not in 1877-09 (696 of the 1 624 observed).
+    assert 600 < hidden < 800
+    assert scores["kriging"]["rmse"] < scores["zonal-mean"]["rmse"]
+    assert scores["kriging"]["rmse"] < scores["nearest"]["rmse"]
+
+
+def test_cli_fill_with_a_baseline(tmp_path):
+    from climgen.tasks.fill_cli import main
+
+    obs_path = tmp_path / "obs.nc"
+    _gappy_obs().to_netcdf(obs_path)
+    out_path = tmp_path / "filled.nc"
+    assert main(["nearest", str(obs_path), "-o", str(out_path)]) == 0
+    out = xr.load_dataset(out_path)
+    assert {"tas", "tas_spread", "tas_mask"} <= set(out.data_vars)
+    assert np.isfinite(out.tas.values).all()
+    assert main(["partialconv", str(obs_path), "-o", str(out_path)]) == 2
