@@ -151,7 +151,8 @@ def test_nan_exit_2(files, tmp_path, capsys):
 
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "-o", str(out), "--samples", "16", "--size", "24", "40", "--seed", "3"])
+    code = main(["demo", "--synthetic", "-o", str(out), "--samples", "16", "--size", "24", "40",
+                 "--seed", "3"])
     assert code == 0
     printed = capsys.readouterr().out
     index = out / "report" / "index.html"
@@ -162,8 +163,17 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert data["variables"]["tracer"]["shape"] == [24, 40]
 
 
+def test_trained_demo_on_bundled_data(tmp_path, capsys):
+    """The default demo: train on the bundled RBC sample, sample, report vs held-out data."""
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--steps", "4", "-q"]) == 0
+    data = _metrics(out / "report")
+    assert data["variables"]["b"]["shape"] == [32, 128]
+    assert (out / "samples.nc").exists() and (out / "checkpoints").is_dir()
+
+
 def test_demo_rejects_too_few_samples(tmp_path, capsys):
-    err = _error(["demo", "-o", str(tmp_path), "--samples", "2"], capsys)
+    err = _error(["demo", "--synthetic", "-o", str(tmp_path), "--samples", "2"], capsys)
     assert "--samples" in err
 
 
