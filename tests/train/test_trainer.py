@@ -25,6 +25,7 @@ from climgen.train import (
     SpectralEvalCallback,
     TrainConfig,
     Trainer,
+    TrainingInterrupted,
     load_checkpoint,
 )
 from climgen.train import context as train_context
@@ -285,6 +286,88 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     resumed = Trainer(ToyAE(), config(ema_decay=0.9, checkpoint_every=5), run)
     assert resumed.fit(make_data(), resume=True).step == 40
     assert_same_state(straight, resumed)
+
+
+class SignalAt(Callback):
+    """Sends this process ``signum`` at the end of step ``step`` (as a scheduler would)."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+
+    def on_step_end(self, trainer, step, losses):
+        if step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_checkpoints_the_step_and_resume_is_bit_identical(tmp_path, signum):
+    before = signal.getsignal(signum)
+    run = tmp_path / "stopped"
+    with pytest.raises(TrainingInterrupted) as err:
+        Trainer(
+            make_family("gan"), config(ema_decay=0.9), run, callbacks=[SignalAt(13, signum)]
+        ).fit(make_data())
+    assert signal.getsignal(signum) is before  # the trainer's handler is gone again
+    assert (err.value.signum, err.value.step) == (signum, 13)
+    assert err.value.checkpoint == run / "checkpoints" / "step_0000013"
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000013"
+    assert signal.Signals(signum).name in str(err.value) and "resume" in str(err.value)
+
+    straight = Trainer(make_family("gan"), config(ema_decay=0.9), tmp_path / "straight")
+    straight.fit(make_data())
+    resumed = Trainer(ToyGAN(), config(ema_decay=0.9), run)
+    assert resumed.fit(make_data(), resume=True).step == 40
+    assert_same_state(straight, resumed)
+
+
+_TERM_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {test_dir!r})
+torch.set_num_threads({threads})
+from test_trainer import make_family, make_data, config
+from climgen.train import Trainer, TrainingInterrupted
+try:
+    Trainer(make_family("ae"), config(ema_decay=0.9, checkpoint_every=0), {run!r}).fit(make_data())
+except TrainingInterrupted as exc:
+    print(exc.step, flush=True)
+    sys.exit(128 + exc.signum)
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_from_outside_stops_cleanly_and_resume_matches(tmp_path):
+    run = tmp_path / "terminated"
+    script = _TERM_SCRIPT.format(
+        test_dir=str(Path(__file__).parent), run=str(run), threads=torch.get_num_threads()
+    )
+    env = {**os.environ, "TOY_DELAY": "0.2"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE)
+    metrics = run / "metrics.csv"
+    deadline = time.monotonic() + 60
+    try:
+        while not (metrics.exists() and "\n10," in metrics.read_text()):
+            assert proc.poll() is None, "training subprocess ended early"
+            assert time.monotonic() < deadline, "no progress within 60 s"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM
+    stopped_at = int(out.decode().split()[-1])
+    assert 10 <= stopped_at < 40
+    assert ckpt_names(run) == [f"step_{stopped_at:07d}"]
+
+    straight = Trainer(make_family("ae"), config(ema_decay=0.9), tmp_path / "straight")
+    straight.fit(make_data())
+    resumed = Trainer(ToyAE(), config(ema_decay=0.9, checkpoint_every=0), run)
+    assert resumed.fit(make_data(), resume=True).step == 40
+    assert_same_state(straight, resumed)
+
+
+def ckpt_names(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").glob("step_*"))
 
 
 def test_fresh_fit_into_a_run_with_checkpoints_is_refused(tmp_path):
