@@ -579,6 +579,9 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.num_workers > 0,
             generator=self._loader_generator,  # keeps the global RNG out of worker seeding
+            # Forked workers inherit the parent's open HDF5/netCDF handles and hang on their
+            # first read once the parent has read the file (as Normalizer.fit does).
+            multiprocessing_context="forkserver" if cfg.num_workers > 0 else None,
         )
 
     def _next_batch(self) -> dict:

@@ -201,3 +201,26 @@ def test_two_gigabyte_store_streams_with_bounded_memory(tmp_path):
     growth_mb = (peak - rss0) / 2**20
     assert growth_mb < 500, f"RSS grew by {growth_mb:.0f} MB while streaming a 2 GB store"
     assert time.perf_counter() - start < 120
+
+
+def test_batched_read_equals_per_item_read(tmp_path):
+    """DataLoader's batched fetch (__getitems__) returns exactly what per-item reads return."""
+    from climgen.data.io import open_fields, write_fields
+    from climgen.data.normalize import Normalizer
+    from climgen.data.samples import grf_dataarray
+
+    da = grf_dataarray(20, 8, 16, seed=0, name="psi")
+    da[3, 2, 2] = np.nan
+    write_fields(da.to_dataset(), tmp_path / "f.nc")
+    ds = open_fields(tmp_path / "f.nc")
+    for return_mask in (False, True):
+        fd = FieldDataset(ds, ["psi"], normalizer=Normalizer.fit(ds), return_mask=return_mask)
+        items = [5, 0, 19, 3, -1] if return_mask else [5, 0, 19, 7, -1]
+        batched = fd.__getitems__(items)
+        single = [fd[i] for i in items]
+        for a, b in zip(batched, single):
+            for x, y in zip(a if return_mask else [a], b if return_mask else [b]):
+                assert torch.equal(x, y)
+    fd = FieldDataset(ds, ["psi"])
+    with pytest.raises(ClimgenInputError, match="index 3"):
+        fd.__getitems__([1, 3])

@@ -122,3 +122,16 @@ def test_gan_emulator_learns_a_k3_spectral_slope(tmp_path):
 
     assert abs(slope(p_ref) + 3.0) < 0.3  # few low-k modes on a 32 × 32 grid
     assert abs(slope(p) - slope(p_ref)) < 0.5, (slope(p), slope(p_ref))
+
+
+@pytest.mark.slow
+def test_fit_from_netcdf_with_worker_processes(tmp_path):
+    """Workers must not hang on file handles the parent used (Normalizer.fit reads first)."""
+    data = grf_dataarray(32, 16, 16, seed=0, name="psi")
+    write_fields(data.to_dataset(), tmp_path / "d.nc")
+    from climgen.data.io import open_fields
+
+    em = Emulator("vae", latent_dim=4, base_channels=4).fit(
+        open_fields(tmp_path / "d.nc"), run_dir=tmp_path / "run", max_steps=4, batch_size=8,
+        num_workers=2, progress=False)
+    assert em.sample(2)["psi"].shape == (2, 16, 16)
