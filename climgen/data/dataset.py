@@ -232,7 +232,9 @@ class FieldDataset(torch.utils.data.Dataset):
             if self.normalizer is not None:
                 xb = (xb - self._center) / self._scale
             t = torch.from_numpy(np.where(observed, xb, 0.0).astype(np.float32))
-            out.append((t, torch.from_numpy(observed.astype(np.float32))) if self.return_mask else t)
+            out.append(
+                (t, torch.from_numpy(observed.astype(np.float32))) if self.return_mask else t
+            )
         return out
 
     def _patch(self, x: torch.Tensor, tile: int) -> torch.Tensor:

@@ -23,6 +23,7 @@ CASES = [
     ("gan", {"loss": "lsgan", "latent_dim": 8, "base_channels": 8, "generator": "style"}, "d_loss"),
     ("pixelcnn", {"hidden_channels": 16, "n_layers": 4, "kernel_size": 3, "mixtures": 3}, "loss"),
     ("flow", {"levels": 2, "steps_per_level": 2, "hidden_channels": 16}, "loss"),
+    ("diffusion", {"base_channels": 8, "channel_mults": (1, 2), "lr": 2e-3}, "loss"),
 ]
 # Conditional families have their own tests (cvae below; superres and partialconv in
 # tests/tasks/test_downscale.py and test_fill.py: they need a condition or observations).

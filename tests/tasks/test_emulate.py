@@ -132,6 +132,11 @@ def test_fit_from_netcdf_with_worker_processes(tmp_path):
     from climgen.data.io import open_fields
 
     em = Emulator("vae", latent_dim=4, base_channels=4).fit(
-        open_fields(tmp_path / "d.nc"), run_dir=tmp_path / "run", max_steps=4, batch_size=8,
-        num_workers=2, progress=False)
+        open_fields(tmp_path / "d.nc"),
+        run_dir=tmp_path / "run",
+        max_steps=4,
+        batch_size=8,
+        num_workers=2,
+        progress=False,
+    )
     assert em.sample(2)["psi"].shape == (2, 16, 16)
