@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--steps",
         type=_positive_int,
-        default=1500,
+        default=600,
         metavar="N",
         help="training steps of the demo emulator (default: %(default)s)",
     )
