@@ -12,7 +12,7 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip_q() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v '^WARNING: Location' || true; }
 # Pinned CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
-.venv/bin/python -c "import torch" 2>/dev/null || pip_q "torch==2.13.0"
+.venv/bin/python -c "import torch" 2>/dev/null || pip_q "torch==2.13.0" numpy
 .venv/bin/python -c "import torch" || { echo "setup: torch failed to install" >&2; exit 1; }
 # torch-harmonics (spherical-harmonic transforms) builds against the torch already installed.
 if ! .venv/bin/python -c "import torch_harmonics" 2>/dev/null; then

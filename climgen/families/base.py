@@ -38,6 +38,7 @@ __all__ = [
     "register_family",
     "build_family",
     "check_family_options",
+    "check_grid_options",
     "available_families",
 ]
 
@@ -89,6 +90,18 @@ class Family(Protocol):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
     def ema_module(self) -> torch.nn.Module | None: ...
+
+
+def check_grid_options(channels, shape, periodic=(False, True)) -> None:
+    """Validate the options every family constructor shares; errors name the option."""
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        raise ClimgenInputError(f"option 'channels' must be a positive int, got {channels!r}")
+    if len(shape) != 2 or any(int(s) < 1 for s in shape):
+        raise ClimgenInputError(f"option 'shape' must be (H, W) > 0, got {shape!r}")
+    if len(periodic) != 2:
+        raise ClimgenInputError(
+            f"option 'periodic' must be (periodic_y, periodic_x), got {periodic!r}"
+        )
 
 
 _REGISTRY: dict[str, Callable[..., torch.nn.Module]] = {}

@@ -53,7 +53,7 @@ from torch import nn
 
 from climgen.errors import ClimgenInputError
 
-from .base import OptimizerSpec, register_family
+from .base import OptimizerSpec, check_grid_options, register_family
 from .flow_couplings import (
     COUPLINGS,
     ActNorm,
@@ -152,14 +152,7 @@ class Flow(nn.Module):
         lr: float = 1e-3,
     ):
         super().__init__()
-        if not isinstance(channels, int) or channels < 1:
-            raise ClimgenInputError(f"option 'channels' must be a positive int, got {channels!r}")
-        if len(shape) != 2 or any(int(s) < 1 for s in shape):
-            raise ClimgenInputError(f"option 'shape' must be (H, W) > 0, got {shape!r}")
-        if len(periodic) != 2:
-            raise ClimgenInputError(
-                f"option 'periodic' must be (periodic_y, periodic_x), got {periodic!r}"
-            )
+        check_grid_options(channels, shape, periodic)
         for opt, value in (("levels", levels), ("steps_per_level", steps_per_level)):
             if not isinstance(value, int) or value < 1:
                 raise ClimgenInputError(f"option {opt!r} must be a positive int, got {value!r}")

@@ -64,7 +64,7 @@ from torch import nn
 from climgen.errors import ClimgenInputError
 from climgen.nn import pad_periodic
 
-from .base import OptimizerSpec, register_family
+from .base import OptimizerSpec, check_grid_options, register_family
 
 __all__ = [
     "MaskedConv2d",
@@ -388,14 +388,7 @@ class PixelCNN(nn.Module):
         lr: float = 1e-3,
     ):
         super().__init__()
-        if not isinstance(channels, int) or channels < 1:
-            raise ClimgenInputError(f"option 'channels' must be a positive int, got {channels!r}")
-        if len(shape) != 2 or any(int(s) < 1 for s in shape):
-            raise ClimgenInputError(f"option 'shape' must be (H, W) > 0, got {shape!r}")
-        if len(periodic) != 2:
-            raise ClimgenInputError(
-                f"option 'periodic' must be (periodic_y, periodic_x), got {periodic!r}"
-            )
+        check_grid_options(channels, shape, periodic)
         for option, value, least in (
             ("hidden_channels", hidden_channels, 1),
             ("n_layers", n_layers, 1),

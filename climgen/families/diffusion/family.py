@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from climgen.errors import ClimgenInputError
-from climgen.families.base import OptimizerSpec, register_family
+from climgen.families.base import OptimizerSpec, check_grid_options, register_family
 
 from .denoisers import (
     NetworkNoisePredictor,
@@ -101,14 +101,7 @@ class Diffusion(nn.Module):
         lr: float = 2e-4,
     ):
         super().__init__()
-        if not isinstance(channels, int) or channels < 1:
-            raise ClimgenInputError(f"option 'channels' must be a positive int, got {channels!r}")
-        if len(shape) != 2 or any(int(s) < 1 for s in shape):
-            raise ClimgenInputError(f"option 'shape' must be (H, W) > 0, got {shape!r}")
-        if len(periodic) != 2:
-            raise ClimgenInputError(
-                f"option 'periodic' must be (periodic_y, periodic_x), got {periodic!r}"
-            )
+        check_grid_options(channels, shape, periodic)
         _choice("formulation", formulation, FORMULATIONS)
         _choice("sampler", sampler, SAMPLERS)
         if not 0 <= cond_dropout < 1:
