@@ -35,6 +35,7 @@ __all__ = [
     "zonal_spectrum",
     "spherical_spectrum",
     "field_spectrum",
+    "line_spectrum",
     "spectral_errors",
     "log_spectral_distance",
 ]
@@ -418,12 +419,63 @@ def _spherical_dataarray(da: xr.DataArray, reduce: str) -> xr.DataArray:
     )
 
 
+def line_spectrum(field, dx: float = 1.0):
+    """Power spectrum along the last (periodic) axis, averaged over the other spatial axis.
+
+    .. math:: P(k_m) = \\frac{1}{n_y} \\sum_{rows} c_m \\frac{|\\hat f_m|^2}{n_x^2},
+              \\qquad k_m = \\frac{m}{n_x d_x}
+
+    with f̂ the rfft along x of each row, c_m = 2 for 0 < m < n_x/2 and 1 otherwise, the row
+    mean (m = 0) left out; Σ_m P = the mean over rows of each row's variance. This is the
+    spectrum to use when only x is periodic (channel flows, Rayleigh–Bénard convection between
+    walls): a 2-D FFT across walls would see the mean vertical gradient as a jump.
+    ``field`` is (..., ny, nx); returns ``(k, power)`` with power (..., nx//2 + 1).
+    """
+    t, kind = as_tensor(field, "field")
+    n = t.shape[-1]
+    f = torch.fft.rfft(t, dim=-1)
+    c = torch.full((f.shape[-1],), 2.0, dtype=t.dtype, device=t.device)
+    c[0] = 0.0  # the row mean: no fluctuation power
+    if n % 2 == 0:
+        c[-1] = 1.0
+    power = ((f.real.square() + f.imag.square()) * c / n**2).mean(-2)
+    _check_input_if_nonfinite(power, t, "line_spectrum field")
+    k = np.fft.rfftfreq(n, d=dx)
+    return (k if kind == "numpy" else torch.as_tensor(k, dtype=t.dtype)), to_like(power, kind)
+
+
+def _line_spectrum_dataarray(da: xr.DataArray, grid) -> xr.DataArray:
+    da = da.transpose(..., grid.y_dim, grid.x_dim)
+    k, power = line_spectrum(da.values, grid.dx)
+    units = da[grid.x_dim].attrs.get("units", "1") if grid.x_dim in da.coords else "1"
+    lead = list(da.dims[:-2])
+    coords = {d: da[d] for d in lead if d in da.coords}
+    coords["wavenumber"] = xr.Variable(
+        "wavenumber",
+        k,
+        {"long_name": f"wavenumber along {grid.x_dim}", "units": f"cycles per {units}"},
+    )
+    return xr.DataArray(
+        power,
+        dims=(*lead, "wavenumber"),
+        coords=coords,
+        name=f"{da.name}_power",
+        attrs={
+            "long_name": f"spectrum of {da.name} along {grid.x_dim}, mean over {grid.y_dim}",
+            "units": f"({da.attrs.get('units', '1')})^2",
+            "spectrum_kind": "line",
+            "k_units": f"cycles per {units}",
+        },
+    )
+
+
 def field_spectrum(da: xr.DataArray) -> xr.DataArray:
     """The spectrum that fits a DataArray's grid, sample dims kept, spectral dim last.
 
-    planar → :func:`rapsd` (``reduce="mean"``, dim ``wavenumber``); global lat/lon →
-    :func:`spherical_spectrum` (dim ``degree``); regional lat/lon → rapsd in cycles per degree
-    with a Tukey window. The result's attrs give ``spectrum_kind`` and ``k_units``.
+    doubly periodic planar → :func:`rapsd` (``reduce="mean"``, dim ``wavenumber``); planar
+    periodic in x only (walls in y/z) → :func:`line_spectrum` along x; global lat/lon →
+    :func:`spherical_spectrum` (dim ``degree``); regional lat/lon and non-periodic planar →
+    rapsd with a Tukey window. The result's attrs give ``spectrum_kind`` and ``k_units``.
     """
     grid = detect_grid(da)
     if grid.kind == "latlon":
@@ -435,7 +487,11 @@ def field_spectrum(da: xr.DataArray) -> xr.DataArray:
             except ClimgenInputError:
                 pass
         return _rapsd_dataarray(da, None, "mean", "tukey", True)
-    return _rapsd_dataarray(da, None, "mean", None, True)
+    if grid.periodic_x and grid.periodic_y:
+        return _rapsd_dataarray(da, None, "mean", None, True)
+    if grid.periodic_x:
+        return _line_spectrum_dataarray(da, grid)
+    return _rapsd_dataarray(da, None, "mean", "tukey", True)
 
 
 def _positive_pair(p_gen, p_ref):

@@ -15,6 +15,7 @@ from climgen.data.samples import (
 from climgen.errors import ClimgenInputError
 from climgen.metrics.spectra import (
     field_spectrum,
+    line_spectrum,
     log_spectral_distance,
     rapsd,
     ring_bins,
@@ -217,3 +218,35 @@ def test_log_spectral_distance_is_a_differentiable_loss():
     d.backward()
     assert float(d.detach()) == pytest.approx(np.log10(2))
     assert torch.all(gen.grad > 0)
+
+
+def test_line_spectrum_parseval_and_peak():
+    rng = np.random.default_rng(0)
+    x = np.arange(64) * 0.25
+    field = np.cos(2 * np.pi * 1.0 * x)[None, :] + 0.1 * rng.standard_normal((3, 8, 64)) + 2.0
+    k, power = line_spectrum(field, 0.25)
+    assert power.shape == (3, 33)
+    assert k[np.argmax(power.mean(0))] == pytest.approx(1.0)
+    np.testing.assert_allclose(power.sum(-1), field.var(axis=-1).mean(-1), rtol=1e-10)
+
+
+def test_field_spectrum_between_walls_is_taken_along_the_periodic_axis():
+    """RBC-like layout: a strong mean gradient in z (walls) must not leak into the spectrum."""
+    z = (np.arange(16) + 0.5) / 16
+    x = np.arange(64) / 16
+    wave = 0.05 * np.cos(2 * np.pi * 2 * x)[None, :]
+    data = np.stack([(1 - z)[:, None] + wave] * 4)
+    da = xr.DataArray(
+        data,
+        dims=("time", "z", "x"),
+        name="b",
+        coords={
+            "z": ("z", z, {"axis": "Z"}),
+            "x": ("x", x, {"axis": "X", "long_name": "x, periodic"}),
+        },
+    )
+    spec = field_spectrum(da)
+    assert spec.attrs["spectrum_kind"] == "line"
+    peak = float(spec["wavenumber"][int(spec.isel(time=0).argmax("wavenumber"))])
+    assert peak == pytest.approx(2.0)
+    assert float(spec.isel(time=0).sum()) == pytest.approx(0.05**2 / 2, rel=1e-8)
