@@ -2,8 +2,9 @@
 
 :func:`evaluate` compares, variable by variable, a set of generated fields with a reference
 set on the same grid and returns an :class:`EvaluationReport`. Every distance
-d(generated, reference) is reported with its **noise floor**, the same distance between the
-first and the second half of the reference (:func:`climgen.metrics.noise_floor`), and a
+d(generated, reference) is reported with its **noise floor**, the same distance between two
+halves of the reference (:func:`climgen.metrics.noise_floor`; averaged over 5 splits into
+halves made of contiguous blocks, the first being first half vs second half), and a
 verdict in words (Ravuri et al. 2021, Nature 597, 672, judge generative weather models
 against the spread of the truth itself; design doc ``metrics.md`` §11):
 
@@ -848,7 +849,8 @@ def evaluate(
         "samples (reference)": {n: r.n_reference for n, r in results.items()},
         "climgen version": _version(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "noise floor": "same distance between the 1st and 2nd half of the reference samples",
+        "noise floor": "same distance between two halves of the reference samples "
+        "(mean over 5 splits into contiguous blocks)",
     }
     return EvaluationReport(variables=results, provenance=provenance, factor=factor)
 

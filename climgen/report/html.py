@@ -156,8 +156,9 @@ def render_html(
         _provenance(report.get("provenance", {})),
         "<h2>How the verdicts are made</h2>",
         "<p>Each distance d(generated, reference) is shown next to its <b>noise floor</b>: the "
-        "same distance between the first and the second half of the reference data, i.e. what "
-        "two honest samples of the same climate differ by. "
+        "same distance between two halves of the reference data (averaged over 5 splits into "
+        "halves made of contiguous blocks), i.e. what two honest samples of the same climate "
+        "differ by. "
         f"A distance <b>matches</b> when d ≤ {factor:g} × floor, is <b>close</b> up to "
         f"{close:g} × floor, and <b>differs</b> beyond.</p>"
         '<p class="legend">'
