@@ -151,8 +151,21 @@ def test_nan_exit_2(files, tmp_path, capsys):
 
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--synthetic", "-o", str(out), "--samples", "16", "--size", "24", "40",
-                 "--seed", "3"])
+    code = main(
+        [
+            "demo",
+            "--synthetic",
+            "-o",
+            str(out),
+            "--samples",
+            "16",
+            "--size",
+            "24",
+            "40",
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     index = out / "report" / "index.html"
@@ -191,3 +204,47 @@ def test_version_and_no_command(capsys):
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith("climgen ")
     assert main([]) == 2
+
+
+def test_translate_command_with_quantile_mapping(tmp_path, capsys):
+    """`climgen translate` applies a fitted translator from its run directory."""
+    import numpy as np
+    import xarray as xr
+
+    from climgen.data.io import write_fields
+    from climgen.data.samples import grf_dataarray
+    from climgen.tasks.translate import Translator
+
+    a = grf_dataarray(64, 8, 16, seed=0, name="t") * 2.0 + 1.0
+    b = grf_dataarray(64, 8, 16, seed=1, name="t")
+    Translator(method="quantile-mapping").fit(
+        a.to_dataset(), b.to_dataset(), run_dir=tmp_path / "qm"
+    )
+    write_fields(a.to_dataset(), tmp_path / "a.nc")
+    assert (
+        main(
+            [
+                "translate",
+                str(tmp_path / "qm"),
+                str(tmp_path / "a.nc"),
+                "-o",
+                str(tmp_path / "out.nc"),
+            ]
+        )
+        == 0
+    )
+    out = xr.open_dataset(tmp_path / "out.nc")["t"]
+    assert abs(float(out.mean())) < 0.2 and abs(float(out.std()) - 1.0) < 0.2
+    assert np.isfinite(out).all()
+    assert (
+        main(
+            [
+                "translate",
+                str(tmp_path / "nothing"),
+                str(tmp_path / "a.nc"),
+                "-o",
+                str(tmp_path / "x.nc"),
+            ]
+        )
+        == 2
+    )

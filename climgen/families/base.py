@@ -129,6 +129,7 @@ def _load_builtin_families() -> None:
         "climgen.families.diffusion",
         "climgen.families.superres",
         "climgen.families.infill",
+        "climgen.families.translation",
     ):
         try:
             importlib.import_module(module)

@@ -25,9 +25,9 @@ CASES = [
     ("flow", {"levels": 2, "steps_per_level": 2, "hidden_channels": 16}, "loss"),
     ("diffusion", {"base_channels": 8, "channel_mults": (1, 2), "lr": 2e-3}, "loss"),
 ]
-# Conditional families have their own tests (cvae below; superres and partialconv in
-# tests/tasks/test_downscale.py and test_fill.py: they need a condition or observations).
-COND_FAMILIES = {"cvae", "superres", "partialconv"}
+# Conditional families have their own tests (cvae below; the others in tests/tasks/: test_downscale,
+# test_fill and test_translate: they need a condition or observations).
+COND_FAMILIES = {"cvae", "superres", "partialconv", "pix2pix", "cyclegan", "augmented-cyclegan"}
 
 
 def test_every_registered_family_is_covered():

@@ -1,0 +1,720 @@
+"""Domain translation families: pix2pix (paired) and CycleGAN (unpaired), driven by the one trainer.
+
+Batches are ``{"x": domain-A fields (B, C, H, W), "y": domain-B fields (B, C, H, W)}`` in
+normalised units; for pix2pix ``y[i]`` is the partner of ``x[i]``, for CycleGAN ``y`` is drawn
+independently of ``x``.
+
+- :class:`Pix2Pix` (Isola et al. 2017, "Image-to-image translation with conditional
+  adversarial networks"): a U-Net generator G: A → B and a conditional PatchGAN critic
+  D(a, b). The generator minimises ``l1_weight · mean|G(a) − b| + g_loss(D(a, G(a)))``, the
+  critic ``d_loss(D(a, b), D(a, G(a)))``, with any GAN loss of the zoo
+  (:data:`climgen.families.gan.GAN_LOSSES`; default "lsgan").
+- :class:`CycleGAN` (Zhu et al. 2017, "Unpaired image-to-image translation using
+  cycle-consistent adversarial networks"): generators G_AB, G_BA and critics D_A, D_B. The
+  generators minimise ``g_loss(D_B(G_AB(a))) + g_loss(D_A(G_BA(b))) + λ_cyc · L_cyc +
+  λ_id · L_id`` with :func:`cycle_consistency_loss` and :func:`identity_loss`.
+
+Every convolution is a :class:`climgen.nn.PeriodicConv2d` (circular padding on periodic axes).
+The critics have no normalisation layers, so each output pixel sees exactly the window
+:func:`patch_receptive_field` of the input (instance or batch norm would let it see all).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from climgen.errors import ClimgenInputError
+from climgen.families.base import OptimizerSpec, check_grid_options, register_family
+from climgen.families.gan.losses import clip_weights_, get_gan_loss, gradient_penalty
+from climgen.nn import PeriodicConv2d
+
+__all__ = [
+    "UNetGenerator",
+    "PatchDiscriminator",
+    "patch_receptive_field",
+    "cycle_consistency_loss",
+    "identity_loss",
+    "Pix2Pix",
+    "CycleGAN",
+    "AugmentedCycleGAN",
+    "LatentEncoder",
+    "TRANSLATION_GAN_LOSSES",
+]
+
+TRANSLATION_GAN_LOSSES = ("non-saturating", "minimax", "hinge", "lsgan", "wgan", "wgan-gp")
+
+
+def _groups(channels: int) -> int:
+    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
+
+
+class _ConvNormAct(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, periodic, stride: int = 1):
+        super().__init__(
+            PeriodicConv2d(c_in, c_out, 3, stride, periodic=periodic),
+            nn.GroupNorm(_groups(c_out), c_out),
+            nn.LeakyReLU(0.2),
+        )
+
+
+class UNetGenerator(nn.Module):
+    """Residual U-Net ``G(x) = x + U(x)`` for (B, C, H, W) fields of any H, W.
+
+    ``depth`` stride-2 levels (3×3 convs, GroupNorm, LeakyReLU 0.2) with widths
+    ``base_channels · 2^l`` (capped at 8×), skip connections by concatenation, nearest-neighbour
+    up-sampling to the skip's size (odd sizes work). The last conv is zero-initialised, so an
+    untrained G is the identity map — a natural start when A and B are similar climates.
+    Reference: Ronneberger et al. 2015; the pix2pix generator of Isola et al. 2017.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        periodic: tuple[bool, bool] = (False, True),
+        *,
+        base_channels: int = 16,
+        depth: int = 2,
+        latent_dim: int = 0,
+    ):
+        super().__init__()
+        if depth < 0:
+            raise ClimgenInputError(f"option 'depth' must be ≥ 0, got {depth}")
+        periodic = tuple(bool(p) for p in periodic)
+        self.latent_dim = int(latent_dim)
+        widths = [base_channels * min(2**level, 8) for level in range(depth + 1)]
+        self.stem = _ConvNormAct(channels, widths[0], periodic)
+        self.down = nn.ModuleList(
+            _ConvNormAct(widths[i], widths[i + 1], periodic, stride=2) for i in range(depth)
+        )
+        self.up = nn.ModuleList(
+            _ConvNormAct(widths[i + 1] + widths[i], widths[i], periodic)
+            for i in reversed(range(depth))
+        )
+        self.head = PeriodicConv2d(widths[0], channels, 3, periodic=periodic)
+        # Latent codes modulate every block's output (FiLM: h·(1 + γ(z)) + β(z), like the
+        # conditional normalisation of Augmented CycleGAN): constant code channels fed at the
+        # input would be removed by the next GroupNorm.
+        block_widths = [widths[0], *widths[1:], *widths[:-1][::-1]]
+        self.film = nn.ModuleList(
+            nn.Linear(self.latent_dim, 2 * w) for w in (block_widths if self.latent_dim else [])
+        )
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, C, H, W); ``z`` (B, latent_dim) latent codes (broadcast over the grid as
+        extra input channels) when the generator was built with ``latent_dim > 0``."""
+        if self.latent_dim:
+            if z is None or z.shape != (x.shape[0], self.latent_dim):
+                got = None if z is None else tuple(z.shape)
+                raise ClimgenInputError(
+                    f"this generator needs latent codes z of shape ({x.shape[0]}, "
+                    f"{self.latent_dim}), got {got}"
+                )
+        films = iter(self.film)
+
+        def modulate(h):
+            if not self.latent_dim:
+                return h
+            gamma, beta = next(films)(z)[:, :, None, None].chunk(2, dim=1)
+            return h * (1 + gamma) + beta
+
+        h = modulate(self.stem(x))
+        skips = [h]
+        for block in self.down:
+            h = modulate(block(h))
+            skips.append(h)
+        skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
+            h = modulate(block(torch.cat([h, skip], 1)))
+        return x + self.head(h)
+
+
+def patch_receptive_field(n_layers: int) -> int:
+    """Side (cells) of the input window seen by one output of :class:`PatchDiscriminator`.
+
+    The critic is ``n_layers`` 4×4 stride-2 convs then two 4×4 stride-1 convs; walking back
+    from one output cell, a conv of kernel k and stride s maps a window r to (r − 1)·s + k:
+    1 → 4 → 7 → 16 → 34 → 70 → 142 for n_layers = 0, 1, 2, 3 (3 gives the 70×70 PatchGAN).
+    """
+    r = 1
+    for k, s in [(4, 1), (4, 1)] + [(4, 2)] * int(n_layers):
+        r = (r - 1) * s + k
+    return r
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN critic: a map (B, 1, H/2^n, W/2^n) of realism scores of overlapping patches.
+
+    ``n_layers`` 4×4 stride-2 convs (widths ``base_channels · 2^l``, capped at 8×), one 4×4
+    stride-1 conv and a 4×4 stride-1 output conv, LeakyReLU 0.2, optional spectral norm, no
+    normalisation layers. Each output cell sees a square window of side
+    :func:`patch_receptive_field` (``n_layers``) — 16 for 1, 34 for 2, 70 for 3 (Isola et al.
+    2017, who found 70×70 patches a good trade-off). Periodic axes wrap.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        periodic: tuple[bool, bool] = (False, True),
+        *,
+        base_channels: int = 16,
+        n_layers: int = 2,
+        spectral_norm: bool = False,
+    ):
+        super().__init__()
+        periodic = tuple(bool(p) for p in periodic)
+        self.n_layers = int(n_layers)
+        self.receptive_field = patch_receptive_field(self.n_layers)
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        widths = [base_channels * min(2**i, 8) for i in range(self.n_layers + 1)]
+        for i in range(self.n_layers):
+            layers += [PeriodicConv2d(c_in, widths[i], 4, 2, periodic=periodic), nn.LeakyReLU(0.2)]
+            c_in = widths[i]
+        layers += [PeriodicConv2d(c_in, widths[-1], 4, 1, periodic=periodic), nn.LeakyReLU(0.2)]
+        layers += [PeriodicConv2d(widths[-1], 1, 4, 1, periodic=periodic)]
+        if spectral_norm:
+            layers = [
+                nn.utils.parametrizations.spectral_norm(m) if isinstance(m, nn.Conv2d) else m
+                for m in layers
+            ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def cycle_consistency_loss(g_ab, g_ba, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """L_cyc = mean|G_BA(G_AB(a)) − a| + mean|G_AB(G_BA(b)) − b| (Zhu et al. 2017, eq. 2).
+
+    Zero when G_BA inverts G_AB on the data (e.g. both identity maps).
+    """
+    return F.l1_loss(g_ba(g_ab(a)), a) + F.l1_loss(g_ab(g_ba(b)), b)
+
+
+def identity_loss(g_ab, g_ba, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """L_id = mean|G_AB(b) − b| + mean|G_BA(a) − a| (Zhu et al. 2017, sec. 5.2; Taigman 2017):
+    a generator fed a field already in its target domain should leave it unchanged."""
+    return F.l1_loss(g_ab(b), b) + F.l1_loss(g_ba(a), a)
+
+
+def _loss_spec(name: str, family: str):
+    if name not in TRANSLATION_GAN_LOSSES:
+        raise ClimgenInputError(
+            f"{family}: gan_loss={name!r} is not supported; choose one of "
+            f"{', '.join(TRANSLATION_GAN_LOSSES)}"
+        )
+    return get_gan_loss(name)
+
+
+def _scores(critic: nn.Module, x: torch.Tensor, ctx) -> torch.Tensor:
+    """Patch scores flattened to (B·h·w,): every patch is one sample of the GAN loss."""
+    with ctx.autocast():
+        out = critic(x)
+    return out.float().flatten()
+
+
+def _check_pair(batch: dict, channels: int, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if "x" not in batch or "y" not in batch:
+        raise ClimgenInputError(
+            f"{name} batches need 'x' (domain A) and 'y' (domain B), got keys {sorted(batch)}"
+        )
+    a, b = batch["x"], batch["y"]
+    if a.ndim != 4 or a.shape[1] != channels or b.shape[1:] != a.shape[1:]:
+        raise ClimgenInputError(
+            f"{name}: expected 'x' and 'y' of shape (B, {channels}, H, W), got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    return a, b
+
+
+class _TranslationBase(nn.Module):
+    """Shared constructor checks, critic update and ``sample`` of the translation families."""
+
+    name = "translation"
+
+    def _init_common(self, channels, shape, periodic, gan_loss):
+        check_grid_options(channels, shape, periodic)
+        self.channels = int(channels)
+        self.shape = tuple(int(s) for s in shape)
+        self.periodic = tuple(bool(p) for p in periodic)
+        self.loss_spec = _loss_spec(gan_loss, self.name)
+
+    def _critic_update(self, critic, real, fake, ctx, logs, key) -> None:
+        spec, c = self.loss_spec, self.config
+        d_loss = spec.d_loss(_scores(critic, real, ctx), _scores(critic, fake, ctx))
+        total = d_loss
+        if spec.penalty == "gradient":
+            penalty = gradient_penalty(
+                lambda v: critic(v).flatten(1).mean(1), real, fake, weight=c["gp_weight"]
+            )
+            logs[f"{key}_gradient_penalty"] = penalty.detach()
+            total = total + penalty
+        ctx.step(total, "discriminator")
+        if spec.weight_clipping:
+            clip_weights_(critic, c["clip_value"])
+        logs[key] = d_loss.detach()
+
+    def _optimizer_groups(self, generators, critics) -> dict[str, OptimizerSpec]:
+        c = self.config
+        betas = (0.0, 0.9) if c["gan_loss"] == "wgan-gp" else (0.5, 0.999)
+        g = [p for m in generators for p in m.parameters()]
+        d = [p for m in critics for p in m.parameters()]
+        return {
+            "generator": OptimizerSpec(g, lr=c["lr"], betas=betas),
+            "discriminator": OptimizerSpec(d, lr=c["lr_d"], betas=betas),
+        }
+
+    def translate(self, a: torch.Tensor) -> torch.Tensor:
+        """Domain-B fields for domain-A fields ``a`` (B, C, H, W), normalised units."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Translations of ``cond`` ((n, C, H, W) domain-A fields). Translation is conditional:
+        there is no unconditional sampler, so ``cond`` is required."""
+        if cond is None:
+            raise ClimgenInputError(
+                f"the {self.name} family translates given fields: call sample(n, cond=fields_a) "
+                "or use Translator(...).translate(ds_a)"
+            )
+        cond = cond[None] if cond.ndim == 3 else cond
+        if cond.shape[0] != n:
+            raise ClimgenInputError(f"sample: cond has {cond.shape[0]} fields but n={n}")
+        was = self.training
+        self.eval()
+        try:
+            return self.translate(cond)
+        finally:
+            self.train(was)
+
+
+@register_family("pix2pix")
+class Pix2Pix(_TranslationBase):
+    """Paired translation A → B: U-Net G, conditional PatchGAN D(a, b), L1 + adversarial loss.
+
+    Parameters
+    ----------
+    channels, shape, periodic : field channels, grid (H, W), periodicity of (y, x).
+    base_channels, depth : width and number of stride-2 levels of :class:`UNetGenerator`.
+    disc_channels, disc_layers : width and stride-2 layers of :class:`PatchDiscriminator`
+        (receptive field :func:`patch_receptive_field` (disc_layers)).
+    gan_loss : one of :data:`TRANSLATION_GAN_LOSSES` (default "lsgan", as in CycleGAN).
+    l1_weight : λ of the L1 term (Isola et al. use 100).
+    spectral_norm : spectral normalisation of the critic's convs.
+    lr, lr_d : learning rates of G and D; ``gp_weight`` / ``clip_value`` for WGAN-GP / WGAN.
+    """
+
+    name = "pix2pix"
+
+    def __init__(
+        self,
+        channels: int,
+        shape: tuple[int, int],
+        periodic: tuple[bool, bool] = (False, True),
+        *,
+        base_channels: int = 16,
+        depth: int = 2,
+        disc_channels: int = 16,
+        disc_layers: int = 2,
+        gan_loss: str = "lsgan",
+        l1_weight: float = 100.0,
+        spectral_norm: bool = False,
+        lr: float = 2e-4,
+        lr_d: float = 2e-4,
+        gp_weight: float = 10.0,
+        clip_value: float = 0.01,
+    ):
+        super().__init__()
+        self._init_common(channels, shape, periodic, gan_loss)
+        self.config = dict(
+            channels=self.channels,
+            shape=list(self.shape),
+            periodic=list(self.periodic),
+            base_channels=int(base_channels),
+            depth=int(depth),
+            disc_channels=int(disc_channels),
+            disc_layers=int(disc_layers),
+            gan_loss=gan_loss,
+            l1_weight=float(l1_weight),
+            spectral_norm=bool(spectral_norm),
+            lr=float(lr),
+            lr_d=float(lr_d),
+            gp_weight=float(gp_weight),
+            clip_value=float(clip_value),
+        )
+        self.generator = UNetGenerator(
+            channels, self.periodic, base_channels=base_channels, depth=depth
+        )
+        self.discriminator = PatchDiscriminator(
+            2 * channels,
+            self.periodic,
+            base_channels=disc_channels,
+            n_layers=disc_layers,
+            spectral_norm=spectral_norm,
+        )
+
+    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
+        return self._optimizer_groups([self.generator], [self.discriminator])
+
+    def ema_module(self) -> nn.Module:
+        return self.generator
+
+    def translate(self, a: torch.Tensor) -> torch.Tensor:
+        return self.generator(a)
+
+    def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
+        a, b = _check_pair(batch, self.channels, self.name)
+        logs: dict[str, torch.Tensor] = {}
+        spec = self.loss_spec
+        n_critic = spec.n_critic if spec.penalty == "gradient" or spec.weight_clipping else 1
+        for _ in range(n_critic):
+            with torch.no_grad(), ctx.autocast():
+                fake = self.generator(a).float()
+            self._critic_update(
+                self.discriminator,
+                torch.cat([a, b], 1),
+                torch.cat([a, fake], 1),
+                ctx,
+                logs,
+                "d_loss",
+            )
+        self.discriminator.requires_grad_(False)
+        try:
+            with ctx.autocast():
+                fake = self.generator(a).float()
+            l1 = F.l1_loss(fake, b)
+            g_adv = spec.g_loss(_scores(self.discriminator, torch.cat([a, fake], 1), ctx))
+            ctx.step(self.config["l1_weight"] * l1 + g_adv, "generator")
+        finally:
+            self.discriminator.requires_grad_(True)
+        logs.update(l1=l1.detach(), g_loss=g_adv.detach())
+        return logs
+
+
+@register_family("cyclegan")
+class CycleGAN(_TranslationBase):
+    """Unpaired translation A ↔ B: two U-Net generators, two PatchGAN critics, cycle and identity
+    losses.
+
+    Parameters
+    ----------
+    channels, shape, periodic : field channels, grid (H, W), periodicity of (y, x).
+    base_channels, depth : :class:`UNetGenerator` options of both generators.
+    disc_channels, disc_layers, spectral_norm : :class:`PatchDiscriminator` options of both
+        critics (each sees one field, unconditionally).
+    gan_loss : one of :data:`TRANSLATION_GAN_LOSSES` (default "lsgan", as Zhu et al.).
+    cycle_weight : λ_cyc (Zhu et al.: 10). identity_weight : λ_id (Zhu et al.: 0.5·λ_cyc; 0
+        switches the identity loss off, which lets G_AB change fields more freely).
+    lr, lr_d, gp_weight, clip_value : as :class:`Pix2Pix`.
+    """
+
+    name = "cyclegan"
+
+    def __init__(
+        self,
+        channels: int,
+        shape: tuple[int, int],
+        periodic: tuple[bool, bool] = (False, True),
+        *,
+        base_channels: int = 16,
+        depth: int = 2,
+        disc_channels: int = 16,
+        disc_layers: int = 2,
+        gan_loss: str = "lsgan",
+        cycle_weight: float = 10.0,
+        identity_weight: float = 5.0,
+        spectral_norm: bool = False,
+        lr: float = 2e-4,
+        lr_d: float = 2e-4,
+        gp_weight: float = 10.0,
+        clip_value: float = 0.01,
+    ):
+        super().__init__()
+        self._init_common(channels, shape, periodic, gan_loss)
+        self.config = dict(
+            channels=self.channels,
+            shape=list(self.shape),
+            periodic=list(self.periodic),
+            base_channels=int(base_channels),
+            depth=int(depth),
+            disc_channels=int(disc_channels),
+            disc_layers=int(disc_layers),
+            gan_loss=gan_loss,
+            cycle_weight=float(cycle_weight),
+            identity_weight=float(identity_weight),
+            spectral_norm=bool(spectral_norm),
+            lr=float(lr),
+            lr_d=float(lr_d),
+            gp_weight=float(gp_weight),
+            clip_value=float(clip_value),
+        )
+
+        def gen():
+            return UNetGenerator(channels, self.periodic, base_channels=base_channels, depth=depth)
+
+        def critic():
+            return PatchDiscriminator(
+                channels,
+                self.periodic,
+                base_channels=disc_channels,
+                n_layers=disc_layers,
+                spectral_norm=spectral_norm,
+            )
+
+        self.g_ab, self.g_ba = gen(), gen()
+        self.d_a, self.d_b = critic(), critic()
+
+    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
+        return self._optimizer_groups([self.g_ab, self.g_ba], [self.d_a, self.d_b])
+
+    def ema_module(self) -> nn.Module:
+        return self.g_ab
+
+    def translate(self, a: torch.Tensor) -> torch.Tensor:
+        return self.g_ab(a)
+
+    def translate_back(self, b: torch.Tensor) -> torch.Tensor:
+        """Domain-A fields for domain-B fields ``b`` (the inverse generator G_BA)."""
+        return self.g_ba(b)
+
+    def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
+        a, b = _check_pair(batch, self.channels, self.name)
+        c, spec = self.config, self.loss_spec
+        logs: dict[str, torch.Tensor] = {}
+        n_critic = spec.n_critic if spec.penalty == "gradient" or spec.weight_clipping else 1
+        for _ in range(n_critic):
+            with torch.no_grad(), ctx.autocast():
+                fake_b, fake_a = self.g_ab(a).float(), self.g_ba(b).float()
+            self._critic_update(self.d_b, b, fake_b, ctx, logs, "d_b_loss")
+            self._critic_update(self.d_a, a, fake_a, ctx, logs, "d_a_loss")
+        critics = (self.d_a, self.d_b)
+        for d in critics:
+            d.requires_grad_(False)
+        try:
+            with ctx.autocast():
+                fake_b, fake_a = self.g_ab(a).float(), self.g_ba(b).float()
+                cycle = F.l1_loss(self.g_ba(fake_b).float(), a) + F.l1_loss(
+                    self.g_ab(fake_a).float(), b
+                )
+                total = c["cycle_weight"] * cycle
+                if c["identity_weight"] > 0:
+                    ident = identity_loss(self.g_ab, self.g_ba, a, b).float()
+                    logs["identity"] = ident.detach()
+                    total = total + c["identity_weight"] * ident
+            g_ab_adv = spec.g_loss(_scores(self.d_b, fake_b, ctx))
+            g_ba_adv = spec.g_loss(_scores(self.d_a, fake_a, ctx))
+            ctx.step(total + g_ab_adv + g_ba_adv, "generator")
+        finally:
+            for d in critics:
+                d.requires_grad_(True)
+        logs.update(cycle=cycle.detach(), g_ab_loss=g_ab_adv.detach(), g_ba_loss=g_ba_adv.detach())
+        return logs
+
+
+class LatentEncoder(nn.Module):
+    """E(a, b) → z (B, latent_dim): stride-2 3×3 convs on the pair, global mean, linear."""
+
+    def __init__(self, channels: int, latent_dim: int, periodic, base_channels: int = 16):
+        super().__init__()
+        self.net = nn.Sequential(
+            _ConvNormAct(2 * channels, base_channels, periodic, stride=2),
+            _ConvNormAct(base_channels, 2 * base_channels, periodic, stride=2),
+        )
+        self.out = nn.Linear(2 * base_channels, latent_dim)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net(torch.cat([a, b], 1)).mean((-2, -1)))
+
+
+def _latent_critic(latent_dim: int, width: int = 64) -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(latent_dim, width),
+        nn.LeakyReLU(0.2),
+        nn.Linear(width, width),
+        nn.LeakyReLU(0.2),
+        nn.Linear(width, 1),
+    )
+
+
+@register_family("augmented-cyclegan")
+class AugmentedCycleGAN(_TranslationBase):
+    """Many-to-many unpaired translation with latent codes (Almahairi et al. 2018, ICML,
+    "Augmented CycleGAN: learning many-to-many mappings from unpaired data").
+
+    Generators G_AB(a, z_b), G_BA(b, z_a) with codes z ~ N(0, I) of ``latent_dim``; encoders
+    E_A(a, b), E_B(a, b) infer the codes; critics D_A, D_B (PatchGAN on fields) and D_ZA, D_ZB
+    (MLPs on codes). Augmented cycle from (a, z_b): b̃ = G_AB(a, z_b), a' = G_BA(b̃, E_A(a, b̃)),
+    z_b' = E_B(a, b̃), loss |a' − a| + |z_b' − z_b| (and symmetrically from (b, z_a)). The
+    adversarial terms match b̃ to B, ã to A, and the inferred codes E_B(ã, b), E_A(a, b̃) to the
+    prior. One input a with several z_b gives several plausible B fields (``translate(a,
+    generator=...)``).
+
+    Parameters are those of :class:`CycleGAN` (without ``identity_weight``) plus
+    ``latent_dim`` (default 4) and ``latent_weight`` (weight of the code reconstruction, 1).
+    """
+
+    name = "augmented-cyclegan"
+
+    def __init__(
+        self,
+        channels: int,
+        shape: tuple[int, int],
+        periodic: tuple[bool, bool] = (False, True),
+        *,
+        latent_dim: int = 4,
+        base_channels: int = 16,
+        depth: int = 2,
+        disc_channels: int = 16,
+        disc_layers: int = 2,
+        gan_loss: str = "lsgan",
+        cycle_weight: float = 10.0,
+        latent_weight: float = 1.0,
+        spectral_norm: bool = False,
+        lr: float = 2e-4,
+        lr_d: float = 2e-4,
+        gp_weight: float = 10.0,
+        clip_value: float = 0.01,
+    ):
+        super().__init__()
+        self._init_common(channels, shape, periodic, gan_loss)
+        if isinstance(latent_dim, bool) or int(latent_dim) < 1:
+            raise ClimgenInputError(f"option 'latent_dim' must be ≥ 1, got {latent_dim!r}")
+        self.config = dict(
+            channels=self.channels,
+            shape=list(self.shape),
+            periodic=list(self.periodic),
+            latent_dim=int(latent_dim),
+            base_channels=int(base_channels),
+            depth=int(depth),
+            disc_channels=int(disc_channels),
+            disc_layers=int(disc_layers),
+            gan_loss=gan_loss,
+            cycle_weight=float(cycle_weight),
+            latent_weight=float(latent_weight),
+            spectral_norm=bool(spectral_norm),
+            lr=float(lr),
+            lr_d=float(lr_d),
+            gp_weight=float(gp_weight),
+            clip_value=float(clip_value),
+        )
+        self.latent_dim = int(latent_dim)
+
+        def gen():
+            return UNetGenerator(
+                channels,
+                self.periodic,
+                base_channels=base_channels,
+                depth=depth,
+                latent_dim=latent_dim,
+            )
+
+        def critic():
+            return PatchDiscriminator(
+                channels,
+                self.periodic,
+                base_channels=disc_channels,
+                n_layers=disc_layers,
+                spectral_norm=spectral_norm,
+            )
+
+        self.g_ab, self.g_ba = gen(), gen()
+        self.e_a = LatentEncoder(channels, latent_dim, self.periodic, base_channels)
+        self.e_b = LatentEncoder(channels, latent_dim, self.periodic, base_channels)
+        self.d_a, self.d_b = critic(), critic()
+        self.d_za, self.d_zb = _latent_critic(latent_dim), _latent_critic(latent_dim)
+
+    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
+        return self._optimizer_groups(
+            [self.g_ab, self.g_ba, self.e_a, self.e_b], [self.d_a, self.d_b, self.d_za, self.d_zb]
+        )
+
+    def ema_module(self) -> nn.Module:
+        return self.g_ab
+
+    def prior(self, n: int, like: torch.Tensor, generator=None) -> torch.Tensor:
+        device = generator.device if generator is not None else like.device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=like.dtype)
+        return z.to(like.device)
+
+    def translate(
+        self,
+        a: torch.Tensor,
+        generator: torch.Generator | None = None,
+        z: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One plausible B field per A field, for codes ``z`` (default: drawn from the prior)."""
+        return self.g_ab(a, self.prior(a.shape[0], a, generator) if z is None else z)
+
+    def _fakes(self, a, b):
+        z_a, z_b = self.prior(a.shape[0], a), self.prior(b.shape[0], b)
+        return z_a, z_b, self.g_ab(a, z_b), self.g_ba(b, z_a)
+
+    def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
+        a, b = _check_pair(batch, self.channels, self.name)
+        c, spec = self.config, self.loss_spec
+        logs: dict[str, torch.Tensor] = {}
+        n_critic = spec.n_critic if spec.penalty == "gradient" or spec.weight_clipping else 1
+        for _ in range(n_critic):
+            with torch.no_grad(), ctx.autocast():
+                z_a, z_b, fake_b, fake_a = self._fakes(a, b)
+                code_b, code_a = self.e_b(fake_a, b), self.e_a(a, fake_b)
+            self._critic_update(self.d_b, b, fake_b.float(), ctx, logs, "d_b_loss")
+            self._critic_update(self.d_a, a, fake_a.float(), ctx, logs, "d_a_loss")
+            self._critic_update(self.d_zb, z_b, code_b.float(), ctx, logs, "d_zb_loss")
+            self._critic_update(self.d_za, z_a, code_a.float(), ctx, logs, "d_za_loss")
+        critics = (self.d_a, self.d_b, self.d_za, self.d_zb)
+        for d in critics:
+            d.requires_grad_(False)
+        try:
+            with ctx.autocast():
+                z_a, z_b, fake_b, fake_a = self._fakes(a, b)
+                code_a, code_b = self.e_a(a, fake_b), self.e_b(fake_a, b)
+                rec_a = self.g_ba(fake_b, code_a)
+                rec_b = self.g_ab(fake_a, code_b)
+                cycle = F.l1_loss(rec_a.float(), a) + F.l1_loss(rec_b.float(), b)
+                latent = F.l1_loss(self.e_b(a, fake_b).float(), z_b) + F.l1_loss(
+                    self.e_a(fake_a, b).float(), z_a
+                )
+            adv = (
+                spec.g_loss(_scores(self.d_b, fake_b.float(), ctx))
+                + spec.g_loss(_scores(self.d_a, fake_a.float(), ctx))
+                + spec.g_loss(_scores(self.d_zb, code_b.float(), ctx))
+                + spec.g_loss(_scores(self.d_za, code_a.float(), ctx))
+            )
+            total = adv + c["cycle_weight"] * cycle + c["latent_weight"] * latent
+            ctx.step(total, "generator")
+        finally:
+            for d in critics:
+                d.requires_grad_(True)
+        logs.update(cycle=cycle.detach(), latent_cycle=latent.detach(), g_loss=adv.detach())
+        return logs
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``n`` translations of ``cond``: (n, C, H, W) one each, or (C, H, W) / (1, C, H, W)
+        n members of one field (codes drawn with ``generator``)."""
+        if cond is not None:
+            cond = cond[None] if cond.ndim == 3 else cond
+            if cond.shape[0] == 1 and n > 1:
+                cond = cond.expand(n, -1, -1, -1)
+        if cond is None or cond.shape[0] != n:
+            raise ClimgenInputError(
+                "the augmented-cyclegan family translates given fields: call "
+                "sample(n, cond=fields_a) with n fields (or one field for n members)"
+            )
+        was = self.training
+        self.eval()
+        try:
+            return self.translate(cond, generator)
+        finally:
+            self.train(was)

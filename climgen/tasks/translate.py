@@ -1,0 +1,506 @@
+"""Domain translation: map fields of climate A onto climate B (bias correction, model → model).
+
+``Translator(method=...)`` offers, in one API (:func:`available_translate_methods`):
+
+- ``"quantile-mapping"``: the standard statistical bias correction. Per grid point and
+  variable, the empirical quantile functions Q_A, Q_B of the training fields give the map
+  ``T(x) = Q_B(F_A(x))`` (F_A = Q_A⁻¹, piecewise linear between ``n_quantiles`` evenly spaced
+  probability levels; values outside A's training range keep the end values of Q_B).
+  ``fit`` only computes the quantiles (no training); unpaired data are fine.
+  Reference: Panofsky & Brier (1968); Themeßl et al. 2011, Int. J. Climatol. 31, 1530.
+- ``"pix2pix"``: paired translation, U-Net generator + conditional PatchGAN critic, L1 +
+  adversarial loss (:class:`climgen.families.translation.Pix2Pix`; Isola et al. 2017).
+  ``ds_a`` and ``ds_b`` must hold as many fields, the i-th of A paired with the i-th of B.
+- ``"cyclegan"``: unpaired translation, two generators, two critics, cycle-consistency and
+  identity losses (:class:`climgen.families.translation.CycleGAN`; Zhu et al. 2017). Each
+  batch draws B's fields independently of A's.
+- ``"augmented-cyclegan"``: unpaired and many-to-many: generators take latent codes z ~ N(0, I)
+  and encoders infer them (:class:`climgen.families.translation.AugmentedCycleGAN`;
+  Almahairi et al. 2018); ``translate(ds_a, members=M)`` draws M translations per field.
+
+Networks see each domain normalised by its own :class:`climgen.data.normalize.Normalizer`
+(one centre and scale per variable); translated fields are returned in B's units.
+``translate(ds_a)`` returns a Dataset on ``ds_a``'s grid (coordinates of ``ds_a``, variable
+attributes of B's training data, global attributes of ``ds_a`` plus provenance).
+
+Example
+-------
+>>> import climgen as cg                                                    # doctest: +SKIP
+>>> out = cg.Translator("quantile-mapping").fit(model_hist, obs).translate(model_future)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from climgen.data.dataset import FieldDataset, to_xarray
+from climgen.data.grids import detect_grid, to_canonical
+from climgen.data.io import climgen_version, write_fields
+from climgen.data.normalize import Normalizer
+from climgen.errors import ClimgenInputError
+from climgen.families import translation as _translation  # noqa: F401  (registers families)
+from climgen.families.base import build_family, check_family_options
+from climgen.tasks.emulate import as_dataset
+from climgen.train import TrainConfig, Trainer, load_family
+
+__all__ = [
+    "Translator",
+    "available_translate_methods",
+    "TRANSLATE_METHODS",
+    "QuantileMapping",
+]
+
+TRANSLATE_METHODS: dict[str, str] = {
+    "quantile-mapping": "per grid point empirical quantile mapping (bias-correction baseline)",
+    "pix2pix": "paired: U-Net generator + conditional PatchGAN, L1 + adversarial loss",
+    "cyclegan": "unpaired: two generators, two PatchGAN critics, cycle + identity losses",
+    "augmented-cyclegan": "unpaired, many-to-many: CycleGAN with latent codes and encoders",
+}
+_FAMILY = {m: m for m in ("pix2pix", "cyclegan", "augmented-cyclegan")}
+_STOCHASTIC = ("augmented-cyclegan",)
+_TEMPLATE = "b_template.nc"
+_QUANTILES = "quantiles.npz"
+
+
+def available_translate_methods() -> list[str]:
+    """Names accepted as ``Translator(method=...)``: the baseline first, then networks."""
+    return list(TRANSLATE_METHODS)
+
+
+class QuantileMapping:
+    """Empirical quantile mapping per grid point: ``T(x) = Q_B(F_A(x))``.
+
+    ``fit(a, b)`` with arrays (N_A, P) and (N_B, P) (P grid points × variables, samples first)
+    stores Q_A, Q_B at ``n_quantiles`` levels p_j = j / (n − 1) (linear-interpolated order
+    statistics, numpy's default). ``transform(x)`` with x (N, P) finds p = F_A(x) by linear
+    interpolation in Q_A (clamped to [0, 1]) and returns Q_B(p). Vectorised over grid points
+    with :func:`torch.searchsorted`. If A and B are Gaussian, T is the affine map
+    x ↦ μ_B + σ_B (x − μ_A) / σ_A up to sampling error.
+    """
+
+    def __init__(self, n_quantiles: int = 100):
+        if isinstance(n_quantiles, bool) or not isinstance(n_quantiles, int) or n_quantiles < 2:
+            raise ClimgenInputError(f"option 'n_quantiles' must be an int ≥ 2, got {n_quantiles!r}")
+        self.n_quantiles = n_quantiles
+        self.q_a: torch.Tensor | None = None
+        self.q_b: torch.Tensor | None = None
+
+    def fit(self, a, b) -> QuantileMapping:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+            raise ClimgenInputError(
+                f"quantile mapping needs (samples, points) arrays on one grid, got "
+                f"{tuple(a.shape)} and {tuple(b.shape)}"
+            )
+        levels = np.linspace(0, 1, self.n_quantiles)
+        # numpy, not torch.quantile, which refuses inputs of more than 2**24 elements.
+        self.q_a = torch.from_numpy(np.ascontiguousarray(np.quantile(a, levels, axis=0).T))
+        self.q_b = torch.from_numpy(np.ascontiguousarray(np.quantile(b, levels, axis=0).T))
+        return self
+
+    def transform(self, x) -> np.ndarray:
+        if self.q_a is None:
+            raise ClimgenInputError("quantile mapping must be fitted first: call fit(a, b)")
+        x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+        if x.ndim != 2 or x.shape[1] != self.q_a.shape[0]:
+            raise ClimgenInputError(
+                f"quantile mapping was fitted on {self.q_a.shape[0]} points, got an array "
+                f"{tuple(x.shape)}"
+            )
+        p = _interp_rows(x.T.contiguous(), self.q_a, _levels_like(self.q_a))
+        return _interp_rows(p, _levels_like(self.q_b), self.q_b).T.numpy()
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"q_a": self.q_a.numpy(), "q_b": self.q_b.numpy()}
+
+    @classmethod
+    def from_state(cls, state) -> QuantileMapping:
+        qm = cls(int(state["q_a"].shape[1]))
+        qm.q_a = torch.as_tensor(state["q_a"], dtype=torch.float64)
+        qm.q_b = torch.as_tensor(state["q_b"], dtype=torch.float64)
+        return qm
+
+
+def _levels_like(q: torch.Tensor) -> torch.Tensor:
+    n = q.shape[1]
+    return torch.linspace(0, 1, n, dtype=q.dtype).expand(q.shape[0], n).contiguous()
+
+
+def _interp_rows(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``np.interp``: x (P, N), increasing xp (P, n), fp (P, n); ends held constant.
+
+    Ties in xp (a value repeated in the sample, e.g. dry days) map to the upper end of the tie.
+    """
+    n = xp.shape[1]
+    hi = torch.searchsorted(xp, x, right=True).clamp(1, n - 1)
+    lo = hi - 1
+    x0, x1 = xp.gather(1, lo), xp.gather(1, hi)
+    y0, y1 = fp.gather(1, lo), fp.gather(1, hi)
+    width = x1 - x0
+    t = torch.where(width > 0, (x - x0) / torch.where(width > 0, width, 1.0), 0.0)
+    return y0 + t.clamp(0, 1) * (y1 - y0)
+
+
+class _TranslationPairs(torch.utils.data.Dataset):
+    """Items ``{"x": A field, "y": B field}``: paired by index, or B drawn at random.
+
+    Unpaired draws use numpy's global RNG, which the trainer seeds, so runs are reproducible.
+    """
+
+    def __init__(self, a: FieldDataset, b: FieldDataset, paired: bool):
+        self.a, self.b, self.paired = a, b, paired
+
+    def __len__(self) -> int:
+        return len(self.a) if self.paired else max(len(self.a), len(self.b))
+
+    def __getitem__(self, i: int) -> dict:
+        if self.paired:
+            return {"x": self.a[i], "y": self.b[i]}
+        return {"x": self.a[i % len(self.a)], "y": self.b[int(np.random.randint(len(self.b)))]}
+
+
+def _stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _field_variables(ds: xr.Dataset) -> list[str]:
+    names = []
+    for v in ds.data_vars:
+        try:
+            detect_grid(ds[v])
+        except ClimgenInputError:
+            continue
+        names.append(str(v))
+    if not names:
+        raise ClimgenInputError(
+            f"no variable of the data has two spatial dims (variables: {list(ds.data_vars)})"
+        )
+    return names
+
+
+class Translator:
+    """Translate gridded fields from domain A to domain B with any registered method.
+
+    Parameters
+    ----------
+    method : one of :func:`available_translate_methods`.
+    variables : variables to translate (networks: jointly, as channels); default: all.
+    sample_dim : the dim of independent fields (default "time").
+    normalization : "standard" or "robust" (networks).
+    **method_options : ``n_quantiles`` for quantile mapping; family options for networks
+        (e.g. ``base_channels=8``, ``gan_loss="hinge"``, ``cycle_weight=5``).
+    """
+
+    def __init__(
+        self,
+        method: str = "quantile-mapping",
+        *,
+        variables=None,
+        sample_dim: str = "time",
+        normalization: str = "standard",
+        **method_options,
+    ):
+        if method not in TRANSLATE_METHODS:
+            raise ClimgenInputError(
+                f"unknown translation method {method!r}; choose one of "
+                f"{', '.join(available_translate_methods())}"
+            )
+        self.method = method
+        self.variables = [variables] if isinstance(variables, str) else variables
+        self.sample_dim = sample_dim
+        self.normalization = normalization
+        self.method_options = dict(method_options)
+        if method == "quantile-mapping":
+            unknown = sorted(set(method_options) - {"n_quantiles"})
+            if unknown:
+                raise ClimgenInputError(
+                    f"method 'quantile-mapping' takes only n_quantiles, not {unknown}"
+                )
+        else:
+            check_family_options(_FAMILY[method], method_options)
+        self.family = None
+        self.mapping: QuantileMapping | None = None
+        self.norm_a: Normalizer | None = None
+        self.norm_b: Normalizer | None = None
+        self.b_template: xr.Dataset | None = None
+        self.shape: tuple[int, int] | None = None
+        self.run_dir: Path | None = None
+        self.result = None
+
+    # -- training --------------------------------------------------------------------------
+    def fit(
+        self,
+        ds_a,
+        ds_b,
+        *,
+        run_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        train: TrainConfig | dict | None = None,
+        callbacks=(),
+        **train_options,
+    ) -> Translator:
+        """Learn the map A → B from fields ``ds_a`` and ``ds_b`` on one grid; returns ``self``.
+
+        Quantile mapping only computes quantiles (``run_dir``, if given, receives them).
+        Networks train with :class:`climgen.train.Trainer`; ``train`` / ``train_options`` are
+        :class:`~climgen.train.TrainConfig` fields (``max_steps``, ``batch_size``, ``seed``...).
+        """
+        ds_a, ds_b = as_dataset(ds_a, self.variables), as_dataset(ds_b, self.variables)
+        variables = self.variables or _field_variables(ds_a)
+        for where, ds in (("domain A", ds_a), ("domain B", ds_b)):
+            missing = [v for v in variables if v not in ds.data_vars]
+            if missing:
+                raise ClimgenInputError(f"variable(s) {missing} not found in the {where} data")
+            if self.sample_dim not in ds[variables[0]].dims:
+                raise ClimgenInputError(
+                    f"the {where} data have no sample dim '{self.sample_dim}' (dims: "
+                    f"{ds[variables[0]].dims}); pass sample_dim=..."
+                )
+            for v in variables:
+                if not np.isfinite(ds[v].values).all():
+                    raise ClimgenInputError(
+                        f"variable '{v}' of the {where} data has NaN/inf values; translation "
+                        "needs complete fields"
+                    )
+        self.variables = variables
+        shape_a = _spatial_shape(ds_a, variables)
+        if _spatial_shape(ds_b, variables) != shape_a:
+            raise ClimgenInputError(
+                f"domains A and B must share one grid: A is {shape_a}, B is "
+                f"{_spatial_shape(ds_b, variables)} (regrid one of them first)"
+            )
+        self.shape = shape_a
+        self.b_template = _zero_template(ds_b, variables, self.sample_dim)
+        self.run_dir = Path(run_dir) if run_dir else None
+        if self.method == "quantile-mapping":
+            n_q = self.method_options.get("n_quantiles", 100)
+            self.mapping = QuantileMapping(n_q).fit(
+                self._flat(ds_a, variables), self._flat(ds_b, variables)
+            )
+            if self.run_dir is not None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                np.savez(self.run_dir / _QUANTILES, **self.mapping.state())
+                write_fields(self.b_template, self.run_dir / _TEMPLATE)
+            return self
+        return self._fit_network(ds_a, ds_b, variables, resume, train, callbacks, train_options)
+
+    def _fit_network(self, ds_a, ds_b, variables, resume, train, callbacks, train_options):
+        base = train.to_dict() if isinstance(train, TrainConfig) else dict(train or {})
+        base.update(train_options)
+        config = TrainConfig.from_dict(base)
+        paired = self.method == "pix2pix"
+        if paired and ds_a.sizes[self.sample_dim] != ds_b.sizes[self.sample_dim]:
+            raise ClimgenInputError(
+                f"pix2pix needs paired data: domain A has {ds_a.sizes[self.sample_dim]} fields, "
+                f"domain B {ds_b.sizes[self.sample_dim]} along '{self.sample_dim}'"
+            )
+        if self.run_dir is None:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            self.run_dir = Path("runs") / f"translate-{self.method}-{stamp}"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.norm_a = Normalizer.fit(ds_a, variables, method=self.normalization)
+        self.norm_b = Normalizer.fit(ds_b, variables, method=self.normalization)
+        set_a = FieldDataset(ds_a, variables, sample_dim=self.sample_dim, normalizer=self.norm_a)
+        set_b = FieldDataset(ds_b, variables, sample_dim=self.sample_dim, normalizer=self.norm_b)
+        grid = detect_grid(ds_a[variables[0]])
+        self.family = build_family(
+            _FAMILY[self.method],
+            channels=len(variables),
+            shape=set_a.shape,
+            periodic=(grid.periodic_y, grid.periodic_x),
+            **self.method_options,
+        )
+        write_fields(self.b_template, self.run_dir / _TEMPLATE)
+        card = {
+            "task": "translate",
+            "method": self.method,
+            "variables": variables,
+            "sample_dim": self.sample_dim,
+            "normalizer_a": self.norm_a.state_dict(),
+            "normalizer_b": self.norm_b.state_dict(),
+            "grid": {
+                "kind": grid.kind,
+                "dims": list(grid.spatial_dims),
+                "shape": list(set_a.shape),
+                "periodic": [grid.periodic_y, grid.periodic_x],
+            },
+            "data": {
+                "paired": paired,
+                "n_samples_a": len(set_a),
+                "n_samples_b": len(set_b),
+                "title_a": str(ds_a.attrs.get("title", "")),
+                "title_b": str(ds_b.attrs.get("title", "")),
+            },
+        }
+        trainer = Trainer(self.family, config, self.run_dir, callbacks=callbacks, card=card)
+        self.result = trainer.fit(_TranslationPairs(set_a, set_b, paired), resume=resume)
+        if trainer.ema is not None:
+            self.family, _ = load_family(self.run_dir, ema=True)
+        self.family.eval()
+        return self
+
+    # -- translation -----------------------------------------------------------------------
+    def translate(
+        self, ds_a, members: int | None = None, *, seed: int = 0, batch_size: int = 32
+    ) -> xr.Dataset:
+        """Domain-B fields for the domain-A fields ``ds_a`` (same grid as the training data).
+
+        ``members=M`` (augmented-cyclegan only) draws M translations per field with latent
+        codes seeded by ``seed`` and adds a ``member`` dim; the other methods are
+        deterministic maps, so ``members`` must be None or 1 for them.
+        """
+        stochastic = self.method in _STOCHASTIC
+        if members is not None and (
+            isinstance(members, bool) or not isinstance(members, int) or members < 1
+        ):
+            raise ClimgenInputError(f"members must be a positive int or None, got {members!r}")
+        if members not in (None, 1) and not stochastic:
+            raise ClimgenInputError(
+                f"members={members!r}: method {self.method!r} is a deterministic map (one "
+                "output per input); leave members=None or use method='augmented-cyclegan'"
+            )
+        if self.mapping is None and self.family is None:
+            raise ClimgenInputError(
+                f"method {self.method!r} must be fitted first: call fit(ds_a, ds_b) or "
+                "Translator.load(run_dir)"
+            )
+        ds = as_dataset(ds_a, self.variables)
+        missing = [v for v in self.variables if v not in ds.data_vars]
+        if missing:
+            raise ClimgenInputError(f"variable(s) {missing} not found in the input data")
+        if _spatial_shape(ds, self.variables) != tuple(self.shape):
+            raise ClimgenInputError(
+                f"the input grid {_spatial_shape(ds, self.variables)} differs from the "
+                f"training grid {tuple(self.shape)}"
+            )
+        has_sample = self.sample_dim in ds[self.variables[0]].dims
+        if not has_sample:
+            ds = ds.expand_dims(self.sample_dim)
+        for v in self.variables:
+            if not np.isfinite(ds[v].values).all():
+                raise ClimgenInputError(f"variable '{v}' of the input has NaN/inf values")
+        if self.mapping is not None:
+            flat = self.mapping.transform(self._flat(ds, self.variables))
+            outs = [flat.reshape(flat.shape[0], len(self.variables), *self.shape)]
+        else:
+            outs = [
+                self._network_translate(ds, batch_size, int(seed) * 100_003 + m)
+                for m in range(members or 1)
+            ]
+        # The input's own layout (latitude order, longitude convention) is restored, which
+        # may differ from B's training data.
+        template = _zero_template(ds, self.variables, self.sample_dim)
+        pieces = []
+        for out in outs:
+            piece = to_xarray(
+                out.astype(np.float32),
+                template,
+                variables=self.variables,
+                sample_dim=self.sample_dim,
+            )
+            if self.sample_dim in ds.coords:
+                piece = piece.assign_coords({self.sample_dim: ds[self.sample_dim].values})
+            pieces.append(piece)
+        result = xr.concat(pieces, dim="member") if members is not None else pieces[0]
+        if not has_sample:
+            result = result.isel({self.sample_dim: 0}, drop=True)
+        for v in self.variables:
+            result[v].attrs = dict(self.b_template[v].attrs)
+        return self._provenance(result, ds)
+
+    def _network_translate(self, ds: xr.Dataset, batch_size: int, seed: int) -> np.ndarray:
+        x = torch.as_tensor(self._canonical(ds, self.variables), dtype=torch.float64)
+        x = self.norm_a.transform(x).float()
+        gen = torch.Generator().manual_seed(seed)
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], batch_size):
+                chunk = x[start : start + batch_size]
+                if self.method in _STOCHASTIC:
+                    y = self.family.translate(chunk, gen)
+                else:
+                    y = self.family.translate(chunk)
+                chunks.append(y.double())
+        return self.norm_b.inverse_transform(torch.cat(chunks)).numpy()
+
+    def _canonical(self, ds: xr.Dataset, variables) -> np.ndarray:
+        """(N, C, H, W) values in canonical orientation (what networks and to_xarray use)."""
+        arrays = [to_canonical(ds[v])[0].transpose(self.sample_dim, ...) for v in variables]
+        return np.stack([a.values for a in arrays], axis=1)
+
+    def _flat(self, ds: xr.Dataset, variables) -> np.ndarray:
+        values = self._canonical(ds, variables)
+        return values.reshape(values.shape[0], -1)
+
+    def _provenance(self, out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
+        old = str(ds.attrs.get("history", ""))
+        line = (
+            f"{_stamp()} climgen {climgen_version()}: Translator(method={self.method!r}).translate"
+        )
+        out.attrs = dict(ds.attrs)
+        out.attrs.update(
+            {
+                "history": f"{line}\n{old}".strip(),
+                "climgen_version": climgen_version(),
+                "climgen_method": self.method,
+                "climgen_task": "translate",
+            }
+        )
+        if self.run_dir is not None:
+            out.attrs["climgen_run_dir"] = str(self.run_dir)
+        return out
+
+    # -- persistence -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, *, which: str = "latest", ema: bool = True):
+        """Reload a fitted translator from the run directory ``fit`` wrote."""
+        run_dir = Path(run_dir)
+        if not (run_dir / _TEMPLATE).exists():
+            raise ClimgenInputError(
+                f"{run_dir} is not a translation run directory (no {_TEMPLATE}); give the "
+                "directory that Translator.fit(..., run_dir=...) wrote"
+            )
+        template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
+        if (run_dir / _QUANTILES).exists():
+            tr = cls("quantile-mapping", variables=list(template.data_vars))
+            with np.load(run_dir / _QUANTILES) as state:
+                tr.mapping = QuantileMapping.from_state(dict(state))
+        else:
+            family, ckpt = load_family(run_dir, which=which, ema=ema)
+            card = ckpt.card
+            tr = cls(card["method"], variables=card["variables"], sample_dim=card["sample_dim"])
+            tr.family = family.eval()
+            tr.norm_a = Normalizer.from_state_dict(card["normalizer_a"])
+            tr.norm_b = Normalizer.from_state_dict(card["normalizer_b"])
+        tr.b_template = template
+        tr.shape = _spatial_shape(template, tr.variables)
+        tr.run_dir = run_dir
+        return tr
+
+    def __repr__(self) -> str:
+        fitted = self.mapping is not None or self.family is not None
+        return f"Translator(method={self.method!r}{'' if fitted else ', not fitted'})"
+
+
+def _spatial_shape(ds: xr.Dataset, variables) -> tuple[int, int]:
+    grid = detect_grid(ds[variables[0]])
+    return tuple(int(ds.sizes[d]) for d in (grid.y_dim, grid.x_dim))
+
+
+def _zero_template(ds: xr.Dataset, variables, sample_dim: str) -> xr.Dataset:
+    """One all-zero field per variable with B's coords and attrs (a few kB on disk)."""
+    one = ds[variables]
+    if sample_dim in one.dims:
+        one = one.isel({sample_dim: 0}, drop=True)
+    out = xr.zeros_like(one, dtype=np.float32).load()
+    out.attrs = dict(ds.attrs)
+    for v in variables:
+        out[v].attrs = dict(ds[v].attrs)
+        out[v].encoding = {}
+    return out
