@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from climgen._argtypes import positive_int
 from climgen.errors import ClimgenInputError, MissingDependencyError
 
 __all__ = ["main", "build_parser", "make_demo_data"]
@@ -74,16 +75,6 @@ def _version() -> str:
         return str(getattr(climgen, "__version__", "unknown"))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``climgen`` (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -121,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--max-samples",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="use at most N samples of each set, evenly spaced (default: all)",
     )
@@ -149,14 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--samples",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         metavar="N",
         help="samples in each set (default: %(default)s)",
     )
     demo.add_argument(
         "--size",
-        type=_positive_int,
+        type=positive_int,
         nargs=2,
         default=(64, 128),
         metavar=("NY", "NX"),
@@ -170,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--steps",
-        type=_positive_int,
+        type=positive_int,
         default=600,
         metavar="N",
         help="training steps of the demo emulator (default: %(default)s)",
@@ -192,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--run-dir", metavar="DIR", help="override the recipe's run_dir")
     train.add_argument(
-        "--max-steps", type=_positive_int, metavar="N", help="override train.max_steps"
+        "--max-steps", type=positive_int, metavar="N", help="override train.max_steps"
     )
 
     sample = sub.add_parser(
@@ -205,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("run_dir", metavar="RUN_DIR", help="run directory of `climgen train`")
     sample.add_argument(
-        "-n", type=_positive_int, required=True, metavar="N", help="number of fields"
+        "-n", type=positive_int, required=True, metavar="N", help="number of fields"
     )
     sample.add_argument("-o", "--output", required=True, metavar="FILE", help="output .nc or .zarr")
     sample.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
@@ -232,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("-o", "--output", required=True, metavar="FILE", help=".nc or .zarr")
     translate.add_argument(
         "--members",
-        type=_positive_int,
+        type=positive_int,
         metavar="M",
         help="ensemble members (stochastic translators only)",
     )

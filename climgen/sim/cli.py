@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from climgen._argtypes import positive_int
 from climgen.errors import ClimgenInputError, MissingDependencyError
 
 __all__ = ["add_data_parser", "run_data", "main"]
@@ -36,16 +37,6 @@ examples:
 Needs the optional extra 'gcm' (dinosaur + JAX). T42 with the defaults (200-day spin-up,
 200 daily snapshots) takes on the order of 15 minutes on one CPU core.
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -119,8 +110,8 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
         metavar="PR",
         help="Prandtl number (default: %(default)g)",
     )
-    rbc.add_argument("--nx", type=_positive_int, default=256, help="Fourier modes (default: 256)")
-    rbc.add_argument("--nz", type=_positive_int, default=64, help="Chebyshev modes (default: 64)")
+    rbc.add_argument("--nx", type=positive_int, default=256, help="Fourier modes (default: 256)")
+    rbc.add_argument("--nz", type=positive_int, default=64, help="Chebyshev modes (default: 64)")
     rbc.add_argument("--aspect", type=_positive_float, default=4.0, help="Lx/Lz (default: 4)")
     rbc.add_argument(
         "--spinup",
@@ -131,7 +122,7 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     )
     rbc.add_argument(
         "--snapshots",
-        type=_positive_int,
+        type=positive_int,
         default=260,
         metavar="N",
         help="snapshots kept after the spin-up (default: %(default)s)",
@@ -174,7 +165,7 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
         help="spectral truncation (default: T42, 64 x 128 Gaussian grid)",
     )
     hs.add_argument(
-        "--levels", type=_positive_int, default=12, help="equally spaced sigma levels (default: 12)"
+        "--levels", type=positive_int, default=12, help="equally spaced sigma levels (default: 12)"
     )
     hs.add_argument(
         "--spinup-days",
@@ -185,7 +176,7 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     )
     hs.add_argument(
         "--days",
-        type=_positive_int,
+        type=positive_int,
         default=200,
         metavar="N",
         help="daily snapshots kept (default: 200)",

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from climgen._argtypes import positive_int
 from climgen.errors import ClimgenInputError, MissingDependencyError
 
 __all__ = ["add_downscale_parser", "run_downscale", "main"]
@@ -23,16 +24,6 @@ examples:
   climgen downscale runs/downscale-srgan coarse.nc -o fine.nc --members 8
   climgen downscale bicubic coarse.nc -o fine.nc --factor 4 --conserve additive
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def add_downscale_parser(subparsers) -> argparse.ArgumentParser:
@@ -54,7 +45,7 @@ def add_downscale_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="file to write")
     p.add_argument(
         "--members",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="ensemble members (stochastic methods draw N fields)",
@@ -62,7 +53,7 @@ def add_downscale_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     p.add_argument(
         "--factor",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="refinement factor 2-8 (baselines only; a run directory knows its own)",
     )

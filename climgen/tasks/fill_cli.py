@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from climgen._argtypes import positive_int
 from climgen.errors import ClimgenInputError
 
 __all__ = ["add_fill_parser", "run_fill", "main"]
@@ -26,16 +27,6 @@ examples:
 MODEL is a run directory written by `climgen train` / Infiller.fit (methods partialconv, cvae)
 or the name of a baseline that needs no training: kriging, nearest, zonal-mean.
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def add_fill_parser(subparsers) -> argparse.ArgumentParser:
@@ -54,7 +45,7 @@ def add_fill_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", metavar="FILE", required=True, help="file to write")
     parser.add_argument(
         "--members",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         help="ensemble members for ensemble methods (default: %(default)s)",
     )
