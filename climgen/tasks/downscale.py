@@ -35,7 +35,6 @@ Example
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,13 @@ from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family, check_family_options
 from climgen.families.superres import conserve as conserve_layer
 from climgen.families.superres import conserve_additive
+from climgen.tasks._common import (
+    default_run_dir,
+    field_variables,
+    train_config,
+    utc_stamp,
+    zero_template,
+)
 from climgen.tasks.downscale_interp import cell_bounds, interpolate, refine_coordinate
 from climgen.tasks.downscale_tiles import auto_tile, tiled_apply
 from climgen.tasks.emulate import as_dataset
@@ -152,39 +158,6 @@ def _check_finite(da: xr.DataArray, where: str) -> None:
             f"variable '{da.name}' of {where} has {bad} NaN/inf value(s); downscaling needs "
             "complete fields (fill the gaps first, e.g. with climgen's gap filling)"
         )
-
-
-def _field_variables(ds: xr.Dataset) -> list[str]:
-    """Data variables with two recognisable spatial dims (bounds variables left out)."""
-    names = []
-    for v in ds.data_vars:
-        try:
-            detect_grid(ds[v])
-        except ClimgenInputError:
-            continue
-        names.append(str(v))
-    if not names:
-        raise ClimgenInputError(
-            f"no variable of the data has two spatial dims (variables: {list(ds.data_vars)})"
-        )
-    return names
-
-
-def _stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _zero_template(ds: xr.Dataset, variables, sample_dim: str) -> xr.Dataset:
-    """One all-zero field per variable with the data's coords and attrs (a few kB on disk)."""
-    one = ds[variables]
-    if sample_dim in one.dims:
-        one = one.isel({sample_dim: 0}, drop=True)
-    out = xr.zeros_like(one, dtype=np.float32).load()
-    out.attrs = dict(ds.attrs)
-    for v in variables:
-        out[v].attrs = dict(ds[v].attrs)
-        out[v].encoding = {}
-    return out
 
 
 class _PairDataset(torch.utils.data.Dataset):
@@ -319,7 +292,7 @@ class Downscaler:
         they were.
         """
         ds = as_dataset(data, self.variables)
-        names = self.variables or _field_variables(ds)
+        names = self.variables or field_variables(ds)
         out = xr.Dataset({v: coarsen(ds[v], self.factor) for v in names}, attrs=dict(ds.attrs))
         grid = detect_grid(ds[names[0]])
         f = self.factor
@@ -377,8 +350,8 @@ class Downscaler:
                     f"not divisible by factor {f}; crop it (e.g. ds.isel({dim}=slice(0, "
                     f"{ds_fine.sizes[dim] // f * f})))"
                 )
-        config = _train_config(train, train_options)
-        self.run_dir = Path(run_dir) if run_dir else _default_run_dir(self.method)
+        config = train_config(train, train_options)
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir("downscale", self.method)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume and (self.run_dir / _NORMALIZER).exists():
             self.normalizer = Normalizer.from_json(self.run_dir / _NORMALIZER)
@@ -403,11 +376,11 @@ class Downscaler:
                     f"{len(coarse_set)} fields, fine grid {shape} with {len(fine_set)} fields; "
                     f"with factor {f} the coarse grid must be {want} with as many fields"
                 )
-            self.coarse_template = _zero_template(ds_coarse, variables, self.sample_dim)
+            self.coarse_template = zero_template(ds_coarse, variables, self.sample_dim)
         else:
             one = ds_fine[variables].isel({self.sample_dim: 0}, drop=True)
-            self.coarse_template = _zero_template(self.coarsen(one), variables, self.sample_dim)
-        self.fine_template = _zero_template(ds_fine, variables, self.sample_dim)
+            self.coarse_template = zero_template(self.coarsen(one), variables, self.sample_dim)
+        self.fine_template = zero_template(ds_fine, variables, self.sample_dim)
         static_state = self._prepare_static(grid, canon_fine) if self.static is not None else None
         options = dict(self.method_options)
         options.setdefault("spectral_spacing", [grid.dy, grid.dx])
@@ -555,7 +528,7 @@ class Downscaler:
             raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
         ds = as_dataset(coarse, self.variables)
         if self.spec.kind == "interpolation":
-            names = self.variables or _field_variables(ds)
+            names = self.variables or field_variables(ds)
             self._check_has(ds, names, "the coarse input")
             out, bounds = xr.Dataset(), {}
             for v in names:
@@ -746,7 +719,7 @@ class Downscaler:
     def _provenance(self, out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
         old = str(ds.attrs.get("history", ""))
         line = (
-            f"{_stamp()} climgen {climgen_version()}: Downscaler(factor={self.factor}, "
+            f"{utc_stamp()} climgen {climgen_version()}: Downscaler(factor={self.factor}, "
             f"method={self.method!r}, conserve={self.conserve!r}).downscale"
         )
         out.attrs = dict(ds.attrs)
@@ -826,14 +799,3 @@ class Downscaler:
             f"Downscaler(factor={self.factor}, method={self.method!r}, "
             f"conserve={self.conserve!r}{state})"
         )
-
-
-def _train_config(train, options) -> TrainConfig:
-    base = train.to_dict() if isinstance(train, TrainConfig) else dict(train or {})
-    base.update(options)
-    return TrainConfig.from_dict(base)
-
-
-def _default_run_dir(method: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"downscale-{method}-{stamp}"

@@ -36,6 +36,7 @@ from climgen.data.io import climgen_version, open_fields, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family
+from climgen.tasks._common import default_run_dir, train_config, zero_template
 from climgen.train import TrainConfig, Trainer, load_family
 from climgen.train.distributed import is_main_process
 
@@ -120,8 +121,8 @@ class Emulator:
             )
         self.variables = variables
         _check_all_finite(ds, variables, self.sample_dim)
-        config = _train_config(train, train_options)
-        self.run_dir = Path(run_dir) if run_dir else _default_run_dir(self.family_name)
+        config = train_config(train, train_options)
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir("emulate", self.family_name)
         main = is_main_process()  # under torchrun only rank 0 writes files
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +137,7 @@ class Emulator:
         )
         grid = dataset.grid
         shape = (ds.sizes[grid.y_dim], ds.sizes[grid.x_dim])
-        self.template = _make_template(ds, variables, self.sample_dim)
+        self.template = zero_template(ds, variables, self.sample_dim)
         if main:
             write_fields(self.template, self.run_dir / _TEMPLATE)
         self.family = build_family(
@@ -257,28 +258,3 @@ def _check_all_finite(ds: xr.Dataset, variables, sample_dim: str) -> None:
                 f"emulator trains on complete fields: fill them, or drop the affected "
                 f"'{sample_dim}' entries (ds.dropna('{sample_dim}'))"
             )
-
-
-def _train_config(train, options) -> TrainConfig:
-    if isinstance(train, TrainConfig):
-        base = train.to_dict()
-    else:
-        base = dict(train or {})
-    base.update(options)
-    return TrainConfig.from_dict(base)
-
-
-def _default_run_dir(family: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"emulate-{family}-{stamp}"
-
-
-def _make_template(ds: xr.Dataset, variables, sample_dim: str) -> xr.Dataset:
-    """One all-zero sample per variable with the data's coords and attrs (a few kB on disk)."""
-    one = ds[variables].isel({sample_dim: 0}, drop=True)
-    out = xr.zeros_like(one, dtype=np.float32).load()
-    out.attrs = dict(ds.attrs)
-    for v in variables:
-        out[v].attrs = dict(ds[v].attrs)
-        out[v].encoding = {}
-    return out

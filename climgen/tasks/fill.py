@@ -52,6 +52,7 @@ from climgen.data.masks import MASK_ATTRS, load_mask
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family
+from climgen.tasks._common import default_run_dir
 from climgen.tasks.emulate import as_dataset
 from climgen.tasks.fill_masks import (
     canonical_mask_array,
@@ -271,7 +272,7 @@ class Infiller:
         shape = (canon.sizes[grid.y_dim], canon.sizes[grid.x_dim])
         bank = self._mask_bank(masks, da, shape, seed)
         self.aux = self._aux_array(aux, da)
-        self.run_dir = Path(run_dir) if run_dir else _default_run_dir(self.method)
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir("fill", self.method)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.normalizer = Normalizer.fit(ds, [var])
         fields = FieldDataset(ds, [var], sample_dim=self.time_dim, normalizer=self.normalizer)
@@ -632,8 +633,3 @@ def _as_dict(train) -> dict:
     if isinstance(train, TrainConfig):
         return train.to_dict()
     return dict(train or {})
-
-
-def _default_run_dir(method: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"fill-{method}-{stamp}"

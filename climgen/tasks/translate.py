@@ -46,6 +46,7 @@ from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
 from climgen.families.base import build_family, check_family_options
+from climgen.tasks._common import field_variables, utc_stamp, zero_template
 from climgen.tasks.emulate import as_dataset
 from climgen.train import TrainConfig, Trainer, load_family
 
@@ -165,25 +166,6 @@ class _TranslationPairs(torch.utils.data.Dataset):
         return {"x": self.a[i % len(self.a)], "y": self.b[int(np.random.randint(len(self.b)))]}
 
 
-def _stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _field_variables(ds: xr.Dataset) -> list[str]:
-    names = []
-    for v in ds.data_vars:
-        try:
-            detect_grid(ds[v])
-        except ClimgenInputError:
-            continue
-        names.append(str(v))
-    if not names:
-        raise ClimgenInputError(
-            f"no variable of the data has two spatial dims (variables: {list(ds.data_vars)})"
-        )
-    return names
-
-
 class Translator:
     """Translate gridded fields from domain A to domain B with any registered method.
 
@@ -252,7 +234,7 @@ class Translator:
         :class:`~climgen.train.TrainConfig` fields (``max_steps``, ``batch_size``, ``seed``...).
         """
         ds_a, ds_b = as_dataset(ds_a, self.variables), as_dataset(ds_b, self.variables)
-        variables = self.variables or _field_variables(ds_a)
+        variables = self.variables or field_variables(ds_a)
         for where, ds in (("domain A", ds_a), ("domain B", ds_b)):
             missing = [v for v in variables if v not in ds.data_vars]
             if missing:
@@ -276,7 +258,7 @@ class Translator:
                 f"{_spatial_shape(ds_b, variables)} (regrid one of them first)"
             )
         self.shape = shape_a
-        self.b_template = _zero_template(ds_b, variables, self.sample_dim)
+        self.b_template = zero_template(ds_b, variables, self.sample_dim)
         self.run_dir = Path(run_dir) if run_dir else None
         if self.method == "quantile-mapping":
             n_q = self.method_options.get("n_quantiles", 100)
@@ -395,7 +377,7 @@ class Translator:
             ]
         # The input's own layout (latitude order, longitude convention) is restored, which
         # may differ from B's training data.
-        template = _zero_template(ds, self.variables, self.sample_dim)
+        template = zero_template(ds, self.variables, self.sample_dim)
         pieces = []
         for out in outs:
             piece = to_xarray(
@@ -440,9 +422,8 @@ class Translator:
 
     def _provenance(self, out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
         old = str(ds.attrs.get("history", ""))
-        line = (
-            f"{_stamp()} climgen {climgen_version()}: Translator(method={self.method!r}).translate"
-        )
+        call = f"Translator(method={self.method!r}).translate"
+        line = f"{utc_stamp()} climgen {climgen_version()}: {call}"
         out.attrs = dict(ds.attrs)
         out.attrs.update(
             {
@@ -491,16 +472,3 @@ class Translator:
 def _spatial_shape(ds: xr.Dataset, variables) -> tuple[int, int]:
     grid = detect_grid(ds[variables[0]])
     return tuple(int(ds.sizes[d]) for d in (grid.y_dim, grid.x_dim))
-
-
-def _zero_template(ds: xr.Dataset, variables, sample_dim: str) -> xr.Dataset:
-    """One all-zero field per variable with B's coords and attrs (a few kB on disk)."""
-    one = ds[variables]
-    if sample_dim in one.dims:
-        one = one.isel({sample_dim: 0}, drop=True)
-    out = xr.zeros_like(one, dtype=np.float32).load()
-    out.attrs = dict(ds.attrs)
-    for v in variables:
-        out[v].attrs = dict(ds[v].attrs)
-        out[v].encoding = {}
-    return out
