@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Figure", "render_html", "STATUS_COLORS"]
+__all__ = ["Figure", "Table", "Section", "render_html", "render_page", "STATUS_COLORS"]
 
 STATUS_COLORS = {"matches": "#d8f0d2", "close": "#fbe7b5", "differs": "#f6c9c4"}
 
@@ -47,6 +47,29 @@ class Figure:
     title: str
     filename: str
     how_to_read: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A plain table of a task page: column names, rows of cells (numbers are shown with
+    three significant digits) and an optional caption. ``highlight`` gives, per row, a
+    status key of :data:`STATUS_COLORS` (or ``""``) to colour the row."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    caption: str = ""
+    highlight: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of a task page (gap filling, downscaling, translation): a heading,
+    paragraphs of plain text (escaped), tables, then figures."""
+
+    heading: str
+    paragraphs: tuple[str, ...] = ()
+    tables: tuple[Table, ...] = ()
+    figures: tuple[Figure, ...] = ()
 
 
 def _e(value: Any) -> str:
@@ -121,6 +144,64 @@ def _figures(figures: list[Figure]) -> str:
     return "".join(parts)
 
 
+def _table(table: Table) -> str:
+    head = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in table.columns) + "</tr>"
+    rows = []
+    for i, row in enumerate(table.rows):
+        status = table.highlight[i] if i < len(table.highlight) else ""
+        style = f' style="background:{STATUS_COLORS[status]}"' if status else ""
+        cells = "".join(
+            f'<td class="num">{_num(v)}</td>'
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else f"<td>{_e(v)}</td>"
+            for v in row
+        )
+        rows.append(f"<tr{style}>{cells}</tr>")
+    caption = f"<caption>{_e(table.caption)}</caption>" if table.caption else ""
+    return "<table>" + caption + head + "".join(rows) + "</table>"
+
+
+def _write_page(title: str, body: list[str], path: str | Path) -> Path:
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def render_page(
+    title: str,
+    sections: list[Section],
+    path: str | Path,
+    *,
+    summary: str = "",
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Write a task page (gap filling, downscaling, translation) to ``path``.
+
+    The page has the same look as the evaluation report: a title, an optional one-paragraph
+    ``summary``, the sections in order (paragraphs, tables, figures with their "how to read
+    this" caption) and the provenance table last. Figures are PNG files next to ``path``.
+    """
+    body = [f"<h1>{_e(title)}</h1>"]
+    if summary:
+        body.append(f'<p class="overall" style="background:#eef3fb">{_e(summary)}</p>')
+    for section in sections:
+        body.append(f"<h2>{_e(section.heading)}</h2>")
+        body.extend(f"<p>{_e(p)}</p>" for p in section.paragraphs)
+        body.extend(_table(t) for t in section.tables)
+        body.append(_figures(list(section.figures)))
+    if provenance:
+        body.append("<h2>Provenance</h2>")
+        body.append(_provenance(provenance))
+    return _write_page(title, body, path)
+
+
 def render_html(
     report: dict[str, Any],
     figures: dict[str, list[Figure]],
@@ -182,13 +263,4 @@ def render_html(
             body.append("<h3>Moments (area-weighted)</h3>")
             body.append(_moments_table(var["moments"]))
         body.append(_figures(figures.get(name, [])))
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
-    )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return _write_page(title, body, path)
