@@ -285,7 +285,7 @@ def _run_train(args) -> int:
 
     recipe = load_recipe(args.recipe)
     overrides = {"max_steps": args.max_steps} if args.max_steps else {}
-    emulator, report = run_recipe(
+    _, report = run_recipe(
         recipe,
         resume=args.resume,
         run_dir=args.run_dir,
@@ -294,11 +294,13 @@ def _run_train(args) -> int:
     )
     if not is_main_process():
         return 0
-    print(f"trained {emulator.family_name} in {emulator.run_dir}")
-    if report is not None:
-        if not args.quiet:
-            print(report.summary())
-        print(Path(emulator.run_dir) / "report" / "index.html")
+    run_dir = Path(args.run_dir or recipe.run_dir)
+    print(f"trained {recipe.model['name']} ({recipe.task}) in {run_dir}")
+    if report is not None and not args.quiet and hasattr(report, "summary"):
+        print(report.summary())
+    index = run_dir / "report" / "index.html"
+    if index.is_file():
+        print(index)
     return 0
 
 
@@ -364,7 +366,7 @@ def _run_trained_demo(args) -> int:
             "sample_dim": "time",
             "train_fraction": 0.8,
         },
-        family={"name": "gan", "options": DEMO_FAMILY_OPTIONS},
+        model={"name": "gan", "options": DEMO_FAMILY_OPTIONS},
         train={
             "max_steps": args.steps,
             "batch_size": 32,

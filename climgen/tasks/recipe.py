@@ -24,42 +24,119 @@ against the recipe's folder.
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from climgen.errors import ClimgenInputError
 
-__all__ = ["Recipe", "load_recipe", "run_recipe", "resolve_data_path"]
+__all__ = [
+    "Recipe",
+    "RecipeTask",
+    "register_recipe_task",
+    "available_recipe_tasks",
+    "load_recipe",
+    "run_recipe",
+    "resolve_data_path",
+    "split_samples",
+    "prepare_run_dir",
+    "suggest",
+]
 
-_SECTIONS = {"task", "data", "family", "train", "evaluate", "run_dir"}
-_DATA_KEYS = {"paths", "variables", "sample_dim", "train_fraction", "normalization"}
-_FAMILY_KEYS = {"name", "options"}
-_EVALUATE_KEYS = {"n_samples", "seed"}
-_TASKS = ("emulate",)
+_COMMON_SECTIONS = {"task", "data", "train", "evaluate", "run_dir"}
+_COMMON_DATA_KEYS = frozenset(
+    {"paths", "variables", "sample_dim", "train_fraction", "normalization"}
+)
+_MODEL_KEYS = {"name", "options"}
+# Task modules register themselves on import; imported lazily so that reading a recipe does
+# not import every task.
+_BUILTIN_TASK_MODULES = ("climgen.tasks.emulate_recipe",)
+
+
+@dataclass(frozen=True)
+class RecipeTask:
+    """What a recipe of one task may hold, how its model is checked and how it runs.
+
+    ``model_key`` names the YAML section holding ``{name, options}`` of the model (``family``
+    for emulation, ``method`` for the other tasks); ``data_keys`` are the keys the task adds to
+    the common ``data`` keys (paths, variables, sample_dim, train_fraction, normalization);
+    ``path_keys`` are data keys holding a path or list of paths, resolved like ``paths``;
+    ``check_model(name, options)`` raises :class:`ClimgenInputError` listing the valid names;
+    ``run(recipe, *, resume, run_dir, progress, overrides)`` returns ``(model, report_or_None)``.
+    """
+
+    name: str
+    model_key: str
+    check_model: Callable[[str, dict], None]
+    run: Callable[..., tuple[Any, Any]]
+    data_keys: frozenset = frozenset()
+    path_keys: tuple[str, ...] = ()
+    evaluate_keys: frozenset = frozenset({"n_samples", "seed"})
+    description: str = ""
+
+
+_TASKS: dict[str, RecipeTask] = {}
+
+
+def register_recipe_task(task: RecipeTask) -> RecipeTask:
+    """Make ``task: NAME`` valid in recipes (re-registering a name replaces it)."""
+    _TASKS[task.name] = task
+    return task
+
+
+def _load_builtin_tasks() -> None:
+    for module in _BUILTIN_TASK_MODULES:
+        importlib.import_module(module)
+
+
+def available_recipe_tasks() -> list[str]:
+    """Names valid as ``task:`` in a recipe."""
+    _load_builtin_tasks()
+    return sorted(_TASKS)
 
 
 @dataclass
 class Recipe:
-    """A parsed, validated recipe (paths already resolved)."""
+    """A parsed, validated recipe (paths already resolved).
+
+    ``model`` is the ``{name, options}`` mapping of the recipe's ``family`` (emulation) or
+    ``method`` (fill, downscale, translate) section.
+    """
 
     task: str
     data: dict
-    family: dict
+    model: dict
     train: dict = field(default_factory=dict)
     evaluate: dict = field(default_factory=dict)
     run_dir: str = "runs/recipe"
     source: str = ""
 
+    @property
+    def family(self) -> dict:
+        """The emulation recipe's ``family`` section (an alias of :attr:`model`)."""
+        return self.model
+
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out.pop("source")
-        return out
+        """The recipe as YAML would hold it (paths resolved)."""
+        _load_builtin_tasks()
+        key = _TASKS[self.task].model_key if self.task in _TASKS else "model"
+        return {
+            "task": self.task,
+            "data": self.data,
+            key: self.model,
+            "train": self.train,
+            "evaluate": self.evaluate,
+            "run_dir": self.run_dir,
+        }
 
 
-def _suggest(key: str, valid) -> str:
+def suggest(key: str, valid) -> str:
+    """`` (did you mean 'x'?)`` for the closest valid name, or ``""``."""
     close = difflib.get_close_matches(key, sorted(valid), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -72,7 +149,7 @@ def _check_keys(section: str, mapping, valid, where: str) -> None:
     for key in mapping:
         if key not in valid:
             raise ClimgenInputError(
-                f"{where}: unknown key '{key}' in '{section}'{_suggest(str(key), valid)}; "
+                f"{where}: unknown key '{key}' in '{section}'{suggest(str(key), valid)}; "
                 f"valid keys: {', '.join(sorted(valid))}"
             )
 
@@ -98,6 +175,11 @@ def resolve_data_path(path: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
+def _resolve_paths(value, name: str, base: Path, where: str) -> list[str]:
+    paths = [value] if isinstance(value, str) else _expect(value, list, name, where)
+    return [resolve_data_path(_expect(p, str, name, where), base) for p in paths]
+
+
 def load_recipe(path: str | os.PathLike) -> Recipe:
     """Read and validate a YAML recipe; errors name the file and the offending key."""
     path = Path(path)
@@ -109,23 +191,33 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     except yaml.YAMLError as exc:
         raise ClimgenInputError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ClimgenInputError(f"{where}: a recipe is a YAML mapping of sections {_SECTIONS}")
-    _check_keys("recipe", raw, _SECTIONS, where)
-    for required in ("task", "data", "family"):
+        raise ClimgenInputError(
+            f"{where}: a recipe is a YAML mapping of sections {sorted(_COMMON_SECTIONS)} and "
+            "the model section ('family' or 'method')"
+        )
+    if "task" not in raw:
+        raise ClimgenInputError(f"{where}: missing section 'task'")
+    task_name = _expect(raw["task"], str, "task", where)
+    tasks = available_recipe_tasks()
+    if task_name not in tasks:
+        raise ClimgenInputError(
+            f"{where}: unknown task {task_name!r}{suggest(task_name, tasks)}; "
+            f"valid tasks: {', '.join(tasks)}"
+        )
+    task = _TASKS[task_name]
+    _check_keys("recipe", raw, _COMMON_SECTIONS | {task.model_key}, where)
+    for required in ("data", task.model_key):
         if required not in raw:
-            raise ClimgenInputError(f"{where}: missing section '{required}'")
-    task = _expect(raw["task"], str, "task", where)
-    if task not in _TASKS:
-        raise ClimgenInputError(f"{where}: unknown task {task!r}; valid tasks: {', '.join(_TASKS)}")
+            raise ClimgenInputError(f"{where}: missing section '{required}' (task {task_name})")
     base = path.parent.resolve()
 
     data = dict(raw["data"] or {})
-    _check_keys("data", data, _DATA_KEYS, where)
+    _check_keys("data", data, _COMMON_DATA_KEYS | task.data_keys, where)
     if "paths" not in data:
         raise ClimgenInputError(f"{where}: 'data' needs 'paths' (a file, a glob or a list)")
-    paths = data["paths"]
-    paths = [paths] if isinstance(paths, str) else _expect(paths, list, "data.paths", where)
-    data["paths"] = [resolve_data_path(_expect(p, str, "data.paths", where), base) for p in paths]
+    for key in ("paths", *task.path_keys):
+        if key in data:
+            data[key] = _resolve_paths(data[key], f"data.{key}", base, where)
     if "variables" in data:
         v = data["variables"]
         data["variables"] = [v] if isinstance(v, str) else _expect(v, list, "data.variables", where)
@@ -134,27 +226,15 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         if not 0 < frac <= 1:
             raise ClimgenInputError(f"{where}: data.train_fraction must be in (0, 1], got {frac}")
 
-    family = dict(raw["family"] or {})
-    _check_keys("family", family, _FAMILY_KEYS, where)
-    _expect(family.get("name"), str, "family.name", where)
-    family["options"] = dict(_expect(family.get("options") or {}, dict, "family.options", where))
-    from climgen.families.base import available_families, check_family_options
-
-    names = available_families()
-    if family["name"] not in names:
-        raise ClimgenInputError(
-            f"{where}: unknown family {family['name']!r}{_suggest(family['name'], names)}; "
-            f"valid families: {', '.join(names)}"
-        )
-    reserved = {"channels", "shape", "periodic"} & set(family["options"])
-    if reserved:
-        raise ClimgenInputError(
-            f"{where}: family.options {sorted(reserved)} are set from the data; remove them"
-        )
+    key = task.model_key
+    model = dict(_expect(raw[key] or {}, dict, key, where))
+    _check_keys(key, model, _MODEL_KEYS, where)
+    _expect(model.get("name"), str, f"{key}.name", where)
+    model["options"] = dict(_expect(model.get("options") or {}, dict, f"{key}.options", where))
     try:
-        check_family_options(family["name"], family["options"])
+        task.check_model(model["name"], model["options"])
     except ClimgenInputError as exc:
-        raise ClimgenInputError(f"{where}: in 'family.options': {exc}") from exc
+        raise ClimgenInputError(f"{where}: in '{key}': {exc}") from exc
 
     train = dict(_expect(raw.get("train") or {}, dict, "train", where))
     from climgen.train import TrainConfig
@@ -165,13 +245,40 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         raise ClimgenInputError(f"{where}: in 'train': {exc}") from exc
 
     evaluate = dict(raw.get("evaluate") or {})
-    _check_keys("evaluate", evaluate, _EVALUATE_KEYS, where)
-    for key in evaluate:
-        _expect(evaluate[key], int, f"evaluate.{key}", where)
+    _check_keys("evaluate", evaluate, task.evaluate_keys, where)
+    for k in evaluate:
+        _expect(evaluate[k], int, f"evaluate.{k}", where)
 
     run_dir = _expect(raw.get("run_dir", f"runs/{path.stem}"), str, "run_dir", where)
     run_dir = str(Path(run_dir) if Path(run_dir).is_absolute() else (base / run_dir).resolve())
-    return Recipe(task, data, family, train, evaluate, run_dir, source=where)
+    return Recipe(task_name, data, model, train, evaluate, run_dir, source=where)
+
+
+def split_samples(ds, data: dict, source: str):
+    """Split ``ds`` along ``data['sample_dim']`` (default ``time``): the first
+    ``train_fraction`` of the samples train, the rest (or ``None``) is held out."""
+    sample_dim = data.get("sample_dim", "time")
+    if sample_dim not in ds.dims:
+        raise ClimgenInputError(
+            f"{source}: sample_dim '{sample_dim}' is not a dim of the data (dims: {dict(ds.sizes)})"
+        )
+    n = ds.sizes[sample_dim]
+    n_train = max(1, int(round(n * float(data.get("train_fraction", 1.0)))))
+    train = ds.isel({sample_dim: slice(0, n_train)})
+    held_out = ds.isel({sample_dim: slice(n_train, None)}) if n_train < n else None
+    return train, held_out
+
+
+def prepare_run_dir(recipe: Recipe, run_dir: str | os.PathLike | None = None) -> Path:
+    """The run folder (``run_dir`` overrides the recipe's); on the main process it is
+    created and gets the resolved recipe as ``recipe.yaml``."""
+    from climgen.train.distributed import is_main_process
+
+    path = Path(run_dir or recipe.run_dir)
+    if is_main_process():  # under torchrun only rank 0 writes files
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    return path
 
 
 def run_recipe(
@@ -182,52 +289,18 @@ def run_recipe(
     progress: bool = True,
     overrides: dict | None = None,
 ):
-    """Train the recipe's model, then (when data are held out) sample and write the report.
+    """Run the recipe's task: train its model, then (when data are held out) score it and
+    write the report into the run folder.
 
-    Returns ``(emulator, report_or_None)``. The resolved recipe is saved as
+    Returns ``(model, report_or_None)``; the resolved recipe is saved as
     ``RUN_DIR/recipe.yaml``.
     """
-    from climgen.data.io import open_fields
-    from climgen.tasks.emulate import Emulator
-
-    data = recipe.data
-    sample_dim = data.get("sample_dim", "time")
-    ds = open_fields(data["paths"], data.get("variables"))
-    if sample_dim not in ds.dims:
+    _load_builtin_tasks()
+    if recipe.task not in _TASKS:
         raise ClimgenInputError(
-            f"{recipe.source}: sample_dim '{sample_dim}' is not a dim of the data "
-            f"(dims: {dict(ds.sizes)})"
+            f"{recipe.source}: unknown task {recipe.task!r}; valid tasks: "
+            f"{', '.join(sorted(_TASKS))}"
         )
-    n = ds.sizes[sample_dim]
-    n_train = max(1, int(round(n * float(data.get("train_fraction", 1.0)))))
-    train_ds = ds.isel({sample_dim: slice(0, n_train)})
-    held_out = ds.isel({sample_dim: slice(n_train, None)}) if n_train < n else None
-    from climgen.train.distributed import is_main_process
-
-    run_dir = Path(run_dir or recipe.run_dir)
-    main = is_main_process()  # under torchrun only rank 0 writes files and evaluates
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    train_options = {"progress": progress, **recipe.train, **(overrides or {})}
-    emulator = Emulator(
-        recipe.family["name"],
-        variables=data.get("variables"),
-        sample_dim=sample_dim,
-        normalization=data.get("normalization", "standard"),
-        **recipe.family["options"],
-    ).fit(train_ds, run_dir=run_dir, resume=resume, **train_options)
-    report = None
-    if main and held_out is not None and held_out.sizes[sample_dim] >= 4:
-        from climgen.data.io import write_fields
-        from climgen.report.evaluate import evaluate
-
-        n_samples = recipe.evaluate.get("n_samples", held_out.sizes[sample_dim])
-        samples = emulator.sample(n_samples, seed=recipe.evaluate.get("seed", 0))
-        write_fields(samples, run_dir / "samples.nc")
-        reference = held_out.rename({sample_dim: "sample"})
-        report = evaluate(
-            samples, reference, variables=emulator.variables, sample_dim="sample", progress=progress
-        )
-        report.to_html(run_dir / "report")
-    return emulator, report
+    return _TASKS[recipe.task].run(
+        recipe, resume=resume, run_dir=run_dir, progress=progress, overrides=overrides
+    )

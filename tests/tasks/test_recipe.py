@@ -34,7 +34,7 @@ def test_good_recipe_resolves_paths_relative_to_the_file(tmp_path):
     recipe = load_recipe(_write(tmp_path, GOOD))
     assert recipe.data["paths"] == [str((tmp_path / "data.nc").resolve())]
     assert recipe.run_dir == str((tmp_path / "run").resolve())
-    assert recipe.family == {"name": "vae", "options": {"latent_dim": 4, "base_channels": 4}}
+    assert recipe.model == {"name": "vae", "options": {"latent_dim": 4, "base_channels": 4}}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,90 @@
+"""``task: emulate`` recipes: train an :class:`~climgen.tasks.emulate.Emulator`, then sample
+it and judge the samples against the held-out part of the data (noise floors, HTML report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from climgen.errors import ClimgenInputError
+from climgen.tasks.recipe import (
+    Recipe,
+    RecipeTask,
+    prepare_run_dir,
+    register_recipe_task,
+    split_samples,
+    suggest,
+)
+
+__all__ = ["run_emulate_recipe"]
+
+
+def _check_family(name: str, options: dict) -> None:
+    from climgen.families.base import available_families, check_family_options
+
+    names = available_families()
+    if name not in names:
+        raise ClimgenInputError(
+            f"unknown family {name!r}{suggest(name, names)}; valid families: {', '.join(names)}"
+        )
+    reserved = {"channels", "shape", "periodic"} & set(options)
+    if reserved:
+        raise ClimgenInputError(
+            f"family.options {sorted(reserved)} are set from the data; remove them"
+        )
+    check_family_options(name, options)
+
+
+def run_emulate_recipe(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    run_dir: str | None = None,
+    progress: bool = True,
+    overrides: dict | None = None,
+):
+    """Train the emulator; with held-out data, sample it and write ``RUN_DIR/report``.
+
+    Returns ``(emulator, EvaluationReport or None)``.
+    """
+    from climgen.data.io import open_fields
+    from climgen.tasks.emulate import Emulator
+    from climgen.train.distributed import is_main_process
+
+    data = recipe.data
+    sample_dim = data.get("sample_dim", "time")
+    ds = open_fields(data["paths"], data.get("variables"))
+    train_ds, held_out = split_samples(ds, data, recipe.source)
+    run_dir = prepare_run_dir(recipe, run_dir)
+    train_options = {"progress": progress, **recipe.train, **(overrides or {})}
+    emulator = Emulator(
+        recipe.model["name"],
+        variables=data.get("variables"),
+        sample_dim=sample_dim,
+        normalization=data.get("normalization", "standard"),
+        **recipe.model["options"],
+    ).fit(train_ds, run_dir=run_dir, resume=resume, **train_options)
+    report = None
+    if is_main_process() and held_out is not None and held_out.sizes[sample_dim] >= 4:
+        from climgen.data.io import write_fields
+        from climgen.report.evaluate import evaluate
+
+        n_samples = recipe.evaluate.get("n_samples", held_out.sizes[sample_dim])
+        samples = emulator.sample(n_samples, seed=recipe.evaluate.get("seed", 0))
+        write_fields(samples, Path(run_dir) / "samples.nc")
+        reference = held_out.rename({sample_dim: "sample"})
+        report = evaluate(
+            samples, reference, variables=emulator.variables, sample_dim="sample", progress=progress
+        )
+        report.to_html(Path(run_dir) / "report")
+    return emulator, report
+
+
+register_recipe_task(
+    RecipeTask(
+        name="emulate",
+        model_key="family",
+        check_model=_check_family,
+        run=run_emulate_recipe,
+        description="learn the data's distribution and draw new samples",
+    )
+)
