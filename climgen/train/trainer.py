@@ -71,6 +71,7 @@ class TrainingInterrupted(ClimgenTrainingError):
 
 
 _AMP = ("auto", "off", "bf16", "fp16")
+_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 @dataclass
@@ -93,6 +94,11 @@ class TrainConfig:
     progress : show a tqdm bar (only when stderr is a terminal).
     deterministic : ``torch.use_deterministic_algorithms(True, warn_only=True)`` during fit.
     tensorboard : also log to ``run_dir/tensorboard`` when the package is installed.
+    max_time_s : 0 (no limit), or a time budget in seconds for this call of ``fit``: training
+        ends, with its final checkpoint, at the first step completed after the budget, even if
+        ``max_steps`` is not reached (a resumed run gets a fresh budget).
+    time_clock : the clock of ``max_time_s``: "wall" (elapsed time) or "cpu" (CPU time of this
+        process, all threads; the fair budget for comparing models on a busy machine).
     """
 
     max_steps: int = 1000
@@ -110,6 +116,8 @@ class TrainConfig:
     progress: bool = True
     deterministic: bool = True
     tensorboard: bool = False
+    max_time_s: float = 0.0
+    time_clock: str = "wall"
 
     def __post_init__(self):
         def integer(name, minimum):
@@ -154,6 +162,16 @@ class TrainConfig:
             boolean(name)
         optional_float("ema_decay", 0.0, 1.0)
         optional_float("grad_clip", 0.0, float("inf"))
+        v = self.max_time_s
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not v >= 0:
+            raise ClimgenInputError(
+                f"TrainConfig.max_time_s must be a number ≥ 0 (0: no limit), got {v!r}"
+            )
+        self.max_time_s = float(v)
+        if self.time_clock not in _CLOCKS:
+            raise ClimgenInputError(
+                f"TrainConfig.time_clock must be one of {tuple(_CLOCKS)}, got {self.time_clock!r}"
+            )
         if not isinstance(self.amp, str) or self.amp not in _AMP:
             raise ClimgenInputError(f"TrainConfig.amp must be one of {_AMP}, got {self.amp!r}")
         if isinstance(self.device, torch.device):
@@ -450,6 +468,7 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per process
         self._stop_signal: int | None = None
+        self._finish_requested = False
         self.step = 0
         self.val_data = None
         self.ema: EMA | None = None
@@ -771,6 +790,21 @@ class Trainer:
             signal.signal(signum, request_stop)
         return previous
 
+    def request_finish(self) -> None:
+        """End training after the current step as if ``max_steps`` were reached: the final
+        checkpoint is written and ``fit`` returns normally (for callbacks: budgets, early
+        stopping). Unlike SIGTERM this is not an interruption."""
+        self._finish_requested = True
+
+    def _finish_now(self, started: float) -> bool:
+        cfg = self.config
+        done = self._finish_requested or (
+            cfg.max_time_s > 0 and _CLOCKS[cfg.time_clock]() - started >= cfg.max_time_s
+        )
+        if self.dist.enabled and (cfg.max_time_s > 0 or self._finish_requested):
+            done = distributed.any_rank(done, self.device)  # every rank ends at the same step
+        return done
+
     def _stop_requested(self) -> bool:
         stop = self._stop_signal is not None
         if self.dist.enabled:  # all ranks stop at the same step, even if one got the signal
@@ -880,11 +914,14 @@ class Trainer:
         )
         last_losses: dict[str, float] = {}
         previous_handlers = self._catch_stop_signals()
+        self._finish_requested = False
+        end_step = cfg.max_steps
         try:
             self.family.train()
             for cb in self.callbacks:
                 cb.on_fit_start(self)
-            while self.step < cfg.max_steps:
+            started = _CLOCKS[cfg.time_clock]()
+            while self.step < end_step:
                 batch = self._next_batch()
                 try:
                     losses = self.family.training_step(batch, self.step, self.ctx)
@@ -900,8 +937,13 @@ class Trainer:
                 bar.update(1)
                 for cb in self.callbacks:
                     cb.on_step_end(self, self.step, losses)
+                # A callback may also have lowered config.max_steps (older budget callbacks).
+                if self.step < end_step and (
+                    cfg.max_steps <= self.step or self._finish_now(started)
+                ):
+                    end_step = self.step
                 eval_now = cfg.eval_every > 0 and self.step % cfg.eval_every == 0
-                ckpt_now = self.step == cfg.max_steps or (
+                ckpt_now = self.step == end_step or (
                     cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0
                 )
                 if self.step % cfg.log_every == 0 or eval_now or ckpt_now:
@@ -919,7 +961,7 @@ class Trainer:
                     saved_now = True
                 else:
                     saved_now = False
-                if self._stop_requested() and self.step < cfg.max_steps:
+                if self._stop_requested() and self.step < end_step:
                     self._flush()  # never checkpoint a non-finite state
                     path = self.last_checkpoint if saved_now else self._save(best=False)
                     raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, self.step, path)

@@ -191,6 +191,8 @@ def assert_same_state(a: Trainer, b: Trainer) -> None:
         ("progress", "yes"),
         ("device", "gpu0"),
         ("keep_last", True),
+        ("max_time_s", -1.0),
+        ("time_clock", "gpu"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
@@ -590,3 +592,42 @@ def test_eval_callback_logs_and_marks_best_checkpoint(tmp_path):
     assert (tmp_path / "checkpoints" / "best").read_text().strip() == f"step_{best_step:07d}"
     assert load_checkpoint(tmp_path, which="best").step == best_step
     assert result.checkpoint.name == "step_0000030"
+
+
+# -- time budget and request_finish ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_time_budget_ends_after_the_step_past_it_with_a_final_checkpoint(tmp_path, clock):
+    class Burn(Callback):
+        """Each step costs ≥ 20 ms of both wall and CPU time."""
+
+        def on_step_end(self, trainer, step, losses):
+            t0 = time.process_time()
+            while time.process_time() - t0 < 0.02:
+                pass
+
+    cfg = config(max_steps=10_000, checkpoint_every=0, max_time_s=0.1, time_clock=clock)
+    now = time.perf_counter if clock == "wall" else time.process_time
+    t0 = now()
+    result = Trainer(make_family("ae"), cfg, tmp_path / "run", callbacks=[Burn()]).fit(
+        make_data()
+    )
+    # The budget was spent, and the run ended long before max_steps (≥ 200 s of steps).
+    assert now() - t0 >= 0.1
+    assert 1 <= result.step < 1000
+    assert result.checkpoint is not None
+    assert load_checkpoint(result.checkpoint).step == result.step
+
+
+def test_request_finish_from_a_callback_ends_like_max_steps(tmp_path):
+    class FinishAt(Callback):
+        def on_step_end(self, trainer, step, losses):
+            if step == 7:
+                trainer.request_finish()
+
+    result = Trainer(
+        make_family("ae"), config(checkpoint_every=0), tmp_path / "run", callbacks=[FinishAt()]
+    ).fit(make_data())
+    assert result.step == 7
+    assert result.checkpoint is not None and load_checkpoint(result.checkpoint).step == 7
