@@ -44,6 +44,7 @@ __all__ = ["Emulator", "as_dataset"]
 
 _TEMPLATE = "template.nc"
 _NORMALIZER = "normalizer.json"
+_CALIBRATION = "spectral_calibration.json"
 
 
 def as_dataset(data, variables=None) -> xr.Dataset:
@@ -92,6 +93,7 @@ class Emulator:
         self.template: xr.Dataset | None = None
         self.run_dir: Path | None = None
         self.result = None
+        self.calibration = None
 
     # -- training --------------------------------------------------------------------------
     def fit(
@@ -172,11 +174,43 @@ class Emulator:
             self.family, _ = load_family(self.run_dir, ema=True)
         return self
 
+    def calibrate_spectrum(
+        self, data, *, n_samples: int = 256, seed: int = 2**20, max_gain: float = 1e3
+    ) -> Emulator:
+        """Fit a :class:`~climgen.tasks.calibrate.SpectralCalibration` against ``data`` (the
+        training data) from ``n_samples`` raw samples; later :meth:`sample` calls apply it.
+
+        The gain g(k) = sqrt(P_data(k) / P_model(k)) per wavenumber of the diagnostics' basis
+        gives calibrated samples the data's mean spectrum. Saved in the run dir
+        (``spectral_calibration.json``) and reloaded by :meth:`load`. Returns ``self``.
+        """
+        from climgen.tasks.calibrate import SpectralCalibration
+
+        self._check_fitted()
+        ds = as_dataset(data, self.variables)
+        raw = self.sample(n_samples, seed=seed, calibrated=False)
+        self.calibration = SpectralCalibration.fit(
+            raw, ds, self.variables, data_sample_dim=self.sample_dim, max_gain=max_gain
+        )
+        if self.run_dir is not None and is_main_process():
+            self.calibration.save(self.run_dir / _CALIBRATION)
+        return self
+
     # -- sampling --------------------------------------------------------------------------
     def sample(
-        self, n: int, *, seed: int | None = None, batch_size: int = 64, **sample_options
+        self,
+        n: int,
+        *,
+        seed: int | None = None,
+        batch_size: int = 64,
+        calibrated: bool | None = None,
+        **sample_options,
     ) -> xr.Dataset:
-        """Draw ``n`` fields; returns a Dataset on the training grid with a ``sample`` dim."""
+        """Draw ``n`` fields; returns a Dataset on the training grid with a ``sample`` dim.
+
+        ``calibrated``: apply the spectral calibration (default: when one was fitted with
+        :meth:`calibrate_spectrum`); ``True`` without one is an error.
+        """
         self._check_fitted()
         for name, value in (("n", n), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -198,6 +232,15 @@ class Emulator:
         x = self.normalizer.inverse_transform(x)
         out = to_xarray(x.numpy(), self.template, variables=self.variables, sample_dim="sample")
         out = out.assign_coords(sample=np.arange(n))
+        if calibrated is None:
+            calibrated = self.calibration is not None
+        if calibrated:
+            if self.calibration is None:
+                raise ClimgenInputError(
+                    "calibrated=True but this emulator has no spectral calibration: call "
+                    "calibrate_spectrum(training_data) first"
+                )
+            out = self.calibration.apply(out)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         history = f"{stamp} climgen {climgen_version()}: Emulator({self.family_name}).sample({n})"
         old = self.template.attrs.get("history", "")
@@ -233,6 +276,10 @@ class Emulator:
         em.normalizer = Normalizer.from_state_dict(card["normalizer"])
         em.template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
         em.run_dir = run_dir
+        if (run_dir / _CALIBRATION).exists():
+            from climgen.tasks.calibrate import SpectralCalibration
+
+            em.calibration = SpectralCalibration.load(run_dir / _CALIBRATION)
         return em
 
     def _check_fitted(self) -> None:

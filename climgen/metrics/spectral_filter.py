@@ -1,0 +1,151 @@
+"""Linear, isotropic spectral filters in the same bases as :func:`field_spectrum`.
+
+A filter multiplies every spectral coefficient of wavenumber k by a gain g(k):
+
+.. math:: \\hat f'(k) = g(k)\\,\\hat f(k) \\quad\\Rightarrow\\quad P'(k) = g(k)^2 P(k)
+
+so the gain that carries a spectrum P_a onto P_b is g = sqrt(P_b / P_a) (:func:`spectral_gain`).
+The bases are those of the diagnostics, so a filtered field's spectrum is exactly
+g² times the input's in :func:`climgen.metrics.field_spectrum`:
+
+* ``"line"`` (periodic in x only, walls in y — Rayleigh–Bénard): the rfft along x of each row,
+  gain per x-wavenumber index m = 0 … n_x/2;
+* ``"planar"`` (doubly periodic): the rfft2 of the field, gain per ring of |k| (the rings of
+  :func:`climgen.metrics.rapsd`, modes beyond Nyquist in the corners get the last ring's gain);
+* ``"spherical"`` (global Gaussian or equiangular lat/lon grid): the real spherical-harmonic
+  transform (torch-harmonics, orthonormal), gain per degree ℓ. For a T42 Gaussian grid the
+  analysis–synthesis pair is exact up to ℓ = nlat − 1.
+
+A use: fields emulated on a band-limited (spectrally truncated) grid, or with a steep
+dissipation-range spectrum, carry small-scale power that the data do not have; a gain fitted
+on training data removes it without touching the resolved scales (see
+:class:`climgen.tasks.calibrate.SpectralCalibration`).
+
+References: Schaeffer (2013), G3 14, 751–758 (spherical harmonic transforms); Bonev et al.
+(2023), torch-harmonics.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+import xarray as xr
+
+from climgen.data.grids import detect_grid, restore, to_canonical
+from climgen.errors import ClimgenInputError, require
+from climgen.metrics.spectra import _lat_grid_kind, _ring_bins_cached, _sht
+
+__all__ = ["spectrum_kind_of", "spectral_gain", "apply_spectral_gain"]
+
+FILTER_KINDS = ("line", "planar", "spherical")
+
+
+def spectrum_kind_of(da: xr.DataArray) -> str:
+    """The filter basis that matches ``field_spectrum(da)``: "line", "planar" or "spherical".
+
+    Raises :class:`ClimgenInputError` for grids whose spectrum is windowed (regional or
+    non-periodic), where no exact inverse exists.
+    """
+    grid = detect_grid(da)
+    if grid.kind == "latlon":
+        lat = np.asarray(da[grid.y_dim].values, dtype=float)
+        if grid.periodic_x:
+            try:
+                if _lat_grid_kind(lat) in ("legendre-gauss", "equiangular"):
+                    return "spherical"
+            except ClimgenInputError:
+                pass
+        raise ClimgenInputError(
+            f"spectral filtering of '{da.name}' needs a global Gaussian or equiangular lat/lon "
+            "grid (regional and cell-centred grids have no exact spherical-harmonic inverse)"
+        )
+    if grid.periodic_x and grid.periodic_y:
+        return "planar"
+    if grid.periodic_x:
+        return "line"
+    raise ClimgenInputError(
+        f"spectral filtering of '{da.name}' needs a periodic x axis (its spectrum is windowed)"
+    )
+
+
+def spectral_gain(
+    p_from: np.ndarray, p_to: np.ndarray, *, floor: float = 1e-30, max_gain: float = 1e3
+) -> np.ndarray:
+    """g(k) = sqrt(P_to(k) / P_from(k)), clipped to [0, max_gain]; 1 where P_from ≤ floor."""
+    p_from = np.asarray(p_from, dtype=float)
+    p_to = np.asarray(p_to, dtype=float)
+    if p_from.shape != p_to.shape:
+        raise ClimgenInputError(
+            f"spectral_gain: spectra of different lengths {p_from.shape} and {p_to.shape}"
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.sqrt(np.clip(p_to, 0.0, None) / p_from)
+    g = np.where(p_from > floor, g, 1.0)
+    return np.clip(np.nan_to_num(g, nan=1.0, posinf=max_gain), 0.0, max_gain)
+
+
+@lru_cache(maxsize=8)
+def _isht(nlat: int, nlon: int, grid: str):
+    th = require("torch_harmonics", "sphere", "the spherical-harmonic filter")
+    return th.InverseRealSHT(nlat, nlon, grid=grid, norm="ortho")
+
+
+def _filter_line(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    n = x.shape[-1]
+    f = torch.fft.rfft(x, dim=-1)
+    _check_length(gain, f.shape[-1], "line (n_x/2 + 1 x-wavenumbers)")
+    return torch.fft.irfft(f * gain, n=n, dim=-1)
+
+
+def _filter_planar(x: torch.Tensor, gain: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    ny, nx = x.shape[-2:]
+    _, pair_index, _, n_bins = _ring_bins_cached(ny, nx, dy, dx, True)
+    _check_length(gain, n_bins, "planar (rings of rapsd)")
+    index = torch.as_tensor(np.minimum(pair_index[::2], n_bins - 1), dtype=torch.long)
+    g = gain[index].reshape(ny, nx // 2 + 1)
+    return torch.fft.irfft2(torch.fft.rfft2(x) * g, s=(ny, nx))
+
+
+def _filter_spherical(x: torch.Tensor, gain: torch.Tensor, grid: str) -> torch.Tensor:
+    nlat, nlon = x.shape[-2:]
+    sht = _sht(nlat, nlon, grid)
+    coeffs = sht(x.flip(-2))  # torch-harmonics wants north → south
+    _check_length(gain, coeffs.shape[-2], "spherical (degrees ℓ)")
+    coeffs = coeffs * gain.to(coeffs.real.dtype)[:, None]
+    return _isht(nlat, nlon, grid)(coeffs).flip(-2)
+
+
+def _check_length(gain: torch.Tensor, n: int, what: str) -> None:
+    if gain.numel() != n:
+        raise ClimgenInputError(f"spectral gain has {gain.numel()} values; the {what} need {n}")
+
+
+def apply_spectral_gain(da: xr.DataArray, gain, kind: str | None = None) -> xr.DataArray:
+    """Multiply each spectral coefficient of ``da`` by ``gain`` at its wavenumber.
+
+    ``gain`` is indexed like the wavenumber axis of ``field_spectrum(da)`` (x-wavenumbers,
+    rings or degrees ℓ); ``kind`` defaults to :func:`spectrum_kind_of`. Coordinates, dims
+    order and attributes are kept; the computation is float64.
+    """
+    kind = kind or spectrum_kind_of(da)
+    if kind not in FILTER_KINDS:
+        raise ClimgenInputError(f"kind must be one of {FILTER_KINDS}, got {kind!r}")
+    grid = detect_grid(da)
+    canon, state = to_canonical(da, grid)
+    x = torch.as_tensor(np.asarray(canon.values, dtype=np.float64))
+    if not torch.isfinite(x).all():
+        raise ClimgenInputError(
+            f"'{da.name}' has NaN/inf values: spectral filtering needs them all"
+        )
+    g = torch.as_tensor(np.asarray(gain, dtype=np.float64)).reshape(-1)
+    if kind == "line":
+        y = _filter_line(x, g)
+    elif kind == "planar":
+        y = _filter_planar(x, g, grid.dy, grid.dx)
+    else:
+        lat = np.asarray(canon[grid.y_dim].values, dtype=float)
+        y = _filter_spherical(x, g, _lat_grid_kind(lat))
+    out = canon.copy(data=y.numpy().astype(canon.dtype, copy=False))
+    return restore(out, state)

@@ -1,0 +1,104 @@
+"""Spectral filters: a gain g(k) multiplies the diagnostics' spectrum by g² exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from climgen.data.samples import gaussian_latitudes, grf_dataarray, spherical_harmonic
+from climgen.errors import ClimgenInputError
+from climgen.metrics import field_spectrum
+from climgen.metrics.spectral_filter import apply_spectral_gain, spectral_gain, spectrum_kind_of
+
+pytest.importorskip("torch_harmonics", reason="spherical transforms need the 'sphere' extra")
+
+
+def _mean_power(da):
+    s = field_spectrum(da)
+    return s.mean(s.dims[0]).values
+
+
+def _walls(n=6, nz=16, nx=64, seed=0):
+    """Periodic in x only (walls in z), like Rayleigh–Bénard."""
+    da = grf_dataarray(n, nz, nx, seed=seed, name="b")
+    da = da.rename(y="z")
+    da["z"].attrs = {"units": "1", "axis": "Z", "long_name": "height", "positive": "up"}
+    return da
+
+
+def _t42(n=3, seed=0):
+    lat, lon = gaussian_latitudes(64), np.arange(128) * 360.0 / 128
+    rng = np.random.default_rng(seed)
+    fields = []
+    for _ in range(n):
+        f = sum(rng.normal() * spherical_harmonic(ell, m, lat, lon)
+                for ell, m in [(2, 1), (5, -3), (10, 0), (20, 7), (40, 40)])
+        fields.append(f)
+    return xr.DataArray(
+        np.stack(fields),
+        dims=("time", "lat", "lon"),
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"}),
+        },
+        name="omega500",
+        attrs={"units": "Pa s-1"},
+    )
+
+
+@pytest.mark.parametrize(
+    "make, kind",
+    [(_walls, "line"), (lambda: grf_dataarray(4, 32, 48, seed=1), "planar"), (_t42, "spherical")],
+)
+def test_unit_gain_is_identity_and_a_gain_scales_the_spectrum_by_its_square(make, kind):
+    da = make()
+    assert spectrum_kind_of(da) == kind
+    p = _mean_power(da)
+    same = apply_spectral_gain(da, np.ones(p.size))
+    np.testing.assert_allclose(same.values, da.values, atol=1e-9 * float(np.abs(da).max()))
+    assert same.dims == da.dims and same.attrs == da.attrs
+    xr.testing.assert_identical(same.coords.to_dataset(), da.coords.to_dataset())
+
+    gain = np.linspace(0.5, 2.0, p.size)
+    p2 = _mean_power(apply_spectral_gain(da, gain))
+    live = p > 1e-12 * p.max()
+    np.testing.assert_allclose(p2[live], gain[live] ** 2 * p[live], rtol=1e-6)
+
+
+def test_spherical_filter_keeps_latitude_order_of_descending_grids():
+    da = _t42(n=2)
+    flipped = da.isel(lat=slice(None, None, -1))
+    gain = np.where(np.arange(64) == 20, 0.0, 1.0)
+    out = apply_spectral_gain(flipped, gain)
+    assert np.all(np.diff(out.lat.values) < 0)
+    # Removing ℓ = 20 takes out exactly the (20, 7) component.
+    p, q = _mean_power(da), _mean_power(out)
+    assert q[20] < 1e-12 * p[20]
+    np.testing.assert_allclose(q[[2, 5, 10, 40]], p[[2, 5, 10, 40]], rtol=1e-6)
+
+
+def test_gain_carries_one_spectrum_onto_another():
+    a = grf_dataarray(64, 32, 32, slope=-2.0, seed=2)
+    b = grf_dataarray(64, 32, 32, slope=-4.0, seed=3)
+    g = spectral_gain(_mean_power(a), _mean_power(b))
+    fresh = grf_dataarray(64, 32, 32, slope=-2.0, seed=4)
+    p_out, p_b = _mean_power(apply_spectral_gain(fresh, g)), _mean_power(b)
+    ratio = np.log10(p_out[1:] / p_b[1:])
+    # Independent draws: only sampling noise (64 fields) is left, no slope error.
+    assert np.abs(ratio).mean() < 0.1
+    slope = np.polyfit(np.log(np.arange(1, p_b.size)), np.log(p_out[1:]), 1)[0]
+    assert slope == pytest.approx(-4.0, abs=0.3)
+
+
+def test_bad_inputs_name_the_problem():
+    da = grf_dataarray(2, 8, 8, seed=0)
+    with pytest.raises(ClimgenInputError, match="need 5"):
+        apply_spectral_gain(da, np.ones(3))
+    bad = da.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ClimgenInputError, match="NaN"):
+        apply_spectral_gain(bad, np.ones(5))
+    regional = grf_dataarray(2, 8, 16, seed=0, kind="latlon").isel(lon=slice(0, 8))
+    with pytest.raises(ClimgenInputError, match="global"):
+        spectrum_kind_of(regional)
