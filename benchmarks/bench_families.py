@@ -5,7 +5,7 @@ Data, split and training loop are those of ``bench_emulation.py`` (imported, not
 first 80 % of the snapshots train, the last 20 % are held out and are the reference of
 :func:`climgen.report.evaluate`, whose noise floor is the same distance between the two halves
 of the held-out reference; each model trains through ``climgen.Emulator`` for ``--budget-s``
-seconds of wall time (``WallBudget``).
+seconds of process CPU time (``TrainConfig.max_time_s``).
 
 Per model: spectral log-error, W1, KS, tail-quantile error, covariance error and S2
 structure-function error, each with its floor; bits/dim of the held-out fields where the family
@@ -38,7 +38,7 @@ from pathlib import Path
 import bench_emulation as be
 import numpy as np
 import torch
-from bench_emulation import WallBudget, load_split, run_model  # noqa: F401 - WallBudget via be
+from bench_emulation import load_split, run_model
 
 from climgen.report.evaluate import evaluate
 
@@ -56,7 +56,7 @@ FAMILY_MODELS = {
         "gan",
         dict(loss="non-saturating", base_channels=8, covariance_weight=1.0),
     ),
-    "flow": ("Flow (Glow affine)", "flow", dict(levels=3, steps_per_level=4, hidden_channels=32)),
+    "flow": be.MODELS["flow"],
     "pixelcnn": (
         "PixelCNN (gated, logistic mix.)",
         "pixelcnn",

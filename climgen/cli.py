@@ -201,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-o", "--output", required=True, metavar="FILE", help="output .nc or .zarr")
     sample.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
     sample.add_argument(
+        "--raw",
+        action="store_true",
+        help="skip the run's spectral calibration (spectral_calibration.json), if it has one",
+    )
+    sample.add_argument(
         "--which",
         choices=("latest", "best"),
         default="latest",
@@ -309,7 +314,7 @@ def _run_sample(args) -> int:
     from climgen.tasks.emulate import Emulator
 
     emulator = Emulator.load(args.run_dir, which=args.which)
-    samples = emulator.sample(args.n, seed=args.seed)
+    samples = emulator.sample(args.n, seed=args.seed, calibrated=False if args.raw else None)
     print(write_fields(samples, args.output))
     return 0
 

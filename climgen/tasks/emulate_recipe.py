@@ -44,6 +44,10 @@ def run_emulate_recipe(
 ):
     """Train the emulator; with held-out data, sample it and write ``RUN_DIR/report``.
 
+    ``evaluate: {calibrate_spectrum: true}`` fits the emulator's spectral calibration on the
+    training split before sampling (:meth:`Emulator.calibrate_spectrum`); it is saved in the
+    run dir and used by ``climgen sample`` too.
+
     Returns ``(emulator, EvaluationReport or None)``.
     """
     from climgen.data.io import open_fields
@@ -69,7 +73,10 @@ def run_emulate_recipe(
         from climgen.report.evaluate import evaluate
 
         n_samples = recipe.evaluate.get("n_samples", held_out.sizes[sample_dim])
-        samples = emulator.sample(n_samples, seed=recipe.evaluate.get("seed", 0))
+        seed = recipe.evaluate.get("seed", 0)
+        if recipe.evaluate.get("calibrate_spectrum", False):
+            emulator.calibrate_spectrum(train_ds, n_samples=max(n_samples, 64), seed=seed + 1)
+        samples = emulator.sample(n_samples, seed=seed)
         write_fields(samples, Path(run_dir) / "samples.nc")
         reference = held_out.rename({sample_dim: "sample"})
         report = evaluate(
@@ -85,6 +92,7 @@ register_recipe_task(
         model_key="family",
         check_model=_check_family,
         run=run_emulate_recipe,
+        evaluate_keys={"n_samples": int, "seed": int, "calibrate_spectrum": bool},
         description="learn the data's distribution and draw new samples",
     )
 )

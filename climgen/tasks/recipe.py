@@ -55,7 +55,12 @@ _COMMON_DATA_KEYS = frozenset(
 _MODEL_KEYS = {"name", "options"}
 # Task modules register themselves on import; imported lazily so that reading a recipe does
 # not import every task.
-_BUILTIN_TASK_MODULES = ("climgen.tasks.emulate_recipe",)
+_BUILTIN_TASK_MODULES = (
+    "climgen.tasks.emulate_recipe",
+    "climgen.tasks.fill_recipe",
+    "climgen.tasks.downscale_recipe",
+    "climgen.tasks.translate_recipe",
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,9 @@ class RecipeTask:
     the common ``data`` keys (paths, variables, sample_dim, train_fraction, normalization);
     ``path_keys`` are data keys holding a path or list of paths, resolved like ``paths``;
     ``check_model(name, options)`` raises :class:`ClimgenInputError` listing the valid names;
-    ``run(recipe, *, resume, run_dir, progress, overrides)`` returns ``(model, report_or_None)``.
+    ``run(recipe, *, resume, run_dir, progress, overrides)`` returns ``(model, report_or_None)``;
+    ``evaluate_keys`` are the keys of the ``evaluate`` section: a set (integer values) or a
+    mapping key → type (``int``, ``bool``, ``float``).
     """
 
     name: str
@@ -76,7 +83,7 @@ class RecipeTask:
     run: Callable[..., tuple[Any, Any]]
     data_keys: frozenset = frozenset()
     path_keys: tuple[str, ...] = ()
-    evaluate_keys: frozenset = frozenset({"n_samples", "seed"})
+    evaluate_keys: frozenset | dict = frozenset({"n_samples", "seed"})
     description: str = ""
 
 
@@ -245,9 +252,14 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         raise ClimgenInputError(f"{where}: in 'train': {exc}") from exc
 
     evaluate = dict(raw.get("evaluate") or {})
-    _check_keys("evaluate", evaluate, task.evaluate_keys, where)
+    types = (
+        task.evaluate_keys
+        if isinstance(task.evaluate_keys, dict)
+        else dict.fromkeys(task.evaluate_keys, int)
+    )
+    _check_keys("evaluate", evaluate, types, where)
     for k in evaluate:
-        _expect(evaluate[k], int, f"evaluate.{k}", where)
+        _expect(evaluate[k], types[k], f"evaluate.{k}", where)
 
     run_dir = _expect(raw.get("run_dir", f"runs/{path.stem}"), str, "run_dir", where)
     run_dir = str(Path(run_dir) if Path(run_dir).is_absolute() else (base / run_dir).resolve())

@@ -73,3 +73,16 @@ def test_shipped_recipes_are_valid():
     assert len(recipes) >= 5
     for path in recipes:
         load_recipe(path)
+
+
+def test_emulate_recipe_evaluate_section_types_are_checked(tmp_path):
+    text = GOOD.replace(
+        "evaluate: {n_samples: 8}", "evaluate: {n_samples: 8, calibrate_spectrum: yes}"
+    )
+    assert "calibrate_spectrum" in text
+    assert load_recipe(_write(tmp_path, text)).evaluate["calibrate_spectrum"] is True
+    bad = GOOD.replace(
+        "evaluate: {n_samples: 8}", "evaluate: {n_samples: 8, calibrate_spectrum: 3}"
+    )
+    with pytest.raises(ClimgenInputError, match="calibrate_spectrum"):
+        load_recipe(_write(tmp_path, bad))
