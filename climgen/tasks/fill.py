@@ -27,7 +27,11 @@ ensemble methods) and provenance attributes.
 
 :func:`climgen.tasks.fill_cv.cross_validate` is the honest score: hide cells with a coverage
 mask, fill, and score on the hidden cells only — on complete (simulated) fields, or on real
-observations hiding the cells observed now but not in an earlier month.
+observations hiding the cells observed now but not in an earlier month;
+:func:`~climgen.tasks.fill_cv.cross_validation_report` writes the scores of several methods and
+the report page, :func:`~climgen.tasks.fill_cv.calibrate_spread` fits ``spread_inflation``.
+Recipes (``task: fill``): :mod:`climgen.tasks.fill_recipe`; data preparation (regridding,
+anomalies, masks from files): :mod:`climgen.tasks.fill_data`.
 
 Reference: Kadow, Hall & Ulbrich (2020), *Artificial intelligence reconstructs missing
 climate information*, Nature Geoscience 13, 408–413.
@@ -176,6 +180,9 @@ class Infiller:
     mask_kind, coverage, n_synthetic : synthetic training masks when ``fit`` gets no masks
         (:func:`~climgen.tasks.fill_masks.synthetic_masks`).
     likelihood_noise : cvae only — add the decoder's learned pixel noise to each member.
+    spread_inflation : cvae only — factor α > 0 on each member's deviation from the ensemble
+        mean, ``x_i ← x̄ + α (x_i − x̄)`` (mean unchanged, spread × α). 1 = raw ensemble; fit it
+        on a validation split with :func:`climgen.tasks.fill_cv.calibrate_spread`.
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``) or kriging options (``max_fit_points``, ``nu``).
 
@@ -198,6 +205,7 @@ class Infiller:
         coverage=(0.1, 0.6),
         n_synthetic: int = 512,
         likelihood_noise: bool = True,
+        spread_inflation: float = 1.0,
         **options,
     ):
         if method not in FILL_METHODS:
@@ -213,12 +221,22 @@ class Infiller:
                 raise ClimgenInputError(
                     f"method {method!r} has no option(s) {unknown}; valid: {sorted(allowed)}"
                 )
+        if (
+            isinstance(spread_inflation, bool)
+            or not isinstance(spread_inflation, (int, float))
+            or not np.isfinite(spread_inflation)
+            or spread_inflation <= 0
+        ):
+            raise ClimgenInputError(
+                f"spread_inflation must be a finite number > 0, got {spread_inflation!r}"
+            )
         if not isinstance(context, int) or context < 0:
             raise ClimgenInputError(f"context must be an int ≥ 0, got {context!r}")
         self.method, self.variable, self.time_dim = method, variable, time_dim
         self.context = context if method in NETWORKS else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
         self.likelihood_noise = bool(likelihood_noise)
+        self.spread_inflation = float(spread_inflation)
         self.options = options
         self.family = None
         self.normalizer: Normalizer | None = None
@@ -485,6 +503,9 @@ class Infiller:
             return np.concatenate(means), None, None
         ens = np.stack(ensembles, axis=1)  # (M, T, H, W)
         ens = np.where(keep[None], gappy, ens)
+        if self.spread_inflation != 1.0:
+            centre = ens.mean(axis=0, keepdims=True)
+            ens = np.where(keep[None], gappy, centre + self.spread_inflation * (ens - centre))
         std = ens.std(axis=0, ddof=1) if members > 1 else np.full(ens.shape[1:], np.nan)
         return ens.mean(axis=0), std, ens
 
@@ -567,6 +588,8 @@ class Infiller:
         )
         if self.run_dir is not None:
             attrs["climgen_run_dir"] = str(self.run_dir)
+        if ensemble is not None and self.spread_inflation != 1.0:
+            attrs["climgen_fill_spread_inflation"] = self.spread_inflation
         if info.get("kernels"):
             attrs["climgen_kriging_kernels"] = "; ".join(info["kernels"][:12])
         return xr.Dataset(data_vars, attrs=attrs)
@@ -579,6 +602,7 @@ class Infiller:
             "time_dim": self.time_dim,
             "context": self.context,
             "likelihood_noise": self.likelihood_noise,
+            "spread_inflation": self.spread_inflation,
             "units": self.units,
         }
         (self.run_dir / _SETTINGS).write_text(json.dumps(settings, indent=2))
@@ -605,6 +629,7 @@ class Infiller:
             time_dim=settings["time_dim"],
             context=settings["context"],
             likelihood_noise=settings["likelihood_noise"],
+            spread_inflation=settings.get("spread_inflation", 1.0),
         )
         inf.units = settings.get("units")
         inf.family, _ = load_family(run_dir, which=which, ema=ema)

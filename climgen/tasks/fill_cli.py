@@ -23,6 +23,11 @@ examples:
   climgen fill runs/fill_cvae obs.nc -o filled.nc --members 16
   climgen fill kriging obs.nc -o filled.nc --variable tas
   climgen fill zonal-mean obs.nc -o filled.nc --mask coverage_1877.nc
+  climgen fill kriging obs.nc -o filled.nc --mask coverage_1877.nc --report report_dir
+
+--report DIR writes DIR/index.html: with --mask, the cells observed in OBS but hidden by the
+mask are scored (cross-validation on real observations: scores.json, error maps); without,
+maps of observed / filled / spread and spectra.
 
 MODEL is a run directory written by `climgen train` / Infiller.fit (methods partialconv, cvae)
 or the name of a baseline that needs no training: kriging, nearest, zonal-mean.
@@ -52,6 +57,11 @@ def add_fill_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--variable", help="variable to fill (default: the only one)")
     parser.add_argument("--mask", metavar="FILE", help="extra coverage mask (1 = observed)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="also write the gap-filling report page (with --mask: scores on the hidden cells)",
+    )
     parser.set_defaults(handler=run_fill)
     return parser
 
@@ -80,6 +90,37 @@ def run_fill(args: argparse.Namespace) -> int:
     out = infiller.fill(args.obs, members=args.members, mask=mask, seed=args.seed)
     path = write_fields(out, args.output)
     print(f"wrote {path} ({infiller.method}; variables {', '.join(map(str, out.data_vars))})")
+    if args.report:
+        from climgen.tasks.fill_cv import cross_validation_report, filled_report
+
+        title = f"Gap filling: {infiller.method} on {Path(args.obs).name}"
+        if mask is not None:
+            scores = cross_validation_report(
+                {infiller.method: infiller},
+                args.obs,
+                mask,
+                args.report,
+                members=args.members,
+                variable=infiller.variable or args.variable,
+                seed=args.seed,
+                title=title,
+                notes=(
+                    f"Cells observed in {Path(args.obs).name} but missing in the mask "
+                    f"{Path(args.mask).name} were hidden and are scored.",
+                ),
+                provenance={"observations": args.obs, "mask": args.mask},
+            )
+            s = scores[infiller.method]
+            print(f"scores on {s['n_hidden']} hidden cells: RMSE {s['rmse']:.4g}")
+        else:
+            filled_report(
+                out,
+                args.report,
+                variable=infiller.variable or args.variable,
+                title=title,
+                provenance={"observations": args.obs},
+            )
+        print(Path(args.report) / "index.html")
     return 0
 
 

@@ -3,22 +3,55 @@
 The honest score of a gap filler (Kadow et al. 2020; Cowtan & Way 2014): on complete
 (simulated) fields under a real coverage mask, or on real observations hiding the cells
 observed now but not in an earlier month. Scores are cos-latitude area-weighted.
+
+- :func:`cross_validate` — the scores of one method;
+- :func:`calibrate_spread` — fit a cVAE ensemble's spread inflation on a validation split;
+- :func:`cross_validation_report` — several methods side by side: scores (``scores.json``)
+  and the report page (:func:`climgen.report.fill_page.write_fill_page`);
+- :func:`filled_report` — the page of a plain fill (no truth): observed, filled, spread,
+  spectra.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from climgen.data.grids import detect_grid, to_canonical
+from climgen.data.io import climgen_version
 from climgen.errors import ClimgenInputError
 from climgen.metrics import bias, crps_fair, mae, rmse
+from climgen.tasks._common import utc_stamp
 from climgen.tasks.emulate import as_dataset
 from climgen.tasks.fill import Infiller, _as_mask, _pick_variable
 from climgen.tasks.fill_masks import pair_masks
 from climgen.tasks.fill_methods import crps_gaussian
 
-__all__ = ["cross_validate"]
+__all__ = ["cross_validate", "calibrate_spread", "cross_validation_report", "filled_report"]
+
+
+def _as_infiller(method, variable, time_dim, options) -> Infiller:
+    if isinstance(method, Infiller):
+        return method
+    return Infiller(method, variable=variable, time_dim=time_dim, **options)
+
+
+def _hide(truth, mask, infiller, variable, time_dim):
+    """(DataArray truth, hidden cells, gappy input) of ``truth`` under ``mask``."""
+    ds = as_dataset(truth)
+    var = _pick_variable(ds, variable or infiller.variable, time_dim)
+    da = ds[var]
+    paired = pair_masks(_as_mask(mask), da, time_dim=time_dim)
+    hidden = np.isfinite(da) & (paired == 0)
+    if int(hidden.sum()) == 0:
+        raise ClimgenInputError(
+            "the mask hides no observed cell of the truth: nothing to score (is the mask the "
+            "coverage of an earlier, sparser month?)"
+        )
+    return da, hidden, da.where(paired == 1)
 
 
 def cross_validate(
@@ -30,8 +63,9 @@ def cross_validate(
     variable: str | None = None,
     time_dim: str = "time",
     seed: int = 0,
+    return_filled: bool = False,
     **options,
-) -> dict:
+):
     """Score a method on cells it could not see: hide them with ``mask``, fill, compare.
 
     ``truth``: complete fields (simulation), or real observations with NaN gaps. The input
@@ -47,19 +81,17 @@ def cross_validate(
     uncertainty ``crps`` (fair CRPS of the members, or the Gaussian CRPS for kriging) and
     ``spread_skill`` (√(mean spread²) / RMSE, with the finite-ensemble factor √((M+1)/M) for
     ensembles: ≈ 1 when calibrated). All scores are cos-latitude area-weighted.
+    ``return_filled=True`` returns ``(scores, filled Dataset)``.
     """
-    infiller = (
-        method
-        if isinstance(method, Infiller)
-        else Infiller(method, variable=variable, time_dim=time_dim, **options)
-    )
-    ds = as_dataset(truth)
-    var = _pick_variable(ds, variable or infiller.variable, time_dim)
-    da = ds[var]
-    paired = pair_masks(_as_mask(mask), da, time_dim=time_dim)
-    hidden = np.isfinite(da) & (paired == 0)
-    gappy = da.where(paired == 1)
+    infiller = _as_infiller(method, variable, time_dim, options)
+    da, hidden, gappy = _hide(truth, mask, infiller, variable, time_dim)
+    var = str(da.name)
     filled = infiller.fill(gappy.to_dataset(name=var), members=members, seed=seed)
+    scores = _score(filled, da, hidden, var, infiller.method)
+    return (scores, filled) if return_filled else scores
+
+
+def _score(filled: xr.Dataset, da: xr.DataArray, hidden: xr.DataArray, var: str, method) -> dict:
     canon_truth, _ = to_canonical(da)
     canon_hidden, _ = to_canonical(hidden.transpose(*da.dims))
     canon_fill, _ = to_canonical(filled[var].transpose(*da.dims))
@@ -67,16 +99,11 @@ def cross_validate(
         canon_hidden.values
     )
     n_hidden = int(np.asarray(canon_hidden.values).sum())
-    if n_hidden == 0:
-        raise ClimgenInputError(
-            "the mask hides no observed cell of the truth: nothing to score (is the mask the "
-            "coverage of an earlier, sparser month?)"
-        )
     t = np.nan_to_num(np.asarray(canon_truth.values, dtype=np.float64))
     f = np.asarray(canon_fill.values, dtype=np.float64)
     f = np.where(weights > 0, f, t)
     scores = {
-        "method": infiller.method,
+        "method": method,
         "n_hidden": n_hidden,
         "rmse": float(rmse(f, t, weights=weights)),
         "mae": float(mae(f, t, weights=weights)),
@@ -102,6 +129,222 @@ def cross_validate(
         var_mean = float((s**2 * weights).sum() / weights.sum())
         scores["spread_skill"] = float(np.sqrt(var_mean) / scores["rmse"])
     return scores
+
+
+def calibrate_spread(
+    infiller: Infiller,
+    truth,
+    mask,
+    *,
+    members: int = 16,
+    variable: str | None = None,
+    time_dim: str = "time",
+    seed: int = 0,
+) -> float:
+    """Fit an ensemble infiller's spread inflation α on validation fields; returns α.
+
+    The raw ensemble (α = 1) fills ``truth`` under ``mask``; on the hidden cells, with
+    area weights w, α is chosen so that the spread/skill ratio is 1:
+
+        α = √( mean_w[(x̄ − y)²] / ((M+1)/M · mean_w[s²]) )
+
+    (s² the unbiased member variance, x̄ the ensemble mean; Fortin et al. 2014 for the
+    finite-ensemble factor). Inflation keeps the mean and scales every member's deviation
+    from it (``Infiller(spread_inflation=α)``), so the RMSE is unchanged and the CRPS drops
+    when the raw ensemble was under- (α > 1) or over-dispersed (α < 1). The fitted α is set on
+    ``infiller`` and saved in its run directory. Use fields *not* used for the final scores.
+    """
+    if not isinstance(infiller, Infiller) or infiller.method != "cvae":
+        raise ClimgenInputError("calibrate_spread needs a fitted ensemble (cvae) Infiller")
+    if members < 2:
+        raise ClimgenInputError(f"calibrate_spread needs members ≥ 2, got {members}")
+    previous, infiller.spread_inflation = infiller.spread_inflation, 1.0
+    try:
+        da, hidden, gappy = _hide(truth, mask, infiller, variable, time_dim)
+        var = str(da.name)
+        filled = infiller.fill(gappy.to_dataset(name=var), members=members, seed=seed)
+    except Exception:
+        infiller.spread_inflation = previous
+        raise
+    canon_truth, _ = to_canonical(da)
+    canon_hidden, _ = to_canonical(hidden.transpose(*da.dims))
+    ens, _ = to_canonical(filled[f"{var}_members"].transpose("member", *da.dims))
+    w = np.broadcast_to(_area_weights(canon_truth), canon_truth.shape) * np.asarray(
+        canon_hidden.values
+    )
+    t = np.nan_to_num(np.asarray(canon_truth.values, dtype=np.float64))
+    e = np.asarray(ens.values, dtype=np.float64)
+    mse = float((((e.mean(0) - t) ** 2) * w).sum() / w.sum())
+    var_mean = float((e.var(axis=0, ddof=1) * w).sum() / w.sum())
+    if not var_mean > 0:
+        infiller.spread_inflation = previous
+        raise ClimgenInputError("the ensemble has no spread on the hidden cells: cannot inflate")
+    alpha = float(np.sqrt(mse / ((members + 1) / members * var_mean)))
+    infiller.spread_inflation = alpha
+    if infiller.run_dir is not None and infiller.normalizer is not None:
+        infiller._save_settings()
+    return alpha
+
+
+def cross_validation_report(
+    methods,
+    truth,
+    mask,
+    out_dir,
+    *,
+    members: int = 16,
+    variable: str | None = None,
+    time_dim: str = "time",
+    seed: int = 0,
+    index: int = 0,
+    title: str = "climgen gap-filling report",
+    notes: tuple[str, ...] = (),
+    provenance: dict | None = None,
+) -> dict:
+    """Cross-validate several methods on the same fields and mask; write scores and a page.
+
+    ``methods``: names (baselines) or fitted :class:`Infiller` objects, or a dict label →
+    either. Each is scored with :func:`cross_validate`; ``out_dir`` gets ``scores.json``
+    (label → scores) and ``index.html`` with maps of time step ``index``, the score table,
+    error by latitude and zonal spectra (:func:`climgen.report.fill_page.write_fill_page`).
+    Returns the scores dict.
+    """
+    from climgen.report.fill_page import write_fill_page
+
+    if not isinstance(methods, dict):
+        methods = {(m.method if isinstance(m, Infiller) else str(m)): m for m in methods}
+    if not methods:
+        raise ClimgenInputError("cross_validation_report needs at least one method")
+    results, scores, da = {}, {}, None
+    for label, method in methods.items():
+        infiller = _as_infiller(method, variable, time_dim, {})
+        s, filled = cross_validate(
+            infiller,
+            truth,
+            mask,
+            members=members,
+            variable=variable,
+            time_dim=time_dim,
+            seed=seed,
+            return_filled=True,
+        )
+        if da is None:
+            da, hidden, gappy = _hide(truth, mask, infiller, variable, time_dim)
+        var = str(da.name)
+        mean, _ = to_canonical(filled[var].transpose(*da.dims))
+        spread, _ = to_canonical(filled[f"{var}_spread"].transpose(*da.dims))
+        spread = np.asarray(spread.values, dtype=np.float64)
+        results[str(label)] = {
+            "mean": np.asarray(mean.values, dtype=np.float64),
+            "spread": spread if np.isfinite(spread).all() else None,
+            "scores": s,
+        }
+        scores[str(label)] = s
+    canon, _ = to_canonical(da)
+    grid = detect_grid(canon)
+    obs, _ = to_canonical(gappy.transpose(*da.dims))
+    canon_hidden, _ = to_canonical(hidden.transpose(*da.dims))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "scores.json").write_text(json.dumps(scores, indent=2))
+    lat = canon[grid.y_dim].values if grid.y_dim in canon.coords else np.arange(canon.shape[-2])
+    lon = canon[grid.x_dim].values if grid.x_dim in canon.coords else np.arange(canon.shape[-1])
+    times = [str(t)[:19] for t in canon[time_dim].values] if time_dim in canon.coords else None
+    write_fill_page(
+        out_dir,
+        observed=np.asarray(obs.values, dtype=np.float64),
+        truth=np.nan_to_num(np.asarray(canon.values, dtype=np.float64)),
+        hidden=np.asarray(canon_hidden.values, dtype=bool),
+        methods=results,
+        lat=lat,
+        lon=lon,
+        name=str(da.name),
+        units=da.attrs.get("units"),
+        index=index,
+        time_labels=times,
+        title=title,
+        summary=_summary(scores),
+        notes=notes,
+        provenance={
+            "climgen version": climgen_version(),
+            "written": utc_stamp(),
+            "members (ensembles)": members,
+            "seed": seed,
+            **(provenance or {}),
+        },
+    )
+    return scores
+
+
+def filled_report(
+    filled: xr.Dataset,
+    out_dir,
+    *,
+    variable: str | None = None,
+    time_dim: str = "time",
+    index: int = 0,
+    title: str = "climgen gap-filling report",
+    provenance: dict | None = None,
+) -> Path:
+    """The report page of a fill without hidden truth (maps of observed / filled / spread and
+    the spectra of the filled fields); ``filled`` is the Dataset :meth:`Infiller.fill`
+    returned. Returns the page's path."""
+    from climgen.report.fill_page import write_fill_page
+
+    var = _pick_variable(filled, variable, time_dim)
+    da = filled[var]
+    canon, _ = to_canonical(da)
+    grid = detect_grid(canon)
+    kept, _ = to_canonical(filled[f"{var}_mask"].transpose(*da.dims))
+    spread, _ = to_canonical(filled[f"{var}_spread"].transpose(*da.dims))
+    values = np.asarray(canon.values, dtype=np.float64)
+    observed = np.where(np.asarray(kept.values) == 1, values, np.nan)
+    spread = np.asarray(spread.values, dtype=np.float64)
+    method = str(filled.attrs.get("climgen_fill_method", "filled"))
+    lat = canon[grid.y_dim].values if grid.y_dim in canon.coords else np.arange(canon.shape[-2])
+    lon = canon[grid.x_dim].values if grid.x_dim in canon.coords else np.arange(canon.shape[-1])
+    times = (
+        [str(t)[:19] for t in np.atleast_1d(canon[time_dim].values)]
+        if time_dim in canon.coords
+        else None
+    )
+    return write_fill_page(
+        out_dir,
+        observed=observed,
+        methods={
+            method: {
+                "mean": values,
+                "spread": spread if np.isfinite(spread).all() else None,
+                "scores": {"n_hidden": int(np.isnan(observed).sum())},
+            }
+        },
+        lat=lat,
+        lon=lon,
+        name=var,
+        units=da.attrs.get("units"),
+        index=index,
+        time_labels=times,
+        title=title,
+        summary="No hidden truth: the page shows the fill; score a method with a mask that "
+        "hides observed cells (climgen fill ... --mask EARLIER_MASK --report DIR).",
+        provenance={
+            "climgen version": climgen_version(),
+            "written": utc_stamp(),
+            "method": method,
+            "members": filled.attrs.get("climgen_fill_members", 1),
+            **(provenance or {}),
+        },
+    )
+
+
+def _summary(scores: dict) -> str:
+    best = min(scores, key=lambda k: scores[k]["rmse"])
+    parts = [f"Lowest RMSE on hidden cells: {best} ({scores[best]['rmse']:.3g})."]
+    if "kriging" in scores:
+        k = scores["kriging"]["rmse"]
+        others = [f"{m} {s['rmse'] / k:.2f}" for m, s in scores.items() if m != "kriging"]
+        parts.append("RMSE relative to kriging: " + ", ".join(others) + ".")
+    return " ".join(parts)
 
 
 def _area_weights(canon: xr.DataArray) -> np.ndarray:

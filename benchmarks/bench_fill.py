@@ -1,0 +1,447 @@
+"""Benchmark: gap filling under real HadCRUT4 coverage — every method side by side (issue 5).
+
+Run:  .venv/bin/python benchmarks/bench_fill.py --budget-s 240 --threads 1 \\
+          --json /tmp/bench_fill.json --report /tmp/bench_fill_report
+
+Data. Held–Suarez near-surface temperature (``tas``, ../shared/data/heldsuarez_train.nc, 200
+daily snapshots on the T42 Gaussian grid) regridded bilinearly to the HadCRUT4 5° grid
+(72 × 72, :func:`climgen.tasks.fill_data.regrid_bilinear`), as anomalies from the training
+period's time mean per cell. Split in time: the first 70 % trains the networks, the next 10 %
+is the validation split (fits the cVAE spread inflation), the last 20 % is held out and
+scored. Masks: the two real HadCRUT4 coverages in ../shared/data (1877-09, 23 %; 1893-08,
+31 %): the networks train with them rolled randomly in longitude; held-out field i is shown
+under real mask ``i mod 2`` at its true position.
+
+Methods. ``partialconv`` (U-Net of partial convolutions) and ``cvae`` (conditional VAE,
+``--members`` members, raw and with the spread inflation fitted on the validation split) each
+train for ``--budget-s`` seconds of *process CPU time* (``time.process_time``, torch with
+``--threads`` threads), so contention from other processes does not change the budget;
+``kriging`` (scikit-learn GP, Matérn-3/2 of chordal distance, per-field ML hyper-parameters),
+``nearest`` and ``zonal-mean`` need no training. Scores on the hidden cells of the held-out
+fields (:func:`climgen.tasks.fill_cv.cross_validate`): area-weighted RMSE, MAE, bias,
+correlation, fair CRPS (ensembles) or Gaussian predictive CRPS (kriging), spread/skill.
+
+Step cost. Time per training step and peak resident memory of the partial-conv U-Net
+(family defaults, base_channels 32) at 72 × 72, batch 16, on CPU, against a plain-conv U-Net
+of the same layout (same channels, kernels, strides, circular longitude padding, ordinary
+``Conv2d``), each measured in a fresh subprocess (forward + L1 loss + backward + Adam step;
+process CPU time per step; peak RSS from ``getrusage``).
+
+Targets (issue 5): best network RMSE ≤ 0.85 × kriging RMSE; ensemble spread/skill in
+0.9–1.1; fair CRPS below kriging's Gaussian CRPS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from climgen.train.callbacks import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data"
+TARGET_RATIO, SSR_RANGE = 0.85, (0.9, 1.1)
+
+
+class CpuBudget(Callback):
+    """Trainer callback: stop at the first step completed after ``seconds`` of process CPU.
+
+    The trainer has no stop request, so it lowers ``config.max_steps`` to the current step
+    (as ``bench_emulation.WallBudget`` does for wall time).
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds, self.t0, self.steps, self.used = float(seconds), 0.0, 0, 0.0
+
+    def on_fit_start(self, trainer) -> None:
+        self.t0 = time.process_time()
+
+    def on_step_end(self, trainer, step, losses) -> None:
+        self.steps, self.used = step, time.process_time() - self.t0
+        if self.used >= self.seconds:
+            trainer.config.max_steps = step
+
+    def on_eval(self, trainer, step) -> None: ...
+
+    def on_checkpoint(self, trainer, path) -> None: ...
+
+    def on_fit_end(self, trainer, result) -> None: ...
+
+
+def load_data(args):
+    """(train, val, test) anomaly DataArrays on the HadCRUT grid and the real masks."""
+    from climgen.data.io import open_fields
+    from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
+
+    masks = coverage_masks(DATA / "hadcrut4_tas_1877-09_1893-08.nc").load()
+    ds = open_fields(DATA / "heldsuarez_train.nc", "tas").load()
+    tas = regrid_bilinear(ds.tas, masks)
+    n = tas.sizes["time"]
+    n_train, n_val = int(round(0.7 * n)), int(round(0.1 * n))
+    train, clim = anomalies(tas.isel(time=slice(0, n_train)))
+    val, _ = anomalies(tas.isel(time=slice(n_train, n_train + n_val)), clim)
+    test, _ = anomalies(tas.isel(time=slice(n_train + n_val, n)), clim)
+    if args.quick:
+        val, test = val.isel(time=slice(0, 4)), test.isel(time=slice(0, 4))
+    elif args.n_test:
+        test = test.isel(time=slice(0, args.n_test))
+    return train, val, test, masks
+
+
+def paired_masks(masks: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
+    """Real mask ``i mod n_masks`` for field i of ``like`` (time coordinate of ``like``)."""
+    idx = np.arange(like.sizes["time"]) % masks.sizes["time"]
+    return masks.isel(time=idx).assign_coords(time=like.time.values)
+
+
+def train_network(method, options, train, masks, budget, run_dir, seed=0):
+    from climgen.tasks.fill import Infiller
+
+    budget_cb = CpuBudget(budget)
+    infiller = Infiller(method, **options)
+    t0, c0 = time.perf_counter(), time.process_time()
+    infiller.fit(
+        train,
+        masks=masks,
+        run_dir=run_dir,
+        max_steps=10**6,
+        batch_size=16,
+        log_every=20,
+        checkpoint_every=0,
+        progress=False,
+        seed=seed,
+        callbacks=[budget_cb],
+    )
+    info = {
+        "steps": budget_cb.steps,
+        "train_cpu_s": time.process_time() - c0,
+        "train_wall_s": time.perf_counter() - t0,
+    }
+    return infiller, info
+
+
+def scored(label, method, test, test_masks, members, extra=None):
+    from climgen.tasks.fill_cv import cross_validate
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    s = cross_validate(method, test, test_masks, members=members)
+    s.update(fill_cpu_s=time.process_time() - c0, fill_wall_s=time.perf_counter() - t0)
+    s.update(extra or {})
+    print(
+        f"  {label:<22} RMSE {s['rmse']:.3f}  bias {s['bias']:+.3f}  corr {s['corr']:.3f}  "
+        f"CRPS {s.get('crps', float('nan')):.3f}  SSR {s.get('spread_skill', float('nan')):.2f}"
+        f"  ({s['fill_cpu_s']:.0f} CPU s to fill)",
+        flush=True,
+    )
+    return s
+
+
+# -- train-step cost -------------------------------------------------------------------------
+
+
+def _plain_unet(in_channels, out_channels, shape, base_channels=32, first_kernel=7):
+    """Plain-conv twin of :class:`climgen.nn.partialconv.PartialConvUNet` (same layout)."""
+    from torch import nn
+
+    from climgen.nn.blocks import plan_levels, resize
+    from climgen.nn.padding import PeriodicConv2d
+
+    sizes = plan_levels(tuple(shape), min_bottleneck=4)
+    n_down = len(sizes) - 1
+    chans = [min(base_channels * 2**i, 8 * base_channels) for i in range(n_down + 1)]
+    kw = dict(periodic=(False, True))
+
+    class PlainUNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = PeriodicConv2d(in_channels, chans[0], first_kernel, **kw)
+            self.down = nn.ModuleList(
+                PeriodicConv2d(chans[i], chans[i + 1], 5 if i < 2 else 3, 2, **kw)
+                for i in range(n_down)
+            )
+            self.up = nn.ModuleList(
+                PeriodicConv2d(chans[i + 1] + chans[i], chans[i], 3, **kw)
+                for i in reversed(range(n_down))
+            )
+            self.head = PeriodicConv2d(chans[0], out_channels, 1, **kw)
+
+        def forward(self, x):
+            h = torch.relu(self.stem(x))
+            skips = [h]
+            for conv in self.down:
+                h = torch.relu(conv(h))
+                skips.append(h)
+            skips.pop()
+            for conv in self.up:
+                skip = skips.pop()
+                h = resize(h, tuple(skip.shape[-2:]), mode="nearest", periodic=(False, True))
+                h = torch.nn.functional.leaky_relu(conv(torch.cat([h, skip], 1)), 0.2)
+            return self.head(h)
+
+    return PlainUNet()
+
+
+def step_probe(kind: str, steps: int, threads: int) -> dict:
+    """Run in a fresh process: CPU s per training step and peak RSS of one U-Net."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 72, 72)
+    mask = (torch.rand(16, 1, 72, 72) > 0.7).float()
+    if kind == "partialconv":
+        import climgen.families.infill  # noqa: F401
+        from climgen.families.base import build_family
+
+        model = build_family("partialconv", channels=1, shape=(72, 72), periodic=(False, True))
+
+        def loss_fn():
+            return model.loss(x, mask, None, None)["loss"]
+    else:
+        model = _plain_unet(2, 1, (72, 72))
+
+        def loss_fn():
+            return (model(torch.cat([x * mask, mask], 1)) - x).abs().mean()
+
+    opt = torch.optim.Adam(model.parameters(), 2e-4)
+    rss_before = _vm("VmRSS")
+    try:  # reset the high-water mark so VmHWM is the peak during the steps only
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    times = []
+    for i in range(steps + 2):
+        c0 = time.process_time()
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+        if i >= 2:  # two warm-up steps
+            times.append(time.process_time() - c0)
+    peak = _vm("VmHWM")
+    return {
+        "kind": kind,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "cpu_s_per_step_median": float(np.median(times)),
+        "cpu_s_per_step_min": float(np.min(times)),
+        "peak_rss_mib": peak / 1024,
+        "rss_before_steps_mib": rss_before / 1024,
+        "peak_growth_during_steps_mib": (peak - rss_before) / 1024,
+    }
+
+
+def _vm(key: str) -> float:
+    """A memory figure of this process from /proc/self/status in KiB (Linux; ru_maxrss as
+    fallback, which survives exec and so may hold the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def step_cost(steps: int, threads: int) -> dict:
+    out = {}
+    for kind in ("partialconv", "plain"):
+        cmd = [sys.executable, __file__, "--step-probe", kind, "--steps", str(steps)]
+        cmd += ["--threads", str(threads)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[kind] = json.loads(res.stdout.strip().splitlines()[-1])
+    pc, plain = out["partialconv"], out["plain"]
+    out["time_ratio"] = pc["cpu_s_per_step_median"] / plain["cpu_s_per_step_median"]
+    out["memory_ratio"] = pc["peak_rss_mib"] / plain["peak_rss_mib"]
+    out["step_memory_ratio"] = (
+        pc["peak_growth_during_steps_mib"] / plain["peak_growth_during_steps_mib"]
+    )
+    return out
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget-s", type=float, default=240.0, help="CPU s per network")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--members", type=int, default=16, help="ensemble members")
+    parser.add_argument("--n-test", type=int, default=0, help="held-out fields (0: all)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps of the step probe")
+    parser.add_argument("--kriging-fit-points", type=int, default=1000)
+    parser.add_argument("--pconv-channels", type=int, default=16)
+    parser.add_argument("--cvae-channels", type=int, default=16)
+    parser.add_argument("--context", type=int, default=0, help="neighbouring days as inputs")
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        choices=("partialconv", "cvae"),
+        default=["partialconv", "cvae"],
+        help="networks to train (default: both)",
+    )
+    parser.add_argument("--no-step-cost", action="store_true", help="skip the step probe")
+    parser.add_argument("--json", metavar="OUT", help="write all results as JSON")
+    parser.add_argument("--report", metavar="DIR", help="write the gap-filling report page")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny budget/test")
+    parser.add_argument("--step-probe", choices=("partialconv", "plain"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.step_probe:
+        print(json.dumps(step_probe(args.step_probe, args.steps, args.threads)))
+        return 0
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", module="sklearn")  # kriging bound warnings per field
+    if args.quick:
+        args.budget_s, args.members, args.steps, args.kriging_fit_points = 4.0, 4, 1, 200
+    load0 = os.getloadavg()
+    print(
+        f"bench_fill: {platform.node()} {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), budget "
+        f"{args.budget_s:g} CPU s/network, load {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}",
+        flush=True,
+    )
+    from climgen.tasks.fill import Infiller
+    from climgen.tasks.fill_cv import calibrate_spread
+
+    train, val, test, masks = load_data(args)
+    val_masks, test_masks = paired_masks(masks, val), paired_masks(masks, test)
+    print(
+        f"data: train {train.sizes['time']}, val {val.sizes['time']}, test "
+        f"{test.sizes['time']} fields 72x72; anomaly std {float(test.std()):.2f} K; masks "
+        f"{[round(float(c), 3) for c in masks.mean(('lat', 'lon')).values]} coverage",
+        flush=True,
+    )
+    results: dict = {"methods": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_fill_"))
+    nets = {}
+    common = {"context": args.context}
+    specs = {
+        "partialconv": dict(base_channels=args.pconv_channels, lr=1e-3, **common),
+        "cvae": dict(base_channels=args.cvae_channels, latent_dim=32, lr=1e-3, **common),
+    }
+    for method, options in specs.items():
+        if method not in args.networks:
+            continue
+        print(f"training {method} {options} for {args.budget_s:g} CPU s ...", flush=True)
+        nets[method], info = train_network(
+            method, options, train, masks, args.budget_s, tmp / method
+        )
+        info["options"] = options
+        results[f"train_{method}"] = info
+        print(f"  {info}", flush=True)
+
+    print("scores on hidden cells of the held-out fields:", flush=True)
+    m = args.members
+    res = results["methods"]
+    res["kriging"] = scored(
+        "kriging",
+        Infiller("kriging", max_fit_points=args.kriging_fit_points),
+        test,
+        test_masks,
+        m,
+    )
+    res["nearest"] = scored("nearest", "nearest", test, test_masks, m)
+    res["zonal-mean"] = scored("zonal-mean", "zonal-mean", test, test_masks, m)
+    if "partialconv" in nets:
+        res["partialconv"] = scored("partialconv", nets["partialconv"], test, test_masks, m)
+    cvae = nets.get("cvae")
+    if cvae is not None:
+        res["cvae"] = scored(f"cvae ({m} members)", cvae, test, test_masks, m)
+        c0 = time.process_time()
+        alpha = calibrate_spread(cvae, val, val_masks, members=m, seed=1)
+        print(f"  cvae spread inflation fitted on validation: α = {alpha:.3f}", flush=True)
+        res["cvae-calibrated"] = scored(
+            "cvae calibrated",
+            cvae,
+            test,
+            test_masks,
+            m,
+            {"spread_inflation": alpha, "calibration_cpu_s": time.process_time() - c0},
+        )
+
+    if args.report:
+        from climgen.tasks.fill_cv import cross_validation_report
+
+        print(f"writing report page to {args.report} ...", flush=True)
+        n_rep = min(8, test.sizes["time"])
+        shown = {
+            "kriging": Infiller("kriging", max_fit_points=args.kriging_fit_points),
+            "zonal-mean": "zonal-mean",
+        }
+        if "partialconv" in nets:
+            shown["partialconv"] = nets["partialconv"]
+        if cvae is not None:
+            shown["cvae (calibrated)"] = cvae
+        cross_validation_report(
+            shown,
+            test.isel(time=slice(0, n_rep)),
+            test_masks.isel(time=slice(0, n_rep)),
+            args.report,
+            members=m,
+            title="Gap filling: Held–Suarez tas anomalies under real HadCRUT4 masks",
+            notes=(f"First {n_rep} held-out fields of bench_fill.py (a subset of the table).",),
+        )
+
+    if not args.no_step_cost:
+        print("train-step cost (partial-conv vs plain-conv U-Net, 72x72, batch 16) ...", flush=True)
+        results["step_cost"] = step_cost(args.steps, args.threads)
+        sc = results["step_cost"]
+        for kind in ("partialconv", "plain"):
+            print(f"  {sc[kind]}", flush=True)
+        print(
+            f"  ratio time {sc['time_ratio']:.2f}, peak RSS {sc['memory_ratio']:.2f}, "
+            f"peak growth during steps {sc['step_memory_ratio']:.2f}",
+            flush=True,
+        )
+
+    k = res["kriging"]
+    trained = [n for n in ("partialconv", "cvae", "cvae-calibrated") if n in res]
+    best_net = min(trained, key=lambda n: res[n]["rmse"])
+    targets = {
+        "best_network": best_net,
+        "rmse_ratio_best_network_vs_kriging": res[best_net]["rmse"] / k["rmse"],
+        "rmse_target_met": res[best_net]["rmse"] <= TARGET_RATIO * k["rmse"],
+    }
+    if cvae is not None:
+        ssr = res["cvae-calibrated"]["spread_skill"]
+        targets.update(
+            spread_skill_raw=res["cvae"]["spread_skill"],
+            spread_skill_calibrated=ssr,
+            spread_skill_target_met=SSR_RANGE[0] <= ssr <= SSR_RANGE[1],
+            crps_cvae_calibrated_vs_kriging=res["cvae-calibrated"]["crps"] / k["crps"],
+            crps_target_met=res["cvae-calibrated"]["crps"] < k["crps"],
+        )
+    results["targets"] = targets
+    load1 = os.getloadavg()
+    results["meta"] = {
+        "argv": sys.argv,
+        "load_start": load0,
+        "load_end": load1,
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "budget_cpu_s": args.budget_s,
+        "members": m,
+        "n_train": train.sizes["time"],
+        "n_val": val.sizes["time"],
+        "n_test": test.sizes["time"],
+    }
+    print(f"targets: {results['targets']}", flush=True)
+    print(f"load at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+    shutil.rmtree(tmp, ignore_errors=True)  # run dirs of the trained networks
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""``task: fill`` recipes: train a gap filler on complete fields under real coverage masks, then
+cross-validate it on the held-out fields (against kriging, nearest and zonal-mean) and write
+the scores and the gap-filling report page into the run folder.
+
+Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
+
+    task: fill
+    data:
+      paths: ../../shared/data/heldsuarez_train.nc
+      variables: [tas]
+      sample_dim: time
+      train_fraction: 0.8          # the last 20 % are held out and cross-validated
+      regrid: ../../shared/data/hadcrut4_mask_1877-09.nc   # target grid (bilinear)
+      anomalies: true              # subtract the training period's time mean per cell
+      masks: ../../shared/data/hadcrut4_tas_1877-09_1893-08.nc  # coverage: 0/1 or NaN gaps
+      mask_pairing: cycle          # held-out field i gets mask i mod n_masks
+    method:
+      name: partialconv            # or cvae (networks); kriging, nearest, zonal-mean
+      options: {base_channels: 16, lr: 0.001}
+    train: {max_steps: 2000, batch_size: 16, seed: 0}
+    evaluate: {members: 16, seed: 0, max_fields: 24, kriging_points: 1000}
+    run_dir: ../runs/fill_heldsuarez_hadcrut_partialconv
+
+``data`` keys of this task (besides paths, variables, sample_dim, train_fraction):
+
+``masks``
+    file(s) of coverage masks (:func:`~climgen.tasks.fill_data.coverage_masks`: a 0/1
+    variable, or observations whose finite cells are the observed ones), used for training
+    (drawn at random, rolled in longitude) and for cross-validation. Absent: synthetic masks
+    for both (``mask_kind``, ``coverage`` of the method options).
+``mask_variable``
+    the variable of the mask files, when they hold several.
+``mask_pairing``
+    how held-out fields get masks: ``cycle`` (default; field i ↔ mask i mod n), ``paired``
+    (as many masks as held-out fields) or ``broadcast`` (one mask for all).
+``regrid``
+    a file whose lat/lon grid the data are bilinearly regridded to
+    (:func:`~climgen.tasks.fill_data.regrid_bilinear`), e.g. the observations' grid.
+``anomalies``
+    ``true``: train and score on anomalies from the training period's time mean per cell
+    (written to ``RUN_DIR/climatology.nc``); observations to fill must then be anomalies too.
+``validation_fraction``
+    cvae only: this fraction of the training fields (the last ones) is kept out of training
+    and fits the ensemble's spread inflation (:func:`~climgen.tasks.fill_cv.calibrate_spread`).
+
+``evaluate`` keys (integers): ``members`` (ensemble size, 16), ``seed`` (0), ``max_fields``
+(held-out fields scored, 0 = all; default 24), ``kriging_points`` (kriging's ``max_fit_points``
+in the comparison; 0 leaves kriging out; default 1000), ``map_index`` (time step drawn).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from climgen.errors import ClimgenInputError
+from climgen.tasks.recipe import (
+    Recipe,
+    RecipeTask,
+    prepare_run_dir,
+    register_recipe_task,
+    split_samples,
+    suggest,
+)
+
+__all__ = ["run_fill_recipe", "check_fill_method", "FILL_DATA_KEYS", "FILL_EVALUATE_KEYS"]
+
+FILL_DATA_KEYS = frozenset(
+    {"masks", "mask_variable", "mask_pairing", "regrid", "anomalies", "validation_fraction"}
+)
+FILL_EVALUATE_KEYS = frozenset({"members", "seed", "max_fields", "kriging_points", "map_index"})
+_INFILLER_KEYS = {
+    "variable",
+    "time_dim",
+    "context",
+    "mask_kind",
+    "coverage",
+    "n_synthetic",
+    "likelihood_noise",
+    "spread_inflation",
+}
+_PAIRINGS = ("cycle", "paired", "broadcast")
+
+
+def check_fill_method(name: str, options: dict) -> None:
+    """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
+    from climgen.tasks.fill import BASELINES, FILL_METHODS, Infiller
+
+    if name not in FILL_METHODS:
+        raise ClimgenInputError(
+            f"unknown fill method {name!r}{suggest(name, FILL_METHODS)}; valid methods: "
+            f"{', '.join(FILL_METHODS)}"
+        )
+    if "variable" in options or "time_dim" in options:
+        raise ClimgenInputError(
+            "set the variable and the time dim in 'data' (variables, sample_dim), not in "
+            "method.options"
+        )
+    if name in BASELINES:
+        Infiller(name, **options)  # checks the baseline's options
+        return
+    from climgen.families.base import check_family_options
+
+    family_options = {k: v for k, v in options.items() if k not in _INFILLER_KEYS}
+    reserved = {"channels", "shape", "periodic", "cond_channels"} & set(family_options)
+    if reserved:
+        raise ClimgenInputError(
+            f"method.options {sorted(reserved)} are set from the data; remove them"
+        )
+    check_family_options(name, family_options)
+    Infiller(name, **options)  # checks context, spread_inflation
+
+
+def _data_option(data: dict, key: str, types, default, source: str):
+    value = data.get(key, default)
+    if isinstance(value, bool) and bool not in types:
+        value = None
+    if not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in types)
+        raise ClimgenInputError(f"{source}: data.{key} must be {names}, got {data.get(key)!r}")
+    return value
+
+
+def run_fill_recipe(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    run_dir: str | None = None,
+    progress: bool = True,
+    overrides: dict | None = None,
+):
+    """Train the recipe's infiller; with held-out fields, cross-validate it and write the report.
+
+    Returns ``(infiller, scores or None)``; ``scores`` maps each method to its scores on the
+    hidden cells of the held-out fields (also in ``RUN_DIR/report/scores.json``, with the page
+    ``RUN_DIR/report/index.html``).
+    """
+    import xarray as xr
+
+    from climgen.data.io import open_fields, write_fields
+    from climgen.tasks.fill import NETWORKS, Infiller
+    from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
+    from climgen.train.distributed import is_main_process
+
+    data, source = recipe.data, recipe.source
+    sample_dim = data.get("sample_dim", "time")
+    pairing = _data_option(data, "mask_pairing", (str,), "cycle", source)
+    if pairing not in _PAIRINGS:
+        raise ClimgenInputError(
+            f"{source}: data.mask_pairing must be one of {', '.join(_PAIRINGS)}, got {pairing!r}"
+        )
+    use_anomalies = _data_option(data, "anomalies", (bool,), False, source)
+    val_frac = _data_option(data, "validation_fraction", (int, float), 0.0, source)
+    if not 0 <= val_frac < 1:
+        raise ClimgenInputError(f"{source}: data.validation_fraction must be in [0, 1)")
+    mask_variable = _data_option(data, "mask_variable", (str, type(None)), None, source)
+    ev = recipe.evaluate
+    members, seed = ev.get("members", 16), ev.get("seed", 0)
+    if members < 1:
+        raise ClimgenInputError(f"{source}: evaluate.members must be ≥ 1, got {members}")
+
+    ds = open_fields(data["paths"], data.get("variables"))
+    variables = data.get("variables") or [str(v) for v in ds.data_vars]
+    if len(variables) != 1:
+        raise ClimgenInputError(
+            f"{source}: a fill recipe fills one variable; data.variables is {variables}"
+        )
+    var = variables[0]
+    da = ds[var].load()
+    if "regrid" in data:
+        target = open_fields(data["regrid"][0])
+        da = regrid_bilinear(da, target)
+    masks = None
+    if "masks" in data:
+        masks = coverage_masks(data["masks"], variable=mask_variable, time_dim=sample_dim)
+    train_ds, held_out = split_samples(da.to_dataset(name=var), data, source)
+    train_da = train_ds[var]
+    climatology = None
+    if use_anomalies:
+        train_da, climatology = anomalies(train_da, time_dim=sample_dim)
+    val_da = None
+    options = dict(recipe.model["options"])
+    name = recipe.model["name"]
+    if name == "cvae" and val_frac > 0:
+        n_val = max(1, int(round(val_frac * train_da.sizes[sample_dim])))
+        val_da = train_da.isel({sample_dim: slice(-n_val, None)})
+        train_da = train_da.isel({sample_dim: slice(0, -n_val)})
+    run_dir = prepare_run_dir(recipe, run_dir)
+    infiller = Infiller(name, variable=var, time_dim=sample_dim, **options)
+    if name in NETWORKS:
+        train_options = {"progress": progress, **recipe.train, **(overrides or {})}
+        infiller.fit(train_da, masks=masks, run_dir=run_dir, resume=resume, **train_options)
+    else:
+        infiller.fit(train_da)
+    if not is_main_process():
+        return infiller, None
+    if climatology is not None:
+        write_fields(climatology.to_dataset(name=f"{var}_climatology"), run_dir / "climatology.nc")
+
+    def cv_masks(like: xr.DataArray) -> xr.DataArray:
+        if masks is not None:
+            from climgen.tasks.fill_masks import pair_masks
+
+            m = masks if pairing != "broadcast" else masks.isel({sample_dim: 0}, drop=True)
+            return pair_masks(m, like, time_dim=sample_dim, mode=pairing)
+        from climgen.tasks.fill_masks import synthetic_masks
+
+        shape = like.shape[-2:]
+        values = synthetic_masks(like.sizes[sample_dim], shape, seed=seed)
+        return xr.DataArray(
+            values, dims=like.dims, coords={d: like[d] for d in like.dims if d in like.coords}
+        )
+
+    if val_da is not None:
+        from climgen.tasks.fill_cv import calibrate_spread
+
+        alpha = calibrate_spread(
+            infiller,
+            val_da,
+            cv_masks(val_da),
+            members=max(members, 2),
+            time_dim=sample_dim,
+            seed=seed + 1,
+        )
+        print(f"cvae spread inflation fitted on {val_da.sizes[sample_dim]} fields: {alpha:.3f}")
+    if held_out is None or held_out.sizes[sample_dim] == 0:
+        return infiller, None
+    test = held_out[var]
+    if climatology is not None:
+        test, _ = anomalies(test, climatology, time_dim=sample_dim)
+    max_fields = ev.get("max_fields", 24)
+    if max_fields:
+        test = test.isel({sample_dim: slice(0, max_fields)})
+    from climgen.tasks.fill_cv import cross_validation_report
+
+    compare = {name: infiller}
+    kriging_points = ev.get("kriging_points", 1000)
+    for baseline in ("kriging", "nearest", "zonal-mean"):
+        if baseline == name or (baseline == "kriging" and not kriging_points):
+            continue
+        extra = {"max_fit_points": kriging_points} if baseline == "kriging" else {}
+        compare[baseline] = Infiller(baseline, variable=var, time_dim=sample_dim, **extra)
+    n_test = test.sizes[sample_dim]
+    scores = cross_validation_report(
+        compare,
+        test,
+        cv_masks(test),
+        Path(run_dir) / "report",
+        members=members,
+        time_dim=sample_dim,
+        seed=seed,
+        index=min(ev.get("map_index", 0), n_test - 1),
+        title=f"Gap filling: {name} on held-out {var} ({Path(source).name})",
+        notes=(
+            f"{n_test} held-out fields of {', '.join(Path(p).name for p in data['paths'])}"
+            + (" (anomalies from the training time mean)" if climatology is not None else "")
+            + (
+                f", masks from {', '.join(Path(p).name for p in data['masks'])} ({pairing})"
+                if masks is not None
+                else ", synthetic masks"
+            )
+            + ".",
+        ),
+        provenance={"recipe": source, "run dir": str(run_dir)},
+    )
+    if progress:
+        for label, s in scores.items():
+            print(f"{label:>12}: RMSE {s['rmse']:.3g}, CRPS {s.get('crps', float('nan')):.3g}")
+    return infiller, scores
+
+
+register_recipe_task(
+    RecipeTask(
+        name="fill",
+        model_key="method",
+        check_model=check_fill_method,
+        run=run_fill_recipe,
+        data_keys=FILL_DATA_KEYS,
+        path_keys=("masks", "regrid"),
+        evaluate_keys=FILL_EVALUATE_KEYS,
+        description="gap filling: train an infiller under coverage masks, cross-validate it",
+    )
+)

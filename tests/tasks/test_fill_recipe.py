@@ -1,0 +1,255 @@
+"""Gap filling: data preparation (regrid, anomalies, coverage masks), spread calibration, the
+cross-validation report, `task: fill` recipes and `climgen fill RUN_DIR ... --report`."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from climgen.data.samples import grf_dataarray
+from climgen.errors import ClimgenInputError
+from climgen.tasks.fill import Infiller
+from climgen.tasks.fill_cv import calibrate_spread, cross_validate, cross_validation_report
+from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
+from climgen.tasks.fill_masks import blob_masks
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _grid_da(values, lat, lon, name="tas", units="K"):
+    dims = ("time", "lat", "lon") if np.ndim(values) == 3 else ("lat", "lon")
+    coords = {"lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon)}
+    if len(dims) == 3:
+        coords["time"] = np.arange(np.shape(values)[0])
+    return xr.DataArray(values, dims=dims, coords=coords, name=name, attrs={"units": units})
+
+
+def _mask_da(like, coverage=0.4, seed=1, n=1):
+    values = blob_masks(n, like.shape[-2:], coverage=coverage, seed=seed)
+    return xr.DataArray(
+        values if n > 1 else values[0],
+        dims=(("time",) if n > 1 else ()) + ("lat", "lon"),
+        coords={"lat": like.lat, "lon": like.lon},
+        name="mask",
+    )
+
+
+# -- data preparation ------------------------------------------------------------------------
+
+
+def test_regrid_bilinear_is_exact_for_linear_fields_and_wraps_longitude():
+    lat_s = np.linspace(-80, 80, 17)
+    lon_s = np.arange(0, 360, 10.0)
+    # cos(lon) is smooth and periodic; bilinear error ≤ h²/8 · max|f''| = (10°)²/8 in radians².
+    src = _grid_da(
+        np.cos(np.deg2rad(lon_s))[None, :] + 0.01 * lat_s[:, None], lat_s, lon_s
+    ).expand_dims(time=2)
+    lat_t = np.array([-88.0, -45.0, 0.0, 33.0, 88.0])
+    lon_t = np.array([2.5, 177.5, 355.0, 359.0])
+    like = _grid_da(np.zeros((5, 4)), lat_t, lon_t)
+    out = regrid_bilinear(src, like)
+    assert out.dims == ("time", "lat", "lon") and out.attrs["units"] == "K"
+    expected = np.cos(np.deg2rad(lon_t))[None, :] + 0.01 * np.clip(lat_t, -80, 80)[:, None]
+    np.testing.assert_allclose(out.values[0], expected, atol=np.deg2rad(10) ** 2 / 8 + 1e-12)
+    # 359° lies between the source's 350° and 0° (= 360°): the wrap-around is interpolated.
+    w = (359 - 350) / 10
+    wrapped = (1 - w) * np.cos(np.deg2rad(350)) + w * 1.0
+    np.testing.assert_allclose(out.values[0, 2, 3], wrapped + 0.0, atol=1e-12)
+
+
+def test_anomalies_use_the_given_climatology():
+    da = _grid_da(np.arange(24.0).reshape(2, 3, 4), np.array([-30.0, 0, 30]), np.arange(4) * 90.0)
+    anom, clim = anomalies(da)
+    np.testing.assert_allclose(anom.mean("time").values, 0)
+    later, _ = anomalies(da + 5, clim)
+    np.testing.assert_allclose(later.values, anom.values + 5)
+    assert later.attrs["units"] == "K" and "anomaly" in later.attrs["long_name"]
+
+
+def test_coverage_masks_from_mask_and_nan_files(tmp_path):
+    lat, lon = np.array([-45.0, 45.0]), np.array([90.0, 270.0])
+    _grid_da(np.array([[1, 0], [0, 1]], dtype=np.int8), lat, lon, "m", "1").to_netcdf(
+        tmp_path / "mask.nc"
+    )
+    obs = np.array([[[1.5, np.nan], [np.nan, np.nan]], [[0.2, -0.3], [np.nan, 4.0]]])
+    _grid_da(obs, lat, lon).to_netcdf(tmp_path / "obs.nc")
+    masks = coverage_masks([tmp_path / "mask.nc", tmp_path / "obs.nc"])
+    assert masks.dtype == np.int8 and masks.sizes["time"] == 3
+    assert masks.values.tolist() == [[[1, 0], [0, 1]], [[1, 0], [0, 0]], [[1, 1], [0, 1]]]
+
+
+# -- spread calibration and the report --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_cvae(tmp_path_factory):
+    series = grf_dataarray(40, 8, 16, kind="latlon", slope=-4.0, seed=3, name="tas", units="K")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        infiller = Infiller("cvae", base_channels=4, latent_dim=4).fit(
+            series.isel(time=slice(0, 32)),
+            run_dir=tmp_path_factory.mktemp("cvae"),
+            max_steps=4,
+            batch_size=8,
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return infiller, series.isel(time=slice(32, 40))
+
+
+def test_spread_inflation_scales_spread_keeps_mean_and_observations(tiny_cvae):
+    infiller, test = tiny_cvae
+    mask = _mask_da(test)
+    gappy = test.where(mask == 1)
+    infiller.spread_inflation = 1.0
+    raw = infiller.fill(gappy, members=5, seed=7)
+    infiller.spread_inflation = 2.5
+    wide = infiller.fill(gappy, members=5, seed=7)
+    infiller.spread_inflation = 1.0
+    np.testing.assert_allclose(wide.tas.values, raw.tas.values, atol=1e-10)
+    np.testing.assert_allclose(wide.tas_spread.values, 2.5 * raw.tas_spread.values, rtol=1e-9)
+    keep = np.broadcast_to(mask.values == 1, test.shape)
+    for k in range(5):
+        assert np.array_equal(wide.tas_members.values[k][keep], test.values[keep])
+    assert wide.attrs["climgen_fill_spread_inflation"] == 2.5
+    with pytest.raises(ClimgenInputError, match="spread_inflation"):
+        Infiller("cvae", spread_inflation=0)
+
+
+def test_calibrate_spread_makes_spread_skill_one_and_is_saved(tiny_cvae):
+    infiller, test = tiny_cvae
+    mask = _mask_da(test, seed=4)
+    alpha = calibrate_spread(infiller, test, mask, members=6, seed=3)
+    try:
+        assert alpha > 0 and infiller.spread_inflation == alpha
+        # Same fields, same seed: the calibrated spread/skill is 1 by construction.
+        s = cross_validate(infiller, test, mask, members=6, seed=3)
+        assert s["spread_skill"] == pytest.approx(1.0, rel=1e-6)
+        assert Infiller.load(infiller.run_dir).spread_inflation == pytest.approx(alpha)
+    finally:
+        infiller.spread_inflation = 1.0
+    with pytest.raises(ClimgenInputError, match="ensemble"):
+        calibrate_spread(Infiller("kriging"), test, mask)
+
+
+def test_cross_validation_report_scores_and_page(tmp_path):
+    series = grf_dataarray(3, 12, 24, kind="latlon", slope=-4.0, seed=0, name="tas", units="K")
+    mask = _mask_da(series, coverage=0.5)
+    scores = cross_validation_report(
+        ["nearest", "zonal-mean"], series, mask, tmp_path / "rep", title="t & <u>"
+    )
+    assert set(scores) == {"nearest", "zonal-mean"}
+    for method in scores:
+        assert scores[method] == cross_validate(method, series, mask)
+    assert json.loads((tmp_path / "rep" / "scores.json").read_text()) == scores
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "t &amp; &lt;u&gt;" in html and "zonal-mean" in html
+    assert (tmp_path / "rep" / "fill_error_by_latitude.png").exists()
+
+
+# -- recipes and the command line ---------------------------------------------------------------
+
+
+def _write_recipe(tmp_path, method="partialconv", options="{base_channels: 4}", extra=""):
+    series = grf_dataarray(20, 8, 16, kind="latlon", slope=-4.0, seed=1, name="tas", units="K")
+    series.to_dataset().to_netcdf(tmp_path / "sims.nc")
+    masks = xr.DataArray(
+        blob_masks(2, (8, 16), coverage=0.4, seed=2),
+        dims=("time", "lat", "lon"),
+        coords={"lat": series.lat, "lon": series.lon},
+        name="cover",
+    )
+    masks.to_dataset().to_netcdf(tmp_path / "masks.nc")
+    recipe = tmp_path / "fill.yaml"
+    recipe.write_text(
+        textwrap.dedent(
+            f"""\
+            task: fill
+            data:
+              paths: sims.nc
+              variables: [tas]
+              train_fraction: 0.8
+              masks: masks.nc
+              anomalies: true
+            {extra}
+            method:
+              name: {method}
+              options: {options}
+            train: {{max_steps: 3, batch_size: 4, log_every: 1}}
+            evaluate: {{members: 3, kriging_points: 0}}
+            run_dir: run
+            """
+        )
+    )
+    return recipe, series
+
+
+def test_fill_recipe_trains_reports_and_the_run_dir_fills(tmp_path, capsys):
+    import climgen.tasks.fill_recipe  # noqa: F401 - registers task: fill
+    from climgen.tasks.fill_cli import main as fill_main
+    from climgen.tasks.recipe import load_recipe, run_recipe
+
+    recipe_path, series = _write_recipe(tmp_path)
+    recipe = load_recipe(recipe_path)
+    assert recipe.task == "fill" and recipe.data["masks"] == [str(tmp_path / "masks.nc")]
+    infiller, scores = run_recipe(recipe, progress=False)
+    run = tmp_path / "run"
+    assert set(scores) == {"partialconv", "nearest", "zonal-mean"}
+    assert scores["partialconv"]["n_hidden"] > 0
+    assert (run / "report" / "index.html").exists() and (run / "climatology.nc").exists()
+    assert (run / "recipe.yaml").exists()
+    # `climgen fill RUN_DIR obs.nc -o filled.nc --report DIR` loads that run directory.
+    obs = series.isel(time=slice(16, 18))
+    obs = (obs - obs.mean("time")).where(np.arange(16) % 3 > 0)
+    obs.to_dataset().to_netcdf(tmp_path / "obs.nc")
+    argv = [str(run), str(tmp_path / "obs.nc"), "-o", str(tmp_path / "filled.nc")]
+    assert fill_main([*argv, "--report", str(tmp_path / "page")]) == 0
+    filled = xr.load_dataset(tmp_path / "filled.nc")
+    assert np.isfinite(filled.tas.values).all()
+    assert filled.attrs["climgen_fill_method"] == "partialconv"
+    assert (tmp_path / "page" / "index.html").exists()
+    assert "index.html" in capsys.readouterr().out
+
+
+def test_fill_recipe_errors_name_the_key(tmp_path):
+    import climgen.tasks.fill_recipe  # noqa: F401
+    from climgen.tasks.recipe import load_recipe, run_recipe
+
+    recipe, _ = _write_recipe(tmp_path, method="krigging", options="{}")
+    with pytest.raises(ClimgenInputError, match="did you mean 'kriging'"):
+        load_recipe(recipe)
+    recipe, _ = _write_recipe(tmp_path, options="{base_chanels: 4}")
+    with pytest.raises(ClimgenInputError, match="base_chanels"):
+        load_recipe(recipe)
+    recipe, _ = _write_recipe(tmp_path, method="kriging", options="{nu: 2.5}")
+    assert load_recipe(recipe).model["options"] == {"nu": 2.5}
+    recipe, _ = _write_recipe(tmp_path, extra="  mask_pairing: zip")
+    with pytest.raises(ClimgenInputError, match="mask_pairing"):
+        run_recipe(load_recipe(recipe), progress=False)
+
+
+def test_cli_report_with_a_mask_scores_hidden_cells(tmp_path, capsys):
+    from climgen.tasks.fill_cli import main as fill_main
+
+    series = grf_dataarray(2, 12, 24, kind="latlon", slope=-4.0, seed=0, name="tas", units="K")
+    series.to_dataset().to_netcdf(tmp_path / "obs.nc")
+    _mask_da(series, coverage=0.5).to_dataset().to_netcdf(tmp_path / "mask.nc")
+    argv = ["nearest", str(tmp_path / "obs.nc"), "-o", str(tmp_path / "f.nc")]
+    argv += ["--mask", str(tmp_path / "mask.nc"), "--report", str(tmp_path / "r")]
+    assert fill_main(argv) == 0
+    scores = json.loads((tmp_path / "r" / "scores.json").read_text())
+    assert scores["nearest"]["n_hidden"] > 0
+    assert "hidden cells" in capsys.readouterr().out
