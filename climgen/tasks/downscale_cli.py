@@ -23,6 +23,7 @@ _EXAMPLES = """\
 examples:
   climgen downscale runs/downscale-srgan coarse.nc -o fine.nc --members 8
   climgen downscale bicubic coarse.nc -o fine.nc --factor 4 --conserve additive
+  climgen downscale runs/downscale-srgan coarse.nc -o fine.nc --truth fine_truth.nc --report rep
 """
 
 
@@ -78,6 +79,18 @@ def add_downscale_parser(subparsers) -> argparse.ArgumentParser:
         metavar="CELLS",
         help="core tile size in coarse cells (0: never tile; default: from memory)",
     )
+    p.add_argument(
+        "--truth",
+        metavar="FILE",
+        default=None,
+        help="fine fields the output should match (for --report)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        default=None,
+        help="score the output against --truth next to bicubic and write DIR/index.html",
+    )
     p.set_defaults(handler=run_downscale)
     return p
 
@@ -88,6 +101,8 @@ def run_downscale(args) -> int:
     from climgen.tasks.downscale import DOWNSCALE_METHODS, Downscaler
 
     target = str(args.run_dir)
+    if (args.report is None) != (args.truth is None):
+        raise ClimgenInputError("--report DIR and --truth FILE go together")
     if not Path(target).is_dir():
         spec = DOWNSCALE_METHODS.get(target)
         if spec is None or spec.kind != "interpolation":
@@ -116,7 +131,42 @@ def run_downscale(args) -> int:
     out = model.downscale(args.coarse, members=args.members, seed=args.seed)
     path = write_fields(out, args.output)
     print(path)
+    if args.report is not None:
+        print(_report(model, out, args))
     return 0
+
+
+def _report(model, out, args) -> Path:
+    """Score ``out`` (and bicubic on the same input) against ``args.truth``; write the page."""
+    from climgen.report.downscale_page import write_downscale_page
+    from climgen.tasks.downscale import Downscaler
+    from climgen.tasks.downscale_score import compare_methods
+    from climgen.tasks.emulate import as_dataset
+
+    coarse = as_dataset(args.coarse)
+    truth = as_dataset(args.truth)
+    names = [v for v in out.data_vars if v in truth.data_vars and v in coarse.data_vars]
+    if not names:
+        raise ClimgenInputError(
+            f"--truth {args.truth} has none of the downscaled variables {list(out.data_vars)}"
+        )
+    name = names[0]
+    outputs = {}
+    if model.method != "bicubic":
+        base = Downscaler(model.factor, "bicubic", conserve=model.conserve or False)
+        outputs["bicubic"] = base.downscale(coarse[[name]])[name]
+    outputs[model.method] = out[name]
+    scores = compare_methods(truth[name], outputs, coarse[name], model.factor)
+    return write_downscale_page(
+        Path(args.report) / "index.html",
+        truth=truth[name],
+        coarse=coarse[name],
+        outputs=outputs,
+        scores=scores,
+        factor=model.factor,
+        title=f"Downscaling ×{model.factor} ({model.method}): {name}",
+        provenance={"coarse": str(args.coarse), "truth": str(args.truth), "run": str(args.run_dir)},
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

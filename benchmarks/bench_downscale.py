@@ -1,0 +1,398 @@
+"""Benchmark: downscaling ×4 of RBC buoyancy and Held–Suarez ω500, every method side by side.
+
+Run:  .venv/bin/python benchmarks/bench_downscale.py --budget-cpu 200 --threads 1 \\
+          --json /tmp/bench_downscale.json [--datasets rbc heldsuarez] [--quick]
+Data: ``<repo>/../shared/data/rbc_ra2e6_train.nc`` (``b``, 64×256, walls in z, periodic x) and
+``heldsuarez_train.nc`` (``omega500``, 64×128 Gaussian grid, periodic longitude). A missing
+file is skipped with a message. Split in time: the first 80 % train, the last 20 % are the
+held-out truth; their area-weighted ×4 block means (``Downscaler.coarsen``) are the inputs.
+
+Methods: the interpolation baselines (no training), and networks trained through the public
+``Downscaler.fit`` for a fixed budget of **process CPU seconds** per training stage
+(``--budget-cpu``, torch with ``--threads`` threads; a callback ends training at the first
+step past the budget, so contention from other processes does not change the budget):
+two regression variants (L2 loss with the in-model additive conservation layer; L2 with patch
+training on random crops), SRGAN, and CorrDiff diffusion (its regression stage and its
+residual-diffusion stage each get the budget; the regression stage alone, the plain L1
+regression SR of ``method="regression"``, is scored as "regression (L1)"). Every method is
+scored without and with the conservation layer (``conserve=True``, applied to the same
+output) by :func:`climgen.tasks.downscale_score.compare_methods`: area-weighted RMSE,
+log-spectral error in the upper half of wavenumbers, W1, |Δq99.9|, conservation error, CRPS
+(ensembles of ``--members``). Ratios are to plain bicubic in the same run.
+
+Throughput: fields per second (wall) and per CPU second for a 256×1024 output (a 64×256
+coarse input) for each method, as a ratio to bicubic in the same run. Wall numbers are noisy
+on a shared machine: the load average is printed at start and end.
+
+Prints Markdown tables and writes the report page of each dataset (``--report-dir``).
+Exits 0 whether or not the targets (best RMSE ≤ 0.7× bicubic, its high-k spectral error ≤
+0.3× bicubic's, conservation ≤ 1e-5 with the layer) are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from climgen.data.grids import detect_grid, to_canonical
+from climgen.data.io import open_fields
+from climgen.families.base import build_family
+from climgen.families.superres import conserve as conserve_layer
+from climgen.report.downscale_page import on_truth_grid, write_downscale_page
+from climgen.tasks.downscale import Downscaler
+from climgen.tasks.downscale_score import compare_methods
+from climgen.train.callbacks import Callback
+
+DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+TRAIN_FRACTION = 0.8
+FACTOR = 4
+DATASETS = {
+    "rbc": ("rbc_ra2e6_train.nc", "b", "Rayleigh–Bénard buoyancy b, 64×256 planar", (16, 16)),
+    "heldsuarez": ("heldsuarez_train.nc", "omega500", "Held–Suarez ω500, 64×128 lat/lon", (16, 16)),
+}
+INTERPOLATION = ("nearest", "bilinear", "bicubic", "lanczos")
+NET = dict(base_channels=32, n_blocks=6, lr=1e-3)
+
+
+def network_methods(patch) -> dict[str, tuple[str, dict, dict]]:
+    """label → (method, Downscaler options, train options)."""
+    return {
+        "regression L2 (in-model layer)": (
+            "regression",
+            dict(NET, content_loss="l2", constraint="additive"),
+            dict(batch_size=8),
+        ),
+        "regression patches": (
+            "regression",
+            dict(NET, content_loss="l2", patch_size=patch),
+            dict(batch_size=16),
+        ),
+        "srgan": (
+            "srgan",
+            dict(NET, spectral_weight=0.1, adversarial_weight=1e-2, warmup_steps=20),
+            dict(batch_size=8),
+        ),
+        "diffusion": (
+            "diffusion",
+            dict(
+                regression_options=dict(NET),
+                diffusion_options=dict(
+                    base_channels=16,
+                    channel_mults=(1, 2, 2),
+                    attention_levels=(),
+                    sample_steps=8,
+                    lr=1e-3,
+                ),
+            ),
+            dict(batch_size=8),
+        ),
+    }
+
+
+class CpuBudget(Callback):
+    """Ends a training stage at the first step after ``seconds`` of process CPU time."""
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self.t0 = 0.0
+        self.stages: list[dict] = []
+
+    def on_fit_start(self, trainer) -> None:
+        self.t0 = time.process_time()
+
+    def on_step_end(self, trainer, step, losses) -> None:
+        if time.process_time() - self.t0 >= self.seconds:
+            trainer.config.max_steps = step
+
+    def on_fit_end(self, trainer, result) -> None:
+        self.stages.append({"steps": int(result.step), "cpu_s": time.process_time() - self.t0})
+
+
+def load_split(path: Path, variable: str):
+    ds = open_fields(path, variable).load()
+    n = ds.sizes["time"]
+    n_train = int(round(TRAIN_FRACTION * n))
+    return ds.isel(time=slice(0, n_train)), ds.isel(time=slice(n_train, n))
+
+
+def with_layer(out: xr.DataArray, coarse: xr.DataArray) -> xr.DataArray:
+    """``out`` passed through the additive conservation layer (cos-lat weights on lat/lon)."""
+    canon, _ = to_canonical(out)
+    grid = detect_grid(canon)
+    ccan, _ = to_canonical(coarse)
+    lead = [d for d in canon.dims if d not in (grid.y_dim, grid.x_dim)]
+    canon = canon.transpose(*lead, grid.y_dim, grid.x_dim)
+    c = torch.as_tensor(ccan.transpose(*[d for d in lead if d != "member"], ...).values)
+    if "member" in lead:
+        c = c[None]
+    w = None
+    if grid.kind == "latlon":
+        w = torch.as_tensor(np.cos(np.deg2rad(canon[grid.y_dim].values)).clip(min=0))
+    y = conserve_layer(torch.as_tensor(canon.values, dtype=torch.float64), c.double(), FACTOR, w)
+    return canon.copy(data=y.numpy())
+
+
+def throughput(label: str, down: Downscaler | None, method: str, n: int) -> dict:
+    """Fields/s for a 256×1024 output from a (64, 256) coarse input (untrained grid is fine:
+    the nets are fully convolutional; diffusion: 1 field)."""
+    gen = torch.Generator().manual_seed(0)
+    scale = 1.0
+    coarse = torch.randn(n, 1, 64, 256, generator=gen, dtype=torch.float64)
+    if down is None or down.spec.kind == "interpolation":
+        da = xr.DataArray(
+            coarse[:, 0].numpy(),
+            dims=("time", "y", "x"),
+            coords={
+                "y": ("y", np.arange(64) + 0.5, {"axis": "Y"}),
+                "x": ("x", np.arange(256) + 0.5, {"axis": "X", "periodic": "true"}),
+            },
+            name="f",
+        )
+        run = lambda: Downscaler(FACTOR, method).downscale(da)  # noqa: E731
+    elif down.diffusion is not None:
+        # The residual U-Net is built for its training grid: time an untrained copy of the
+        # same architecture (the cost does not depend on the weights) at 128×512 and scale
+        # by the pixel count (×1/4): sampling at 256×1024 exceeded the machine's 20 GB.
+        n, scale = 1, 0.25
+        cond = coarse[:1, :, :32, :128].float()
+        fam = down.family
+        unet = build_family(
+            "diffusion",
+            channels=1,
+            shape=(128, 512),
+            periodic=fam.periodic,
+            cond_channels=1,
+            **down.diffusion_options,
+        ).eval()
+
+        def run():
+            with torch.no_grad():
+                mean = fam.generator(*fam.inputs(cond, None, gen))
+                unet.sample(1, generator=gen, cond=mean)
+
+    else:
+        cond = coarse.float()
+        fam = down.family
+
+        def run():
+            with torch.no_grad():
+                y = fam.generator(*fam.inputs(cond, None, gen))
+                if fam.config["constraint"] == "additive":
+                    conserve_layer(y, cond, FACTOR)
+
+    try:
+        run()  # warm-up (builds matrices / caches)
+        c0, w0 = time.process_time(), time.perf_counter()
+        run()
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    except Exception as exc:  # noqa: BLE001 — report, do not stop the benchmark
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    out = {"fields": n, "fields_per_s": scale * n / wall, "fields_per_cpu_s": scale * n / cpu}
+    return {**out, "scaled_from_128x512": True} if scale != 1.0 else out
+
+
+def run_dataset(key: str, args, work: Path) -> dict:
+    fname, var, desc, patch = DATASETS[key]
+    path = DATA_DIR / fname
+    if not path.exists():
+        print(f"[{key}] skipped: {path.resolve()} is absent")
+        return {}
+    train, held = load_split(path, var)
+    if args.quick:
+        train, held = train.isel(time=slice(0, 16)), held.isel(time=slice(0, 6))
+    n = held.sizes["time"]
+    if args.n_eval and args.n_eval < n:  # evenly spaced held-out fields
+        held = held.isel(time=np.linspace(0, n - 1, args.n_eval).round().astype(int))
+    down0 = Downscaler(FACTOR, "bicubic")
+    coarse = down0.coarsen(held)
+    truth = held[var]
+    outputs, info = {}, {}
+    for m in INTERPOLATION:
+        outputs[m] = Downscaler(FACTOR, m).downscale(coarse)[var]
+        # The layer with the truth grid's weights (a baseline's own fine latitudes come from
+        # the coarse cell bounds, which on a Gaussian grid differ slightly from the truth's).
+        outputs[f"{m} +layer"] = with_layer(on_truth_grid(truth, outputs[m]), coarse[var])
+    models = {}
+    for label, (method, opts, topts) in network_methods(patch).items():
+        if args.only and label not in args.only:
+            continue
+        budget = CpuBudget(args.budget_cpu)
+        down = Downscaler(FACTOR, method, **opts)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            down.fit(
+                train,
+                run_dir=work / f"{key}-{label.replace(' ', '_')}",
+                max_steps=10**6,
+                seed=0,
+                progress=False,
+                checkpoint_every=0,
+                log_every=50,
+                callbacks=[budget],
+                **topts,
+            )
+        fit_wall = time.perf_counter() - t0
+        stochastic = method in ("srgan", "diffusion")
+        c0 = time.process_time()
+        out = down.downscale(coarse, members=args.members if stochastic else None, seed=0)[var]
+        infer_cpu = time.process_time() - c0
+        outputs[label] = out
+        outputs[f"{label} +layer"] = with_layer(out, coarse[var])
+        models[label] = down
+        if method == "diffusion":
+            # CorrDiff's first stage is the plain L1 regression net at the same budget:
+            # score it as "regression" (saves training it twice).
+            diffusion, down.diffusion = down.diffusion, None
+            reg = down.downscale(coarse)[var]
+            down.diffusion = diffusion
+            outputs["regression (L1)"] = reg
+            outputs["regression (L1) +layer"] = with_layer(reg, coarse[var])
+            info["regression (L1)"] = {"stages": budget.stages[:1]}
+        info[label] = {
+            "stages": budget.stages,
+            "fit_wall_s": fit_wall,
+            "heldout_inference_cpu_s": infer_cpu,
+        }
+        print(
+            f"[{key}] {label}: {budget.stages} wall {fit_wall:.0f}s, infer {infer_cpu:.0f} cpu-s",
+            flush=True,
+        )
+    scores = compare_methods(truth, outputs, coarse[var], FACTOR, baseline="bicubic")
+    speed = {}
+    n_tp = 2 if args.quick else 4
+    for m in INTERPOLATION:
+        speed[m] = throughput(m, None, m, n_tp)
+    for label, down in models.items():
+        speed[label] = throughput(label, down, down.method, n_tp)
+    base = speed["bicubic"]
+    for s in speed.values():
+        if "fields_per_s" in s:
+            s["ratio_wall"] = s["fields_per_s"] / base["fields_per_s"]
+            s["ratio_cpu"] = s["fields_per_cpu_s"] / base["fields_per_cpu_s"]
+    if args.report_dir:
+        shown = {k: v for k, v in outputs.items() if not k.endswith(" +layer") and k != "nearest"}
+        write_downscale_page(
+            Path(args.report_dir) / key / "index.html",
+            truth=truth,
+            coarse=coarse[var],
+            outputs=shown,
+            scores=scores,
+            factor=FACTOR,
+            title=f"Downscaling benchmark ×{FACTOR}: {desc}",
+            provenance={"command": args.command, "budget_cpu_s": args.budget_cpu},
+        )
+    return {
+        "description": desc,
+        "variable": var,
+        "n_train": train.sizes["time"],
+        "n_heldout": held.sizes["time"],
+        "scores": scores,
+        "training": info,
+        "throughput": speed,
+    }
+
+
+def print_tables(key: str, res: dict) -> None:
+    print(
+        f"\n### {res['description']} ×{FACTOR} ({res['n_train']} train / "
+        f"{res['n_heldout']} held-out fields)\n"
+    )
+    print(
+        "| method | steps | RMSE | /bicubic | high-k spec. err [dec] | /bicubic | W1 | "
+        "\\|Δq99.9\\| | conservation err | CRPS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, s in res["scores"].items():
+        base = label.replace(" +layer", "")
+        stages = res["training"].get(base, {}).get("stages")
+        steps = "+".join(str(st["steps"]) for st in stages) if stages else "—"
+        crps = f"{s['crps']:.4g}" if "crps" in s else "—"
+        print(
+            f"| {label} | {steps} | {s['rmse']:.4g} | {s['rmse_ratio']:.3f} | "
+            f"{s['spectral_high_k']:.3g} | {s['spectral_ratio']:.3f} | {s['w1']:.3g} | "
+            f"{s['q999_error']:.3g} | {s['conservation']:.2e} | {crps} |"
+        )
+    print("\n| method | fields/s (wall) | ×bicubic | fields per CPU s | ×bicubic |")
+    print("|---|---|---|---|---|")
+    for label, s in res["throughput"].items():
+        if "error" in s:
+            print(f"| {label} | {s['error']} | | | |")
+            continue
+        print(
+            f"| {label} | {s['fields_per_s']:.3g} | {s['ratio_wall']:.3g} | "
+            f"{s['fields_per_cpu_s']:.3g} | {s['ratio_cpu']:.3g} |"
+        )
+    best = min(res["scores"], key=lambda m: res["scores"][m]["rmse"])
+    s = res["scores"][best]
+    layer = [v["conservation"] for k, v in res["scores"].items() if k.endswith("+layer")]
+    print(
+        f"\nbest RMSE: {best}: {s['rmse_ratio']:.3f}× bicubic (target ≤ 0.7: "
+        f"{'met' if s['rmse_ratio'] <= 0.7 else 'missed'}); its high-k spectral error "
+        f"{s['spectral_ratio']:.3f}× bicubic's (target ≤ 0.3: "
+        f"{'met' if s['spectral_ratio'] <= 0.3 else 'missed'}); worst conservation error with "
+        f"the layer {max(layer):.1e} (target ≤ 1e-5: "
+        f"{'met' if max(layer) <= 1e-5 else 'missed'})"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--budget-cpu",
+        type=float,
+        default=200.0,
+        help="process CPU seconds per training stage (default 200)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--members", type=int, default=4, help="ensemble members (default 4)")
+    parser.add_argument(
+        "--n-eval", type=int, default=0, help="score this many held-out fields (0: all)"
+    )
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--only", nargs="+", default=None, help="network labels to run")
+    parser.add_argument("--report-dir", default=None, help="write a report page per dataset")
+    parser.add_argument("--json", default=None, help="write all numbers to this file")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s budget, tiny split")
+    args = parser.parse_args(argv)
+    args.command = "python benchmarks/bench_downscale.py " + " ".join(argv or os.sys.argv[1:])
+    if args.quick:
+        args.budget_cpu, args.members = 3.0, 2
+    torch.set_num_threads(args.threads)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+        f"{torch.__version__} ({torch.get_num_threads()} threads); budget "
+        f"{args.budget_cpu:g} CPU s per stage; load average at start {os.getloadavg()}",
+        flush=True,
+    )
+    work = Path(tempfile.mkdtemp(prefix="bench_downscale_"))
+    results = {}
+    try:
+        for key in args.datasets:
+            res = run_dataset(key, args, work)
+            if res:
+                results[key] = res
+                print_tables(key, res)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nload average at end {os.getloadavg()}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"args": vars(args), "results": results}, indent=2, default=str)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
