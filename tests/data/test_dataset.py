@@ -224,3 +224,62 @@ def test_batched_read_equals_per_item_read(tmp_path):
     fd = FieldDataset(ds, ["psi"])
     with pytest.raises(ClimgenInputError, match="index 3"):
         fd.__getitems__([1, 3])
+
+
+@pytest.mark.slow  # starting the forkserver and its workers imports torch twice
+@pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
+def test_zarr_store_through_worker_processes_gives_the_direct_reads(tmp_path):
+    """Two forkserver DataLoader workers (prefetching) over a dask-backed zarr store that the
+    parent has already read (as Normalizer.fit does) deliver the batches in order."""
+    from climgen.data.io import open_fields
+    from climgen.data.samples import grf_dataarray
+
+    grf_dataarray(48, 8, 16, seed=0, name="psi").to_dataset().to_zarr(
+        tmp_path / "s.zarr", encoding={"psi": {"chunks": (4, 8, 16)}}
+    )
+    ds = open_fields(tmp_path / "s.zarr")
+    fd = FieldDataset(ds, ["psi"], normalizer=Normalizer.fit(ds))
+    direct = torch.stack([fd[i] for i in range(48)])  # the parent reads the store first
+    order = torch.randperm(48, generator=torch.Generator().manual_seed(0)).tolist()
+    sampler = [order[i : i + 8] for i in range(0, 48, 8)]
+    loader = torch.utils.data.DataLoader(
+        fd,
+        batch_sampler=sampler,
+        num_workers=2,
+        prefetch_factor=2,
+        multiprocessing_context="forkserver",
+        timeout=60,
+    )
+    for batch, idx in zip(loader, sampler, strict=True):
+        assert torch.equal(batch, direct[idx])
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
+def test_reads_bypass_the_dask_graph_and_equal_dask_reads(tmp_path):
+    """Samples of a file opened with dask are read from the file's lazy array directly (a
+    dask read culls the whole graph: O(number of chunks)); values equal dask's, including
+    CF-decoded missing values, unsorted and repeated indices."""
+    from climgen.data.io import open_fields, write_fields
+    from climgen.data.samples import grf_dataarray
+
+    da = grf_dataarray(40, 8, 16, seed=0, name="psi", units="K")
+    da[7, 1, 1] = np.nan
+    write_fields(da.to_dataset(), tmp_path / "f.nc")
+    da.to_dataset().to_zarr(tmp_path / "f.zarr", encoding={"psi": {"chunks": (4, 8, 16)}})
+    items = [9, 2, 31, 2, 0, 39]
+    for path in (tmp_path / "f.nc", tmp_path / "f.zarr"):
+        ds = open_fields(path, chunks={"time": 4})
+        fd = FieldDataset(ds, ["psi"], return_mask=True)
+        assert set(fd._direct) == {"psi"}, path
+        expected = np.asarray(ds["psi"].values[items], dtype=np.float64)
+        np.testing.assert_array_equal(fd._read("psi", items), expected)
+        np.testing.assert_array_equal(fd.read(7)[0], ds["psi"].values[7])
+        through_dask = FieldDataset(ds.chunk({"time": 8}), ["psi"], return_mask=True)
+        assert through_dask._direct == {}  # rechunked: not the file's array any more
+        for a, b in zip(fd.__getitems__(items), through_dask.__getitems__(items)):
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    # A transposed store is read through dask too, with the same canonical samples.
+    t = open_fields(tmp_path / "f.zarr").transpose("time", "x", "y")
+    fd_t = FieldDataset(t, ["psi"], return_mask=True)
+    assert fd_t._direct == {}
+    assert torch.equal(fd_t[3][0], FieldDataset(ds, ["psi"], return_mask=True)[3][0])

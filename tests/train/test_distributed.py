@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -166,39 +168,48 @@ def two_process_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     script = out / "worker.py"
     script.write_text(_WORKER.format(test_dir=str(Path(__file__).parent), out=str(out)))
+    _wait(_launch_workers(script, out))
+    return out
+
+
+def _launch_workers(script: Path, cwd: Path, *args: str, nproc: int = 2) -> list:
+    """``nproc`` processes of ``script`` with the environment torchrun would give them."""
     port = str(_free_port())
     procs = []
-    for rank in range(2):
+    for rank in range(nproc):
         env = {
             **os.environ,
             "OMP_NUM_THREADS": "1",
             "PYTHONPATH": str(REPO),
             "RANK": str(rank),
             "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "LOCAL_WORLD_SIZE": "2",
+            "WORLD_SIZE": str(nproc),
+            "LOCAL_WORLD_SIZE": str(nproc),
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": port,
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(script)],
-                cwd=out,
+                [sys.executable, str(script), *args],
+                cwd=cwd,
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
             )
         )
+    return procs
+
+
+def _wait(procs: list, timeout: float = 120) -> None:
     for rank, proc in enumerate(procs):
         try:
-            log, _ = proc.communicate(timeout=120)
+            log, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             for p in procs:
                 p.kill()
             raise
         assert proc.returncode == 0, f"rank {rank}:\n{log[-3000:]}"
-    return out
 
 
 @pytest.mark.slow
@@ -299,3 +310,63 @@ def test_joint_optimizer_is_refused_when_gradients_are_averaged():
     )
     with pytest.raises(ValueError, match="multi-process"):
         ctx.game_step("game", torch.zeros(()), torch.zeros(()))
+
+
+_KILL_WORKER = """
+import os, sys, time, torch
+sys.path.insert(0, {test_dir!r})
+torch.set_num_threads(1)
+from test_distributed import NoisyGAN, make_data, config
+from climgen.train import Callback, Trainer
+
+class Slow(Callback):  # leaves time to kill the job between two checkpoints
+    def on_step_end(self, trainer, step, losses):
+        time.sleep(0.1)
+
+rank = int(os.environ["RANK"])
+out = {out!r}
+cfg = config(max_steps=16, checkpoint_every=4)
+def run(run_dir, resume=False, callbacks=()):
+    torch.manual_seed(300 + rank)
+    gan = NoisyGAN()
+    Trainer(gan, cfg, f"{{out}}/{{run_dir}}", callbacks=callbacks).fit(make_data(), resume=resume)
+    torch.save(gan.state_dict(), f"{{out}}/{{run_dir}}-weights{{rank}}.pt")
+if sys.argv[1] == "first":
+    run("straight")                          # uninterrupted reference run
+    open(f"{{out}}/straight-done{{rank}}", "w").close()
+    run("killed", callbacks=[Slow()])        # SIGKILLed from outside mid-training
+else:
+    run("killed", resume=True)
+"""
+
+
+@pytest.mark.slow
+def test_two_process_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(_KILL_WORKER.format(test_dir=str(Path(__file__).parent), out=str(tmp_path)))
+    procs = _launch_workers(script, tmp_path, "first")
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.monotonic() + 120
+    try:
+        while not (latest.exists() and latest.read_text().strip() >= "step_0000008"):
+            ended = [p for p in procs if p.poll() is not None]
+            assert not ended, "a worker ended before the kill:\n" + ended[0].stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint at step 8 within 120 s"
+            time.sleep(0.02)
+        for p in procs:  # kill -9 of the whole job: no handler, no final checkpoint
+            os.kill(p.pid, signal.SIGKILL)
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()
+    assert [p.returncode for p in procs] == [-signal.SIGKILL] * 2
+    assert not (tmp_path / "killed" / "checkpoints" / "step_0000016").exists()
+
+    _wait(_launch_workers(script, tmp_path, "resume"))
+    for rank in range(2):
+        straight = torch.load(tmp_path / f"straight-weights{rank}.pt", weights_only=True)
+        resumed = torch.load(tmp_path / f"killed-weights{rank}.pt", weights_only=True)
+        for name, value in straight.items():
+            assert torch.equal(resumed[name], value), (rank, name)
+    rows = list(csv.DictReader(open(tmp_path / "killed" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(3, 17, 3))
