@@ -212,32 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint to use (default: %(default)s)",
     )
 
-    translate = sub.add_parser(
-        "translate",
-        parents=[quiet],
-        help="map fields from domain A to domain B with a trained translator",
-        description="Translate the fields of INPUT (domain A) with the translator in RUN_DIR "
-        "(pix2pix, CycleGAN, Augmented CycleGAN or quantile mapping, as trained by "
-        "climgen.Translator(...).fit(ds_a, ds_b, run_dir=...)); write netCDF or zarr.",
-        epilog="examples:\n  climgen translate runs/qm model_a.nc -o corrected.nc\n"
-        "  climgen translate runs/augcycle model_a.nc -o out.nc --members 8 --seed 1\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    translate.add_argument("run_dir", metavar="RUN_DIR", help="run directory of the translator")
-    translate.add_argument("input", metavar="INPUT", help="domain-A fields (.nc or .zarr)")
-    translate.add_argument("-o", "--output", required=True, metavar="FILE", help=".nc or .zarr")
-    translate.add_argument(
-        "--members",
-        type=positive_int,
-        metavar="M",
-        help="ensemble members (stochastic translators only)",
-    )
-    translate.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
-
     from climgen.sim.cli import add_data_parser
     from climgen.tasks.downscale_cli import add_downscale_parser
     from climgen.tasks.fill_cli import add_fill_parser
+    from climgen.tasks.translate_cli import add_translate_parser
 
+    add_translate_parser(sub, parents=[quiet])
     add_fill_parser(sub)
     add_downscale_parser(sub)
     add_data_parser(sub)
@@ -316,16 +296,6 @@ def _run_sample(args) -> int:
     emulator = Emulator.load(args.run_dir, which=args.which)
     samples = emulator.sample(args.n, seed=args.seed, calibrated=False if args.raw else None)
     print(write_fields(samples, args.output))
-    return 0
-
-
-def _run_translate(args) -> int:
-    from climgen.data.io import open_fields, write_fields
-    from climgen.tasks.translate import Translator
-
-    translator = Translator.load(args.run_dir)
-    out = translator.translate(open_fields(args.input), members=args.members, seed=args.seed)
-    print(write_fields(out, args.output))
     return 0
 
 
@@ -411,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from climgen.sim.cli import run_data
     from climgen.tasks.downscale_cli import run_downscale
     from climgen.tasks.fill_cli import run_fill
+    from climgen.tasks.translate_cli import run_translate
 
     runners = {
         "evaluate": _run_evaluate,
@@ -420,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": run_data,
         "downscale": run_downscale,
         "fill": run_fill,
-        "translate": _run_translate,
+        "translate": run_translate,
     }
     from climgen.train import TrainingInterrupted
 

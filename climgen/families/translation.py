@@ -27,6 +27,7 @@ from torch import nn
 
 from climgen.errors import ClimgenInputError
 from climgen.families.base import OptimizerSpec, check_grid_options, register_family
+from climgen.families.gan.constraints import spectral_loss
 from climgen.families.gan.losses import clip_weights_, get_gan_loss, gradient_penalty
 from climgen.nn import PeriodicConv2d
 
@@ -77,14 +78,18 @@ class UNetGenerator(nn.Module):
         base_channels: int = 16,
         depth: int = 2,
         latent_dim: int = 0,
+        noise_channels: int = 0,
     ):
         super().__init__()
         if depth < 0:
             raise ClimgenInputError(f"option 'depth' must be ≥ 0, got {depth}")
+        if isinstance(noise_channels, bool) or int(noise_channels) < 0:
+            raise ClimgenInputError(f"option 'noise_channels' must be ≥ 0, got {noise_channels}")
         periodic = tuple(bool(p) for p in periodic)
         self.latent_dim = int(latent_dim)
+        self.noise_channels = int(noise_channels)
         widths = [base_channels * min(2**level, 8) for level in range(depth + 1)]
-        self.stem = _ConvNormAct(channels, widths[0], periodic)
+        self.stem = _ConvNormAct(channels + self.noise_channels, widths[0], periodic)
         self.down = nn.ModuleList(
             _ConvNormAct(widths[i], widths[i + 1], periodic, stride=2) for i in range(depth)
         )
@@ -103,9 +108,18 @@ class UNetGenerator(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` (B, C, H, W); ``z`` (B, latent_dim) latent codes (broadcast over the grid as
-        extra input channels) when the generator was built with ``latent_dim > 0``."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``x`` (B, C, H, W); ``z`` (B, latent_dim) latent codes (FiLM-modulating every
+        block) when the generator was built with ``latent_dim > 0``. With ``noise_channels``
+        > 0, that many channels of white noise N(0, 1) per grid cell (drawn with
+        ``generator``, else the global RNG) are appended to the input: a convolutional net is
+        translation-equivariant, so without noise (or coordinates) it cannot break a symmetry
+        of its input, e.g. a field that repeats under a shift of half the domain."""
         if self.latent_dim:
             if z is None or z.shape != (x.shape[0], self.latent_dim):
                 got = None if z is None else tuple(z.shape)
@@ -114,6 +128,12 @@ class UNetGenerator(nn.Module):
                     f"{self.latent_dim}), got {got}"
                 )
         films = iter(self.film)
+        x_in = x
+        if self.noise_channels:
+            shape = (x.shape[0], self.noise_channels, *x.shape[-2:])
+            device = generator.device if generator is not None else x.device
+            noise = torch.randn(shape, generator=generator, device=device, dtype=x.dtype)
+            x_in = torch.cat([x, noise.to(x.device)], 1)
 
         def modulate(h):
             if not self.latent_dim:
@@ -121,7 +141,7 @@ class UNetGenerator(nn.Module):
             gamma, beta = next(films)(z)[:, :, None, None].chunk(2, dim=1)
             return h * (1 + gamma) + beta
 
-        h = modulate(self.stem(x))
+        h = modulate(self.stem(x_in))
         skips = [h]
         for block in self.down:
             h = modulate(block(h))
@@ -413,6 +433,14 @@ class CycleGAN(_TranslationBase):
     gan_loss : one of :data:`TRANSLATION_GAN_LOSSES` (default "lsgan", as Zhu et al.).
     cycle_weight : λ_cyc (Zhu et al.: 10). identity_weight : λ_id (Zhu et al.: 0.5·λ_cyc; 0
         switches the identity loss off, which lets G_AB change fields more freely).
+    noise_channels : white-noise input channels of both generators (default 0: deterministic
+        maps); lets G break symmetries of its input (see :class:`UNetGenerator`). Translations
+        then depend on the noise, drawn with ``translate(a, generator)``.
+    spectral_weight : λ_spec (default 0: off). Adds λ_spec · (L_spec(G_AB(a), b) +
+        L_spec(G_BA(b), a)) to the generator loss, L_spec the log-spectral distance of the
+        batch-mean power spectra (:func:`climgen.families.gan.constraints.spectral_loss`, the
+        evaluation's definition): an explicit pull of the translated batch's spectrum onto
+        the other domain's, which the patch critics see only through small windows.
     lr, lr_d, gp_weight, clip_value : as :class:`Pix2Pix`.
     """
 
@@ -431,6 +459,8 @@ class CycleGAN(_TranslationBase):
         gan_loss: str = "lsgan",
         cycle_weight: float = 10.0,
         identity_weight: float = 5.0,
+        spectral_weight: float = 0.0,
+        noise_channels: int = 0,
         spectral_norm: bool = False,
         lr: float = 2e-4,
         lr_d: float = 2e-4,
@@ -450,6 +480,8 @@ class CycleGAN(_TranslationBase):
             gan_loss=gan_loss,
             cycle_weight=float(cycle_weight),
             identity_weight=float(identity_weight),
+            spectral_weight=float(spectral_weight),
+            noise_channels=int(noise_channels),
             spectral_norm=bool(spectral_norm),
             lr=float(lr),
             lr_d=float(lr_d),
@@ -458,7 +490,13 @@ class CycleGAN(_TranslationBase):
         )
 
         def gen():
-            return UNetGenerator(channels, self.periodic, base_channels=base_channels, depth=depth)
+            return UNetGenerator(
+                channels,
+                self.periodic,
+                base_channels=base_channels,
+                depth=depth,
+                noise_channels=noise_channels,
+            )
 
         def critic():
             return PatchDiscriminator(
@@ -478,12 +516,17 @@ class CycleGAN(_TranslationBase):
     def ema_module(self) -> nn.Module:
         return self.g_ab
 
-    def translate(self, a: torch.Tensor) -> torch.Tensor:
-        return self.g_ab(a)
+    def translate(self, a: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """G_AB(a); ``generator`` draws the noise channels, if any."""
+        return self.g_ab(a, generator=generator)
 
-    def translate_back(self, b: torch.Tensor) -> torch.Tensor:
+    def translate_back(self, b: torch.Tensor, generator: torch.Generator | None = None):
         """Domain-A fields for domain-B fields ``b`` (the inverse generator G_BA)."""
-        return self.g_ba(b)
+        return self.g_ba(b, generator=generator)
+
+    def reconstruct(self, a: torch.Tensor, generator: torch.Generator | None = None):
+        """The A → B → A cycle G_BA(G_AB(a)) (normalised A units); a perfect cycle returns a."""
+        return self.g_ba(self.g_ab(a, generator=generator), generator=generator)
 
     def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
         a, b = _check_pair(batch, self.channels, self.name)
@@ -509,6 +552,10 @@ class CycleGAN(_TranslationBase):
                     ident = identity_loss(self.g_ab, self.g_ba, a, b).float()
                     logs["identity"] = ident.detach()
                     total = total + c["identity_weight"] * ident
+            if c["spectral_weight"] > 0:
+                spec_term = spectral_loss(fake_b, b) + spectral_loss(fake_a, a)
+                logs["spectral"] = spec_term.detach()
+                total = total + c["spectral_weight"] * spec_term
             g_ab_adv = spec.g_loss(_scores(self.d_b, fake_b, ctx))
             g_ba_adv = spec.g_loss(_scores(self.d_a, fake_a, ctx))
             ctx.step(total + g_ab_adv + g_ba_adv, "generator")
@@ -652,6 +699,13 @@ class AugmentedCycleGAN(_TranslationBase):
     ) -> torch.Tensor:
         """One plausible B field per A field, for codes ``z`` (default: drawn from the prior)."""
         return self.g_ab(a, self.prior(a.shape[0], a, generator) if z is None else z)
+
+    def reconstruct(
+        self, a: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The augmented A → B → A cycle: b̃ = G_AB(a, z_b), a' = G_BA(b̃, E_A(a, b̃))."""
+        fake_b = self.translate(a, generator)
+        return self.g_ba(fake_b, self.e_a(a, fake_b))
 
     def _fakes(self, a, b):
         z_a, z_b = self.prior(a.shape[0], a), self.prior(b.shape[0], b)

@@ -347,6 +347,120 @@ class Translator:
                 f"members={members!r}: method {self.method!r} is a deterministic map (one "
                 "output per input); leave members=None or use method='augmented-cyclegan'"
             )
+        ds, has_sample = self._prepare_input(ds_a)
+        if self.mapping is not None:
+            flat = self.mapping.transform(self._flat(ds, self.variables))
+            outs = [flat.reshape(flat.shape[0], len(self.variables), *self.shape)]
+        else:
+            outs = [
+                self._network_translate(ds, batch_size, int(seed) * 100_003 + m)
+                for m in range(members or 1)
+            ]
+        result = self._assemble(outs, ds, has_sample, stacked=members is not None)
+        for v in self.variables:
+            result[v].attrs = dict(self.b_template[v].attrs)
+        return self._provenance(result, ds)
+
+    def reconstruct(self, ds_a, *, seed: int = 0, batch_size: int = 32) -> xr.Dataset:
+        """The A → B → A cycle of ``ds_a`` in A's units (cyclegan, augmented-cyclegan).
+
+        CycleGAN: a' = G_BA(G_AB(a)); Augmented CycleGAN: a' = G_BA(b̃, E_A(a, b̃)) with
+        b̃ = G_AB(a, z), z drawn with ``seed``. The cycle error |a' − a| tells how much of
+        the input the translation keeps (0: the translation is invertible on these fields).
+        Same grid, coordinates and attributes as ``ds_a``.
+        """
+        if self.method not in ("cyclegan", "augmented-cyclegan"):
+            raise ClimgenInputError(
+                f"method {self.method!r} has no inverse generator: reconstruct needs "
+                "'cyclegan' or 'augmented-cyclegan'"
+            )
+        ds, has_sample = self._prepare_input(ds_a)
+        x = self.norm_a.transform(
+            torch.as_tensor(self._canonical(ds, self.variables), dtype=torch.float64)
+        ).float()
+        gen = torch.Generator().manual_seed(int(seed) * 100_003)
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], batch_size):
+                chunk = x[start : start + batch_size]
+                chunks.append(self.family.reconstruct(chunk, gen).double())
+        out = self.norm_a.inverse_transform(torch.cat(chunks)).numpy()
+        result = self._assemble([out], ds, has_sample, stacked=False)
+        for v in self.variables:
+            result[v].attrs = dict(ds[v].attrs)
+        return self._provenance(result, ds, call="reconstruct")
+
+    def report(
+        self,
+        ds_a,
+        ds_b,
+        directory: str | os.PathLike,
+        *,
+        fit_a=None,
+        fit_b=None,
+        members: int | None = None,
+        seed: int = 0,
+        factor: float = 2.0,
+    ) -> Path:
+        """Translate held-out A fields ``ds_a``, score them against held-out B fields ``ds_b``
+        and write the report page ``directory/index.html`` (returned).
+
+        The page (:func:`climgen.report.translate_page.write_translate_page`) compares
+        translated A, untranslated A and the quantile-mapping baseline with B: PDFs,
+        spectra, EOF variance, maps, the score table (spectral log-error, W1, covariance
+        error, KS, each with B's noise floor) and, for cycle methods, the cycle error.
+        The baseline is fitted on ``fit_a``, ``fit_b`` (the training fields: give them for a
+        fair comparison); without them it is fitted on ``ds_a``, ``ds_b`` themselves, an
+        in-sample best case for quantile mapping, and the page says so.
+        """
+        from climgen.report.translate_page import write_translate_page
+
+        translated = self.translate(ds_a, members=members, seed=seed)
+        ds_a = as_dataset(ds_a, self.variables)
+        ds_b = as_dataset(ds_b, self.variables)
+        notes, baselines = [], {}
+        if self.method != "quantile-mapping":
+            if (fit_a is None) != (fit_b is None):
+                raise ClimgenInputError("give both fit_a and fit_b (training fields) or neither")
+            in_sample = fit_a is None
+            qm = Translator(
+                "quantile-mapping", variables=self.variables, sample_dim=self.sample_dim
+            ).fit(ds_a if in_sample else fit_a, ds_b if in_sample else fit_b)
+            baselines["quantile mapping"] = qm.translate(ds_a)
+            notes.append(
+                "Quantile mapping was fitted on the evaluation fields themselves (in-sample: its "
+                "best case); pass fit_a/fit_b to fit it on the training fields."
+                if in_sample
+                else "Quantile mapping was fitted on the training fields of A and B."
+            )
+        reconstructed = None
+        if self.method in ("cyclegan", "augmented-cyclegan"):
+            reconstructed = self.reconstruct(ds_a, seed=seed)
+        provenance = {
+            "method": self.method,
+            "options": dict(self.method_options) or "defaults",
+            "run directory": str(self.run_dir) if self.run_dir else "not saved",
+            "domain A": str(ds_a.attrs.get("title", "")) or "(no title)",
+            "domain B": str(ds_b.attrs.get("title", "")) or "(no title)",
+            "climgen version": climgen_version(),
+            "date": utc_stamp(),
+        }
+        return write_translate_page(
+            directory,
+            a=ds_a,
+            b=ds_b,
+            translated=translated,
+            method=self.method,
+            baselines=baselines,
+            reconstructed=reconstructed,
+            variables=self.variables,
+            factor=factor,
+            provenance=provenance,
+            notes=notes,
+        )
+
+    def _prepare_input(self, ds_a) -> tuple[xr.Dataset, bool]:
+        """Checked domain-A input with a sample dim, and whether the caller's had one."""
         if self.mapping is None and self.family is None:
             raise ClimgenInputError(
                 f"method {self.method!r} must be fitted first: call fit(ds_a, ds_b) or "
@@ -367,14 +481,11 @@ class Translator:
         for v in self.variables:
             if not np.isfinite(ds[v].values).all():
                 raise ClimgenInputError(f"variable '{v}' of the input has NaN/inf values")
-        if self.mapping is not None:
-            flat = self.mapping.transform(self._flat(ds, self.variables))
-            outs = [flat.reshape(flat.shape[0], len(self.variables), *self.shape)]
-        else:
-            outs = [
-                self._network_translate(ds, batch_size, int(seed) * 100_003 + m)
-                for m in range(members or 1)
-            ]
+        return ds, has_sample
+
+    def _assemble(self, outs, ds: xr.Dataset, has_sample: bool, stacked: bool) -> xr.Dataset:
+        """(N, C, H, W) canonical arrays → a Dataset on ``ds``'s grid (``member`` dim if
+        ``stacked``)."""
         # The input's own layout (latitude order, longitude convention) is restored, which
         # may differ from B's training data.
         template = zero_template(ds, self.variables, self.sample_dim)
@@ -389,12 +500,10 @@ class Translator:
             if self.sample_dim in ds.coords:
                 piece = piece.assign_coords({self.sample_dim: ds[self.sample_dim].values})
             pieces.append(piece)
-        result = xr.concat(pieces, dim="member") if members is not None else pieces[0]
+        result = xr.concat(pieces, dim="member") if stacked else pieces[0]
         if not has_sample:
             result = result.isel({self.sample_dim: 0}, drop=True)
-        for v in self.variables:
-            result[v].attrs = dict(self.b_template[v].attrs)
-        return self._provenance(result, ds)
+        return result
 
     def _network_translate(self, ds: xr.Dataset, batch_size: int, seed: int) -> np.ndarray:
         x = torch.as_tensor(self._canonical(ds, self.variables), dtype=torch.float64)
@@ -404,7 +513,7 @@ class Translator:
         with torch.no_grad():
             for start in range(0, x.shape[0], batch_size):
                 chunk = x[start : start + batch_size]
-                if self.method in _STOCHASTIC:
+                if self.method in ("cyclegan", *_STOCHASTIC):  # noise / codes drawn with gen
                     y = self.family.translate(chunk, gen)
                 else:
                     y = self.family.translate(chunk)
@@ -420,9 +529,9 @@ class Translator:
         values = self._canonical(ds, variables)
         return values.reshape(values.shape[0], -1)
 
-    def _provenance(self, out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
+    def _provenance(self, out: xr.Dataset, ds: xr.Dataset, call: str = "translate") -> xr.Dataset:
         old = str(ds.attrs.get("history", ""))
-        call = f"Translator(method={self.method!r}).translate"
+        call = f"Translator(method={self.method!r}).{call}"
         line = f"{utc_stamp()} climgen {climgen_version()}: {call}"
         out.attrs = dict(ds.attrs)
         out.attrs.update(
