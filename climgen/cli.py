@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="use at most N samples of each set, evenly spaced (default: all)",
     )
     ev.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        metavar="N",
+        help="evaluate N samples at a time in bounded memory (large sets; default: in memory)",
+    )
+    ev.add_argument(
         "--sample-dim",
         metavar="DIM",
         help="dim that indexes samples (default: all non-spatial dims, stacked)",
@@ -255,6 +261,7 @@ def _run_evaluate(args) -> int:
         variables=args.variables,
         sample_dim=args.sample_dim,
         max_samples=args.max_samples,
+        chunk_size=args.chunk_size,
         progress=not args.quiet,
     )
     index = report.to_html(args.output)

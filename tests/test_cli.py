@@ -248,3 +248,13 @@ def test_translate_command_with_quantile_mapping(tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_chunked_evaluate_gives_the_in_memory_spectral_distance(files, tmp_path):
+    whole, chunked = tmp_path / "whole", tmp_path / "chunked"
+    args = ["evaluate", files["wrong"], files["ref"], "-q", "-o"]
+    assert main([*args, str(whole)]) == 0
+    assert main([*args, str(chunked), "--chunk-size", "7"]) == 0
+    a = _metrics(whole)["variables"]["v"]["distances"]["spectrum_lsd"]["value"]
+    b = _metrics(chunked)["variables"]["v"]["distances"]["spectrum_lsd"]["value"]
+    assert b == pytest.approx(a, rel=1e-6)
