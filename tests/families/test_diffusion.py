@@ -298,3 +298,15 @@ class _NoStep:
         import contextlib
 
         return contextlib.nullcontext()
+
+
+def test_blocked_attention_equals_full_attention():
+    from climgen.families.diffusion.unet import SelfAttention2d
+
+    torch.manual_seed(0)
+    att = SelfAttention2d(32)
+    torch.nn.init.normal_(att.proj.weight)  # the zero-initialised output would hide any error
+    x = torch.randn(2, 32, 6, 10)
+    full = att(x)
+    att.query_block = 7  # 60 cells in 9 blocks, the last one short
+    torch.testing.assert_close(att(x), full, rtol=1e-5, atol=1e-6)

@@ -97,8 +97,12 @@ class SelfAttention2d(nn.Module):
 
     No positional embedding (the convolutions supply position), so the layer is equivariant
     to any permutation of the cells. ``heads`` = max(1, channels // 32). The output projection
-    is zero-initialised.
+    is zero-initialised. On large grids the queries are processed in blocks of
+    :attr:`query_block` cells (same result; memory O(block · H·W) instead of O((H·W)²)), so a
+    tiled 256 × 1024 downscaling pass does not need tens of GB for the attention matrix.
     """
+
+    query_block = 2048
 
     def __init__(self, channels: int):
         super().__init__()
@@ -112,9 +116,18 @@ class SelfAttention2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
-        out = F.scaled_dot_product_attention(
-            q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
-        )  # (b, heads, hw, c/heads)
+        q, k, v = q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
+        n = h * w
+        if n <= self.query_block:
+            out = F.scaled_dot_product_attention(q, k, v)  # (b, heads, hw, c/heads)
+        else:
+            out = torch.cat(
+                [
+                    F.scaled_dot_product_attention(q[..., i : i + self.query_block, :], k, v)
+                    for i in range(0, n, self.query_block)
+                ],
+                dim=-2,
+            )
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
