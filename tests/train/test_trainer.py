@@ -193,6 +193,8 @@ def assert_same_state(a: Trainer, b: Trainer) -> None:
         ("keep_last", True),
         ("max_time_s", -1.0),
         ("time_clock", "gpu"),
+        ("compile", "fast"),
+        ("channels_last", "yes"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
@@ -631,3 +633,21 @@ def test_request_finish_from_a_callback_ends_like_max_steps(tmp_path):
     ).fit(make_data())
     assert result.step == 7
     assert result.checkpoint is not None and load_checkpoint(result.checkpoint).step == 7
+
+
+@pytest.mark.parametrize("option", [{"compile": "default"}, {"channels_last": True}])
+def test_compile_and_channels_last_train_to_the_same_weights(tmp_path, monkeypatch, option):
+    from climgen.train import trainer as trainer_module
+
+    # The dynamo path without a C++ toolchain: graphs are captured, then run eagerly.
+    monkeypatch.setattr(trainer_module, "COMPILE_BACKEND", "eager")
+    plain = Trainer(make_family("ae"), config(max_steps=6), tmp_path / "plain")
+    plain.fit(make_data())
+    other = Trainer(make_family("ae"), config(max_steps=6, **option), tmp_path / "other")
+    other.fit(make_data())
+    for (name, a), (_, b) in zip(
+        plain.family.state_dict().items(), other.family.state_dict().items()
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    # Checkpoints keep the plain parameter names (no "_orig_mod." prefix).
+    assert set(load_checkpoint(tmp_path / "other").weights) == set(plain.family.state_dict())
