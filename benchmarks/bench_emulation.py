@@ -144,12 +144,18 @@ def run_model(key, train, held, variable, args, root: Path) -> dict:
         "distances": score(report, variable),
     }
     if getattr(args, "calibrate", False):
-        em.calibrate_spectrum(train, n_samples=args.n_samples, seed=args.seed + 2)
+        em.calibrate_spectrum(
+            train,
+            n_samples=args.n_samples,
+            seed=args.seed + 2,
+            per_row=getattr(args, "per_row", False),
+        )
         calibrated = em.sample(args.n_samples, seed=args.seed + 1)
         report = evaluate(calibrated, held, variables=variable, progress=False, factor=FACTOR)
         row["calibrated"] = {
             **row,
-            "model": f"{label} + spectral calibration",
+            "model": f"{label} + spectral calibration"
+            + (" per row" if getattr(args, "per_row", False) else ""),
             "distances": score(report, variable),
         }
     return row
@@ -214,6 +220,14 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--calibrate", action="store_true", help="also score spectrally calibrated samples"
     )
+    parser.add_argument(
+        "--per-row",
+        action="store_true",
+        help="with --calibrate: add the per-row (zonal per latitude / x per height) gain stage",
+    )
+    parser.add_argument(
+        "--keep-runs", type=Path, default=None, help="keep the run dirs here (default: deleted)"
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--n-samples", type=int, default=200, help="fields drawn per model")
@@ -239,7 +253,11 @@ def main(argv=None) -> None:
         flush=True,
     )
     results = {}
-    root = Path(tempfile.mkdtemp(prefix="climgen-bench-emulation-"))
+    if args.keep_runs is not None:
+        root = args.keep_runs
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="climgen-bench-emulation-"))
     try:
         for name in args.datasets:
             filename, variable, title = DATASETS[name]
@@ -280,7 +298,8 @@ def main(argv=None) -> None:
             print("\n" + table(rows) + "\n\n" + summary(title, rows), flush=True)
             results[name] = {"title": title, "variable": variable, "rows": rows}
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep_runs is None:
+            shutil.rmtree(root, ignore_errors=True)
     print(
         f"\nload average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; values are "
         "`distance (noise floor)`, bold = within 2× the floor",

@@ -15,6 +15,12 @@ g² times the input's in :func:`climgen.metrics.field_spectrum`:
 * ``"spherical"`` (global Gaussian or equiangular lat/lon grid): the real spherical-harmonic
   transform (torch-harmonics, orthonormal), gain per degree ℓ. For a T42 Gaussian grid the
   analysis–synthesis pair is exact up to ℓ = nlat − 1.
+* ``"rows"`` (any grid periodic in x): the rfft along x of each row, one gain per *row and*
+  x-wavenumber, g(y, m). On a lat/lon grid that is the zonal spectrum per latitude, on a
+  wall-bounded flow the x-spectrum per height: the basis of statistics that are stationary
+  in x but not in y, such as the variance per latitude and the structure functions along x
+  (S_2(r) = 2 Σ_m P(y, m) (1 − cos 2πmr/n_x) at each row, averaged over rows). Its spectrum
+  is :func:`row_spectrum`.
 
 A use: fields emulated on a band-limited (spectrally truncated) grid, or with a steep
 dissipation-range spectrum, carry small-scale power that the data do not have; a gain fitted
@@ -37,9 +43,9 @@ from climgen.data.grids import detect_grid, restore, to_canonical
 from climgen.errors import ClimgenInputError, require
 from climgen.metrics.spectra import _lat_grid_kind, _ring_bins_cached, _sht
 
-__all__ = ["spectrum_kind_of", "spectral_gain", "apply_spectral_gain"]
+__all__ = ["spectrum_kind_of", "spectral_gain", "apply_spectral_gain", "row_spectrum"]
 
-FILTER_KINDS = ("line", "planar", "spherical")
+FILTER_KINDS = ("line", "planar", "spherical", "rows")
 
 
 def spectrum_kind_of(da: xr.DataArray) -> str:
@@ -99,6 +105,37 @@ def _filter_line(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(f * gain, n=n, dim=-1)
 
 
+def _filter_rows(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    ny, nx = x.shape[-2:]
+    if tuple(gain.shape) != (ny, nx // 2 + 1):
+        raise ClimgenInputError(
+            f"per-row spectral gain has shape {tuple(gain.shape)}; the field needs "
+            f"({ny}, {nx // 2 + 1}) (rows × x-wavenumbers)"
+        )
+    return torch.fft.irfft(torch.fft.rfft(x, dim=-1) * gain, n=nx, dim=-1)
+
+
+def row_spectrum(da: xr.DataArray) -> np.ndarray:
+    """Mean power |rfft_x f|² per row and x-wavenumber, shape (n_y, n_x/2 + 1).
+
+    Averaged over every non-spatial dim; rows in the canonical order of
+    :func:`climgen.data.grids.to_canonical` (latitude ascending) — the order the ``"rows"``
+    gains of :func:`apply_spectral_gain` use. Unnormalised: only ratios of two such spectra
+    (of fields on the same grid) are meaningful.
+    """
+    grid = detect_grid(da)
+    if not grid.periodic_x:
+        raise ClimgenInputError(
+            f"per-row x-spectra of '{da.name}' need a periodic x axis (its spectrum is windowed)"
+        )
+    canon, _ = to_canonical(da, grid)
+    x = torch.as_tensor(np.ascontiguousarray(canon.values, dtype=np.float64))
+    if not torch.isfinite(x).all():
+        raise ClimgenInputError(f"'{da.name}' has NaN/inf values: its spectrum needs them all")
+    p = torch.fft.rfft(x, dim=-1).abs() ** 2
+    return p.reshape(-1, *p.shape[-2:]).mean(0).numpy()
+
+
 def _filter_planar(x: torch.Tensor, gain: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
     ny, nx = x.shape[-2:]
     _, pair_index, _, n_bins = _ring_bins_cached(ny, nx, dy, dx, True)
@@ -126,7 +163,8 @@ def apply_spectral_gain(da: xr.DataArray, gain, kind: str | None = None) -> xr.D
     """Multiply each spectral coefficient of ``da`` by ``gain`` at its wavenumber.
 
     ``gain`` is indexed like the wavenumber axis of ``field_spectrum(da)`` (x-wavenumbers,
-    rings or degrees ℓ); ``kind`` defaults to :func:`spectrum_kind_of`. Coordinates, dims
+    rings or degrees ℓ), or for ``kind="rows"`` like :func:`row_spectrum` (rows ×
+    x-wavenumbers); ``kind`` defaults to :func:`spectrum_kind_of`. Coordinates, dims
     order and attributes are kept; the computation is float64.
     """
     kind = kind or spectrum_kind_of(da)
@@ -134,12 +172,19 @@ def apply_spectral_gain(da: xr.DataArray, gain, kind: str | None = None) -> xr.D
         raise ClimgenInputError(f"kind must be one of {FILTER_KINDS}, got {kind!r}")
     grid = detect_grid(da)
     canon, state = to_canonical(da, grid)
-    x = torch.as_tensor(np.asarray(canon.values, dtype=np.float64))
+    x = torch.as_tensor(np.ascontiguousarray(canon.values, dtype=np.float64))
     if not torch.isfinite(x).all():
         raise ClimgenInputError(
             f"'{da.name}' has NaN/inf values: spectral filtering needs them all"
         )
-    g = torch.as_tensor(np.asarray(gain, dtype=np.float64)).reshape(-1)
+    g = torch.as_tensor(np.asarray(gain, dtype=np.float64))
+    if kind == "rows":
+        if not grid.periodic_x:
+            raise ClimgenInputError(f"per-row filtering of '{da.name}' needs a periodic x axis")
+        y = _filter_rows(x, g)
+        out = canon.copy(data=y.numpy().astype(canon.dtype, copy=False))
+        return restore(out, state)
+    g = g.reshape(-1)
     if kind == "line":
         y = _filter_line(x, g)
     elif kind == "planar":

@@ -15,6 +15,14 @@ power beyond ℓ ≈ 42; a convolutional generator's high-ℓ noise is decades a
 steep dissipation range (Rayleigh–Bénard), where a few orders of magnitude of excess
 small-scale power dominate log-spectral errors while being invisible on maps.
 
+An optional second stage, ``per_row=True``, fits a gain per row *and* x-wavenumber,
+g(y, m) = sqrt(P_data(y, m) / P_model(y, m)), on the output of the first: on a lat/lon grid the
+zonal spectrum of every latitude, on a wall-bounded flow the x-spectrum at every height. It
+carries the statistics that are stationary along x only — the variance profile across
+latitudes/heights and the structure functions along x — which an isotropic gain cannot, at
+the price of a small change of the isotropic spectrum (the two stages do not commute; the
+first is not refitted).
+
 It does not fix anything else: one-point PDFs, covariance of large scales and extremes are
 the model's own; the benchmarks show raw and calibrated samples side by side. References:
 Wiener (1949), *Extrapolation, Interpolation, and Smoothing of Stationary Time Series* (linear
@@ -32,29 +40,40 @@ import xarray as xr
 
 from climgen.errors import ClimgenInputError
 from climgen.metrics.spectra import field_spectrum
-from climgen.metrics.spectral_filter import apply_spectral_gain, spectral_gain, spectrum_kind_of
+from climgen.metrics.spectral_filter import (
+    apply_spectral_gain,
+    row_spectrum,
+    spectral_gain,
+    spectrum_kind_of,
+)
 
 __all__ = ["SpectralCalibration"]
 
-_VERSION = 1
+_VERSION = 2
 
 
-def _mean_spectrum(da: xr.DataArray, sample_dim: str) -> np.ndarray:
+def _mean_spectrum(da: xr.DataArray, kind: str) -> np.ndarray:
+    if kind == "rows":
+        return row_spectrum(da)
     spec = field_spectrum(da)
-    lead = [d for d in spec.dims[:-1]]
+    lead = list(spec.dims[:-1])
     return np.asarray(spec.mean(lead).values if lead else spec.values, dtype=float)
 
 
 class SpectralCalibration:
-    """Per-variable spectral gains g(k) = sqrt(P_data / P_model), applied to samples.
+    """Per-variable chains of spectral gains g = sqrt(P_data / P_model), applied to samples.
 
-    Build with :meth:`fit`; apply with :meth:`apply`; store as JSON with :meth:`save` /
-    :meth:`load` (plain numbers, no code).
+    ``stages[v]`` is a list of ``(kind, gain)`` applied in order (kinds of
+    :func:`climgen.metrics.spectral_filter.apply_spectral_gain`). Build with :meth:`fit`;
+    apply with :meth:`apply`; store as JSON with :meth:`save` / :meth:`load` (plain numbers,
+    no code).
     """
 
-    def __init__(self, gains: dict[str, np.ndarray], kinds: dict[str, str], n_fit: int = 0):
-        self.gains = {v: np.asarray(g, dtype=float) for v, g in gains.items()}
-        self.kinds = dict(kinds)
+    def __init__(self, stages: dict[str, list[tuple[str, np.ndarray]]], n_fit: int = 0):
+        self.stages = {
+            v: [(str(k), np.asarray(g, dtype=float)) for k, g in chain]
+            for v, chain in stages.items()
+        }
         self.n_fit = int(n_fit)
 
     @classmethod
@@ -67,9 +86,14 @@ class SpectralCalibration:
         sample_dim: str = "sample",
         data_sample_dim: str = "time",
         max_gain: float = 1e3,
+        per_row: bool = False,
     ) -> SpectralCalibration:
-        """Gains carrying the mean spectrum of ``generated`` onto that of ``data``."""
-        gains, kinds = {}, {}
+        """Gains carrying the mean spectrum of ``generated`` onto that of ``data``.
+
+        ``per_row``: add the second stage g(y, m) fitted on the first stage's output (grids
+        periodic in x only).
+        """
+        stages = {}
         for v in variables:
             for name, ds in (("generated", generated), ("data", data)):
                 if v not in ds:
@@ -77,23 +101,32 @@ class SpectralCalibration:
                         f"spectral calibration: variable '{v}' is not in the {name} fields "
                         f"(variables: {list(ds.data_vars)})"
                     )
-            kinds[v] = spectrum_kind_of(data[v])
-            p_gen = _mean_spectrum(generated[v], sample_dim)
-            p_data = _mean_spectrum(data[v], data_sample_dim)
-            gains[v] = spectral_gain(p_gen, p_data, max_gain=max_gain)
-        return cls(gains, kinds, n_fit=int(generated.sizes.get(sample_dim, 0)))
+            kinds = [spectrum_kind_of(data[v])] + (["rows"] if per_row else [])
+            current, chain = generated[v], []
+            for i, kind in enumerate(kinds):
+                gain = spectral_gain(
+                    _mean_spectrum(current, kind), _mean_spectrum(data[v], kind), max_gain=max_gain
+                )
+                chain.append((kind, gain))
+                if i < len(kinds) - 1:
+                    current = apply_spectral_gain(current, gain, kind)
+            stages[v] = chain
+        return cls(stages, n_fit=int(generated.sizes.get(sample_dim, 0)))
 
     def apply(self, ds: xr.Dataset) -> xr.Dataset:
         """Filter every calibrated variable of ``ds`` (coords and attrs kept)."""
         out = ds.copy()
-        for v, g in self.gains.items():
+        for v, chain in self.stages.items():
             if v not in ds:
                 raise ClimgenInputError(
                     f"spectral calibration was fitted for '{v}', which is not in the fields "
                     f"(variables: {list(ds.data_vars)})"
                 )
-            out[v] = apply_spectral_gain(ds[v], g, self.kinds[v])
-        bases = ", ".join(sorted(set(self.kinds.values())))
+            da = ds[v]
+            for kind, gain in chain:
+                da = apply_spectral_gain(da, gain, kind)
+            out[v] = da
+        bases = " then ".join(dict.fromkeys(k for c in self.stages.values() for k, _ in c))
         out.attrs["climgen_spectral_calibration"] = (
             f"linear spectral gain sqrt(P_data/P_model) per {bases} wavenumber, fitted on "
             f"{self.n_fit} samples against the training data"
@@ -105,8 +138,8 @@ class SpectralCalibration:
             "version": _VERSION,
             "n_fit": self.n_fit,
             "variables": {
-                v: {"kind": self.kinds[v], "gain": [float(x) for x in g]}
-                for v, g in self.gains.items()
+                v: {"stages": [{"kind": k, "gain": g.tolist()} for k, g in chain]}
+                for v, chain in self.stages.items()
             },
         }
 
@@ -119,15 +152,18 @@ class SpectralCalibration:
 
     @classmethod
     def load(cls, path: str | Path) -> SpectralCalibration:
+        """Read a calibration saved by :meth:`save` (version 1 files: a single stage)."""
         path = Path(path)
         try:
             d = json.loads(path.read_text())
-            variables = d["variables"]
-            gains = {v: np.asarray(e["gain"], dtype=float) for v, e in variables.items()}
-            kinds = {v: str(e["kind"]) for v, e in variables.items()}
+            stages = {}
+            for v, e in d["variables"].items():
+                chain = e["stages"] if "stages" in e else [e]
+                stages[v] = [(str(s["kind"]), np.asarray(s["gain"], dtype=float)) for s in chain]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ClimgenInputError(f"{path}: not a climgen spectral calibration ({exc})") from exc
-        return cls(gains, kinds, n_fit=d.get("n_fit", 0))
+        return cls(stages, n_fit=d.get("n_fit", 0))
 
     def __repr__(self) -> str:
-        return f"SpectralCalibration(variables={list(self.gains)}, kinds={self.kinds})"
+        kinds = {v: [k for k, _ in c] for v, c in self.stages.items()}
+        return f"SpectralCalibration(stages={kinds})"

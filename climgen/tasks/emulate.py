@@ -175,14 +175,23 @@ class Emulator:
         return self
 
     def calibrate_spectrum(
-        self, data, *, n_samples: int = 256, seed: int = 2**20, max_gain: float = 1e3
+        self,
+        data,
+        *,
+        n_samples: int = 256,
+        seed: int = 2**20,
+        max_gain: float = 1e3,
+        per_row: bool = False,
     ) -> Emulator:
         """Fit a :class:`~climgen.tasks.calibrate.SpectralCalibration` against ``data`` (the
         training data) from ``n_samples`` raw samples; later :meth:`sample` calls apply it.
 
         The gain g(k) = sqrt(P_data(k) / P_model(k)) per wavenumber of the diagnostics' basis
         gives calibrated samples the data's mean spectrum. Saved in the run dir
-        (``spectral_calibration.json``) and reloaded by :meth:`load`. Returns ``self``.
+        (``spectral_calibration.json``) and reloaded by :meth:`load`. ``per_row=True`` adds a
+        second gain per row and x-wavenumber (zonal spectrum per latitude; x-spectrum per
+        height), which also carries the variance profile and the structure functions along x.
+        Returns ``self``.
         """
         from climgen.tasks.calibrate import SpectralCalibration
 
@@ -190,7 +199,12 @@ class Emulator:
         ds = as_dataset(data, self.variables)
         raw = self.sample(n_samples, seed=seed, calibrated=False)
         self.calibration = SpectralCalibration.fit(
-            raw, ds, self.variables, data_sample_dim=self.sample_dim, max_gain=max_gain
+            raw,
+            ds,
+            self.variables,
+            data_sample_dim=self.sample_dim,
+            max_gain=max_gain,
+            per_row=per_row,
         )
         if self.run_dir is not None and is_main_process():
             self.calibration.save(self.run_dir / _CALIBRATION)

@@ -46,7 +46,8 @@ def run_emulate_recipe(
 
     ``evaluate: {calibrate_spectrum: true}`` fits the emulator's spectral calibration on the
     training split before sampling (:meth:`Emulator.calibrate_spectrum`); it is saved in the
-    run dir and used by ``climgen sample`` too.
+    run dir and used by ``climgen sample`` too; ``calibrate_per_row: true`` adds its per-row
+    stage (zonal spectrum per latitude / x-spectrum per height).
 
     Returns ``(emulator, EvaluationReport or None)``.
     """
@@ -75,7 +76,12 @@ def run_emulate_recipe(
         n_samples = recipe.evaluate.get("n_samples", held_out.sizes[sample_dim])
         seed = recipe.evaluate.get("seed", 0)
         if recipe.evaluate.get("calibrate_spectrum", False):
-            emulator.calibrate_spectrum(train_ds, n_samples=max(n_samples, 64), seed=seed + 1)
+            emulator.calibrate_spectrum(
+                train_ds,
+                n_samples=max(n_samples, 64),
+                seed=seed + 1,
+                per_row=recipe.evaluate.get("calibrate_per_row", False),
+            )
         samples = emulator.sample(n_samples, seed=seed)
         write_fields(samples, Path(run_dir) / "samples.nc")
         reference = held_out.rename({sample_dim: "sample"})
@@ -92,7 +98,12 @@ register_recipe_task(
         model_key="family",
         check_model=_check_family,
         run=run_emulate_recipe,
-        evaluate_keys={"n_samples": int, "seed": int, "calibrate_spectrum": bool},
+        evaluate_keys={
+            "n_samples": int,
+            "seed": int,
+            "calibrate_spectrum": bool,
+            "calibrate_per_row": bool,
+        },
         description="learn the data's distribution and draw new samples",
     )
 )

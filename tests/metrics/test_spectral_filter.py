@@ -102,3 +102,63 @@ def test_bad_inputs_name_the_problem():
     regional = grf_dataarray(2, 8, 16, seed=0, kind="latlon").isel(lon=slice(0, 8))
     with pytest.raises(ClimgenInputError, match="global"):
         spectrum_kind_of(regional)
+
+
+def test_row_gain_scales_each_rows_x_spectrum_and_keeps_the_descending_latitude_layout():
+    from climgen.metrics.spectral_filter import row_spectrum
+
+    da = _t42(n=4).isel(lat=slice(None, None, -1))  # north → south on file
+    p = row_spectrum(da)
+    assert p.shape == (64, 65)
+    rng = np.random.default_rng(3)
+    gain = rng.uniform(0.2, 3.0, size=p.shape)
+    out = apply_spectral_gain(da, gain, "rows")
+    assert out.dims == da.dims
+    np.testing.assert_array_equal(out.lat.values, da.lat.values)
+    # The rows are those of the canonical (south → north) order, whatever the file's order.
+    np.testing.assert_allclose(row_spectrum(out), gain**2 * p, rtol=1e-8, atol=1e-12 * p.max())
+    with pytest.raises(ClimgenInputError, match="rows × x-wavenumbers"):
+        apply_spectral_gain(da, gain[:, :10], "rows")
+
+
+def test_per_row_calibration_carries_the_variance_profile_that_an_isotropic_gain_cannot():
+    from climgen.tasks.calibrate import SpectralCalibration
+
+    # "data": white-in-x rows whose amplitude grows with height; "model": the same texture
+    # with a flat profile. Their x-spectra pooled over rows are identical, so the one-stage
+    # (line) gain is ~1 and leaves the profile wrong; the per-row stage fixes it.
+    def fields(n, seed, profile):
+        da = _walls(n=n, seed=seed)
+        return da * profile[:, None]
+
+    z = np.linspace(0.5, 1.5, 16)
+    z = z / np.sqrt(np.mean(z**2))
+    data = fields(64, 0, z).to_dataset()
+    model = fields(64, 1, np.ones(16)).to_dataset(name="b").rename(time="sample")
+    one = SpectralCalibration.fit(model, data, ["b"])
+    two = SpectralCalibration.fit(model, data, ["b"], per_row=True)
+    assert [k for k, _ in two.stages["b"]] == ["line", "rows"]
+    fresh = fields(64, 2, np.ones(16)).to_dataset(name="b").rename(time="sample")
+
+    def profile_error(ds):
+        std = ds.b.std(("sample", "x")).values
+        return float(np.max(np.abs(std / data.b.std(("time", "x")).values - 1)))
+
+    assert profile_error(one.apply(fresh)) > 0.25
+    assert profile_error(two.apply(fresh)) < 0.1
+
+
+def test_calibration_json_round_trips_both_stages_and_reads_version_1(tmp_path):
+    import json
+
+    from climgen.tasks.calibrate import SpectralCalibration
+
+    data = _walls(n=8, seed=0).to_dataset()
+    model = (2 * _walls(n=8, seed=1)).to_dataset().rename(time="sample")
+    cal = SpectralCalibration.fit(model, data, ["b"], per_row=True)
+    again = SpectralCalibration.load(cal.save(tmp_path / "cal.json"))
+    np.testing.assert_array_equal(again.apply(model).b.values, cal.apply(model).b.values)
+    v1 = {"version": 1, "n_fit": 8, "variables": {"b": {"kind": "line", "gain": [0.5] * 33}}}
+    (tmp_path / "v1.json").write_text(json.dumps(v1))
+    old = SpectralCalibration.load(tmp_path / "v1.json")
+    np.testing.assert_allclose(old.apply(model).b.values, 0.5 * model.b.values, atol=1e-6)
