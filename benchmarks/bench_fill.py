@@ -108,7 +108,7 @@ def paired_masks(masks: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
     return masks.isel(time=idx).assign_coords(time=like.time.values)
 
 
-def train_network(method, options, train, masks, budget, run_dir, seed=0):
+def train_network(method, options, train, masks, budget, run_dir, seed=0, **train_options):
     from climgen.tasks.fill import Infiller
 
     budget_cb = CpuBudget(budget)
@@ -125,6 +125,7 @@ def train_network(method, options, train, masks, budget, run_dir, seed=0):
         progress=False,
         seed=seed,
         callbacks=[budget_cb],
+        **train_options,
     )
     info = {
         "steps": budget_cb.steps,
@@ -284,6 +285,15 @@ def main(argv=None) -> int:
     parser.add_argument("--cvae-channels", type=int, default=16)
     parser.add_argument("--context", type=int, default=0, help="neighbouring days as inputs")
     parser.add_argument(
+        "--roll-fields",
+        action="store_true",
+        help="networks: augment by rolling training fields in longitude (zonally symmetric data)",
+    )
+    parser.add_argument("--pconv-lr", type=float, default=1e-3, help="partial-conv Adam lr")
+    parser.add_argument(
+        "--ema-decay", type=float, default=None, help="networks: EMA of the weights (TrainConfig)"
+    )
+    parser.add_argument(
         "--networks",
         nargs="+",
         choices=("partialconv", "cvae"),
@@ -325,8 +335,10 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_fill_"))
     nets = {}
     common = {"context": args.context}
+    if args.roll_fields:
+        common["roll_fields"] = True
     specs = {
-        "partialconv": dict(base_channels=args.pconv_channels, lr=1e-3, **common),
+        "partialconv": dict(base_channels=args.pconv_channels, lr=args.pconv_lr, **common),
         "cvae": dict(base_channels=args.cvae_channels, latent_dim=32, lr=1e-3, **common),
     }
     for method, options in specs.items():
@@ -334,9 +346,9 @@ def main(argv=None) -> int:
             continue
         print(f"training {method} {options} for {args.budget_s:g} CPU s ...", flush=True)
         nets[method], info = train_network(
-            method, options, train, masks, args.budget_s, tmp / method
+            method, options, train, masks, args.budget_s, tmp / method, ema_decay=args.ema_decay
         )
-        info["options"] = options
+        info["options"] = {**options, "ema_decay": args.ema_decay}
         results[f"train_{method}"] = info
         print(f"  {info}", flush=True)
 

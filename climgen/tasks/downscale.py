@@ -35,6 +35,7 @@ Example
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,7 @@ import xarray as xr
 
 from climgen.data.coarsen import coarsen, coarsen_tensor
 from climgen.data.dataset import FieldDataset, to_xarray
-from climgen.data.grids import area_weights, detect_grid, to_canonical
+from climgen.data.grids import area_weights, detect_grid, restore, to_canonical
 from climgen.data.io import climgen_version, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.data.patches import patch_size_pair
@@ -53,6 +54,7 @@ from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family, check_family_options
 from climgen.families.superres import conserve as conserve_layer
 from climgen.families.superres import conserve_additive
+from climgen.metrics.spectral_filter import apply_spectral_gain
 from climgen.tasks._common import (
     default_run_dir,
     field_variables,
@@ -71,6 +73,8 @@ _FINE_TEMPLATE = "fine_template.nc"
 _COARSE_TEMPLATE = "coarse_template.nc"
 _STATIC = "static.nc"
 _NORMALIZER = "normalizer.json"
+_CALIBRATION = "spectral_calibration.json"
+_BASELINE = "baseline.json"
 _CONSERVE = ("additive", "multiplicative")
 
 
@@ -327,6 +331,7 @@ class Downscaler:
         self.residual_scale = 1.0
         self.run_dir: Path | None = None
         self.result = None
+        self.calibration = None
 
     # -- helpers -----------------------------------------------------------------------------
     def coarsen(self, data) -> xr.Dataset:
@@ -586,35 +591,198 @@ class Downscaler:
         members: int | None = None,
         seed: int = 0,
         batch_size: int | None = None,
+        calibrated: bool | None = None,
     ) -> xr.Dataset:
         """Fine fields for ``coarse`` (Dataset, DataArray or file paths).
 
         ``members=M`` adds a ``member`` dim of M fields (stochastic for "srgan"; the
         deterministic methods repeat their one answer, with zero spread). ``seed`` fixes the
-        noise. Returns a Dataset on the fine grid with the input's attributes.
+        noise. ``calibrated``: apply the spectral calibration of :meth:`calibrate_spectrum`
+        (default: when one was fitted); it acts on the method's output *before* the
+        conservation layer, so the coarse means stay exact. ``True`` without a fitted
+        calibration is an error. Returns a Dataset on the fine grid with the input's
+        attributes.
         """
         if members is not None and (int(members) != members or members < 1):
             raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
+        if calibrated is None:
+            calibrated = self.calibration is not None
+        if calibrated and self.calibration is None:
+            raise ClimgenInputError(
+                f"calibrated=True but this {self.method!r} downscaler has no spectral "
+                "calibration: call calibrate_spectrum(ds_fine_train) first (or load a run dir "
+                f"that has {_CALIBRATION})"
+            )
         ds = as_dataset(coarse, self.variables)
         if self.spec.kind == "interpolation":
             names = self.variables or field_variables(ds)
             self._check_has(ds, names, "the coarse input")
             out, bounds = xr.Dataset(), {}
             for v in names:
-                out[v], b = self._interpolate_variable(ds, v)
+                out[v], b = self._interpolate_variable(ds, v, calibrated)
                 bounds.update(b)
             out = out.assign_coords(bounds)
         else:
             self._check_fitted()
             self._check_has(ds, self.variables, "the coarse input")
-            out = self._network_downscale(ds, members or 1, seed, batch_size)
+            out = self._network_downscale(ds, members or 1, seed, batch_size, calibrated)
         if members is not None and "member" not in out.dims:
             out = xr.concat([out] * int(members), dim="member")
         if "member" in out.dims:
             out = out.assign_coords(member=np.arange(out.sizes["member"]))
-        return self._provenance(out, ds)
+        return self._provenance(out, ds, calibrated)
 
-    def _interpolate_variable(self, ds: xr.Dataset, name: str):
+    # -- spectral calibration ------------------------------------------------------------------
+    def calibrate_spectrum(
+        self,
+        data,
+        fine=None,
+        *,
+        n_fields: int = 64,
+        members: int | None = None,
+        seed: int = 2**20,
+        max_gain: float = 1e3,
+        per_row: bool = False,
+        run_dir: str | os.PathLike | None = None,
+    ) -> Downscaler:
+        """Fit a spectral calibration of this method's output on training fields.
+
+        ``data`` are fine training fields (coarsened as :meth:`fit` does), or
+        ``calibrate_spectrum(ds_coarse, ds_fine)`` paired data. ``n_fields`` evenly spaced
+        fields (``members`` draws each for the stochastic methods, default 1) are downscaled
+        without calibration and without the conservation layer, and a
+        :class:`~climgen.tasks.calibrate.SpectralCalibration` is fitted so that
+
+        .. math:: g(k) = \\sqrt{\\bar P_{fine}(k) / \\bar P_{method}(k)}, \\qquad
+                  \\hat y'(k) = g(k)\\,\\hat y(k)
+
+        gives the calibrated outputs the mean spectrum of the true fine fields, per
+        wavenumber of the diagnostics' basis (x-wavenumber for grids with walls, rings on
+        doubly periodic grids, degree ℓ on global Gaussian/equiangular grids;
+        :mod:`climgen.metrics.spectral_filter`). ``per_row=True`` adds a second gain per row
+        and x-wavenumber (the zonal spectrum per latitude, the x-spectrum per height).
+        :meth:`downscale` then applies it by default, before the conservation layer. The
+        gain is fitted in the basis of the training fine grid and applied by position, so
+        the baselines' own fine coordinates (from the coarse cell bounds) are accepted.
+
+        Saved as ``spectral_calibration.json`` in the run dir (networks; for interpolation
+        methods when ``run_dir`` is given, with the fine template, so
+        :meth:`load` / ``climgen downscale RUN_DIR`` reload a calibrated baseline).
+        Use training data only. Returns ``self``. Reference: Wiener (1949), linear filters
+        fixed by spectra; see :mod:`climgen.tasks.calibrate`.
+        """
+        from climgen.tasks.calibrate import SpectralCalibration
+
+        if (
+            isinstance(n_fields, bool)
+            or not isinstance(n_fields, (int, np.integer))
+            or (n_fields < 1)
+        ):
+            raise ClimgenInputError(f"n_fields must be a positive integer, got {n_fields!r}")
+        if self.spec.kind != "interpolation":
+            self._check_fitted()
+        if fine is None:
+            ds_fine, ds_coarse = as_dataset(data, self.variables), None
+        else:
+            ds_coarse, ds_fine = as_dataset(data, self.variables), as_dataset(fine, self.variables)
+        names = list(self.variables or field_variables(ds_fine))
+        self._check_has(ds_fine, names, "the fine calibration data")
+        if ds_coarse is not None:
+            self._check_has(ds_coarse, names, "the coarse calibration data")
+        if self.sample_dim not in ds_fine[names[0]].dims:
+            raise ClimgenInputError(
+                f"calibrate_spectrum needs several training fields along '{self.sample_dim}'; "
+                f"the fine data have dims {ds_fine[names[0]].dims}"
+            )
+        n = ds_fine.sizes[self.sample_dim]
+        pick = np.unique(np.linspace(0, n - 1, min(int(n_fields), n)).round().astype(int))
+        ds_fine = ds_fine[names].isel({self.sample_dim: pick})
+        coarse = (
+            self.coarsen(ds_fine)
+            if ds_coarse is None
+            else ds_coarse[names].isel({self.sample_dim: pick})
+        )
+        if self.spec.kind == "interpolation":
+            self.fine_template = zero_template(ds_fine, names, self.sample_dim)
+        layer, self.conserve = self.conserve, None
+        try:
+            raw = self.downscale(coarse, members=members, seed=seed, calibrated=False)
+        finally:
+            self.conserve = layer
+        raw = xr.Dataset({v: self._on_template_grid(raw[v], v) for v in names})
+        data_fine = xr.Dataset({v: to_canonical(ds_fine[v])[0] for v in names})
+        self.calibration = SpectralCalibration.fit(
+            raw,
+            data_fine,
+            names,
+            sample_dim=self.sample_dim,
+            data_sample_dim=self.sample_dim,
+            max_gain=max_gain,
+            per_row=per_row,
+        )
+        if run_dir is not None:
+            self.run_dir = Path(run_dir)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.spec.kind == "interpolation":
+                write_fields(self.fine_template, self.run_dir / _FINE_TEMPLATE)
+                card = {
+                    "task": "downscale",
+                    "method": self.method,
+                    "factor": self.factor,
+                    "conserve": self.conserve,
+                    "variables": names,
+                    "sample_dim": self.sample_dim,
+                }
+                (self.run_dir / _BASELINE).write_text(json.dumps(card, indent=1))
+            self.calibration.save(self.run_dir / _CALIBRATION)
+        return self
+
+    def _on_template_grid(self, da: xr.DataArray, name: str) -> xr.DataArray:
+        """``da`` in canonical orientation with the training fine grid's coordinates
+        (values matched by position): the basis the calibration's gains are fitted in."""
+        canon, _ = to_canonical(da)
+        grid = detect_grid(canon)
+        want, _ = to_canonical(self.fine_template[name])
+        tgrid = detect_grid(want)
+        shape = (canon.sizes[grid.y_dim], canon.sizes[grid.x_dim])
+        tshape = (want.sizes[tgrid.y_dim], want.sizes[tgrid.x_dim])
+        if shape != tshape:
+            raise ClimgenInputError(
+                f"variable '{name}': the spectral calibration was fitted on the fine grid "
+                f"{tshape}, but this output is {shape}; pass calibrated=False or refit it "
+                "with calibrate_spectrum on fields of this grid"
+            )
+        lead = [d for d in canon.dims if d not in (grid.y_dim, grid.x_dim)]
+        dims = (*lead, tgrid.y_dim, tgrid.x_dim)
+        coords = {d: canon[d] for d in lead if d in canon.coords}
+        coords.update({d: want[d] for d in (tgrid.y_dim, tgrid.x_dim) if d in want.coords})
+        return xr.DataArray(
+            canon.transpose(*lead, grid.y_dim, grid.x_dim).values,
+            dims=dims,
+            coords=coords,
+            name=name,
+        )
+
+    def _calibrate(self, da: xr.DataArray, name: str) -> xr.DataArray:
+        """Apply the fitted gain chain of variable ``name`` to ``da`` (any orientation)."""
+        chain = self.calibration.stages.get(name)
+        if chain is None:
+            raise ClimgenInputError(
+                f"the spectral calibration has no gain for variable '{name}' (fitted for "
+                f"{sorted(self.calibration.stages)}); pass calibrated=False"
+            )
+        canon, state = to_canonical(da)
+        grid = detect_grid(canon)
+        canon = canon.transpose(
+            *[d for d in canon.dims if d not in grid.spatial_dims], *grid.spatial_dims
+        )
+        filtered = self._on_template_grid(canon, name)
+        for kind, gain in chain:
+            filtered = apply_spectral_gain(filtered, gain, kind)
+        return restore(canon.copy(data=filtered.values.astype(canon.dtype, copy=False)), state)
+
+    def _interpolate_variable(self, ds: xr.Dataset, name: str, calibrated: bool = False):
         """(fine DataArray, {bounds name: fine bounds}) for variable ``name``."""
         da = ds[name]
         _check_finite(da, "the coarse input")
@@ -637,6 +805,13 @@ class Downscaler:
             if b is not None:
                 bdim = ds[bname].dims[-1]
                 bounds[bname] = xr.DataArray(fine_b, dims=(dim, bdim))
+        if calibrated:  # before the layer: the gain changes block means, the layer restores them
+            raw = xr.DataArray(
+                fine.numpy(), dims=moved.dims, coords={y: coords[y], x: coords[x]}, name=name
+            )
+            fine = torch.from_numpy(
+                np.asarray(self._calibrate(raw, name).transpose(*moved.dims).values, np.float64)
+            )
         if self.conserve:
             lat = coords[y][1]
             weights = np.cos(np.deg2rad(lat)).clip(min=0) if grid.kind == "latlon" else None
@@ -681,7 +856,9 @@ class Downscaler:
                         f"coarsen the fine training grid by factor {self.factor} to match"
                     )
 
-    def _network_downscale(self, ds, members: int, seed: int, batch_size) -> xr.Dataset:
+    def _network_downscale(
+        self, ds, members: int, seed: int, batch_size, calibrated: bool = False
+    ) -> xr.Dataset:
         self._check_coarse_grid(ds)
         for v in self.variables:
             _check_finite(ds[v], "the coarse input")
@@ -702,11 +879,28 @@ class Downscaler:
                 mean = self._generate(cond, None, batch_size) if mean is None else mean
                 fine_n = mean + self.residual_scale * self._sample_residual(mean, gen, batch_size)
             fine = self.normalizer.inverse_transform(fine_n)
+            if calibrated:  # before the layer, which restores the block means the gain moved
+                fine = self._calibrate_tensor(fine)
             if self.conserve:
                 fine = conserve_layer(fine, raw, self.factor, w_t, self.conserve)
             outputs.append(fine)
         out = torch.stack(outputs) if members > 1 else outputs[0]
         return self._to_fine_dataset(out, ds, members > 1, has_sample)
+
+    def _calibrate_tensor(self, fine: torch.Tensor) -> torch.Tensor:
+        """Calibrate (n, C, H, W) physical fine fields in the canonical training layout."""
+        channels = []
+        for c, v in enumerate(self.variables):
+            canon, _ = to_canonical(self.fine_template[v])
+            grid = detect_grid(canon)
+            da = xr.DataArray(
+                fine[:, c].numpy(),
+                dims=(self.sample_dim, grid.y_dim, grid.x_dim),
+                coords={d: canon[d] for d in grid.spatial_dims if d in canon.coords},
+                name=v,
+            )
+            channels.append(torch.from_numpy(np.asarray(self._calibrate(da, v).values)))
+        return torch.stack(channels, dim=1).to(fine.dtype)
 
     def _fine_row_weights(self) -> torch.Tensor | None:
         fine_canon, _ = to_canonical(self.fine_template[self.variables[0]])
@@ -785,7 +979,7 @@ class Downscaler:
             fine[v].attrs = dict(ds[v].attrs)
         return fine
 
-    def _provenance(self, out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
+    def _provenance(self, out: xr.Dataset, ds: xr.Dataset, calibrated: bool = False):
         old = str(ds.attrs.get("history", ""))
         line = (
             f"{utc_stamp()} climgen {climgen_version()}: Downscaler(factor={self.factor}, "
@@ -801,6 +995,15 @@ class Downscaler:
                 "climgen_conservation": self.conserve or "none",
             }
         )
+        if calibrated:
+            kinds = " then ".join(
+                dict.fromkeys(k for chain in self.calibration.stages.values() for k, _ in chain)
+            )
+            out.attrs["climgen_spectral_calibration"] = (
+                f"linear spectral gain sqrt(P_fine/P_{self.method}) per {kinds} wavenumber, "
+                f"fitted on {self.calibration.n_fit} training fields, applied before the "
+                "conservation layer"
+            )
         if self.run_dir is not None:
             out.attrs["climgen_run_dir"] = str(self.run_dir)
         return out
@@ -857,6 +1060,8 @@ class Downscaler:
                 f"{run_dir} is not a downscaling run directory (no {_FINE_TEMPLATE}); give "
                 "the directory that Downscaler.fit wrote"
             )
+        if (run_dir / _BASELINE).exists():
+            return cls._load_baseline(run_dir)
         import climgen.families.superres  # noqa: F401  (registers the family)
 
         corrdiff = (run_dir / "diffusion").is_dir()
@@ -891,7 +1096,33 @@ class Downscaler:
                 dtype=torch.float32,
             )
         ds.run_dir = run_dir
+        ds._load_calibration()
         return ds
+
+    @classmethod
+    def _load_baseline(cls, run_dir: Path) -> Downscaler:
+        """A calibrated interpolation baseline saved by :meth:`calibrate_spectrum`."""
+        try:
+            card = json.loads((run_dir / _BASELINE).read_text())
+            down = cls(
+                card["factor"],
+                card["method"],
+                conserve=card.get("conserve") or False,
+                variables=card["variables"],
+                sample_dim=card["sample_dim"],
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ClimgenInputError(f"{run_dir / _BASELINE}: not a baseline card ({exc})") from exc
+        down.fine_template = xr.load_dataset(run_dir / _FINE_TEMPLATE, engine="netcdf4")
+        down.run_dir = run_dir
+        down._load_calibration()
+        return down
+
+    def _load_calibration(self) -> None:
+        if (self.run_dir / _CALIBRATION).exists():
+            from climgen.tasks.calibrate import SpectralCalibration
+
+            self.calibration = SpectralCalibration.load(self.run_dir / _CALIBRATION)
 
     def _check_fitted(self) -> None:
         if self.family is None:

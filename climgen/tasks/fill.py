@@ -123,10 +123,12 @@ class _MaskedFields(torch.utils.data.Dataset):
     gives ``{"x", "cond"}`` with ``cond = [x·m, m, neighbours·m', m', aux]``.
     """
 
-    def __init__(self, fields: FieldDataset, bank: np.ndarray, *, context, aux, style, seed):
+    def __init__(
+        self, fields: FieldDataset, bank: np.ndarray, *, context, aux, style, seed, roll=False
+    ):
         self.fields, self.bank, self.context, self.style = fields, bank, context, style
         self.aux = None if aux is None else torch.from_numpy(aux.astype(np.float32))
-        self.seed, self.draws = int(seed), 0
+        self.seed, self.draws, self.roll = int(seed), 0, bool(roll)
 
     def __len__(self) -> int:
         return len(self.fields)
@@ -139,12 +141,20 @@ class _MaskedFields(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         rng = np.random.default_rng([self.seed, int(i), self.draws])
         self.draws += 1
-        x = self.fields[i]
+        # roll_fields: the target and its neighbours shifted together by one random number
+        # of longitude cells (a symmetry of zonally homogeneous training data).
+        shift = int(rng.integers(self.bank.shape[-1])) if self.roll else 0
+
+        def field(k: int) -> torch.Tensor:
+            f = self.fields[k]
+            return torch.roll(f, shift, dims=-1) if shift else f
+
+        x = field(i)
         mask = self._mask(rng)
         cond, cond_mask = [], []
         for j in [*range(-self.context, 0), *range(1, self.context + 1)]:
             if 0 <= i + j < len(self.fields):
-                cond.append(self.fields[i + j])
+                cond.append(field(i + j))
                 cond_mask.append(self._mask(rng).expand_as(x))
             else:
                 cond.append(torch.zeros_like(x))
@@ -179,6 +189,11 @@ class Infiller:
     context : networks only — neighbouring time steps on each side given as extra inputs.
     mask_kind, coverage, n_synthetic : synthetic training masks when ``fit`` gets no masks
         (:func:`~climgen.tasks.fill_masks.synthetic_masks`).
+    roll_fields : networks only — augment training by rolling each training field (with its
+        context neighbours) by a random number of longitude cells, independently of its mask.
+        Valid only for statistically zonally homogeneous data (aqua-planet / Held–Suarez
+        simulations); on Earth-like data with land–sea contrast it teaches the network the
+        wrong geography, and it cannot be combined with ``aux`` inputs. Default False.
     likelihood_noise : cvae only — add the decoder's learned pixel noise to each member.
     spread_inflation : cvae only — factor α > 0 on each member's deviation from the ensemble
         mean, ``x_i ← x̄ + α (x_i − x̄)`` (mean unchanged, spread × α). 1 = raw ensemble; fit it
@@ -204,6 +219,7 @@ class Infiller:
         mask_kind: str = "mixed",
         coverage=(0.1, 0.6),
         n_synthetic: int = 512,
+        roll_fields: bool = False,
         likelihood_noise: bool = True,
         spread_inflation: float = 1.0,
         **options,
@@ -232,7 +248,10 @@ class Infiller:
             )
         if not isinstance(context, int) or context < 0:
             raise ClimgenInputError(f"context must be an int ≥ 0, got {context!r}")
+        if not isinstance(roll_fields, bool):
+            raise ClimgenInputError(f"roll_fields must be true or false, got {roll_fields!r}")
         self.method, self.variable, self.time_dim = method, variable, time_dim
+        self.roll_fields = roll_fields and method in NETWORKS
         self.context = context if method in NETWORKS else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
         self.likelihood_noise = bool(likelihood_noise)
@@ -290,12 +309,25 @@ class Infiller:
         shape = (canon.sizes[grid.y_dim], canon.sizes[grid.x_dim])
         bank = self._mask_bank(masks, da, shape, seed)
         self.aux = self._aux_array(aux, da)
+        if self.roll_fields and (self.aux is not None or not grid.periodic_x):
+            why = (
+                "aux inputs are fixed in space"
+                if self.aux is not None
+                else (f"the grid ({grid.shape_name}) is not periodic in longitude")
+            )
+            raise ClimgenInputError(f"roll_fields=True cannot be used here: {why}")
         self.run_dir = Path(run_dir) if run_dir else default_run_dir("fill", self.method)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.normalizer = Normalizer.fit(ds, [var])
         fields = FieldDataset(ds, [var], sample_dim=self.time_dim, normalizer=self.normalizer)
         dataset = _MaskedFields(
-            fields, bank, context=self.context, aux=self.aux, style=self.method, seed=seed
+            fields,
+            bank,
+            context=self.context,
+            aux=self.aux,
+            style=self.method,
+            seed=seed,
+            roll=self.roll_fields,
         )
         n_cond = 2 * self.context + (0 if self.aux is None else len(self.aux))
         periodic = (grid.periodic_y, grid.periodic_x)
@@ -601,6 +633,7 @@ class Infiller:
             "variable": self.variable,
             "time_dim": self.time_dim,
             "context": self.context,
+            "roll_fields": self.roll_fields,
             "likelihood_noise": self.likelihood_noise,
             "spread_inflation": self.spread_inflation,
             "units": self.units,

@@ -75,6 +75,7 @@ _INFILLER_KEYS = {
     "mask_kind",
     "coverage",
     "n_synthetic",
+    "roll_fields",
     "likelihood_noise",
     "spread_inflation",
 }

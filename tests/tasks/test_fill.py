@@ -387,3 +387,44 @@ def test_cli_fill_with_a_baseline(tmp_path):
     assert {"tas", "tas_spread", "tas_mask"} <= set(out.data_vars)
     assert np.isfinite(out.tas.values).all()
     assert main(["partialconv", str(obs_path), "-o", str(out_path)]) == 2
+
+
+# -- training augmentation: roll_fields ------------------------------------------------------
+
+
+def test_roll_fields_rolls_target_and_context_together_mask_independent():
+    from climgen.data.dataset import FieldDataset
+    from climgen.tasks.fill import _MaskedFields
+
+    values = np.random.default_rng(0).standard_normal((5, 8, 16))
+    da = _latlon(values)
+    fields = FieldDataset(da.to_dataset(), ["tas"], sample_dim="time")
+    bank = blob_masks(3, (8, 16), coverage=0.4, seed=1)
+    plain = _MaskedFields(fields, bank, context=1, aux=None, style="partialconv", seed=0)
+    rolled = _MaskedFields(
+        fields, bank, context=1, aux=None, style="partialconv", seed=0, roll=True
+    )
+    assert torch.equal(plain[2]["x"][0], torch.from_numpy(values[2]).float())  # default: as is
+    shifts, mask_shifts = set(), set()
+    for _ in range(12):
+        item = rolled[2]
+        x = item["x"][0].numpy()
+        shift = next(s for s in range(16) if np.allclose(x, np.roll(values[2], s, -1)))
+        shifts.add(shift)
+        # neighbours (days 1 and 3) rolled by the same number of cells as the target
+        np.testing.assert_allclose(item["cond"][0].numpy(), np.roll(values[1], shift, -1))
+        np.testing.assert_allclose(item["cond"][1].numpy(), np.roll(values[3], shift, -1))
+        m = item["mask"][0].numpy()
+        mask_shifts.add(next(s for b in bank for s in range(16) if (np.roll(b, s, -1) == m).all()))
+    assert len(shifts) > 3 and len(mask_shifts) > 3  # random shifts, mask drawn separately
+
+
+def test_roll_fields_bad_uses_are_clear_errors(tmp_path):
+    with pytest.raises(ClimgenInputError, match="roll_fields must be true or false"):
+        Infiller("partialconv", roll_fields="yes")
+    da = _latlon(_smooth_fields(4))
+    aux = _latlon(_smooth_fields(1)[0], name="lsm")
+    with pytest.raises(ClimgenInputError, match="roll_fields=True cannot be used.*aux"):
+        Infiller("partialconv", roll_fields=True, base_channels=4).fit(
+            da, aux=aux, run_dir=tmp_path, max_steps=1, progress=False
+        )
