@@ -20,6 +20,14 @@ output) by :func:`climgen.tasks.downscale_score.compare_methods`: area-weighted 
 log-spectral error in the upper half of wavenumbers, W1, |Δq99.9|, conservation error, CRPS
 (ensembles of ``--members``). Ratios are to plain bicubic in the same run.
 
+``--calibrate`` adds, for bicubic and every network, the rows "+ spectral calibration":
+``Downscaler.calibrate_spectrum`` fitted on ``--cal-fields`` training fields (the gain
+g(k) = sqrt(P_fine/P_method) per wavenumber, :mod:`climgen.tasks.calibrate`), then the
+held-out output calibrated, scored without the layer, with it as ``conserve=True`` applies
+it to calibrated outputs ("+layer": 20 iterations of smooth back-projection of the block-mean
+residual, then the exact layer) and with the plain layer straight after the gain ("+plain
+layer"), and a table of calibrated against raw ratios to bicubic.
+
 Throughput: fields per second (wall) and per CPU second for a 256×1024 output (a 64×256
 coarse input) for each method, as a ratio to bicubic in the same run. Wall numbers are noisy
 on a shared machine: the load average is printed at start and end.
@@ -50,7 +58,7 @@ from climgen.data.io import open_fields
 from climgen.families.base import build_family
 from climgen.families.superres import conserve as conserve_layer
 from climgen.report.downscale_page import on_truth_grid, write_downscale_page
-from climgen.tasks.downscale import Downscaler
+from climgen.tasks.downscale import Downscaler, back_project
 from climgen.tasks.downscale_score import compare_methods
 from climgen.train.callbacks import Callback
 
@@ -62,6 +70,8 @@ DATASETS = {
     "heldsuarez": ("heldsuarez_train.nc", "omega500", "Held–Suarez ω500, 64×128 lat/lon", (16, 16)),
 }
 INTERPOLATION = ("nearest", "bilinear", "bicubic", "lanczos")
+CAL = " + spectral calibration"
+BACK_PROJECTION = 20  # conserve=True's default for calibrated outputs
 NET = dict(base_channels=32, n_blocks=6, lr=1e-3)
 
 
@@ -126,8 +136,10 @@ def load_split(path: Path, variable: str):
     return ds.isel(time=slice(0, n_train)), ds.isel(time=slice(n_train, n))
 
 
-def with_layer(out: xr.DataArray, coarse: xr.DataArray) -> xr.DataArray:
-    """``out`` passed through the additive conservation layer (cos-lat weights on lat/lon)."""
+def with_layer(out: xr.DataArray, coarse: xr.DataArray, back_projection: int = 0) -> xr.DataArray:
+    """``out`` passed through the additive conservation layer (cos-lat weights on lat/lon),
+    after ``back_projection`` iterations of smooth back-projection (what ``conserve=True``
+    does for calibrated outputs, :func:`climgen.tasks.downscale.back_project`)."""
     canon, _ = to_canonical(out)
     grid = detect_grid(canon)
     ccan, _ = to_canonical(coarse)
@@ -139,7 +151,11 @@ def with_layer(out: xr.DataArray, coarse: xr.DataArray) -> xr.DataArray:
     w = None
     if grid.kind == "latlon":
         w = torch.as_tensor(np.cos(np.deg2rad(canon[grid.y_dim].values)).clip(min=0))
-    y = conserve_layer(torch.as_tensor(canon.values, dtype=torch.float64), c.double(), FACTOR, w)
+    y = torch.as_tensor(canon.values, dtype=torch.float64)
+    if back_projection:
+        periodic = (grid.periodic_y, grid.periodic_x)
+        y = back_project(y, c.double(), FACTOR, w, periodic, back_projection)
+    y = conserve_layer(y, c.double(), FACTOR, w)
     return canon.copy(data=y.numpy())
 
 
@@ -202,6 +218,27 @@ def throughput(label: str, down: Downscaler | None, method: str, n: int) -> dict
     return {**out, "scaled_from_128x512": True} if scale != 1.0 else out
 
 
+def calibrated_rows(down, label, train, coarse, var, args, outputs, info) -> None:
+    """Fit ``down``'s spectral calibration on the training split (``--cal-fields`` fields, one
+    member each) and add the calibrated output: without the layer; "+layer" with it as
+    ``conserve=True`` applies it after a calibration (smooth back-projection, then the exact
+    layer); "+plain layer" with the layer straight after the gain."""
+    stochastic = down.method in ("srgan", "diffusion")
+    c0 = time.process_time()
+    down.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1)
+    fit_cpu = time.process_time() - c0
+    out = down.downscale(coarse, members=args.members if stochastic else None, seed=0)[var]
+    outputs[f"{label}{CAL}"] = out
+    outputs[f"{label}{CAL} +layer"] = with_layer(out, coarse[var], BACK_PROJECTION)
+    outputs[f"{label}{CAL} +plain layer"] = with_layer(out, coarse[var])
+    info[f"{label}{CAL}"] = {
+        "stages": info.get(label, info.get("regression (L1)", {})).get("stages"),
+        "calibration_cpu_s": fit_cpu,
+        "heldout_inference_cpu_s": time.process_time() - c0 - fit_cpu,
+    }
+    print(f"[{label}] spectral calibration fitted in {fit_cpu:.0f} cpu-s", flush=True)
+
+
 def run_dataset(key: str, args, work: Path) -> dict:
     fname, var, desc, patch = DATASETS[key]
     path = DATA_DIR / fname
@@ -223,6 +260,15 @@ def run_dataset(key: str, args, work: Path) -> dict:
         # The layer with the truth grid's weights (a baseline's own fine latitudes come from
         # the coarse cell bounds, which on a Gaussian grid differ slightly from the truth's).
         outputs[f"{m} +layer"] = with_layer(on_truth_grid(truth, outputs[m]), coarse[var])
+    if args.calibrate:
+        base = Downscaler(FACTOR, "bicubic")
+        c0 = time.process_time()
+        base.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1)
+        cal = on_truth_grid(truth, base.downscale(coarse)[var])
+        outputs[f"bicubic{CAL}"] = cal
+        outputs[f"bicubic{CAL} +layer"] = with_layer(cal, coarse[var], BACK_PROJECTION)
+        outputs[f"bicubic{CAL} +plain layer"] = with_layer(cal, coarse[var])
+        info[f"bicubic{CAL}"] = {"calibration_cpu_s": time.process_time() - c0}
     models = {}
     for label, (method, opts, topts) in network_methods(patch).items():
         if args.only and label not in args.only:
@@ -256,15 +302,20 @@ def run_dataset(key: str, args, work: Path) -> dict:
             # score it as "regression" (saves training it twice).
             diffusion, down.diffusion = down.diffusion, None
             reg = down.downscale(coarse)[var]
-            down.diffusion = diffusion
             outputs["regression (L1)"] = reg
             outputs["regression (L1) +layer"] = with_layer(reg, coarse[var])
             info["regression (L1)"] = {"stages": budget.stages[:1]}
+            if args.calibrate:
+                calibrated_rows(down, "regression (L1)", train, coarse, var, args, outputs, info)
+                down.calibration = None
+            down.diffusion = diffusion
         info[label] = {
             "stages": budget.stages,
             "fit_wall_s": fit_wall,
             "heldout_inference_cpu_s": infer_cpu,
         }
+        if args.calibrate:
+            calibrated_rows(down, label, train, coarse, var, args, outputs, info)
         print(
             f"[{key}] {label}: {budget.stages} wall {fit_wall:.0f}s, infer {infer_cpu:.0f} cpu-s",
             flush=True,
@@ -282,7 +333,7 @@ def run_dataset(key: str, args, work: Path) -> dict:
             s["ratio_wall"] = s["fields_per_s"] / base["fields_per_s"]
             s["ratio_cpu"] = s["fields_per_cpu_s"] / base["fields_per_cpu_s"]
     if args.report_dir:
-        shown = {k: v for k, v in outputs.items() if not k.endswith(" +layer") and k != "nearest"}
+        shown = {k: v for k, v in outputs.items() if not k.endswith("layer") and k != "nearest"}
         write_downscale_page(
             Path(args.report_dir) / key / "index.html",
             truth=truth,
@@ -315,7 +366,7 @@ def print_tables(key: str, res: dict) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, s in res["scores"].items():
-        base = label.replace(" +layer", "")
+        base = label.replace(" +plain layer", "").replace(" +layer", "")
         stages = res["training"].get(base, {}).get("stages")
         steps = "+".join(str(st["steps"]) for st in stages) if stages else "—"
         crps = f"{s['crps']:.4g}" if "crps" in s else "—"
@@ -334,9 +385,23 @@ def print_tables(key: str, res: dict) -> None:
             f"| {label} | {s['fields_per_s']:.3g} | {s['ratio_wall']:.3g} | "
             f"{s['fields_per_cpu_s']:.3g} | {s['ratio_cpu']:.3g} |"
         )
+    cal = [k[: -len(CAL)] for k in res["scores"] if k.endswith(CAL)]
+    if cal:
+        sc = res["scores"]
+        print(
+            "\n| method | RMSE ×bicubic | calibrated | high-k ×bicubic | calibrated | "
+            "+layer: RMSE ×bicubic | calibrated | +layer: high-k ×bicubic | calibrated |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for m in cal:
+            row = [m]
+            for suffix in ("", " +layer"):
+                for key in ("rmse_ratio", "spectral_ratio"):
+                    row += [f"{sc[m + suffix][key]:.3f}", f"{sc[m + CAL + suffix][key]:.3f}"]
+            print("| " + " | ".join(row) + " |")
     best = min(res["scores"], key=lambda m: res["scores"][m]["rmse"])
     s = res["scores"][best]
-    layer = [v["conservation"] for k, v in res["scores"].items() if k.endswith("+layer")]
+    layer = [v["conservation"] for k, v in res["scores"].items() if k.endswith("layer")]
     print(
         f"\nbest RMSE: {best}: {s['rmse_ratio']:.3f}× bicubic (target ≤ 0.7: "
         f"{'met' if s['rmse_ratio'] <= 0.7 else 'missed'}); its high-k spectral error "
@@ -364,6 +429,18 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", default=None, help="network labels to run")
     parser.add_argument("--report-dir", default=None, help="write a report page per dataset")
     parser.add_argument("--json", default=None, help="write all numbers to this file")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="also score bicubic and every network after Downscaler.calibrate_spectrum "
+        "(fitted on the training split), without and with the layer",
+    )
+    parser.add_argument(
+        "--cal-fields",
+        type=int,
+        default=32,
+        help="training fields the spectral calibration is fitted on (default 32)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s budget, tiny split")
     args = parser.parse_args(argv)
     args.command = "python benchmarks/bench_downscale.py " + " ".join(argv or os.sys.argv[1:])

@@ -289,6 +289,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="networks: augment by rolling training fields in longitude (zonally symmetric data)",
     )
+    parser.add_argument(
+        "--fill-rolls",
+        type=int,
+        default=1,
+        help="partial-conv with --roll-fields: average the fill over this many longitude rolls",
+    )
     parser.add_argument("--pconv-lr", type=float, default=1e-3, help="partial-conv Adam lr")
     parser.add_argument(
         "--ema-decay", type=float, default=None, help="networks: EMA of the weights (TrainConfig)"
@@ -338,7 +344,12 @@ def main(argv=None) -> int:
     if args.roll_fields:
         common["roll_fields"] = True
     specs = {
-        "partialconv": dict(base_channels=args.pconv_channels, lr=args.pconv_lr, **common),
+        "partialconv": dict(
+            base_channels=args.pconv_channels,
+            lr=args.pconv_lr,
+            **common,
+            **({"fill_rolls": args.fill_rolls} if args.fill_rolls > 1 else {}),
+        ),
         "cvae": dict(base_channels=args.cvae_channels, latent_dim=32, lr=1e-3, **common),
     }
     for method, options in specs.items():

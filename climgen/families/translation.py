@@ -12,7 +12,10 @@ independently of ``x``.
 - :class:`CycleGAN` (Zhu et al. 2017, "Unpaired image-to-image translation using
   cycle-consistent adversarial networks"): generators G_AB, G_BA and critics D_A, D_B. The
   generators minimise ``g_loss(D_B(G_AB(a))) + g_loss(D_A(G_BA(b))) + λ_cyc · L_cyc +
-  λ_id · L_id`` with :func:`cycle_consistency_loss` and :func:`identity_loss`.
+  λ_id · L_id`` with :func:`cycle_consistency_loss` and :func:`identity_loss`, optionally
+  plus spectral (``spectral_weight``) and covariance (``covariance_weight``,
+  :func:`cycle_covariance_loss`) terms that pull each translated batch's statistics onto the
+  other domain's batch.
 
 Every convolution is a :class:`climgen.nn.PeriodicConv2d` (circular padding on periodic axes).
 The critics have no normalisation layers, so each output pixel sees exactly the window
@@ -27,7 +30,7 @@ from torch import nn
 
 from climgen.errors import ClimgenInputError
 from climgen.families.base import OptimizerSpec, check_grid_options, register_family
-from climgen.families.gan.constraints import spectral_loss
+from climgen.families.gan.constraints import covariance_loss, spectral_loss
 from climgen.families.gan.losses import clip_weights_, get_gan_loss, gradient_penalty
 from climgen.nn import PeriodicConv2d
 
@@ -37,6 +40,7 @@ __all__ = [
     "patch_receptive_field",
     "cycle_consistency_loss",
     "identity_loss",
+    "cycle_covariance_loss",
     "Pix2Pix",
     "CycleGAN",
     "AugmentedCycleGAN",
@@ -221,6 +225,33 @@ def identity_loss(g_ab, g_ba, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """L_id = mean|G_AB(b) − b| + mean|G_BA(a) − a| (Zhu et al. 2017, sec. 5.2; Taigman 2017):
     a generator fed a field already in its target domain should leave it unchanged."""
     return F.l1_loss(g_ab(b), b) + F.l1_loss(g_ba(a), a)
+
+
+def cycle_covariance_loss(
+    fake_b: torch.Tensor,
+    b: torch.Tensor,
+    fake_a: torch.Tensor,
+    a: torch.Tensor,
+    *,
+    patch_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """L_cov = C(G_AB(a), b) + C(G_BA(b), a): the covariance-matching term of both directions.
+
+    C is the Wu et al. (2020) constraint of the GAN family,
+    :func:`climgen.families.gan.constraints.covariance_loss`:
+    C(x, y) = ‖Σ_x − Σ_y‖²_F / ‖Σ_y‖²_F with Σ the covariance over the batch of the fields
+    flattened over channels and grid (full field; with ``patch_size=p`` a random p×p window,
+    the same for both batches of one direction, drawn with ``generator``). Here y is the batch
+    of the *other* domain (unpaired, as the critics see it), so the term pulls the translated
+    batch's covariance onto the target domain's. 0 when each translated batch equals its
+    target batch; differentiable w.r.t. the translated batches only.
+
+    Wu, Kashinath, Mustafa et al. (2020), J. Comput. Phys. 406, 109209.
+    """
+    return covariance_loss(fake_b, b, patch_size=patch_size, generator=generator) + covariance_loss(
+        fake_a, a, patch_size=patch_size, generator=generator
+    )
 
 
 def _loss_spec(name: str, family: str):
@@ -441,6 +472,11 @@ class CycleGAN(_TranslationBase):
         batch-mean power spectra (:func:`climgen.families.gan.constraints.spectral_loss`, the
         evaluation's definition): an explicit pull of the translated batch's spectrum onto
         the other domain's, which the patch critics see only through small windows.
+    covariance_weight : λ_cov (default 0: off). Adds λ_cov · :func:`cycle_covariance_loss`
+        (G_AB(a), b, G_BA(b), a) — the Wu et al. (2020) covariance term of the GAN family's
+        ``covariance_weight`` (:func:`climgen.families.gan.constraints.covariance_loss`),
+        each translated batch against the other domain's batch; ``covariance_patch`` (p):
+        on a random p×p window instead of the full field (p ≤ min(H, W)).
     lr, lr_d, gp_weight, clip_value : as :class:`Pix2Pix`.
     """
 
@@ -460,6 +496,8 @@ class CycleGAN(_TranslationBase):
         cycle_weight: float = 10.0,
         identity_weight: float = 5.0,
         spectral_weight: float = 0.0,
+        covariance_weight: float = 0.0,
+        covariance_patch: int | None = None,
         noise_channels: int = 0,
         spectral_norm: bool = False,
         lr: float = 2e-4,
@@ -469,6 +507,17 @@ class CycleGAN(_TranslationBase):
     ):
         super().__init__()
         self._init_common(channels, shape, periodic, gan_loss)
+        if float(covariance_weight) < 0:
+            raise ClimgenInputError(
+                f"option 'covariance_weight' must be ≥ 0, got {covariance_weight}"
+            )
+        if covariance_patch is not None and (
+            isinstance(covariance_patch, bool) or not 1 <= int(covariance_patch) <= min(self.shape)
+        ):
+            raise ClimgenInputError(
+                f"option 'covariance_patch' must be None or an int in [1, {min(self.shape)}] "
+                f"(the grid is {self.shape}), got {covariance_patch!r}"
+            )
         self.config = dict(
             channels=self.channels,
             shape=list(self.shape),
@@ -481,6 +530,8 @@ class CycleGAN(_TranslationBase):
             cycle_weight=float(cycle_weight),
             identity_weight=float(identity_weight),
             spectral_weight=float(spectral_weight),
+            covariance_weight=float(covariance_weight),
+            covariance_patch=None if covariance_patch is None else int(covariance_patch),
             noise_channels=int(noise_channels),
             spectral_norm=bool(spectral_norm),
             lr=float(lr),
@@ -556,6 +607,12 @@ class CycleGAN(_TranslationBase):
                 spec_term = spectral_loss(fake_b, b) + spectral_loss(fake_a, a)
                 logs["spectral"] = spec_term.detach()
                 total = total + c["spectral_weight"] * spec_term
+            if c.get("covariance_weight", 0.0) > 0:
+                cov_term = cycle_covariance_loss(
+                    fake_b, b, fake_a, a, patch_size=c.get("covariance_patch")
+                )
+                logs["covariance"] = cov_term.detach()
+                total = total + c["covariance_weight"] * cov_term
             g_ab_adv = spec.g_loss(_scores(self.d_b, fake_b, ctx))
             g_ba_adv = spec.g_loss(_scores(self.d_a, fake_a, ctx))
             ctx.step(total + g_ab_adv + g_ba_adv, "generator")

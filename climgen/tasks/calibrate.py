@@ -15,13 +15,13 @@ power beyond ℓ ≈ 42; a convolutional generator's high-ℓ noise is decades a
 steep dissipation range (Rayleigh–Bénard), where a few orders of magnitude of excess
 small-scale power dominate log-spectral errors while being invisible on maps.
 
-An optional second stage, ``per_row=True``, fits a gain per row *and* x-wavenumber,
-g(y, m) = sqrt(P_data(y, m) / P_model(y, m)), on the output of the first: on a lat/lon grid the
-zonal spectrum of every latitude, on a wall-bounded flow the x-spectrum at every height. It
-carries the statistics that are stationary along x only — the variance profile across
-latitudes/heights and the structure functions along x — which an isotropic gain cannot, at
-the price of a small change of the isotropic spectrum (the two stages do not commute; the
-first is not refitted).
+An optional first stage, ``per_row=True``, fits a gain per row *and* x-wavenumber,
+g(y, m) = sqrt(P_data(y, m) / P_model(y, m)): on a lat/lon grid the zonal spectrum of every
+latitude, on a wall-bounded flow the x-spectrum at every height. It carries the statistics
+that are stationary along x only — the variance profile across latitudes/heights and the
+structure functions along x — which an isotropic gain cannot. The isotropic gain is then
+fitted on its output, so the diagnostics' spectrum is matched last (the stages do not commute;
+in the other order the per-latitude filter leaks power to high ℓ).
 
 It does not fix anything else: one-point PDFs, covariance of large scales and extremes are
 the model's own; the benchmarks show raw and calibrated samples side by side. References:
@@ -90,8 +90,8 @@ class SpectralCalibration:
     ) -> SpectralCalibration:
         """Gains carrying the mean spectrum of ``generated`` onto that of ``data``.
 
-        ``per_row``: add the second stage g(y, m) fitted on the first stage's output (grids
-        periodic in x only).
+        ``per_row``: first a stage g(y, m) per row and x-wavenumber (grids periodic in x),
+        then the isotropic gain fitted on its output.
         """
         stages = {}
         for v in variables:
@@ -101,7 +101,11 @@ class SpectralCalibration:
                         f"spectral calibration: variable '{v}' is not in the {name} fields "
                         f"(variables: {list(ds.data_vars)})"
                     )
-            kinds = [spectrum_kind_of(data[v])] + (["rows"] if per_row else [])
+            # The per-row stage goes first: the isotropic gain fitted last keeps the
+            # diagnostics' spectrum exact, while a per-row gain fitted last leaks power to
+            # high degrees ℓ (each latitude filtered on its own), which a band-limited T42
+            # field shows at once.
+            kinds = (["rows"] if per_row else []) + [spectrum_kind_of(data[v])]
             current, chain = generated[v], []
             for i, kind in enumerate(kinds):
                 gain = spectral_gain(

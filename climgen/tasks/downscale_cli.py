@@ -2,9 +2,11 @@
 
 The main ``climgen`` parser calls :func:`add_downscale_parser` and dispatches ``downscale``
 to :func:`run_downscale` (the parser sets ``handler``). ``RUN_DIR`` is the directory written
-by ``Downscaler.fit``, or the name of an interpolation baseline ("bicubic", ...) together
-with ``--factor``. Stand-alone: ``python -m climgen.tasks.downscale_cli RUN_DIR coarse.nc -o
-fine.nc`` (see :func:`main`).
+by ``Downscaler.fit`` (or by ``Downscaler.calibrate_spectrum(..., run_dir=)`` for a calibrated
+baseline), or the name of an interpolation baseline ("bicubic", ...) together with
+``--factor``. A run dir with ``spectral_calibration.json`` applies it (before the
+conservation layer) unless ``--no-calibration`` is given. Stand-alone:
+``python -m climgen.tasks.downscale_cli RUN_DIR coarse.nc -o fine.nc`` (see :func:`main`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ examples:
   climgen downscale runs/downscale-srgan coarse.nc -o fine.nc --members 8
   climgen downscale bicubic coarse.nc -o fine.nc --factor 4 --conserve additive
   climgen downscale runs/downscale-srgan coarse.nc -o fine.nc --truth fine_truth.nc --report rep
+  climgen downscale runs/downscale-srgan coarse.nc -o raw.nc --no-calibration
 """
 
 
@@ -64,6 +67,11 @@ def add_downscale_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="conservation layer (default: none for baselines, the model's choice "
         "for run directories)",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="skip the run's spectral calibration (spectral_calibration.json), if it has one",
     )
     p.add_argument(
         "--variables",
@@ -128,7 +136,8 @@ def run_downscale(args) -> int:
             model.conserve = None if args.conserve == "none" else args.conserve
         if args.tile_size is not None:
             model.tile_size = args.tile_size
-    out = model.downscale(args.coarse, members=args.members, seed=args.seed)
+    calibrated = False if getattr(args, "no_calibration", False) else None
+    out = model.downscale(args.coarse, members=args.members, seed=args.seed, calibrated=calibrated)
     path = write_fields(out, args.output)
     print(path)
     if args.report is not None:

@@ -38,10 +38,19 @@ normalization):
 default all) and ``baselines`` (list of interpolation methods, default ``[bicubic]``). With
 held-out fields (``train_fraction`` < 1) the run folder gets ``report/index.html`` and
 ``report/scores.json`` (:func:`climgen.tasks.downscale_score.downscale_report`).
+
+``calibrate_spectrum: true`` fits the method's spectral calibration on the training split
+after training (:meth:`Downscaler.calibrate_spectrum`: gain g(k) = sqrt(P_fine/P_method) per
+wavenumber, applied before the conservation layer); it is saved in the run dir, used by
+``climgen downscale RUN_DIR`` too, and the report scores the method without it and, as
+"<method> (calibrated)", with it. ``calibrate_per_row: true`` adds the per-row stage
+(zonal spectrum per latitude / x-spectrum per height); ``calibrate_fields`` (int, default 64)
+is the number of training fields it is fitted on.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +73,15 @@ __all__ = [
 ]
 
 DOWNSCALE_DATA_KEYS = frozenset({"factor", "conserve", "static", "patch_size"})
-DOWNSCALE_EVALUATE_KEYS = {"members": int, "seed": int, "n_fields": int, "baselines": list}
+DOWNSCALE_EVALUATE_KEYS = {
+    "members": int,
+    "seed": int,
+    "n_fields": int,
+    "baselines": list,
+    "calibrate_spectrum": bool,
+    "calibrate_per_row": bool,
+    "calibrate_fields": int,
+}
 _RESERVED = {"factor", "conserve", "variables", "sample_dim", "normalization", "static"}
 
 
@@ -119,7 +136,7 @@ def _settings(data: dict, evaluate: dict, source: str) -> dict:
                 f"{source}: evaluate.baselines has {b!r}{suggest(b, valid)}; baselines are the "
                 f"interpolation methods {', '.join(valid)}"
             )
-    for key in ("members", "n_fields"):
+    for key in ("members", "n_fields", "calibrate_fields"):
         if key in evaluate and evaluate[key] < 1:
             raise ClimgenInputError(f"{source}: evaluate.{key} must be ≥ 1, got {evaluate[key]}")
     return {
@@ -130,6 +147,9 @@ def _settings(data: dict, evaluate: dict, source: str) -> dict:
         "members": evaluate.get("members", 4),
         "seed": evaluate.get("seed", 0),
         "n_fields": evaluate.get("n_fields"),
+        "calibrate": evaluate.get("calibrate_spectrum", False),
+        "per_row": evaluate.get("calibrate_per_row", False),
+        "calibrate_fields": evaluate.get("calibrate_fields", 64),
     }
 
 
@@ -176,6 +196,14 @@ def run_downscale_recipe(
         down.fit(train.load(), run_dir=run_dir, resume=resume, **train_options)
     if not is_main_process():
         return down, None
+    if cfg["calibrate"]:
+        down.calibrate_spectrum(
+            train.load(),
+            n_fields=cfg["calibrate_fields"],
+            seed=cfg["seed"] + 1,
+            per_row=cfg["per_row"],
+            run_dir=run_dir,
+        )
     if held is None:
         if progress:
             print("no report: no held-out fields (set data.train_fraction < 1)")
@@ -189,7 +217,13 @@ def run_downscale_recipe(
         for b in cfg["baselines"]
         if b != name
     }
-    methods[name] = down
+    if down.calibration is not None:
+        raw = copy.copy(down)
+        raw.calibration = None
+        methods[name] = raw
+        methods[f"{name} (calibrated)"] = down
+    else:
+        methods[name] = down
     scores, page = downscale_report(
         held,
         methods,

@@ -189,7 +189,7 @@ class Emulator:
         The gain g(k) = sqrt(P_data(k) / P_model(k)) per wavenumber of the diagnostics' basis
         gives calibrated samples the data's mean spectrum. Saved in the run dir
         (``spectral_calibration.json``) and reloaded by :meth:`load`. ``per_row=True`` adds a
-        second gain per row and x-wavenumber (zonal spectrum per latitude; x-spectrum per
+        first gain per row and x-wavenumber (zonal spectrum per latitude; x-spectrum per
         height), which also carries the variance profile and the structure functions along x.
         Returns ``self``.
         """

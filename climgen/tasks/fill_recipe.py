@@ -76,6 +76,7 @@ _INFILLER_KEYS = {
     "coverage",
     "n_synthetic",
     "roll_fields",
+    "fill_rolls",
     "likelihood_noise",
     "spread_inflation",
 }

@@ -137,7 +137,7 @@ def test_per_row_calibration_carries_the_variance_profile_that_an_isotropic_gain
     model = fields(64, 1, np.ones(16)).to_dataset(name="b").rename(time="sample")
     one = SpectralCalibration.fit(model, data, ["b"])
     two = SpectralCalibration.fit(model, data, ["b"], per_row=True)
-    assert [k for k, _ in two.stages["b"]] == ["line", "rows"]
+    assert [k for k, _ in two.stages["b"]] == ["rows", "line"]
     fresh = fields(64, 2, np.ones(16)).to_dataset(name="b").rename(time="sample")
 
     def profile_error(ds):

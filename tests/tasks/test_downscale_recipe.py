@@ -75,9 +75,27 @@ def test_recipe_trains_scores_and_writes_the_report(tmp_path):
     assert yaml.safe_load((run / "recipe.yaml").read_text())["method"]["name"] == "regression"
 
 
+def test_recipe_calibrates_the_spectrum_and_scores_both(tmp_path):
+    write_fields(grf_dataarray(16, 16, 32, seed=1, name="psi").to_dataset(), tmp_path / "fields.nc")
+    changes = {
+        "method": {"name": "bicubic", "options": {}},
+        "evaluate": {"calibrate_spectrum": True, "calibrate_fields": 8, "n_fields": 4},
+    }
+    down, scores = run_recipe(load_recipe(_write(tmp_path, **changes)), progress=False)
+    run = tmp_path / "run"
+    assert (run / "spectral_calibration.json").exists() and (run / "baseline.json").exists()
+    assert down.calibration is not None and down.calibration.n_fit == 8
+    assert set(scores) == {"bicubic", "bicubic (calibrated)", "nearest"}
+    # The gain gives bicubic's smoothed small scales their power back (training spectrum).
+    cal, raw = scores["bicubic (calibrated)"], scores["bicubic"]
+    assert cal["spectral_high_k"] < raw["spectral_high_k"]
+    assert cal["conservation"] < 1e-5  # data.conserve: true, applied after the gain
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
+        ({"evaluate": {"calibrate_spectrum": "yes"}}, "evaluate.calibrate_spectrum"),
         ({"method": {"name": "regresion"}}, "did you mean 'regression'"),
         ({"method": {"name": "regression", "options": {"factor": 2}}}, "data section"),
         ({"method": {"name": "regression", "options": {"nblocks": 2}}}, "nblocks"),

@@ -428,3 +428,28 @@ def test_roll_fields_bad_uses_are_clear_errors(tmp_path):
         Infiller("partialconv", roll_fields=True, base_channels=4).fit(
             da, aux=aux, run_dir=tmp_path, max_steps=1, progress=False
         )
+
+
+def test_fill_rolls_is_the_mean_of_rolled_fills_and_survives_load(tmp_path):
+    da = _latlon(_smooth_fields(6, ny=8, nx=16))
+    with pytest.raises(ClimgenInputError, match="fill_rolls > 1 needs.*roll_fields=True"):
+        Infiller("partialconv", fill_rolls=4)
+    with pytest.raises(ClimgenInputError, match="fill_rolls must be an int"):
+        Infiller("partialconv", roll_fields=True, fill_rolls=0)
+    net = Infiller("partialconv", roll_fields=True, base_channels=4, num_levels=2)
+    net.fit(da, run_dir=tmp_path, max_steps=2, batch_size=4, progress=False)
+    mask = blob_masks(1, (8, 16), coverage=0.5, seed=3)[0] > 0
+    obs = da.isel(time=slice(0, 2)).where(mask)
+    one = net.fill(obs).tas.values
+    shifts = (0, 5, 11)  # round(k * 16 / 3): not multiples of the encoder's stride 4
+    views = [net.fill(obs.copy(data=np.roll(obs.values, s, -1))).tas.values for s in shifts]
+    manual = np.mean([np.roll(v, -s, -1) for v, s in zip(views, shifts)], axis=0)
+    net.fill_rolls = 3
+    three = net.fill(obs).tas.values
+    np.testing.assert_allclose(three, manual, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(three, one)  # the views differ (strided encoder)
+    np.testing.assert_array_equal(three[:, mask], obs.values[:, mask])  # observed cells kept
+    loaded = Infiller.load(tmp_path)
+    assert loaded.roll_fields and loaded.fill_rolls == 1  # fit saved its settings before
+    loaded.fill_rolls = 3
+    np.testing.assert_allclose(loaded.fill(obs).tas.values, three, rtol=1e-5, atol=1e-6)
