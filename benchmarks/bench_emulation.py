@@ -54,6 +54,11 @@ MODELS = {
     "gan-ns": ("DCGAN non-saturating", "gan", dict(loss="non-saturating", base_channels=8)),
     "gan-wgangp": ("DCGAN WGAN-GP (n_critic 5)", "gan", dict(loss="wgan-gp", base_channels=8)),
     "gan-hinge": ("DCGAN hinge", "gan", dict(loss="hinge", base_channels=8)),
+    "gan-hinge-ema": (
+        "DCGAN hinge, EMA 0.995",
+        "gan",
+        dict(loss="hinge", base_channels=8, ema_decay=0.995),
+    ),
     "gan-cov": (
         "DCGAN non-sat. + covariance (Wu 2020)",
         "gan",
@@ -109,38 +114,54 @@ def score(report, variable: str) -> dict:
     return out
 
 
+def _kept_run_progress(run_dir: Path) -> tuple[int, float]:
+    """(last step, its wall time) from a kept run's metrics.csv."""
+    import csv
+
+    with open(run_dir / "metrics.csv") as f:
+        last = list(csv.DictReader(f))[-1]
+    return int(last["step"]), float(last["time_s"])
+
+
 def run_model(key, train, held, variable, args, root: Path) -> dict:
     label, family, options = MODELS[key]
     run_dir = root / key
     options = dict(options)
     train_options = {k: options.pop(k) for k in TRAIN_KEYS if k in options}
-    em = Emulator(family, variables=[variable], **options)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    t0 = clock()
-    em.fit(
-        train,
-        run_dir=run_dir,
-        max_steps=10**9,
-        max_time_s=args.budget_s,
-        time_clock=args.clock,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=False,
-        checkpoint_every=0,
-        log_every=50,
-        **train_options,
-    )
-    train_s = clock() - t0
+    if getattr(args, "rescore", False):
+        # Score a run kept by an earlier --keep-runs (same seeds, no training).
+        em = Emulator.load(run_dir)
+        em.calibration = None
+        steps, train_s = _kept_run_progress(run_dir)
+    else:
+        em = Emulator(family, variables=[variable], **options)
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        t0 = clock()
+        em.fit(
+            train,
+            run_dir=run_dir,
+            max_steps=10**9,
+            max_time_s=args.budget_s,
+            time_clock=args.clock,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=False,
+            checkpoint_every=0,
+            log_every=50,
+            **train_options,
+        )
+        train_s = clock() - t0
+        steps = em.result.step
     t0 = time.perf_counter()
     samples = em.sample(args.n_samples, seed=args.seed + 1)
     sample_s = time.perf_counter() - t0
     report = evaluate(samples, held, variables=variable, progress=False, factor=FACTOR)
     row = {
         "model": label,
-        "steps": em.result.step,
+        "steps": steps,
         "train_s": train_s,
         "sample_s_per_100": 100 * sample_s / args.n_samples,
-        "losses": em.result.losses,
+        "losses": em.result.losses if em.result is not None else None,
         "distances": score(report, variable),
     }
     if getattr(args, "calibrate", False):
@@ -227,6 +248,12 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--keep-runs", type=Path, default=None, help="keep the run dirs here (default: deleted)"
+    )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="with --keep-runs: load the kept runs and score them again, no training "
+        "(train s column = wall time of the original run)",
     )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
