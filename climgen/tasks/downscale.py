@@ -709,8 +709,8 @@ class Downscaler:
         gives the calibrated outputs the mean spectrum of the true fine fields, per
         wavenumber of the diagnostics' basis (x-wavenumber for grids with walls, rings on
         doubly periodic grids, degree ℓ on global Gaussian/equiangular grids;
-        :mod:`climgen.metrics.spectral_filter`). ``per_row=True`` adds a second gain per row
-        and x-wavenumber (the zonal spectrum per latitude, the x-spectrum per height).
+        :mod:`climgen.metrics.spectral_filter`). ``per_row=True`` adds a stage with a gain per
+        row and x-wavenumber (the zonal spectrum per latitude, the x-spectrum per height).
         :meth:`downscale` then applies it by default, before the conservation layer. The
         gain is fitted in the basis of the training fine grid and applied by position, so
         the baselines' own fine coordinates (from the coarse cell bounds) are accepted.
