@@ -387,9 +387,13 @@ def covariance_bootstrap(
         elif est == "homogeneous":
             prepared = {k: _x_spectra(v) for k, v in sets.items()}
             prepared_ref = _x_spectra(ref)
+            cache: dict[bytes, np.ndarray] = {}  # the reference side, shared by all candidates
 
-            def dist(g, r, gi, ri):
-                return _homogeneous_from_spectra(_cross_spectra(g, gi), _cross_spectra(r, ri), nx)
+            def dist(g, r, gi, ri, _cache=cache):
+                key = ri.tobytes()
+                if key not in _cache:
+                    _cache[key] = _cross_spectra(r, ri)
+                return _homogeneous_from_spectra(_cross_spectra(g, gi), _cache[key], nx)
 
         else:
             raise ValueError(f"unknown estimator {est!r}")
@@ -602,6 +606,11 @@ def main(argv=None) -> None:
         args.models = args.models if len(args.models) < len(MODELS) else ["cyclegan"]
     if args.threads:
         torch.set_num_threads(args.threads)
+        # numpy's OpenBLAS too: its idle threads spin, and on a shared machine that costs
+        # tens of times the CPU of the small eigen-problems of the bootstrap.
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.threads, user_api="blas")
     warnings.filterwarnings("ignore", category=UserWarning)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
