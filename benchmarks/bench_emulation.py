@@ -170,13 +170,15 @@ def run_model(key, train, held, variable, args, root: Path) -> dict:
             n_samples=args.n_samples,
             seed=args.seed + 2,
             per_row=getattr(args, "per_row", False),
+            marginal=getattr(args, "marginal", False),
         )
         calibrated = em.sample(args.n_samples, seed=args.seed + 1)
         report = evaluate(calibrated, held, variables=variable, progress=False, factor=FACTOR)
         row["calibrated"] = {
             **row,
             "model": f"{label} + spectral calibration"
-            + (" per row" if getattr(args, "per_row", False) else ""),
+            + (" per row" if getattr(args, "per_row", False) else "")
+            + (" + quantile mapping" if getattr(args, "marginal", False) else ""),
             "distances": score(report, variable),
         }
     return row
@@ -245,6 +247,11 @@ def main(argv=None) -> None:
         "--per-row",
         action="store_true",
         help="with --calibrate: add the per-row (zonal per latitude / x per height) gain stage",
+    )
+    parser.add_argument(
+        "--marginal",
+        action="store_true",
+        help="with --calibrate: add the quantile-mapping stage (per row)",
     )
     parser.add_argument(
         "--keep-runs", type=Path, default=None, help="keep the run dirs here (default: deleted)"

@@ -87,6 +87,12 @@ class RecordingEmulator(be.Emulator):
         RecordingEmulator.last = self
         return super().fit(*args, **kwargs)
 
+    @classmethod
+    def load(cls, *args, **kwargs):  # --rescore: a kept run instead of a fit
+        em = super().load(*args, **kwargs)
+        RecordingEmulator.last = em
+        return em
+
     def sample(self, *args, **kwargs):
         self.last_samples = super().sample(*args, **kwargs)
         if self.calibration is None and not hasattr(self, "raw_samples"):
@@ -229,6 +235,21 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--per-row", action="store_true", help="with --calibrate: add the per-row gain stage"
     )
+    parser.add_argument(
+        "--marginal",
+        action="store_true",
+        help="with --calibrate: add the quantile-mapping stage (per row)",
+    )
+    parser.add_argument("--split", choices=("interleaved", "contiguous"), default="interleaved")
+    parser.add_argument(
+        "--keep-runs", type=Path, default=None, help="keep the run dirs here (default: deleted)"
+    )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="with --keep-runs: load the kept runs (also those of bench_emulation.py) and score "
+        "them again, no training (train s column = wall time of the original run)",
+    )
     parser.add_argument("--datasets", nargs="+", default=list(be.DATASETS), choices=be.DATASETS)
     parser.add_argument("--models", nargs="+", default=list(FAMILY_MODELS), choices=FAMILY_MODELS)
     parser.add_argument("--n-samples", type=int, default=200, help="fields drawn per model")
@@ -262,7 +283,9 @@ def main(argv=None) -> None:
         flush=True,
     )
     results = {}
-    root = Path(tempfile.mkdtemp(prefix="climgen-bench-families-"))
+    if args.rescore and args.keep_runs is None:
+        parser.error("--rescore needs --keep-runs DIR (the runs to score again)")
+    root = args.keep_runs or Path(tempfile.mkdtemp(prefix="climgen-bench-families-"))
     try:
         for name in args.datasets:
             filename, variable, title = be.DATASETS[name]
@@ -270,7 +293,7 @@ def main(argv=None) -> None:
             if not path.exists():
                 print(f"\nskipping {name}: {path} not found (the shared data is not here)")
                 continue
-            train, held = load_split(path, variable)
+            train, held = load_split(path, variable, args.split)
             print(f"\n## {title}\n\n{train.sizes['time']} training / {held.sizes['time']} held-out")
             oracle = evaluate(train, held, variables=variable, progress=False, factor=FACTOR)
             rows = [
@@ -304,7 +327,8 @@ def main(argv=None) -> None:
                 if "samplers" in r:
                     print("\n" + sampler_table(r["samplers"]), flush=True)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep_runs is None:
+            shutil.rmtree(root, ignore_errors=True)
     print(
         f"\nload average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; values are "
         "`distance (noise floor)`, bold = within 2× the floor",

@@ -182,6 +182,7 @@ class Emulator:
         seed: int = 2**20,
         max_gain: float = 1e3,
         per_row: bool = False,
+        marginal: bool = False,
     ) -> Emulator:
         """Fit a :class:`~climgen.tasks.calibrate.SpectralCalibration` against ``data`` (the
         training data) from ``n_samples`` raw samples; later :meth:`sample` calls apply it.
@@ -191,7 +192,8 @@ class Emulator:
         (``spectral_calibration.json``) and reloaded by :meth:`load`. ``per_row=True`` adds a
         first gain per row and x-wavenumber (zonal spectrum per latitude; x-spectrum per
         height), which also carries the variance profile and the structure functions along x.
-        Returns ``self``.
+        ``marginal=True`` adds an empirical quantile mapping per row onto the data's one-point
+        distribution (tails, kurtosis) before the isotropic gain. Returns ``self``.
         """
         from climgen.tasks.calibrate import SpectralCalibration
 
@@ -205,6 +207,7 @@ class Emulator:
             data_sample_dim=self.sample_dim,
             max_gain=max_gain,
             per_row=per_row,
+            marginal=marginal,
         )
         if self.run_dir is not None and is_main_process():
             self.calibration.save(self.run_dir / _CALIBRATION)

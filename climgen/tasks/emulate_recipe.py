@@ -47,7 +47,8 @@ def run_emulate_recipe(
     ``evaluate: {calibrate_spectrum: true}`` fits the emulator's spectral calibration on the
     training split before sampling (:meth:`Emulator.calibrate_spectrum`); it is saved in the
     run dir and used by ``climgen sample`` too; ``calibrate_per_row: true`` adds its per-row
-    stage (zonal spectrum per latitude / x-spectrum per height).
+    stage (zonal spectrum per latitude / x-spectrum per height), ``calibrate_marginal: true``
+    its last quantile-mapping stage (one-point distribution per row).
 
     Returns ``(emulator, EvaluationReport or None)``.
     """
@@ -81,6 +82,7 @@ def run_emulate_recipe(
                 n_samples=max(n_samples, 64),
                 seed=seed + 1,
                 per_row=recipe.evaluate.get("calibrate_per_row", False),
+                marginal=recipe.evaluate.get("calibrate_marginal", False),
             )
         samples = emulator.sample(n_samples, seed=seed)
         write_fields(samples, Path(run_dir) / "samples.nc")
@@ -103,6 +105,7 @@ register_recipe_task(
             "seed": int,
             "calibrate_spectrum": bool,
             "calibrate_per_row": bool,
+            "calibrate_marginal": bool,
         },
         description="learn the data's distribution and draw new samples",
     )

@@ -32,8 +32,10 @@ def _t42(n=3, seed=0):
     rng = np.random.default_rng(seed)
     fields = []
     for _ in range(n):
-        f = sum(rng.normal() * spherical_harmonic(ell, m, lat, lon)
-                for ell, m in [(2, 1), (5, -3), (10, 0), (20, 7), (40, 40)])
+        f = sum(
+            rng.normal() * spherical_harmonic(ell, m, lat, lon)
+            for ell, m in [(2, 1), (5, -3), (10, 0), (20, 7), (40, 40)]
+        )
         fields.append(f)
     return xr.DataArray(
         np.stack(fields),
@@ -162,3 +164,65 @@ def test_calibration_json_round_trips_both_stages_and_reads_version_1(tmp_path):
     (tmp_path / "v1.json").write_text(json.dumps(v1))
     old = SpectralCalibration.load(tmp_path / "v1.json")
     np.testing.assert_allclose(old.apply(model).b.values, 0.5 * model.b.values, atol=1e-6)
+
+
+def _skewed_rows(n, seed, skew):
+    """Walls fields made non-Gaussian row by row: exp(s(z) g) − its mean, s growing with z."""
+    da = _walls(n=n, seed=seed)
+    g = da / float(da.std())
+    s = xr.DataArray(skew, dims="z")
+    return np.exp(s * g) - np.exp(s**2 / 2)
+
+
+def test_marginal_stage_maps_each_rows_one_point_distribution_and_keeps_ranks():
+    from scipy.stats import wasserstein_distance
+
+    from climgen.tasks.calibrate import SpectralCalibration
+
+    skew = np.linspace(0.0, 1.0, 16)
+    data = _skewed_rows(96, 0, skew).to_dataset(name="b")
+    model = (0.7 * _walls(n=96, seed=1)).to_dataset(name="b").rename(time="sample")
+    spectral = SpectralCalibration.fit(model, data, ["b"], per_row=True)
+    full = SpectralCalibration.fit(model, data, ["b"], per_row=True, marginal=True, n_quantiles=200)
+    assert [k for k, _ in full.stages["b"]] == ["rows", "quantiles-rows", "line"]
+    assert full.stages["b"][1][1].shape == (2, 16, 200)
+    fresh = (0.7 * _walls(n=96, seed=2)).to_dataset(name="b").rename(time="sample")
+    before, after = spectral.apply(fresh).b, full.apply(fresh).b
+    reference = _skewed_rows(96, 3, skew)  # fresh draws of the data's distribution
+
+    def w1(a, iz):
+        return wasserstein_distance(
+            a.isel(z=iz).values.ravel(), reference.isel(z=iz).values.ravel()
+        )
+
+    for iz in (12, 13, 14, 15):  # the skewed rows: linear stages cannot make them skewed
+        assert w1(after, iz) < 0.3 * w1(before, iz)
+    # The map alone is monotone in every row: sorted by the input, the output never decreases.
+    only_map = SpectralCalibration({"b": [full.stages["b"][1]]})
+    x = fresh.b.values
+    y = only_map.apply(fresh).b.values
+    order = np.argsort(x, axis=-1)
+    assert (np.diff(np.take_along_axis(y, order, axis=-1), axis=-1) >= 0).all()
+    assert not np.allclose(y, x)
+    assert "quantile mapping" in full.apply(fresh).attrs["climgen_spectral_calibration"]
+
+
+def test_marginal_stage_follows_latitudes_on_descending_grids_and_round_trips(tmp_path):
+    from climgen.tasks.calibrate import SpectralCalibration
+
+    south_to_north = _t42(n=6, seed=0)
+    offset = xr.DataArray(np.linspace(-3, 3, 64), dims="lat", coords={"lat": south_to_north.lat})
+    data = (south_to_north + offset).to_dataset(name="omega500")
+    model = _t42(n=6, seed=1).isel(lat=slice(None, None, -1))  # north → south, no offset
+    model = model.to_dataset(name="omega500").rename(time="sample")
+    cal = SpectralCalibration.fit(model, data, ["omega500"], marginal=True, n_quantiles=50)
+    out = cal.apply(model).omega500
+    np.testing.assert_array_equal(out.lat.values, model.lat.values)
+    row_means = out.mean(("sample", "lon")).sortby("lat").values
+    data_means = data.omega500.mean(("time", "lon")).values
+    np.testing.assert_allclose(row_means, data_means, atol=0.05 * np.ptp(data_means))
+    again = SpectralCalibration.load(cal.save(tmp_path / "cal.json"))
+    np.testing.assert_array_equal(again.apply(model).omega500.values, out.values)
+    with pytest.raises(ClimgenInputError, match="tables of shape"):
+        bad = SpectralCalibration({"omega500": [("quantiles-rows", np.zeros((2, 3, 5)))]})
+        bad.apply(model)
