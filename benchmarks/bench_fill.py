@@ -307,6 +307,16 @@ def main(argv=None) -> int:
         help="networks to train (default: both)",
     )
     parser.add_argument("--no-step-cost", action="store_true", help="skip the step probe")
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="keep the trained networks' run directories as DIR/<method> (reuse with --load)",
+    )
+    parser.add_argument(
+        "--load",
+        metavar="DIR",
+        help="skip training: load the networks kept by an earlier --keep DIR run",
+    )
     parser.add_argument("--json", metavar="OUT", help="write all results as JSON")
     parser.add_argument("--report", metavar="DIR", help="write the gap-filling report page")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budget/test")
@@ -355,11 +365,33 @@ def main(argv=None) -> int:
     for method, options in specs.items():
         if method not in args.networks:
             continue
-        print(f"training {method} {options} for {args.budget_s:g} CPU s ...", flush=True)
-        nets[method], info = train_network(
-            method, options, train, masks, args.budget_s, tmp / method, ema_decay=args.ema_decay
-        )
-        info["options"] = {**options, "ema_decay": args.ema_decay}
+        if args.load:
+            run_dir = Path(args.load) / method
+            nets[method] = Infiller.load(run_dir)
+            nets[method].fill_rolls = options.get("fill_rolls", 1)
+            info_path = run_dir / "bench_train.json"
+            info = json.loads(info_path.read_text()) if info_path.exists() else {}
+            info["loaded_from"] = str(run_dir)
+            print(f"loaded {method} from {run_dir}", flush=True)
+        else:
+            print(f"training {method} {options} for {args.budget_s:g} CPU s ...", flush=True)
+            nets[method], info = train_network(
+                method,
+                options,
+                train,
+                masks,
+                args.budget_s,
+                tmp / method,
+                ema_decay=args.ema_decay,
+            )
+            info["options"] = {**options, "ema_decay": args.ema_decay}
+            if args.keep:
+                kept = Path(args.keep) / method
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(tmp / method, kept)
+                (kept / "bench_train.json").write_text(json.dumps(info, indent=2, default=float))
+                nets[method] = Infiller.load(kept)
+                nets[method].fill_rolls = options.get("fill_rolls", 1)
         results[f"train_{method}"] = info
         print(f"  {info}", flush=True)
 

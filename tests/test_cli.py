@@ -183,6 +183,11 @@ def test_trained_demo_on_bundled_data(tmp_path, capsys):
     data = _metrics(out / "report")
     assert data["variables"]["b"]["shape"] == [32, 128]
     assert (out / "samples.nc").exists() and (out / "checkpoints").is_dir()
+    # Calibrated by default, with the raw model reported beside it.
+    assert (out / "spectral_calibration.json").exists()
+    raw = _metrics(out / "report-raw")
+    assert raw["variables"]["b"]["shape"] == [32, 128]
+    assert raw != data
 
 
 def test_demo_rejects_too_few_samples(tmp_path, capsys):

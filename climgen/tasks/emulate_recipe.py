@@ -48,7 +48,8 @@ def run_emulate_recipe(
     training split before sampling (:meth:`Emulator.calibrate_spectrum`); it is saved in the
     run dir and used by ``climgen sample`` too; ``calibrate_per_row: true`` adds its per-row
     stage (zonal spectrum per latitude / x-spectrum per height), ``calibrate_marginal: true``
-    its last quantile-mapping stage (one-point distribution per row).
+    its quantile-mapping stage (one-point distribution per row). With a calibration the raw
+    model is reported too: ``RUN_DIR/samples_raw.nc`` and ``RUN_DIR/report-raw``.
 
     Returns ``(emulator, EvaluationReport or None)``.
     """
@@ -91,6 +92,13 @@ def run_emulate_recipe(
             samples, reference, variables=emulator.variables, sample_dim="sample", progress=progress
         )
         report.to_html(Path(run_dir) / "report")
+        if emulator.calibration is not None:
+            # The model without its calibration, same seed, for an honest side-by-side.
+            raw = emulator.sample(n_samples, seed=seed, calibrated=False)
+            write_fields(raw, Path(run_dir) / "samples_raw.nc")
+            evaluate(
+                raw, reference, variables=emulator.variables, sample_dim="sample", progress=False
+            ).to_html(Path(run_dir) / "report-raw")
     return emulator, report
 
 
