@@ -125,6 +125,9 @@ def train_network(method, options, train, masks, budget, run_dir, seed=0, **trai
         progress=False,
         seed=seed,
         callbacks=[budget_cb],
+        # the budget also as max_time_s, so that a learning-rate schedule sees its progress
+        max_time_s=budget,
+        time_clock="cpu",
         **train_options,
     )
     info = {
@@ -297,7 +300,24 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--pconv-lr", type=float, default=1e-3, help="partial-conv Adam lr")
     parser.add_argument(
+        "--pconv-loss",
+        choices=("l1", "l2"),
+        default="l1",
+        help="partial-conv valid/hole terms (PartialConvInfiller reconstruction)",
+    )
+    parser.add_argument(
+        "--area-loss",
+        action="store_true",
+        help="partial-conv: weigh the loss by cell area (row_weights='area')",
+    )
+    parser.add_argument(
         "--ema-decay", type=float, default=None, help="networks: EMA of the weights (TrainConfig)"
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine", "linear"),
+        default="constant",
+        help="networks: learning-rate schedule over the CPU budget (TrainConfig.lr_schedule)",
     )
     parser.add_argument(
         "--networks",
@@ -357,6 +377,8 @@ def main(argv=None) -> int:
         "partialconv": dict(
             base_channels=args.pconv_channels,
             lr=args.pconv_lr,
+            **({"reconstruction": "l2"} if args.pconv_loss == "l2" else {}),
+            **({"row_weights": "area"} if args.area_loss else {}),
             **common,
             **({"fill_rolls": args.fill_rolls} if args.fill_rolls > 1 else {}),
         ),
@@ -383,8 +405,13 @@ def main(argv=None) -> int:
                 args.budget_s,
                 tmp / method,
                 ema_decay=args.ema_decay,
+                lr_schedule=args.lr_schedule,
             )
-            info["options"] = {**options, "ema_decay": args.ema_decay}
+            info["options"] = {
+                **options,
+                "ema_decay": args.ema_decay,
+                "lr_schedule": args.lr_schedule,
+            }
             if args.keep:
                 kept = Path(args.keep) / method
                 shutil.rmtree(kept, ignore_errors=True)

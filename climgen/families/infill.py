@@ -13,8 +13,8 @@ trainer) a random blocky coverage mask is drawn per field.
 Loss (Liu et al. 2018, without their perceptual/style terms, which need an ImageNet network):
 
 .. math::
-    \\mathcal L = w_v \\underbrace{\\frac{\\sum M |\\hat x - x|}{\\sum M}}_{\\text{valid\\_l1}}
-      + w_h \\underbrace{\\frac{\\sum (1-M) |\\hat x - x|}{\\sum (1-M)}}_{\\text{hole\\_l1}}
+    \\mathcal L = w_v \\underbrace{\\frac{\\sum a M |\\hat x - x|}{\\sum a M}}_{\\text{valid\\_l1}}
+      + w_h \\underbrace{\\frac{\\sum a (1-M) |\\hat x - x|}{\\sum a (1-M)}}_{\\text{hole\\_l1}}
       + w_{tv}\\, \\mathrm{TV}_{\\text{hole}}(\\tilde x)
       + w_s \\, \\overline{|\\log P_{\\hat x}(k) - \\log P_x(k)|}
 
@@ -22,7 +22,11 @@ in normalised units: ``valid_l1`` and ``hole_l1`` are mean absolute errors over 
 and the hidden cells (reported separately), TV is the mean absolute difference between
 neighbouring cells of the composite ``x̃ = M x + (1 − M) x̂`` next to holes, and the spectral
 term compares the log power of the zonal (longitude) Fourier modes of each row. Default weights
-``w_v = 1, w_h = 6`` as Liu et al.; ``w_tv = w_s = 0``.
+``w_v = 1, w_h = 6`` as Liu et al.; ``w_tv = w_s = 0``. ``a`` are optional per-row weights
+(``row_weights``, e.g. cos φ so that the loss weighs cells by area as the area-weighted scores
+do; 1 by default). With ``reconstruction="l2"`` the two terms are mean *squared* errors
+(reported as ``valid_l2``, ``hole_l2``): the L1 terms fit the conditional median, the L2 terms
+the conditional mean, which is what an RMSE score rewards.
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ class PartialConvInfiller(nn.Module):
     base_channels, max_channels, min_bottleneck, num_levels, first_kernel : U-Net size
         (:class:`~climgen.nn.partialconv.PartialConvUNet`).
     valid_weight, hole_weight, tv_weight, spectral_weight : loss weights (module docstring).
+    reconstruction : "l1" (Liu et al.) or "l2": the norm of the valid and hole terms.
+    row_weights : None, or H non-negative weights of the grid rows in the valid/hole terms
+        (normalised to mean 1; ``Infiller(row_weights="area")`` passes cos φ of the grid).
     lr : Adam learning rate.
 
     Example
@@ -102,6 +109,8 @@ class PartialConvInfiller(nn.Module):
         hole_weight: float = 6.0,
         tv_weight: float = 0.0,
         spectral_weight: float = 0.0,
+        reconstruction: str = "l1",
+        row_weights=None,
         lr: float = 2e-4,
     ):
         super().__init__()
@@ -122,6 +131,20 @@ class PartialConvInfiller(nn.Module):
         for key, value in weights.items():
             if not isinstance(value, (int, float)) or value < 0:
                 raise ClimgenInputError(f"option '{key}' must be a number ≥ 0, got {value!r}")
+        if reconstruction not in ("l1", "l2"):
+            raise ClimgenInputError(
+                f"option 'reconstruction' must be 'l1' or 'l2', got {reconstruction!r}"
+            )
+        if row_weights is not None:
+            rw = torch.as_tensor(row_weights, dtype=torch.float32).flatten()
+            if rw.numel() != int(shape[0]) or not bool(torch.isfinite(rw).all()):
+                raise ClimgenInputError(
+                    f"option 'row_weights' must be {int(shape[0])} finite numbers (one per grid "
+                    f"row), got {rw.numel()}"
+                )
+            if bool((rw < 0).any()) or float(rw.sum()) <= 0:
+                raise ClimgenInputError("option 'row_weights' must be ≥ 0 with a positive sum")
+            row_weights = [float(v) for v in rw / rw.mean()]
         self.config = dict(
             channels=channels,
             shape=[int(s) for s in shape],
@@ -133,12 +156,17 @@ class PartialConvInfiller(nn.Module):
             num_levels=num_levels,
             first_kernel=first_kernel,
             lr=lr,
+            reconstruction=reconstruction,
+            row_weights=row_weights,
             **{k: float(v) for k, v in weights.items()},
         )
         self.channels, self.cond_channels = channels, cond_channels
         self.shape = tuple(self.config["shape"])
         self.weights = {k: float(v) for k, v in weights.items()}
         self.lr = float(lr)
+        self.reconstruction = reconstruction
+        # a plain attribute, not a buffer: the weights live in the config, not the checkpoint
+        self._row_weights = None if row_weights is None else torch.tensor(row_weights)
         self.net = PartialConvUNet(
             channels + cond_channels,
             channels,
@@ -228,16 +256,21 @@ class PartialConvInfiller(nn.Module):
         return torch.where(observed, x, out)
 
     def loss(self, x, mask, cond=None, cond_mask=None) -> dict[str, torch.Tensor]:
-        """{"loss", "valid_l1", "hole_l1"[, "tv", "spectral"]} in normalised units."""
+        """{"loss", "valid_l1", "hole_l1"[, "tv", "spectral"]} in normalised units
+        (``valid_l2``, ``hole_l2`` with ``reconstruction="l2"``)."""
         out = self.predict(x, mask, cond, cond_mask).float()
         x = x.float()
         m = mask.float().expand_as(out)
-        err = (out - x).abs()
-        valid = (err * m).sum() / m.sum().clamp_min(1.0)
-        hole = (err * (1 - m)).sum() / (1 - m).sum().clamp_min(1.0)
+        err = (out - x).abs() if self.reconstruction == "l1" else (out - x).square()
+        a = torch.ones_like(m)
+        if self._row_weights is not None:
+            a = a * self._row_weights.to(m.device).view(1, 1, -1, 1)
+        valid = (err * a * m).sum() / (a * m).sum().clamp_min(1e-12)
+        hole = (err * a * (1 - m)).sum() / (a * (1 - m)).sum().clamp_min(1e-12)
         w = self.weights
         total = w["valid_weight"] * valid + w["hole_weight"] * hole
-        losses = {"valid_l1": valid, "hole_l1": hole}
+        norm = self.reconstruction
+        losses = {f"valid_{norm}": valid, f"hole_{norm}": hole}
         if w["tv_weight"] > 0:
             comp = m * x + (1 - m) * out
             near_hole = F.max_pool2d(1 - m, 3, 1, 1)

@@ -50,7 +50,7 @@ import xarray as xr
 
 import climgen.families.infill  # noqa: F401 - registers the "partialconv" family
 from climgen.data.dataset import FieldDataset
-from climgen.data.grids import detect_grid, restore, to_canonical
+from climgen.data.grids import area_weights, detect_grid, restore, to_canonical
 from climgen.data.io import climgen_version, write_fields
 from climgen.data.masks import MASK_ATTRS, load_mask
 from climgen.data.normalize import Normalizer
@@ -347,6 +347,14 @@ class Infiller:
         periodic = (grid.periodic_y, grid.periodic_x)
         if self.method == "partialconv":
             options = {"cond_channels": n_cond, **self.options}
+            if isinstance(options.get("row_weights"), str):
+                if options["row_weights"] != "area":
+                    raise ClimgenInputError(
+                        f"row_weights must be 'area', a list of {shape[0]} numbers or None, "
+                        f"got {options['row_weights']!r}"
+                    )
+                # cos φ per row of the canonical grid (uniform on planar grids)
+                options["row_weights"] = area_weights(canon).values[:, 0].tolist()
         else:
             # cond = [x·m, m] and one (value·mask, mask) pair per extra input.
             options = {"cond_channels": 2 + 2 * n_cond, **self.options}

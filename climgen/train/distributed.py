@@ -177,6 +177,13 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def max_over_ranks(value: float, device: torch.device) -> float:
+    """The largest ``value`` over all ranks, on every rank."""
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def gather_to_main(obj, world_size: int) -> list | None:
     """``[obj of rank 0, obj of rank 1, …]`` on rank 0, ``None`` elsewhere."""
     out = [None] * world_size if dist.get_rank() == 0 else None

@@ -37,6 +37,7 @@ from climgen.train import checkpoint as ckpt
 from climgen.train import distributed
 from climgen.train.callbacks import Callback, SpectralEvalCallback
 from climgen.train.context import EMA, TrainContext, build_optimizer
+from climgen.train.schedule import LR_SCHEDULES, apply_lr_factor, lr_factor
 
 __all__ = [
     "TrainConfig",
@@ -108,6 +109,12 @@ class TrainConfig:
         GPU for long runs; the first steps pay the compilation.
     channels_last : keep 4-D weights and batches in channels-last memory format (faster
         convolutions with cuDNN/AMP on recent GPUs; no effect on the results).
+    lr_schedule : "constant", "cosine" or "linear": every optimiser group's learning rate
+        times a factor that decays with the progress of training (steps / max_steps, or the
+        elapsed share of ``max_time_s`` when that is larger); see
+        :mod:`climgen.train.schedule` for the formulas.
+    warmup_steps : steps of linear warm-up from η₀/(warmup_steps + 1) to η₀ (0: none).
+    min_lr_ratio : the factor the decaying schedules end at, in [0, 1).
     """
 
     max_steps: int = 1000
@@ -129,6 +136,9 @@ class TrainConfig:
     time_clock: str = "wall"
     compile: str = "off"
     channels_last: bool = False
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
 
     def __post_init__(self):
         def integer(name, minimum):
@@ -167,6 +177,7 @@ class TrainConfig:
             ("checkpoint_every", 0),
             ("keep_last", 1),
             ("num_workers", 0),
+            ("warmup_steps", 0),
         ):
             integer(name, minimum)
         for name in ("progress", "deterministic", "tensorboard", "channels_last"):
@@ -179,6 +190,16 @@ class TrainConfig:
                 f"TrainConfig.max_time_s must be a number ≥ 0 (0: no limit), got {v!r}"
             )
         self.max_time_s = float(v)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ClimgenInputError(
+                f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
+        v = self.min_lr_ratio
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 <= v < 1:
+            raise ClimgenInputError(
+                f"TrainConfig.min_lr_ratio must be a number in [0, 1), got {v!r}"
+            )
+        self.min_lr_ratio = float(v)
         if self.compile not in _COMPILE_MODES:
             raise ClimgenInputError(
                 f"TrainConfig.compile must be one of {_COMPILE_MODES}, got {self.compile!r}"
@@ -835,6 +856,20 @@ class Trainer:
             done = distributed.any_rank(done, self.device)  # every rank ends at the same step
         return done
 
+    def _schedule_lr(self, started: float) -> None:
+        """Set the learning rates for the coming step (no-op for a constant schedule)."""
+        cfg = self.config
+        if cfg.lr_schedule == "constant" and cfg.warmup_steps == 0:
+            return
+        progress = self.step / cfg.max_steps
+        if cfg.max_time_s > 0:
+            elapsed = (_CLOCKS[cfg.time_clock]() - started) / cfg.max_time_s
+            if self.dist.enabled:  # the same rate on every rank
+                elapsed = distributed.max_over_ranks(elapsed, self.device)
+            progress = max(progress, elapsed)
+        factor = lr_factor(cfg.lr_schedule, progress, self.step, cfg.warmup_steps, cfg.min_lr_ratio)
+        apply_lr_factor(self.optimizers, factor)
+
     def _stop_requested(self) -> bool:
         stop = self._stop_signal is not None
         if self.dist.enabled:  # all ranks stop at the same step, even if one got the signal
@@ -953,6 +988,7 @@ class Trainer:
             started = _CLOCKS[cfg.time_clock]()
             while self.step < end_step:
                 batch = self._next_batch()
+                self._schedule_lr(started)
                 try:
                     losses = self.family.training_step(batch, self.step, self.ctx)
                 except Exception:

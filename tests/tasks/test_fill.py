@@ -453,3 +453,50 @@ def test_fill_rolls_is_the_mean_of_rolled_fills_and_survives_load(tmp_path):
     assert loaded.roll_fields and loaded.fill_rolls == 1  # fit saved its settings before
     loaded.fill_rolls = 3
     np.testing.assert_allclose(loaded.fill(obs).tas.values, three, rtol=1e-5, atol=1e-6)
+
+
+# -- loss options: L2 reconstruction, area weights -----------------------------------------
+
+
+def test_partialconv_l2_and_row_weighted_losses_follow_their_formulas():
+    from climgen.families.infill import PartialConvInfiller
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 8, 16)
+    m = (torch.rand(2, 1, 8, 16) > 0.4).float()
+    rw = torch.linspace(0.2, 1.0, 8)
+    for norm in ("l1", "l2"):
+        torch.manual_seed(1)
+        net = PartialConvInfiller(
+            1, (8, 16), base_channels=4, num_levels=2, reconstruction=norm, row_weights=rw
+        )
+        out = net.predict(x, m).detach()
+        err = (out - x).abs() if norm == "l1" else (out - x) ** 2
+        a = (rw / rw.mean()).view(1, 1, 8, 1).expand_as(x)
+        losses = {k: v.detach() for k, v in net.loss(x, m).items()}
+        hole = (err * a * (1 - m)).sum() / (a * (1 - m)).sum()
+        valid = (err * a * m).sum() / (a * m).sum()
+        assert float(losses[f"hole_{norm}"]) == pytest.approx(float(hole), rel=1e-5)
+        assert float(losses[f"valid_{norm}"]) == pytest.approx(float(valid), rel=1e-5)
+        assert float(losses["loss"]) == pytest.approx(float(valid + 6 * hole), rel=1e-5)
+    with pytest.raises(ClimgenInputError, match="reconstruction"):
+        PartialConvInfiller(1, (8, 16), reconstruction="huber")
+    with pytest.raises(ClimgenInputError, match="row_weights.*8"):
+        PartialConvInfiller(1, (8, 16), row_weights=[1.0] * 7)
+    with pytest.raises(ClimgenInputError, match="row_weights"):
+        PartialConvInfiller(1, (8, 16), row_weights=[-1.0] + [1.0] * 7)
+
+
+def test_infiller_area_row_weights_are_cos_latitude_and_survive_load(tmp_path):
+    da = _latlon(_smooth_fields(6, ny=8, nx=16))
+    net = Infiller("partialconv", base_channels=4, num_levels=2, row_weights="area")
+    net.fit(da, run_dir=tmp_path, max_steps=2, batch_size=4, progress=False)
+    lat = np.deg2rad(_grid(8, 16)[0])
+    expected = np.cos(lat) / np.cos(lat).mean()
+    np.testing.assert_allclose(net.family.config["row_weights"], expected, rtol=1e-6)
+    loaded = Infiller.load(tmp_path)
+    np.testing.assert_allclose(loaded.family.config["row_weights"], expected, rtol=1e-6)
+    with pytest.raises(ClimgenInputError, match="row_weights must be 'area'"):
+        Infiller("partialconv", base_channels=4, row_weights="cos").fit(
+            da, run_dir=tmp_path / "bad", max_steps=1, progress=False
+        )
