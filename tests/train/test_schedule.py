@@ -16,15 +16,15 @@ from climgen.train import TrainConfig, Trainer, TrainingInterrupted
 from climgen.train.schedule import apply_lr_factor, lr_factor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_trainer import SignalAt, ToyGAN, assert_same_state, config, make_data, make_family  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from test_trainer import (  # noqa: E402
+    SignalAt,
+    ToyGAN,
+    assert_same_state,
+    config,
+    make_data,
+    make_family,
+    one_thread,  # noqa: F401 - autouse fixture: one intra-op thread for the tiny models
+)
 
 
 @pytest.mark.parametrize("r", [0.0, 0.1])
