@@ -132,12 +132,13 @@ def _sampler_scores(samples, held, variable) -> dict:
 
 
 def sampler_comparison(em, held, variable, args) -> dict:
-    """Heun (19 evals) vs ancestral DDPM on the same trained diffusion model, same n."""
+    """Heun (19 evals; and with each ``--heun-churn``) vs ancestral DDPM on the same trained
+    diffusion model, same n and seed."""
     out = {}
-    for name, opts in (
-        ("heun", dict(sampler="heun")),
-        ("ddpm", dict(sampler="ddpm", steps=args.ddpm_steps)),
-    ):
+    variants = [("heun", dict(sampler="heun"))]
+    variants += [(f"heun churn {c:g}", dict(sampler="heun", churn=c)) for c in args.heun_churn]
+    variants.append(("ddpm", dict(sampler="ddpm", steps=args.ddpm_steps)))
+    for name, opts in variants:
         t0 = time.perf_counter()
         s = em.sample(args.ddpm_samples, seed=args.seed + 7, **opts)
         dt = time.perf_counter() - t0
@@ -215,13 +216,16 @@ def sampler_table(cmp: dict) -> str:
             f"| {name} | {r['s_per_100']:.3g} | {s['value']:.3g} ({s['floor']:.2g}) | "
             f"{w['value']:.3g} ({w['floor']:.2g}) |"
         )
-    h, d = cmp["heun"], cmp["ddpm"]
-    rel = {k: h[k]["value"] / d[k]["value"] - 1 for k in ("spectrum_lsd", "wasserstein1")}
-    lines.append(
-        "\nHeun vs DDPM: "
-        + ", ".join(f"{DISTANCES[k]} {100 * v:+.0f} %" for k, v in rel.items())
-        + " (target: within +10 %)"
-    )
+    d = cmp["ddpm"]
+    for name, h in cmp.items():
+        if name == "ddpm":
+            continue
+        rel = {k: h[k]["value"] / d[k]["value"] - 1 for k in ("spectrum_lsd", "wasserstein1")}
+        lines.append(
+            f"\n{name} vs DDPM: "
+            + ", ".join(f"{DISTANCES[k]} {100 * v:+.0f} %" for k, v in rel.items())
+            + " (target: within +10 %)"
+        )
     return "\n".join(lines)
 
 
@@ -256,6 +260,13 @@ def main(argv=None) -> None:
     parser.add_argument("--pixelcnn-samples", type=int, default=8)
     parser.add_argument("--ddpm-steps", type=int, default=250)
     parser.add_argument("--ddpm-samples", type=int, default=32)
+    parser.add_argument(
+        "--heun-churn",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also compare Heun with these churn values (EDM Alg. 2 S_churn; same 19 evals)",
+    )
     parser.add_argument("--no-sampler-comparison", action="store_true")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -173,7 +172,6 @@ def test_two_gigabyte_store_streams_with_bounded_memory(tmp_path):
     n_time, ny, nx = 1000, 512, 1024  # 1000 x 2 MiB float32 = 2.1 GB
     if shutil.disk_usage(tmp_path).free < 3 * n_time * ny * nx * 4:
         pytest.skip("needs ~6 GB free disk under tmp_path for the 2 GB store")
-    start = time.perf_counter()
     process = psutil.Process()
     rss0 = process.memory_info().rss
     data = dask_array.random.default_rng(0).standard_normal(
@@ -200,7 +198,6 @@ def test_two_gigabyte_store_streams_with_bounded_memory(tmp_path):
     assert seen == n_time
     growth_mb = (peak - rss0) / 2**20
     assert growth_mb < 500, f"RSS grew by {growth_mb:.0f} MB while streaming a 2 GB store"
-    assert time.perf_counter() - start < 120
 
 
 def test_batched_read_equals_per_item_read(tmp_path):

@@ -250,6 +250,21 @@ def test_family_registration_config_and_errors():
         model.training_step({"x": torch.zeros(2, 1, 8, 8)}, 0, None)
 
 
+def test_churn_passed_to_sample_overrides_the_option():
+    """``sample(churn=c)`` is the family built with ``churn=c``; ``churn=None`` keeps the option."""
+    plain = build_family("diffusion", channels=1, shape=(8, 12), **TINY)
+    churned = build_family("diffusion", **{**plain.config, "churn": 4.0})
+    churned.load_state_dict(plain.state_dict())
+    noise = torch.randn(2, 1, 8, 12, generator=torch.Generator().manual_seed(1))
+
+    def draw(model, **kw):
+        return model.sample(2, torch.Generator().manual_seed(0), steps=3, noise=noise, **kw)
+
+    assert torch.equal(draw(plain, churn=4.0), draw(churned))
+    assert torch.equal(draw(churned, churn=0.0), draw(plain))
+    assert not torch.equal(draw(plain), draw(churned))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("formulation", ["edm", "ddpm"])
 def test_tiny_diffusion_learns(formulation, tiny_grf, trainer):

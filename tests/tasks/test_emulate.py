@@ -99,17 +99,21 @@ def test_cli_train_then_sample_then_resume(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_gan_emulator_learns_a_k3_spectral_slope(tmp_path):
-    """A GAN trained briefly on k^-3 GRFs reproduces their spectral slope within 0.5."""
+    """A GAN trained briefly on k^-3 GRFs reproduces their spectral slope within 0.5.
+
+    300 steps (about a minute on 2 cores): at seeds 0, 1, 2 the slopes differed from the
+    data's by 0.07, 0.06, 0.08 (base_channels 8 instead of 16 gave up to 0.54).
+    """
     from climgen.metrics import rapsd
 
     data = grf_dataarray(512, 32, 32, slope=-3.0, seed=0, name="psi")
     em = Emulator("gan", loss="hinge", latent_dim=16, base_channels=16).fit(
         data,
         run_dir=tmp_path,
-        max_steps=600,
+        max_steps=300,
         batch_size=32,
         progress=False,
-        checkpoint_every=600,
+        checkpoint_every=300,
         ema_decay=0.99,
     )
     out = em.sample(128, seed=0)

@@ -215,12 +215,13 @@ class Diffusion(nn.Module):
         steps: int | None = None,
         guidance: float | None = None,
         noise: torch.Tensor | None = None,
+        churn: float | None = None,
     ) -> torch.Tensor:
         """``n`` fields (n, C, H, W) in normalised units.
 
         ``cond`` (1 or n, Cc, H, W) conditions the samples (None: unconditional / null
-        condition); ``sampler``, ``steps`` and ``guidance`` override the options; ``noise``
-        (n, C, H, W) fixes the initial draw.
+        condition); ``sampler``, ``steps``, ``guidance`` and ``churn`` (Heun only) override
+        the options; ``noise`` (n, C, H, W) fixes the initial draw.
         """
         sampler = sampler or self.config["sampler"]
         _choice("sampler", sampler, SAMPLERS)
@@ -233,7 +234,8 @@ class Diffusion(nn.Module):
         run = dict(generator=generator, noise=noise, device=ref.device, dtype=ref.dtype)
         shape = (n, self.channels, *self.shape)
         if sampler == "heun":
-            return HeunSampler(self.edm_schedule, steps, churn=self.config["churn"])(
+            churn = self.config["churn"] if churn is None else churn
+            return HeunSampler(self.edm_schedule, steps, churn=churn)(
                 self.denoise_fn(cond, w), shape, **run
             )
         # Start the discrete samplers at σ_t ≤ sigma_max (see DDPMSchedule.timesteps).
