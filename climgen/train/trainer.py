@@ -96,7 +96,10 @@ class TrainConfig:
     keep_last : checkpoints kept (plus ``best``).
     num_workers : DataLoader worker processes.
     progress : show a tqdm bar (only when stderr is a terminal).
-    deterministic : ``torch.use_deterministic_algorithms(True, warn_only=True)`` during fit.
+    deterministic : ``torch.use_deterministic_algorithms(True, warn_only=True)`` during fit,
+        with ``torch.utils.deterministic.fill_uninitialized_memory`` off: that debugging aid
+        (NaN-filling every new tensor) is not needed for reproducibility and cost ~13 % of
+        the CPU throughput of a small DCGAN (benchmarks/RESULTS.md, issue 3).
     tensorboard : also log to ``run_dir/tensorboard`` when the package is installed.
     max_time_s : 0 (no limit), or a time budget in seconds for this call of ``fit``: training
         ends, with its final checkpoint, at the first step completed after the budget, even if
@@ -965,7 +968,9 @@ class Trainer:
 
         previous_det = torch.are_deterministic_algorithms_enabled()
         previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        previous_fill = torch.utils.deterministic.fill_uninitialized_memory
         if cfg.deterministic:
+            torch.utils.deterministic.fill_uninitialized_memory = False
             if self.device.type == "cuda":
                 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -1040,6 +1045,7 @@ class Trainer:
             if self._tb is not None:
                 self._tb.close()
             torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
+            torch.utils.deterministic.fill_uninitialized_memory = previous_fill
         result = TrainResult(
             step=self.step,
             losses=last_losses,

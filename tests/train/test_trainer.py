@@ -216,6 +216,26 @@ def test_config_from_dict_rejects_typos_listing_valid_keys():
 # -- data ----------------------------------------------------------------------------------------
 
 
+def test_deterministic_fit_skips_the_nan_fill_and_restores_torch_flags(tmp_path):
+    """During a deterministic fit the algorithms are deterministic but new tensors are not
+    NaN-filled (a debugging aid that only costs time); afterwards both flags are as before."""
+    import torch.utils.deterministic as det
+
+    seen = {}
+
+    class Record(Callback):
+        def on_fit_start(self, trainer):
+            seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
+            seen["fill"] = det.fill_uninitialized_memory
+
+    assert not torch.are_deterministic_algorithms_enabled() and det.fill_uninitialized_memory
+    Trainer(make_family("ae"), config(max_steps=2), tmp_path, callbacks=[Record()]).fit(
+        make_data()
+    )
+    assert seen == {"deterministic": True, "fill": False}
+    assert not torch.are_deterministic_algorithms_enabled() and det.fill_uninitialized_memory
+
+
 def test_sampler_permutes_each_epoch_and_resumes_mid_epoch():
     s = ResumableBatchSampler(10, 3, seed=1)
     epoch0 = list(s)
