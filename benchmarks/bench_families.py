@@ -132,11 +132,15 @@ def _sampler_scores(samples, held, variable) -> dict:
 
 
 def sampler_comparison(em, held, variable, args) -> dict:
-    """Heun (19 evals; and with each ``--heun-churn``) vs ancestral DDPM on the same trained
+    """Heun (19 evals; and with each ``--heun-churn``), DDIM with 19 steps (each ``--ddim-eta``;
+    η = 1 is a strided ancestral sampler) vs 250-step ancestral DDPM on the same trained
     diffusion model, same n and seed."""
     out = {}
     variants = [("heun", dict(sampler="heun"))]
     variants += [(f"heun churn {c:g}", dict(sampler="heun", churn=c)) for c in args.heun_churn]
+    variants += [
+        (f"ddim η {e:g}, 19 steps", dict(sampler="ddim", steps=19, eta=e)) for e in args.ddim_eta
+    ]
     variants.append(("ddpm", dict(sampler="ddpm", steps=args.ddpm_steps)))
     for name, opts in variants:
         t0 = time.perf_counter()
@@ -266,6 +270,13 @@ def main(argv=None) -> None:
         nargs="*",
         default=[],
         help="also compare Heun with these churn values (EDM Alg. 2 S_churn; same 19 evals)",
+    )
+    parser.add_argument(
+        "--ddim-eta",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also compare DDIM with 19 steps at these η (0: deterministic, 1: ancestral)",
     )
     parser.add_argument("--no-sampler-comparison", action="store_true")
     parser.add_argument("--batch-size", type=int, default=16)

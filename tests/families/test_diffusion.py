@@ -250,8 +250,9 @@ def test_family_registration_config_and_errors():
         model.training_step({"x": torch.zeros(2, 1, 8, 8)}, 0, None)
 
 
-def test_churn_passed_to_sample_overrides_the_option():
-    """``sample(churn=c)`` is the family built with ``churn=c``; ``churn=None`` keeps the option."""
+def test_churn_and_eta_passed_to_sample_override_the_options():
+    """``sample(churn=c)`` is the family built with ``churn=c`` (``eta`` likewise for DDIM);
+    ``None`` keeps the option."""
     plain = build_family("diffusion", channels=1, shape=(8, 12), **TINY)
     churned = build_family("diffusion", **{**plain.config, "churn": 4.0})
     churned.load_state_dict(plain.state_dict())
@@ -263,6 +264,10 @@ def test_churn_passed_to_sample_overrides_the_option():
     assert torch.equal(draw(plain, churn=4.0), draw(churned))
     assert torch.equal(draw(churned, churn=0.0), draw(plain))
     assert not torch.equal(draw(plain), draw(churned))
+    stochastic = build_family("diffusion", **{**plain.config, "ddim_eta": 1.0})
+    stochastic.load_state_dict(plain.state_dict())
+    assert torch.equal(draw(plain, sampler="ddim", eta=1.0), draw(stochastic, sampler="ddim"))
+    assert not torch.equal(draw(plain, sampler="ddim"), draw(stochastic, sampler="ddim"))
 
 
 @pytest.mark.slow

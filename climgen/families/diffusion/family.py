@@ -216,12 +216,13 @@ class Diffusion(nn.Module):
         guidance: float | None = None,
         noise: torch.Tensor | None = None,
         churn: float | None = None,
+        eta: float | None = None,
     ) -> torch.Tensor:
         """``n`` fields (n, C, H, W) in normalised units.
 
         ``cond`` (1 or n, Cc, H, W) conditions the samples (None: unconditional / null
-        condition); ``sampler``, ``steps``, ``guidance`` and ``churn`` (Heun only) override
-        the options; ``noise`` (n, C, H, W) fixes the initial draw.
+        condition); ``sampler``, ``steps``, ``guidance``, ``churn`` (Heun) and ``eta`` (DDIM)
+        override the options; ``noise`` (n, C, H, W) fixes the initial draw.
         """
         sampler = sampler or self.config["sampler"]
         _choice("sampler", sampler, SAMPLERS)
@@ -241,7 +242,8 @@ class Diffusion(nn.Module):
         # Start the discrete samplers at σ_t ≤ sigma_max (see DDPMSchedule.timesteps).
         steps = self.ddpm_schedule.timesteps(steps, max_sigma=self.config["sigma_max"]).tolist()
         if sampler == "ddim":
-            make = DDIMSampler(self.ddpm_schedule, steps, eta=self.config["ddim_eta"])
+            eta = self.config["ddim_eta"] if eta is None else eta
+            make = DDIMSampler(self.ddpm_schedule, steps, eta=eta)
         else:
             make = DDPMSampler(self.ddpm_schedule, steps)
         return make(self.noise_fn(cond, w), shape, **run)
