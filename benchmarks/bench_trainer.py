@@ -181,9 +181,7 @@ def table(title: str, rates: dict, baseline: str, target: float) -> str:
             pw = paired_ratios(rates, name, baseline, "wall")
             pc = paired_ratios(rates, name, baseline, "cpu")
             ratio = statistics.median(pw)
-            cells = (
-                f"{ratio:.3f} [{min(pw):.3f}, {max(pw):.3f}] | {statistics.median(pc):.3f}"
-            )
+            cells = f"{ratio:.3f} [{min(pw):.3f}, {max(pw):.3f}] | {statistics.median(pc):.3f}"
             goal = f"≥ {target:.2f}× — {'met' if ratio >= target else 'missed'}"
         lines.append(
             f"| {name} | {max(wall):.1f} | {statistics.median(wall):.1f} | "

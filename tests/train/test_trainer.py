@@ -229,9 +229,7 @@ def test_deterministic_fit_skips_the_nan_fill_and_restores_torch_flags(tmp_path)
             seen["fill"] = det.fill_uninitialized_memory
 
     assert not torch.are_deterministic_algorithms_enabled() and det.fill_uninitialized_memory
-    Trainer(make_family("ae"), config(max_steps=2), tmp_path, callbacks=[Record()]).fit(
-        make_data()
-    )
+    Trainer(make_family("ae"), config(max_steps=2), tmp_path, callbacks=[Record()]).fit(make_data())
     assert seen == {"deterministic": True, "fill": False}
     assert not torch.are_deterministic_algorithms_enabled() and det.fill_uninitialized_memory
 
@@ -632,9 +630,7 @@ def test_time_budget_ends_after_the_step_past_it_with_a_final_checkpoint(tmp_pat
     cfg = config(max_steps=10_000, checkpoint_every=0, max_time_s=0.1, time_clock=clock)
     now = time.perf_counter if clock == "wall" else time.process_time
     t0 = now()
-    result = Trainer(make_family("ae"), cfg, tmp_path / "run", callbacks=[Burn()]).fit(
-        make_data()
-    )
+    result = Trainer(make_family("ae"), cfg, tmp_path / "run", callbacks=[Burn()]).fit(make_data())
     # The budget was spent, and the run ended long before max_steps (≥ 200 s of steps).
     assert now() - t0 >= 0.1
     assert 1 <= result.step < 1000
