@@ -29,13 +29,8 @@ SHAPE = (10000, 1, 2, 2)  # 40,000 independent values: sample variance to ±0.7%
 F64 = dict(dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Element-wise work on small tensors: threads only add synchronisation (and contention).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: intra-op threads only add contention (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def exact_denoiser(s: float):

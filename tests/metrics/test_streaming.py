@@ -9,7 +9,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import torch
 
 from climgen.data.samples import make_grf
 from climgen.errors import ClimgenInputError
@@ -34,12 +33,8 @@ from climgen.metrics.streaming import (
 NY, NX = 16, 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny models: intra-op threads only add contention (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _weights():

@@ -59,12 +59,8 @@ class TinyAE(nn.Module):
         return self.dec
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny models: intra-op threads only add contention (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def data(n: int = 12) -> torch.Tensor:

@@ -23,8 +23,9 @@ from test_trainer import (  # noqa: E402
     config,
     make_data,
     make_family,
-    one_thread,  # noqa: F401 - autouse fixture: one intra-op thread for the tiny models
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models (tests/conftest.py)
 
 
 @pytest.mark.parametrize("r", [0.0, 0.1])

@@ -126,13 +126,8 @@ class DictData(torch.utils.data.Dataset):
         return {"x": self.x[i]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: intra-op threads only add contention (and the subprocess test mirrors it)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny models: intra-op threads only add contention (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_data(n: int = 24, seed: int = 0) -> torch.Tensor:
