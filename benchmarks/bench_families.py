@@ -141,7 +141,8 @@ def sampler_comparison(em, held, variable, args) -> dict:
     variants += [
         (f"ddim η {e:g}, 19 steps", dict(sampler="ddim", steps=19, eta=e)) for e in args.ddim_eta
     ]
-    variants.append(("ddpm", dict(sampler="ddpm", steps=args.ddpm_steps)))
+    if args.ddpm_steps > 0:
+        variants.append(("ddpm", dict(sampler="ddpm", steps=args.ddpm_steps)))
     for name, opts in variants:
         t0 = time.perf_counter()
         s = em.sample(args.ddpm_samples, seed=args.seed + 7, **opts)
@@ -220,9 +221,9 @@ def sampler_table(cmp: dict) -> str:
             f"| {name} | {r['s_per_100']:.3g} | {s['value']:.3g} ({s['floor']:.2g}) | "
             f"{w['value']:.3g} ({w['floor']:.2g}) |"
         )
-    d = cmp["ddpm"]
+    d = cmp.get("ddpm")
     for name, h in cmp.items():
-        if name == "ddpm":
+        if d is None or name == "ddpm":
             continue
         rel = {k: h[k]["value"] / d[k]["value"] - 1 for k in ("spectrum_lsd", "wasserstein1")}
         lines.append(
@@ -262,7 +263,13 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=list(FAMILY_MODELS), choices=FAMILY_MODELS)
     parser.add_argument("--n-samples", type=int, default=200, help="fields drawn per model")
     parser.add_argument("--pixelcnn-samples", type=int, default=8)
-    parser.add_argument("--ddpm-steps", type=int, default=250)
+    parser.add_argument(
+        "--ddpm-steps",
+        type=int,
+        default=250,
+        help="steps of the ancestral DDPM baseline (0: skip it, e.g. to --rescore new samplers "
+        "of a kept run whose baseline was already drawn with the same seed)",
+    )
     parser.add_argument("--ddpm-samples", type=int, default=32)
     parser.add_argument(
         "--heun-churn",
