@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from bench_emulation import load_split, run_model
 
+from climgen.families.diffusion.family import DEFAULT_SAMPLE_STEPS
 from climgen.report.evaluate import evaluate
 
 __all__ = ["FAMILY_MODELS", "memorisation", "bits_per_dim", "main"]
@@ -68,6 +69,8 @@ FAMILY_MODELS = {
         dict(base_channels=16, channel_mults=(1, 2, 2), sampler="heun"),
     ),
 }
+# Network calls of the default Heun sampler (N steps → 2N − 1 = 19); DDIM gets as many steps.
+HEUN_CALLS = 2 * DEFAULT_SAMPLE_STEPS["heun"] - 1
 DISTANCES = {
     "spectrum_lsd": "spectral log-error",
     "wasserstein1": "W1",
@@ -132,14 +135,15 @@ def _sampler_scores(samples, held, variable) -> dict:
 
 
 def sampler_comparison(em, held, variable, args) -> dict:
-    """Heun (19 evals; and with each ``--heun-churn``), DDIM with 19 steps (each ``--ddim-eta``;
-    η = 1 is a strided ancestral sampler) vs 250-step ancestral DDPM on the same trained
-    diffusion model, same n and seed."""
+    """Heun (19 evals; and with each ``--heun-churn``), DDIM with as many steps (each
+    ``--ddim-eta``; η = 1 is a strided ancestral sampler) vs 250-step ancestral DDPM on the
+    same trained diffusion model, same n and seed."""
     out = {}
     variants = [("heun", dict(sampler="heun"))]
     variants += [(f"heun churn {c:g}", dict(sampler="heun", churn=c)) for c in args.heun_churn]
     variants += [
-        (f"ddim η {e:g}, 19 steps", dict(sampler="ddim", steps=19, eta=e)) for e in args.ddim_eta
+        (f"ddim η {e:g}, {HEUN_CALLS} steps", dict(sampler="ddim", steps=HEUN_CALLS, eta=e))
+        for e in args.ddim_eta
     ]
     if args.ddpm_steps > 0:
         variants.append(("ddpm", dict(sampler="ddpm", steps=args.ddpm_steps)))
@@ -221,9 +225,9 @@ def sampler_table(cmp: dict) -> str:
             f"| {name} | {r['s_per_100']:.3g} | {s['value']:.3g} ({s['floor']:.2g}) | "
             f"{w['value']:.3g} ({w['floor']:.2g}) |"
         )
-    d = cmp.get("ddpm")
-    for name, h in cmp.items():
-        if d is None or name == "ddpm":
+    d = cmp.get("ddpm")  # absent with --ddpm-steps 0
+    for name, h in cmp.items() if d is not None else ():
+        if name == "ddpm":
             continue
         rel = {k: h[k]["value"] / d[k]["value"] - 1 for k in ("spectrum_lsd", "wasserstein1")}
         lines.append(
@@ -276,14 +280,15 @@ def main(argv=None) -> None:
         type=float,
         nargs="*",
         default=[],
-        help="also compare Heun with these churn values (EDM Alg. 2 S_churn; same 19 evals)",
+        help=f"also compare Heun with these churn values (EDM Alg. 2 S_churn; {HEUN_CALLS} calls)",
     )
     parser.add_argument(
         "--ddim-eta",
         type=float,
         nargs="*",
         default=[],
-        help="also compare DDIM with 19 steps at these η (0: deterministic, 1: ancestral)",
+        help=f"also compare DDIM with {HEUN_CALLS} steps at these η (0: deterministic, "
+        "1: ancestral)",
     )
     parser.add_argument("--no-sampler-comparison", action="store_true")
     parser.add_argument("--batch-size", type=int, default=16)

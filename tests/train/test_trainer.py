@@ -126,7 +126,8 @@ class DictData(torch.utils.data.Dataset):
         return {"x": self.x[i]}
 
 
-# Tiny models: intra-op threads only add contention (fixture in tests/conftest.py).
+# Tiny models: intra-op threads only add contention (fixture in tests/conftest.py; the
+# subprocess scripts below set the same thread count).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -208,9 +209,6 @@ def test_config_from_dict_rejects_typos_listing_valid_keys():
     assert cfg.max_steps == 10 and cfg.grad_clip == 1.0
 
 
-# -- data ----------------------------------------------------------------------------------------
-
-
 def test_deterministic_fit_skips_the_nan_fill_and_restores_torch_flags(tmp_path):
     """During a deterministic fit the algorithms are deterministic but new tensors are not
     NaN-filled (a debugging aid that only costs time); afterwards both flags are as before."""
@@ -227,6 +225,9 @@ def test_deterministic_fit_skips_the_nan_fill_and_restores_torch_flags(tmp_path)
     Trainer(make_family("ae"), config(max_steps=2), tmp_path, callbacks=[Record()]).fit(make_data())
     assert seen == {"deterministic": True, "fill": False}
     assert not torch.are_deterministic_algorithms_enabled() and det.fill_uninitialized_memory
+
+
+# -- data ----------------------------------------------------------------------------------------
 
 
 def test_sampler_permutes_each_epoch_and_resumes_mid_epoch():
