@@ -27,6 +27,22 @@ term compares the log power of the zonal (longitude) Fourier modes of each row. 
 do; 1 by default). With ``reconstruction="l2"`` the two terms are mean *squared* errors
 (reported as ``valid_l2``, ``hole_l2``): the L1 terms fit the conditional median, the L2 terms
 the conditional mean, which is what an RMSE score rewards.
+
+With ``reconstruction="crps"`` the infiller is an *ensemble* generator: the U-Net gets noise
+inputs (:class:`~climgen.nn.partialconv.PartialConvUNet` ``noise_injection``), every training
+field is filled ``crps_members`` = M times with fresh noise, and the valid and hole terms are
+the fair CRPS of the M fills at each cell (reported as ``valid_crps``, ``hole_crps``),
+
+.. math::
+    \\mathrm{CRPS}_{fair} = \\frac1M\\sum_i |\\hat x_i - x|
+        - \\frac{1}{2M(M-1)}\\sum_{i,j} |\\hat x_i - \\hat x_j|,
+
+a proper score, so its minimum is the true conditional distribution cell by cell: the members'
+mean tends to the conditional median and their spread to the conditional uncertainty — large
+far from observations, small next to them. This is scoring-rule training of an implicit
+generative model (Gneiting & Raftery 2007; Pacchiardi et al. 2024, *Probabilistic forecasting
+with generative networks via scoring rule minimization*, JMLR 25; the "almost fair" CRPS
+ensembles of Lang et al. 2024, AIFS-CRPS). A step costs M forward/backward passes per field.
 """
 
 from __future__ import annotations
@@ -36,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from climgen.errors import ClimgenInputError
+from climgen.metrics.ensemble import crps_fair
 from climgen.nn.partialconv import PartialConvUNet
 
 from .base import OptimizerSpec, register_family
@@ -78,7 +95,9 @@ class PartialConvInfiller(nn.Module):
     base_channels, max_channels, min_bottleneck, num_levels, first_kernel : U-Net size
         (:class:`~climgen.nn.partialconv.PartialConvUNet`).
     valid_weight, hole_weight, tv_weight, spectral_weight : loss weights (module docstring).
-    reconstruction : "l1" (Liu et al.) or "l2": the norm of the valid and hole terms.
+    reconstruction : "l1" (Liu et al.), "l2", or "crps" (a stochastic ensemble infiller trained
+        with the fair CRPS of ``crps_members`` fills per field; module docstring).
+    crps_members : fills per training field with ``reconstruction="crps"`` (M ≥ 2).
     row_weights : None, or H non-negative weights of the grid rows in the valid/hole terms
         (normalised to mean 1; ``Infiller(row_weights="area")`` passes cos φ of the grid).
     lr : Adam learning rate.
@@ -110,6 +129,7 @@ class PartialConvInfiller(nn.Module):
         tv_weight: float = 0.0,
         spectral_weight: float = 0.0,
         reconstruction: str = "l1",
+        crps_members: int = 4,
         row_weights=None,
         lr: float = 2e-4,
     ):
@@ -131,9 +151,13 @@ class PartialConvInfiller(nn.Module):
         for key, value in weights.items():
             if not isinstance(value, (int, float)) or value < 0:
                 raise ClimgenInputError(f"option '{key}' must be a number ≥ 0, got {value!r}")
-        if reconstruction not in ("l1", "l2"):
+        if reconstruction not in ("l1", "l2", "crps"):
             raise ClimgenInputError(
-                f"option 'reconstruction' must be 'l1' or 'l2', got {reconstruction!r}"
+                f"option 'reconstruction' must be 'l1', 'l2' or 'crps', got {reconstruction!r}"
+            )
+        if isinstance(crps_members, bool) or not isinstance(crps_members, int) or crps_members < 2:
+            raise ClimgenInputError(
+                f"option 'crps_members' must be an int ≥ 2, got {crps_members!r}"
             )
         if row_weights is not None:
             rw = torch.as_tensor(row_weights, dtype=torch.float32).flatten()
@@ -157,6 +181,7 @@ class PartialConvInfiller(nn.Module):
             first_kernel=first_kernel,
             lr=lr,
             reconstruction=reconstruction,
+            crps_members=crps_members,
             row_weights=row_weights,
             **{k: float(v) for k, v in weights.items()},
         )
@@ -165,6 +190,7 @@ class PartialConvInfiller(nn.Module):
         self.weights = {k: float(v) for k, v in weights.items()}
         self.lr = float(lr)
         self.reconstruction = reconstruction
+        self.crps_members = crps_members
         # a plain attribute, not a buffer: the weights live in the config, not the checkpoint
         self._row_weights = None if row_weights is None else torch.tensor(row_weights)
         self.net = PartialConvUNet(
@@ -177,7 +203,13 @@ class PartialConvInfiller(nn.Module):
             num_levels=num_levels,
             first_kernel=first_kernel,
             periodic=tuple(self.config["periodic"]),
+            noise_injection=self.stochastic,
         )
+
+    @property
+    def stochastic(self) -> bool:
+        """True for the CRPS-trained ensemble infiller: each call draws a different fill."""
+        return self.reconstruction == "crps"
 
     # --- family contract -------------------------------------------------------------------
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
@@ -216,10 +248,11 @@ class PartialConvInfiller(nn.Module):
         """:meth:`infill` of ``x`` under ``mask`` (both (n, ...)); without them, zeros.
 
         A deterministic infiller has no distribution to sample: with nothing observed its
-        answer is the normalised climatology, 0. ``generator`` is unused.
+        answer is the normalised climatology, 0. ``generator`` draws the noise of a stochastic
+        (``reconstruction="crps"``) infiller.
         """
         if x is not None and mask is not None:
-            return self.infill(x, mask, cond, cond_mask)
+            return self.infill(x, mask, cond, cond_mask, generator=generator)
         ref = next(self.parameters())
         return torch.zeros(n, self.channels, *self.shape, dtype=ref.dtype, device=ref.device)
 
@@ -230,8 +263,11 @@ class PartialConvInfiller(nn.Module):
         mask: torch.Tensor,
         cond: torch.Tensor | None = None,
         cond_mask: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Raw network output (B, C, H, W) everywhere (observed cells not yet re-inserted)."""
+        """Raw network output (B, C, H, W) everywhere (observed cells not yet re-inserted);
+        a stochastic infiller draws its noise from ``generator``."""
         x = self._check(x, self.channels, "x")
         mask = mask.to(x.dtype)
         if mask.shape[1] == 1 and self.channels > 1:
@@ -246,22 +282,34 @@ class PartialConvInfiller(nn.Module):
             raise ClimgenInputError(
                 "this partialconv model was built with cond_channels=0 but got 'cond'"
             )
-        out, _ = self.net(torch.cat(inputs, 1), torch.cat(masks, 1))
+        out, _ = self.net(torch.cat(inputs, 1), torch.cat(masks, 1), generator)
         return out
 
-    def infill(self, x, mask, cond=None, cond_mask=None) -> torch.Tensor:
+    def infill(self, x, mask, cond=None, cond_mask=None, *, generator=None) -> torch.Tensor:
         """Composite ``M x + (1 − M) x̂``: observed cells kept, holes from the network."""
-        out = self.predict(x, mask, cond, cond_mask)
+        out = self.predict(x, mask, cond, cond_mask, generator=generator)
         observed = mask.expand_as(out) > 0
         return torch.where(observed, x, out)
 
     def loss(self, x, mask, cond=None, cond_mask=None) -> dict[str, torch.Tensor]:
         """{"loss", "valid_l1", "hole_l1"[, "tv", "spectral"]} in normalised units
-        (``valid_l2``, ``hole_l2`` with ``reconstruction="l2"``)."""
-        out = self.predict(x, mask, cond, cond_mask).float()
+        (``valid_l2``, ``hole_l2`` with ``reconstruction="l2"``; ``valid_crps``, ``hole_crps``
+        with ``"crps"``: then the other terms use the members' mean)."""
+        if self.stochastic:
+            k = self.crps_members
+            rep = [
+                None if t is None else t.repeat_interleave(k, 0) for t in (x, mask, cond, cond_mask)
+            ]
+            members = self.predict(*rep).float()
+            members = members.view(x.shape[0], k, *members.shape[1:])
+            err = crps_fair(members, x.float(), member_axis=1, reduce=False)
+            out = members.mean(1)
+        else:
+            out = self.predict(x, mask, cond, cond_mask).float()
+            diff = out - x.float()
+            err = diff.abs() if self.reconstruction == "l1" else diff.square()
         x = x.float()
         m = mask.float().expand_as(out)
-        err = (out - x).abs() if self.reconstruction == "l1" else (out - x).square()
         a = torch.ones_like(m)
         if self._row_weights is not None:
             a = a * self._row_weights.to(m.device).view(1, 1, -1, 1)

@@ -155,6 +155,14 @@ class PartialConvUNet(nn.Module):
     ``forward(x, mask)``: ``x`` (B, in_channels, H, W), ``mask`` (B, 1|in_channels, H, W),
     1 = observed. Returns ``(out, out_mask)``; ``out_mask`` is 1 wherever the network had any
     observed input in its receptive field (all-ones unless the whole field is hidden).
+
+    ``noise_injection=True`` makes the network stochastic (for ensembles trained with a proper
+    score): after the bottleneck and after each decoder layer a fresh standard-normal image
+    ``n`` (B, 1, h, w) is added with a learned per-channel scale, ``h ← h + s ⊙ n`` (the noise
+    inputs of StyleGAN, Karras et al. 2019), so members differ at every scale. The noise is
+    added to features, not fed as an observed input channel, so the masks — and the
+    guarantee that hidden inputs are never read — are unchanged. ``forward(..., generator=)``
+    draws it from a given generator.
     """
 
     def __init__(
@@ -169,6 +177,7 @@ class PartialConvUNet(nn.Module):
         num_levels: int | None = None,
         first_kernel: int = 7,
         periodic: tuple[bool, bool] = (False, True),
+        noise_injection: bool = False,
     ):
         super().__init__()
         self.shape = tuple(int(s) for s in shape)
@@ -187,10 +196,22 @@ class PartialConvUNet(nn.Module):
             for i in reversed(range(n_down))
         )
         self.head = PartialConv2d(chans[0], out_channels, 1, **kw)
+        # small non-zero start: at s = 0 every member is the same and the CRPS spread term
+        # has no gradient (|x_i − x_j| is not differentiable at 0)
+        self.noise_scales = (
+            nn.ParameterList(
+                nn.Parameter(torch.full((c,), 0.1))
+                for c in [chans[n_down], *(chans[i] for i in reversed(range(n_down)))]
+            )
+            if noise_injection
+            else None
+        )
         self.enc_act = make_activation("relu")
         self.dec_act = make_activation("leaky_relu")
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if tuple(x.shape[-2:]) != self.shape:
             raise ClimgenInputError(
                 f"PartialConvUNet was built for grids {self.shape}, got {tuple(x.shape[-2:])}"
@@ -203,7 +224,8 @@ class PartialConvUNet(nn.Module):
             h = self.enc_act(h)
             skips.append((h, m))
         skips.pop()
-        for conv in self.up:
+        h = self._add_noise(h, 0, generator)
+        for level, conv in enumerate(self.up, start=1):
             skip_h, skip_m = skips.pop()
             size = tuple(skip_h.shape[-2:])
             h = resize(h, size, mode="nearest", periodic=self.periodic)
@@ -212,5 +234,13 @@ class PartialConvUNet(nn.Module):
                 [m.expand(-1, h.shape[1], -1, -1), skip_m.expand(-1, skip_h.shape[1], -1, -1)], 1
             )
             h, m = conv(torch.cat([h, skip_h], 1), cat_m)
-            h = self.dec_act(h)
+            h = self._add_noise(self.dec_act(h), level, generator)
         return self.head(h, m)
+
+    def _add_noise(self, h: torch.Tensor, level: int, generator) -> torch.Tensor:
+        if self.noise_scales is None:
+            return h
+        b, _, hh, ww = h.shape
+        device = h.device if generator is None else generator.device
+        n = torch.randn(b, 1, hh, ww, generator=generator, device=device, dtype=torch.float32)
+        return h + self.noise_scales[level].view(1, -1, 1, 1) * n.to(h.device, h.dtype)

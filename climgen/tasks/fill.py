@@ -4,7 +4,9 @@
 
 ``"partialconv"``
     partial-convolution U-Net (Kadow et al. 2020, :mod:`climgen.families.infill`) trained on
-    complete fields under real or synthetic coverage masks; deterministic (no spread).
+    complete fields under real or synthetic coverage masks; deterministic (no spread) — or,
+    with ``reconstruction="crps"``, a stochastic U-Net trained with the fair CRPS whose
+    ``members`` fills give the estimate (their mean) and the spread.
 ``"cvae"``
     conditional VAE (:class:`climgen.families.vae.ConditionalVAE`) conditioned on the observed
     values and the mask: ``members`` plausible complete fields, whose mean and standard
@@ -199,8 +201,10 @@ class Infiller:
         back), ``x̂ = (1/R) Σ_r S_{-r} f(S_r x, S_r m)``: test-time augmentation by the symmetry
         the network was trained with. The strided encoder is not exactly shift-equivariant, so
         the R views differ and their mean has a lower error; cost × R. Default 1 (no rolls).
+        For the stochastic (``reconstruction="crps"``) U-Net, member k is drawn under roll
+        ``k mod R`` instead, at no extra cost.
     likelihood_noise : cvae only — add the decoder's learned pixel noise to each member.
-    spread_inflation : cvae only — factor α > 0 on each member's deviation from the ensemble
+    spread_inflation : ensembles only — factor α > 0 on each member's deviation from the ensemble
         mean, ``x_i ← x̄ + α (x_i − x̄)`` (mean unchanged, spread × α). 1 = raw ensemble; fit it
         on a validation split with :func:`climgen.tasks.fill_cv.calibrate_spread`.
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
@@ -279,6 +283,16 @@ class Infiller:
         self.aux: np.ndarray | None = None
         self.run_dir: Path | None = None
         self.result = None
+
+    @property
+    def is_ensemble(self) -> bool:
+        """True when ``fill`` returns members: "cvae", and "partialconv" with
+        ``reconstruction="crps"``."""
+        if self.method != "partialconv":
+            return self.method == "cvae"
+        if self.family is not None:
+            return bool(self.family.stochastic)
+        return self.options.get("reconstruction") == "crps"
 
     # -- training --------------------------------------------------------------------------
     def fit(
@@ -532,28 +546,36 @@ class Infiller:
         aux = None if self.aux is None else torch.from_numpy(self.aux.astype(np.float32))
         n = x_all.shape[0]
         generator = torch.Generator().manual_seed(int(seed))
-        means, ensembles = [], []
+        outs = []  # per batch: (T_b, H, W) means, or (M, T_b, H, W) members
+        step = batch_size if self.method == "partialconv" else 1
         with torch.no_grad():
-            for start in range(0, n, batch_size if self.method == "partialconv" else 1):
-                idx = range(
-                    start, min(n, start + (batch_size if self.method == "partialconv" else 1))
-                )
-                items = [self._fill_item(x_all, m_all, aux, i) for i in idx]
+            for start in range(0, n, step):
+                items = [
+                    self._fill_item(x_all, m_all, aux, i)
+                    for i in range(start, min(n, start + step))
+                ]
                 if self.method == "partialconv":
                     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
-                    out = self._rolled_infill(batch)
-                    means.append(out[:, 0].numpy().astype(np.float64) * scale + center)
-                    continue
-                cond = items[0]["cond"][None]
-                draws = self.family.sample(members, generator, cond=cond)
-                if self.likelihood_noise:
-                    s = self.family.log_scale.exp().view(1, -1, 1, 1)
-                    draws = draws + s * torch.randn(draws.shape, generator=generator)
-                ens = draws[:, 0].numpy().astype(np.float64) * scale + center
-                ensembles.append(ens)
-        if self.method == "partialconv":
-            return np.concatenate(means), None, None
-        ens = np.stack(ensembles, axis=1)  # (M, T, H, W)
+                    if self.is_ensemble:
+                        out = torch.stack(
+                            [
+                                self._rolled_infill(batch, generator, member=k)
+                                for k in range(members)
+                            ]
+                        )[:, :, 0]
+                    else:
+                        out = self._rolled_infill(batch)[:, 0]
+                else:
+                    cond = items[0]["cond"][None]
+                    draws = self.family.sample(members, generator, cond=cond)
+                    if self.likelihood_noise:
+                        s = self.family.log_scale.exp().view(1, -1, 1, 1)
+                        draws = draws + s * torch.randn(draws.shape, generator=generator)
+                    out = draws  # (M, 1, H, W): the member axis, then one field
+                outs.append(out.numpy().astype(np.float64) * scale + center)
+        if not self.is_ensemble:
+            return np.concatenate(outs), None, None
+        ens = np.concatenate(outs, axis=1)  # (M, T, H, W)
         ens = np.where(keep[None], gappy, ens)
         if self.spread_inflation != 1.0:
             centre = ens.mean(axis=0, keepdims=True)
@@ -561,16 +583,21 @@ class Infiller:
         std = ens.std(axis=0, ddof=1) if members > 1 else np.full(ens.shape[1:], np.nan)
         return ens.mean(axis=0), std, ens
 
-    def _rolled_infill(self, batch: dict) -> torch.Tensor:
-        """Partial-conv infill of ``batch``, averaged over ``fill_rolls`` longitude rolls."""
+    def _rolled_infill(self, batch: dict, generator=None, member: int | None = None):
+        """Partial-conv infill of ``batch``, averaged over ``fill_rolls`` longitude rolls; for
+        ``member`` k of a stochastic infiller, one draw under roll ``k mod fill_rolls``."""
         width = batch["x"].shape[-1]
         shifts = sorted(
             {round(k * width / self.fill_rolls) % width for k in range(self.fill_rolls)}
         )
+        if member is not None:
+            shifts = [shifts[member % len(shifts)]]
         total = None
         for shift in shifts:
             b = {k: torch.roll(v, shift, dims=-1) for k, v in batch.items()}
-            out = self.family.infill(b["x"], b["mask"], b.get("cond"), b.get("cond_mask"))
+            out = self.family.infill(
+                b["x"], b["mask"], b.get("cond"), b.get("cond_mask"), generator=generator
+            )
             out = torch.roll(out, -shift, dims=-1)
             total = out if total is None else total + out
         return total / len(shifts)

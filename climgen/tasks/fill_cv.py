@@ -154,8 +154,11 @@ def calibrate_spread(
     when the raw ensemble was under- (α > 1) or over-dispersed (α < 1). The fitted α is set on
     ``infiller`` and saved in its run directory. Use fields *not* used for the final scores.
     """
-    if not isinstance(infiller, Infiller) or infiller.method != "cvae":
-        raise ClimgenInputError("calibrate_spread needs a fitted ensemble (cvae) Infiller")
+    if not isinstance(infiller, Infiller) or not infiller.is_ensemble:
+        raise ClimgenInputError(
+            "calibrate_spread needs a fitted ensemble Infiller (cvae, or partialconv with "
+            "reconstruction='crps')"
+        )
     if members < 2:
         raise ClimgenInputError(f"calibrate_spread needs members ≥ 2, got {members}")
     previous, infiller.spread_inflation = infiller.spread_inflation, 1.0

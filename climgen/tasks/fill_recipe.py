@@ -40,7 +40,7 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
     ``true``: train and score on anomalies from the training period's time mean per cell
     (written to ``RUN_DIR/climatology.nc``); observations to fill must then be anomalies too.
 ``validation_fraction``
-    cvae only: this fraction of the training fields (the last ones) is kept out of training
+    ensembles only (cvae; partialconv with ``reconstruction: crps``): this fraction of the training fields (the last ones) is kept out of training
     and fits the ensemble's spread inflation (:func:`~climgen.tasks.fill_cv.calibrate_spread`).
 
 ``evaluate`` keys (integers): ``members`` (ensemble size, 16), ``seed`` (0), ``max_fields``
@@ -182,12 +182,12 @@ def run_fill_recipe(
     val_da = None
     options = dict(recipe.model["options"])
     name = recipe.model["name"]
-    if name == "cvae" and val_frac > 0:
+    infiller = Infiller(name, variable=var, time_dim=sample_dim, **options)
+    if infiller.is_ensemble and val_frac > 0:
         n_val = max(1, int(round(val_frac * train_da.sizes[sample_dim])))
         val_da = train_da.isel({sample_dim: slice(-n_val, None)})
         train_da = train_da.isel({sample_dim: slice(0, -n_val)})
     run_dir = prepare_run_dir(recipe, run_dir)
-    infiller = Infiller(name, variable=var, time_dim=sample_dim, **options)
     if name in NETWORKS:
         train_options = {"progress": progress, **recipe.train, **(overrides or {})}
         infiller.fit(train_da, masks=masks, run_dir=run_dir, resume=resume, **train_options)
@@ -223,7 +223,7 @@ def run_fill_recipe(
             time_dim=sample_dim,
             seed=seed + 1,
         )
-        print(f"cvae spread inflation fitted on {val_da.sizes[sample_dim]} fields: {alpha:.3f}")
+        print(f"{name} spread inflation fitted on {val_da.sizes[sample_dim]} fields: {alpha:.3f}")
     if held_out is None or held_out.sizes[sample_dim] == 0:
         return infiller, None
     test = held_out[var]

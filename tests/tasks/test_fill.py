@@ -500,3 +500,77 @@ def test_infiller_area_row_weights_are_cos_latitude_and_survive_load(tmp_path):
         Infiller("partialconv", base_channels=4, row_weights="cos").fit(
             da, run_dir=tmp_path / "bad", max_steps=1, progress=False
         )
+
+
+# -- CRPS-trained ensemble U-Net ------------------------------------------------------------
+
+
+def test_crps_partialconv_loss_is_the_fair_crps_of_its_members_and_never_reads_holes():
+    from climgen.families.infill import PartialConvInfiller
+    from climgen.metrics import crps_fair
+
+    x = torch.randn(2, 1, 8, 16, generator=torch.Generator().manual_seed(0))
+    m = (torch.rand(2, 1, 8, 16, generator=torch.Generator().manual_seed(1)) > 0.4).float()
+    net = PartialConvInfiller(
+        1, (8, 16), base_channels=4, num_levels=2, reconstruction="crps", crps_members=3
+    )
+    assert net.stochastic
+    torch.manual_seed(7)
+    losses = {k: float(v.detach()) for k, v in net.loss(x, m).items()}
+    torch.manual_seed(7)  # the same noise draws, member by member
+    members = net.predict(x.repeat_interleave(3, 0), m.repeat_interleave(3, 0)).detach()
+    members = members.view(2, 3, 1, 8, 16).transpose(0, 1)
+    hole = crps_fair(members, x, weights=(1 - m).expand_as(x))
+    valid = crps_fair(members, x, weights=m.expand_as(x))
+    assert losses["hole_crps"] == pytest.approx(float(hole), rel=1e-5)
+    assert losses["valid_crps"] == pytest.approx(float(valid), rel=1e-5)
+    assert losses["loss"] == pytest.approx(float(valid + 6 * hole), rel=1e-5)
+    # draws differ in the holes, never at observed cells; a generator makes them repeatable
+    g = [torch.Generator().manual_seed(s) for s in (3, 3, 4)]
+    a, b, c = (net.infill(x, m, generator=gen).detach() for gen in g)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert torch.equal(a[m.bool()], x[m.bool()]) and torch.equal(c[m.bool()], x[m.bool()])
+    poked = torch.where(m.bool(), x, torch.full_like(x, 1e6))
+    assert torch.equal(net.infill(poked, m, generator=torch.Generator().manual_seed(3)), a)
+    with pytest.raises(ClimgenInputError, match="crps_members"):
+        PartialConvInfiller(1, (8, 16), reconstruction="crps", crps_members=1)
+
+
+@pytest.mark.slow
+def test_crps_partialconv_learns_a_known_conditional_spread(tmp_path):
+    """North half c, south half c + ε with ε ~ N(0, σ²), the north observed: the hidden
+    cells' conditional law is N(c, σ²), so a CRPS-trained ensemble must centre on c with
+    spread σ (a deterministic infiller has none)."""
+    rng = np.random.default_rng(0)
+    n, sigma = 96, 0.5
+    lat, _ = _grid(8, 16)
+    c = rng.standard_normal(n)
+    d = c + sigma * rng.standard_normal(n)
+    north = lat > 0
+    da = _latlon(
+        np.where(north[None, :, None], c[:, None, None], d[:, None, None]) * np.ones((n, 8, 16))
+    )
+    mask = xr.ones_like(da.isel(time=0, drop=True)).where(da.lat > 0, 0).rename("mask")
+    net = Infiller("partialconv", reconstruction="crps", base_channels=8, num_levels=2, lr=3e-3)
+    assert net.is_ensemble
+    net.fit(
+        da.isel(time=slice(0, 64)),
+        masks=mask,
+        run_dir=tmp_path,
+        max_steps=120,
+        batch_size=8,
+        progress=False,
+    )
+    test = da.isel(time=slice(64, n))
+    out = net.fill(test.where(mask == 1), members=16, seed=1)
+    assert out.tas_members.sizes["member"] == 16
+    south = out.tas_spread.values[:, ~north]
+    assert 0.35 < south.mean() < 0.65, south.mean()  # σ = 0.5
+    centre = out.tas.values[:, ~north] - c[64:, None, None]
+    assert np.sqrt((centre**2).mean()) < 0.35  # the mean is near c, not near 0
+    kept = test.values[:, north]
+    assert np.array_equal(out.tas.values[:, north], kept)
+    assert all(np.array_equal(out.tas_members.values[k][:, north], kept) for k in range(16))
+    np.testing.assert_allclose(out.tas_spread, out.tas_members.std("member", ddof=1), atol=1e-12)
+    again = Infiller.load(tmp_path).fill(test.where(mask == 1), members=16, seed=1)
+    np.testing.assert_allclose(again.tas_members, out.tas_members, rtol=1e-5, atol=1e-5)
