@@ -12,8 +12,10 @@ scored. Masks: the two real HadCRUT4 coverages in ../shared/data (1877-09, 23 %;
 31 %): the networks train with them rolled randomly in longitude; held-out field i is shown
 under real mask ``i mod 2`` at its true position.
 
-Methods. ``partialconv`` (U-Net of partial convolutions) and ``cvae`` (conditional VAE,
-``--members`` members, raw and with the spread inflation fitted on the validation split) each
+Methods. ``partialconv`` (U-Net of partial convolutions), ``cvae`` (conditional VAE,
+``--members`` members) and ``pconv-crps`` (the partial-conv U-Net with noise inputs trained
+with the fair CRPS of ``--crps-members`` fills per field, ``reconstruction="crps"``; the
+ensembles are scored raw and with the spread inflation fitted on the validation split) each
 train for ``--budget-s`` seconds of *process CPU time* (``time.process_time``, torch with
 ``--threads`` threads), so contention from other processes does not change the budget;
 ``kriging`` (scikit-learn GP, Matérn-3/2 of chordal distance, per-field ML hyper-parameters),
@@ -108,7 +110,9 @@ def paired_masks(masks: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
     return masks.isel(time=idx).assign_coords(time=like.time.values)
 
 
-def train_network(method, options, train, masks, budget, run_dir, seed=0, **train_options):
+def train_network(
+    method, options, train, masks, budget, run_dir, seed=0, batch_size=16, **train_options
+):
     from climgen.tasks.fill import Infiller
 
     budget_cb = CpuBudget(budget)
@@ -119,7 +123,7 @@ def train_network(method, options, train, masks, budget, run_dir, seed=0, **trai
         masks=masks,
         run_dir=run_dir,
         max_steps=10**6,
-        batch_size=16,
+        batch_size=batch_size,
         log_every=20,
         checkpoint_every=0,
         progress=False,
@@ -322,9 +326,21 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--networks",
         nargs="+",
-        choices=("partialconv", "cvae"),
+        choices=("partialconv", "cvae", "pconv-crps"),
         default=["partialconv", "cvae"],
-        help="networks to train (default: both)",
+        help="networks to train (default: partialconv cvae)",
+    )
+    parser.add_argument(
+        "--crps-members",
+        type=int,
+        default=4,
+        help="pconv-crps: fills per training field in the CRPS loss",
+    )
+    parser.add_argument(
+        "--crps-batch",
+        type=int,
+        default=4,
+        help="pconv-crps: fields per step (x --crps-members network passes)",
     )
     parser.add_argument("--no-step-cost", action="store_true", help="skip the step probe")
     parser.add_argument(
@@ -384,26 +400,32 @@ def main(argv=None) -> int:
         ),
         "cvae": dict(base_channels=args.cvae_channels, latent_dim=32, lr=1e-3, **common),
     }
-    for method, options in specs.items():
-        if method not in args.networks:
-            continue
+    specs["pconv-crps"] = {
+        **specs["partialconv"],
+        "reconstruction": "crps",
+        "crps_members": args.crps_members,
+    }
+    for label in args.networks:
+        options = specs[label]
+        method = "partialconv" if label == "pconv-crps" else label
         if args.load:
-            run_dir = Path(args.load) / method
-            nets[method] = Infiller.load(run_dir)
-            nets[method].fill_rolls = options.get("fill_rolls", 1)
+            run_dir = Path(args.load) / label
+            nets[label] = Infiller.load(run_dir)
+            nets[label].fill_rolls = options.get("fill_rolls", 1)
             info_path = run_dir / "bench_train.json"
             info = json.loads(info_path.read_text()) if info_path.exists() else {}
             info["loaded_from"] = str(run_dir)
-            print(f"loaded {method} from {run_dir}", flush=True)
+            print(f"loaded {label} from {run_dir}", flush=True)
         else:
-            print(f"training {method} {options} for {args.budget_s:g} CPU s ...", flush=True)
-            nets[method], info = train_network(
+            print(f"training {label} {options} for {args.budget_s:g} CPU s ...", flush=True)
+            nets[label], info = train_network(
                 method,
                 options,
                 train,
                 masks,
                 args.budget_s,
-                tmp / method,
+                tmp / label,
+                batch_size=args.crps_batch if label == "pconv-crps" else 16,
                 ema_decay=args.ema_decay,
                 lr_schedule=args.lr_schedule,
             )
@@ -413,13 +435,13 @@ def main(argv=None) -> int:
                 "lr_schedule": args.lr_schedule,
             }
             if args.keep:
-                kept = Path(args.keep) / method
+                kept = Path(args.keep) / label
                 shutil.rmtree(kept, ignore_errors=True)
-                shutil.copytree(tmp / method, kept)
+                shutil.copytree(tmp / label, kept)
                 (kept / "bench_train.json").write_text(json.dumps(info, indent=2, default=float))
-                nets[method] = Infiller.load(kept)
-                nets[method].fill_rolls = options.get("fill_rolls", 1)
-        results[f"train_{method}"] = info
+                nets[label] = Infiller.load(kept)
+                nets[label].fill_rolls = options.get("fill_rolls", 1)
+        results[f"train_{label}"] = info
         print(f"  {info}", flush=True)
 
     print("scores on hidden cells of the held-out fields:", flush=True)
@@ -436,15 +458,15 @@ def main(argv=None) -> int:
     res["zonal-mean"] = scored("zonal-mean", "zonal-mean", test, test_masks, m)
     if "partialconv" in nets:
         res["partialconv"] = scored("partialconv", nets["partialconv"], test, test_masks, m)
-    cvae = nets.get("cvae")
-    if cvae is not None:
-        res["cvae"] = scored(f"cvae ({m} members)", cvae, test, test_masks, m)
+    ensembles = [label for label in ("cvae", "pconv-crps") if label in nets]
+    for label in ensembles:
+        res[label] = scored(f"{label} ({m} members)", nets[label], test, test_masks, m)
         c0 = time.process_time()
-        alpha = calibrate_spread(cvae, val, val_masks, members=m, seed=1)
-        print(f"  cvae spread inflation fitted on validation: α = {alpha:.3f}", flush=True)
-        res["cvae-calibrated"] = scored(
-            "cvae calibrated",
-            cvae,
+        alpha = calibrate_spread(nets[label], val, val_masks, members=m, seed=1)
+        print(f"  {label} spread inflation fitted on validation: α = {alpha:.3f}", flush=True)
+        res[f"{label}-calibrated"] = scored(
+            f"{label} calibrated",
+            nets[label],
             test,
             test_masks,
             m,
@@ -462,8 +484,8 @@ def main(argv=None) -> int:
         }
         if "partialconv" in nets:
             shown["partialconv"] = nets["partialconv"]
-        if cvae is not None:
-            shown["cvae (calibrated)"] = cvae
+        for label in ensembles:
+            shown[f"{label} (calibrated)"] = nets[label]
         cross_validation_report(
             shown,
             test.isel(time=slice(0, n_rep)),
@@ -487,21 +509,23 @@ def main(argv=None) -> int:
         )
 
     k = res["kriging"]
-    trained = [n for n in ("partialconv", "cvae", "cvae-calibrated") if n in res]
+    trained = [n for n in ("partialconv", *ensembles) if n in res]
     best_net = min(trained, key=lambda n: res[n]["rmse"])
     targets = {
         "best_network": best_net,
         "rmse_ratio_best_network_vs_kriging": res[best_net]["rmse"] / k["rmse"],
         "rmse_target_met": res[best_net]["rmse"] <= TARGET_RATIO * k["rmse"],
     }
-    if cvae is not None:
-        ssr = res["cvae-calibrated"]["spread_skill"]
+    if ensembles:
+        best_ens = min(ensembles, key=lambda n: res[f"{n}-calibrated"]["crps"])
+        cal = res[f"{best_ens}-calibrated"]
         targets.update(
-            spread_skill_raw=res["cvae"]["spread_skill"],
-            spread_skill_calibrated=ssr,
-            spread_skill_target_met=SSR_RANGE[0] <= ssr <= SSR_RANGE[1],
-            crps_cvae_calibrated_vs_kriging=res["cvae-calibrated"]["crps"] / k["crps"],
-            crps_target_met=res["cvae-calibrated"]["crps"] < k["crps"],
+            best_ensemble=best_ens,
+            spread_skill_raw=res[best_ens]["spread_skill"],
+            spread_skill_calibrated=cal["spread_skill"],
+            spread_skill_target_met=SSR_RANGE[0] <= cal["spread_skill"] <= SSR_RANGE[1],
+            crps_calibrated_vs_kriging=cal["crps"] / k["crps"],
+            crps_target_met=cal["crps"] < k["crps"],
         )
     results["targets"] = targets
     load1 = os.getloadavg()
