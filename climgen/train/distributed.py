@@ -49,6 +49,7 @@ __all__ = [
     "all_reduce_gradients",
     "all_reduce_mean",
     "any_rank",
+    "max_over_ranks",
     "gather_to_main",
     "barrier",
 ]
@@ -177,11 +178,12 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-def max_over_ranks(value: float, device: torch.device) -> float:
-    """The largest ``value`` over all ranks, on every rank."""
-    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+def max_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """The element-wise largest of ``values`` over all ranks, on every rank (one collective;
+    a flag 0/1 in the list becomes "true on any rank")."""
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
+    return t.tolist()
 
 
 def gather_to_main(obj, world_size: int) -> list | None:

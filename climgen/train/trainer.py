@@ -508,6 +508,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per process
         self._stop_signal: int | None = None
         self._finish_requested = False
+        self._budget_used = 0.0  # fraction of max_time_s spent, as of the last step
         self.step = 0
         self.val_data = None
         self.ema: EMA | None = None
@@ -850,34 +851,29 @@ class Trainer:
         stopping). Unlike SIGTERM this is not an interruption."""
         self._finish_requested = True
 
-    def _finish_now(self, started: float) -> bool:
+    def _consensus(self, started: float) -> tuple[bool, bool]:
+        """``(finish, stop)`` after a step, the same on every rank: finish = a finish request
+        or the time budget spent (on the slowest rank's clock); stop = a SIGTERM/SIGINT on any
+        rank. Also records the budget fraction for :meth:`_schedule_lr`. Under DDP it is one
+        small all-reduce per step, made on every rank whatever its flags (a rank-dependent
+        collective would hang the others)."""
         cfg = self.config
-        done = self._finish_requested or (
-            cfg.max_time_s > 0 and _CLOCKS[cfg.time_clock]() - started >= cfg.max_time_s
-        )
-        if self.dist.enabled and (cfg.max_time_s > 0 or self._finish_requested):
-            done = distributed.any_rank(done, self.device)  # every rank ends at the same step
-        return done
+        elapsed = _CLOCKS[cfg.time_clock]() - started if cfg.max_time_s > 0 else 0.0
+        finish, stop = self._finish_requested, self._stop_signal is not None
+        if self.dist.enabled:
+            elapsed, f, s = distributed.max_over_ranks([elapsed, finish, stop], self.device)
+            finish, stop = f > 0, s > 0
+        self._budget_used = elapsed / cfg.max_time_s if cfg.max_time_s > 0 else 0.0
+        return finish or (cfg.max_time_s > 0 and elapsed >= cfg.max_time_s), stop
 
-    def _schedule_lr(self, started: float) -> None:
+    def _schedule_lr(self) -> None:
         """Set the learning rates for the coming step (no-op for a constant schedule)."""
         cfg = self.config
         if cfg.lr_schedule == "constant" and cfg.warmup_steps == 0:
             return
-        progress = self.step / cfg.max_steps
-        if cfg.max_time_s > 0:
-            elapsed = (_CLOCKS[cfg.time_clock]() - started) / cfg.max_time_s
-            if self.dist.enabled:  # the same rate on every rank
-                elapsed = distributed.max_over_ranks(elapsed, self.device)
-            progress = max(progress, elapsed)
+        progress = max(self.step / cfg.max_steps, self._budget_used)
         factor = lr_factor(cfg.lr_schedule, progress, self.step, cfg.warmup_steps, cfg.min_lr_ratio)
         apply_lr_factor(self.optimizers, factor)
-
-    def _stop_requested(self) -> bool:
-        stop = self._stop_signal is not None
-        if self.dist.enabled:  # all ranks stop at the same step, even if one got the signal
-            stop = distributed.any_rank(stop, self.device)
-        return stop
 
     def _previous_checkpoint(self) -> Path | None:
         try:
@@ -991,9 +987,10 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_fit_start(self)
             started = _CLOCKS[cfg.time_clock]()
+            self._budget_used = 0.0
             while self.step < end_step:
                 batch = self._next_batch()
-                self._schedule_lr(started)
+                self._schedule_lr()
                 try:
                     losses = self.family.training_step(batch, self.step, self.ctx)
                 except Exception:
@@ -1008,10 +1005,9 @@ class Trainer:
                 bar.update(1)
                 for cb in self.callbacks:
                     cb.on_step_end(self, self.step, losses)
+                finish, stop = self._consensus(started)
                 # A callback may also have lowered config.max_steps (older budget callbacks).
-                if self.step < end_step and (
-                    cfg.max_steps <= self.step or self._finish_now(started)
-                ):
+                if self.step < end_step and (cfg.max_steps <= self.step or finish):
                     end_step = self.step
                 eval_now = cfg.eval_every > 0 and self.step % cfg.eval_every == 0
                 ckpt_now = self.step == end_step or (
@@ -1032,7 +1028,7 @@ class Trainer:
                     saved_now = True
                 else:
                     saved_now = False
-                if self._stop_requested() and self.step < end_step:
+                if stop and self.step < end_step:
                     self._flush()  # never checkpoint a non-finite state
                     path = self.last_checkpoint if saved_now else self._save(best=False)
                     raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, self.step, path)

@@ -370,3 +370,44 @@ def test_two_process_run_killed_with_sigkill_resumes_to_the_uninterrupted_weight
             assert torch.equal(resumed[name], value), (rank, name)
     rows = list(csv.DictReader(open(tmp_path / "killed" / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == list(range(3, 17, 3))
+
+
+_FINISH_WORKER = """
+import json, os, sys, torch
+sys.path.insert(0, {test_dir!r})
+torch.set_num_threads(1)
+from test_distributed import DeterministicAE, make_data, config
+from climgen.train import Trainer
+from climgen.train.callbacks import Callback
+rank = int(os.environ["RANK"])
+
+class FinishOnRank1(Callback):
+    def on_step_end(self, trainer, step, losses):
+        if rank == 1 and step == 4:
+            trainer.request_finish()
+
+out = {{}}
+for name, extra in (("plain", {{}}), ("cosine", {{"lr_schedule": "cosine", "max_time_s": 1e4}})):
+    torch.manual_seed(0)
+    ae = DeterministicAE()
+    cfg = config(checkpoint_every=0, ema_decay=None, **extra)
+    res = Trainer(ae, cfg, f"run_{{name}}", callbacks=[FinishOnRank1()]).fit(make_data())
+    out[name] = {{"step": res.step, "enc": float(ae.enc.weight.sum())}}
+json.dump(out, open(f"finish_{{rank}}.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_a_finish_request_on_one_rank_ends_every_rank_at_the_same_step(tmp_path):
+    """The per-step agreement is a collective made on every rank whatever its flags: a finish
+    request seen by rank 1 alone (no time budget) ends both ranks after step 4, with or
+    without a time-budgeted learning-rate schedule, instead of hanging rank 1."""
+    import json
+
+    script = tmp_path / "worker.py"
+    script.write_text(_FINISH_WORKER.format(test_dir=str(Path(__file__).parent)))
+    _wait(_launch_workers(script, tmp_path), timeout=60)
+    r0, r1 = (json.loads((tmp_path / f"finish_{r}.json").read_text()) for r in (0, 1))
+    for name in ("plain", "cosine"):
+        assert r0[name]["step"] == r1[name]["step"] == 4
+        assert r0[name]["enc"] == r1[name]["enc"]  # replicas stayed identical
