@@ -158,6 +158,44 @@ def scored(label, method, test, test_masks, members, extra=None):
     return s
 
 
+DISTANCE_BINS_KM = (0, 500, 1000, 2000, 4000, 20000)
+
+
+def spread_by_distance(
+    infiller, test, test_masks, n_masks: int, members: int, seed: int = 0
+) -> list[dict]:
+    """Per real mask (field i is under mask i mod ``n_masks``): the ensemble spread and the
+    RMSE of its mean on the hidden cells, binned by great-circle distance to the nearest
+    observed cell (is the spread where the error is?), over the fields under that mask."""
+    from scipy.spatial import cKDTree
+
+    out = infiller.fill(test.where(test_masks == 1), members=members, seed=seed)
+    var = test.name
+    keep = test_masks.values == 1
+    lat, lon = np.meshgrid(np.deg2rad(test.lat.values), np.deg2rad(test.lon.values), indexing="ij")
+    xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
+    rows = []
+    for k in range(n_masks):
+        sel = slice(k, None, n_masks)
+        hidden = ~keep[k]
+        chord, _ = cKDTree(xyz[keep[k]]).query(xyz[hidden])
+        dist = 2 * np.arcsin(np.clip(chord / 2, 0, 1)) * 6371.0
+        spread = out[f"{var}_spread"].values[sel][:, hidden].mean(0)
+        sq_err = ((out[var].values[sel] - test.values[sel])[:, hidden] ** 2).mean(0)
+        row = {"mask": k, "corr_spread_distance": float(np.corrcoef(spread, dist)[0, 1])}
+        for lo, hi in zip(DISTANCE_BINS_KM[:-1], DISTANCE_BINS_KM[1:]):
+            b = (dist >= lo) & (dist < hi)
+            if b.any():
+                row[f"{lo}-{hi} km"] = {
+                    "cells": int(b.sum()),
+                    "spread": float(spread[b].mean()),
+                    "rmse": float(np.sqrt(sq_err[b].mean())),
+                }
+        rows.append(row)
+        print(f"  spread by distance, mask {k}: {row}", flush=True)
+    return rows
+
+
 # -- train-step cost -------------------------------------------------------------------------
 
 
@@ -461,6 +499,9 @@ def main(argv=None) -> int:
     ensembles = [label for label in ("cvae", "pconv-crps") if label in nets]
     for label in ensembles:
         res[label] = scored(f"{label} ({m} members)", nets[label], test, test_masks, m)
+        res[label]["spread_by_distance"] = spread_by_distance(
+            nets[label], test, test_masks, masks.sizes["time"], m
+        )
         c0 = time.process_time()
         alpha = calibrate_spread(nets[label], val, val_masks, members=m, seed=1)
         print(f"  {label} spread inflation fitted on validation: α = {alpha:.3f}", flush=True)
