@@ -450,6 +450,8 @@ def main(argv=None) -> int:
             run_dir = Path(args.load) / label
             nets[label] = Infiller.load(run_dir)
             nets[label].fill_rolls = options.get("fill_rolls", 1)
+            # calibrate_spread saved the earlier run's α in the run dir: score raw first again
+            nets[label].spread_inflation = 1.0
             info_path = run_dir / "bench_train.json"
             info = json.loads(info_path.read_text()) if info_path.exists() else {}
             info["loaded_from"] = str(run_dir)
