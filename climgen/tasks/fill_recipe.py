@@ -40,8 +40,9 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
     ``true``: train and score on anomalies from the training period's time mean per cell
     (written to ``RUN_DIR/climatology.nc``); observations to fill must then be anomalies too.
 ``validation_fraction``
-    ensembles only (cvae; partialconv with ``reconstruction: crps``): this fraction of the training fields (the last ones) is kept out of training
-    and fits the ensemble's spread inflation (:func:`~climgen.tasks.fill_cv.calibrate_spread`).
+    ensembles only (cvae; partialconv with ``reconstruction: crps``): this fraction of the
+    training fields (the last ones) is kept out of training and fits the ensemble's spread
+    inflation (:func:`~climgen.tasks.fill_cv.calibrate_spread`).
 
 ``evaluate`` keys (integers): ``members`` (ensemble size, 16), ``seed`` (0), ``max_fields``
 (held-out fields scored, 0 = all; default 24), ``kriging_points`` (kriging's ``max_fit_points``
