@@ -48,7 +48,6 @@ __all__ = [
     "broadcast_module",
     "all_reduce_gradients",
     "all_reduce_mean",
-    "any_rank",
     "max_over_ranks",
     "gather_to_main",
     "barrier",
@@ -169,13 +168,6 @@ def all_reduce_mean(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / world_size
-
-
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is true on at least one."""
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 def max_over_ranks(values: list[float], device: torch.device) -> list[float]:
