@@ -12,6 +12,11 @@
     values and the mask: ``members`` plausible complete fields, whose mean and standard
     deviation are the estimate and the spread. With ``likelihood_noise=True`` (default) each
     member gets the decoder's learned pixel noise N(0, s²), the aleatoric part of the error.
+``"optimal-interpolation"``
+    the Gaussian conditional of the fields under their empirical covariance, learned by
+    ``fit`` (:mod:`climgen.tasks.fill_oi`; ``roll_fields=True`` makes it zonally homogeneous,
+    ``hemispheric=True`` mirrors the fields about the equator): exact conditional mean and
+    std, and ``members`` exact conditional draws. The strong linear baseline.
 ``"kriging"``, ``"nearest"``, ``"zonal-mean"``
     baselines of :mod:`climgen.tasks.fill_methods`, usable without ``fit``; kriging gives its
     Gaussian predictive std as the spread.
@@ -72,13 +77,18 @@ from climgen.tasks.fill_methods import (
     fill_nearest,
     fill_zonal_mean,
 )
+from climgen.tasks.fill_oi import GaussianFieldModel
 from climgen.train import TrainConfig, Trainer, load_family
 
-__all__ = ["Infiller", "available_fill_methods", "FILL_METHODS"]
+__all__ = ["Infiller", "available_fill_methods", "FILL_METHODS", "TRAINED"]
 
 NETWORKS = ("partialconv", "cvae")
-FILL_METHODS = (*NETWORKS, *BASELINES)
+OI = "optimal-interpolation"
+TRAINED = (*NETWORKS, OI)  # methods that need ``fit`` (and a run directory) before ``fill``
+FILL_METHODS = (*NETWORKS, OI, *BASELINES)
 _TEMPLATE, _NORMALIZER, _AUX, _SETTINGS = "template.nc", "normalizer.json", "aux.nc", "fill.json"
+_OI_MODEL = "gaussian.npz"
+_OI_OPTIONS = {"nugget", "hemispheric"}
 
 
 def available_fill_methods() -> list[str]:
@@ -191,11 +201,13 @@ class Infiller:
     context : networks only — neighbouring time steps on each side given as extra inputs.
     mask_kind, coverage, n_synthetic : synthetic training masks when ``fit`` gets no masks
         (:func:`~climgen.tasks.fill_masks.synthetic_masks`).
-    roll_fields : networks only — augment training by rolling each training field (with its
-        context neighbours) by a random number of longitude cells, independently of its mask.
-        Valid only for statistically zonally homogeneous data (aqua-planet / Held–Suarez
-        simulations); on Earth-like data with land–sea contrast it teaches the network the
-        wrong geography, and it cannot be combined with ``aux`` inputs. Default False.
+    roll_fields : networks and optimal interpolation — augment training by rolling each
+        training field (with its context neighbours) by a random number of longitude cells,
+        independently of its mask (optimal interpolation: average the covariance over every
+        roll, i.e. assume it zonally homogeneous). Valid only for statistically zonally
+        homogeneous data (aqua-planet / Held–Suarez simulations); on Earth-like data with
+        land–sea contrast it teaches the wrong geography, and it cannot be combined with
+        ``aux`` inputs. Default False.
     fill_rolls : partialconv with ``roll_fields=True`` only — at ``fill``, average the network's
         output over ``fill_rolls`` evenly spaced longitude rolls of the input (each rolled
         back), ``x̂ = (1/R) Σ_r S_{-r} f(S_r x, S_r m)``: test-time augmentation by the symmetry
@@ -208,7 +220,9 @@ class Infiller:
         mean, ``x_i ← x̄ + α (x_i − x̄)`` (mean unchanged, spread × α). 1 = raw ensemble; fit it
         on a validation split with :func:`climgen.tasks.fill_cv.calibrate_spread`.
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
-        ``latent_dim``) or kriging options (``max_fit_points``, ``nu``).
+        ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
+        options (``nugget``: τ² relative to the mean variance, default 1e-5; ``hemispheric``:
+        also learn from every field mirrored about the equator, default False).
 
     Example
     -------
@@ -238,10 +252,11 @@ class Infiller:
             raise ClimgenInputError(
                 f"unknown fill method {method!r}; choose one of {', '.join(FILL_METHODS)}"
             )
-        if method in BASELINES:
-            allowed = {"kriging": {"max_fit_points", "nu", "seed", "blas_threads"}}.get(
-                method, set()
-            )
+        if method in BASELINES or method == OI:
+            allowed = {
+                "kriging": {"max_fit_points", "nu", "seed", "blas_threads"},
+                OI: _OI_OPTIONS,
+            }.get(method, set())
             unknown = sorted(set(options) - allowed)
             if unknown:
                 raise ClimgenInputError(
@@ -261,7 +276,7 @@ class Infiller:
         if not isinstance(roll_fields, bool):
             raise ClimgenInputError(f"roll_fields must be true or false, got {roll_fields!r}")
         self.method, self.variable, self.time_dim = method, variable, time_dim
-        self.roll_fields = roll_fields and method in NETWORKS
+        self.roll_fields = roll_fields and method in TRAINED
         if isinstance(fill_rolls, bool) or not isinstance(fill_rolls, int) or fill_rolls < 1:
             raise ClimgenInputError(f"fill_rolls must be an int ≥ 1, got {fill_rolls!r}")
         if fill_rolls > 1 and not (method == "partialconv" and self.roll_fields):
@@ -276,6 +291,7 @@ class Infiller:
         self.spread_inflation = float(spread_inflation)
         self.options = options
         self.family = None
+        self.gaussian: GaussianFieldModel | None = None
         self.normalizer: Normalizer | None = None
         self.template: xr.DataArray | None = None
         self.climatology: np.ndarray | None = None
@@ -286,10 +302,10 @@ class Infiller:
 
     @property
     def is_ensemble(self) -> bool:
-        """True when ``fill`` returns members: "cvae", and "partialconv" with
-        ``reconstruction="crps"``."""
+        """True when ``fill`` returns members: "cvae", "optimal-interpolation", and
+        "partialconv" with ``reconstruction="crps"``."""
         if self.method != "partialconv":
-            return self.method == "cvae"
+            return self.method in ("cvae", OI)
         if self.family is not None:
             return bool(self.family.stochastic)
         return self.options.get("reconstruction") == "crps"
@@ -334,6 +350,8 @@ class Infiller:
         if self.method in BASELINES:
             self.climatology = np.asarray(canon.mean(self.time_dim).values, dtype=np.float64)
             return self
+        if self.method == OI:
+            return self._fit_gaussian(canon, grid, run_dir)
         shape = (canon.sizes[grid.y_dim], canon.sizes[grid.x_dim])
         bank = self._mask_bank(masks, da, shape, seed)
         self.aux = self._aux_array(aux, da)
@@ -392,6 +410,30 @@ class Infiller:
             self.family, _ = load_family(self.run_dir, ema=True)
         return self
 
+    def _fit_gaussian(self, canon: xr.DataArray, grid, run_dir) -> Infiller:
+        """Estimate the optimal-interpolation covariance and save it in the run directory."""
+        hemispheric = bool(self.options.get("hemispheric", False))
+        if self.roll_fields and not grid.periodic_x:
+            raise ClimgenInputError(
+                f"roll_fields=True cannot be used here: the grid ({grid.shape_name}) is not "
+                "periodic in longitude"
+            )
+        if hemispheric and grid.kind != "latlon":
+            raise ClimgenInputError(
+                f"hemispheric=True needs a lat/lon grid; '{self.variable}' is {grid.shape_name}"
+            )
+        values = canon.transpose(self.time_dim, grid.y_dim, grid.x_dim).values
+        self.gaussian = GaussianFieldModel.fit(
+            values,
+            zonal=self.roll_fields,
+            hemispheric=hemispheric,
+            nugget=float(self.options.get("nugget", 1e-5)),
+        )
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir("fill", self.method)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._save_settings()
+        return self
+
     def _mask_bank(self, masks, da, shape, seed) -> np.ndarray:
         if masks is None or (isinstance(masks, str) and masks == "synthetic"):
             return synthetic_masks(
@@ -442,7 +484,7 @@ class Infiller:
         """
         if int(members) != members or members < 1:
             raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
-        if self.method in NETWORKS and self.family is None:
+        if self.method in TRAINED and self.family is None and self.gaussian is None:
             raise ClimgenInputError(
                 f"the {self.method} infiller is not trained: call fit(...) or Infiller.load()"
             )
@@ -486,6 +528,8 @@ class Infiller:
         elif self.method == "kriging":
             mean, spread, kernels = fill_kriging(gappy, lat, lon, **self.options)
             info["kernels"] = kernels
+        elif self.method == OI:
+            mean, spread, ensemble = self._fill_gaussian(gappy, keep, members, seed)
         else:
             mean, spread, ensemble = self._fill_network(gappy, keep, members, seed, batch_size)
         out_dtype = raw.dtype if raw.dtype.kind == "f" else np.float64
@@ -525,16 +569,22 @@ class Infiller:
                     f"the infiller was fitted on {dict(t.sizes)} (or other coordinates): "
                     "regrid the observations to the training grid"
                 )
+        stats = None
         if self.normalizer is not None:
+            stats = (self.normalizer.center[self.variable], self.normalizer.scale[self.variable])
+        elif self.gaussian is not None:
+            g = self.gaussian
+            stats = (float(g.mean.mean()), float(np.sqrt(np.mean(np.diag(g.covariance)))))
+        if stats is not None:
             values = np.asarray(canon.values, dtype=np.float64)
             finite = values[np.isfinite(values)]
-            v = self.variable
-            z = (finite.mean() - self.normalizer.center[v]) / self.normalizer.scale[v]
+            center, scale = stats
+            z = (finite.mean() - center) / scale
             if abs(z) > 10:
                 raise ClimgenInputError(
                     f"observations '{var}' average {finite.mean():.4g} {units or ''}, "
                     f"{abs(z):.0f} training standard deviations from the training mean "
-                    f"{self.normalizer.center[v]:.4g}: absolute values vs anomalies? Use the "
+                    f"{center:.4g}: absolute values vs anomalies? Use the "
                     "same kind of data (and units) as in training"
                 )
 
@@ -582,6 +632,20 @@ class Infiller:
             ens = np.where(keep[None], gappy, centre + self.spread_inflation * (ens - centre))
         std = ens.std(axis=0, ddof=1) if members > 1 else np.full(ens.shape[1:], np.nan)
         return ens.mean(axis=0), std, ens
+
+    def _fill_gaussian(self, gappy, keep, members, seed):
+        """Exact conditional mean and std, and ``members`` conditional draws, per field;
+        ``spread_inflation`` scales the draws' deviations from the mean and the std."""
+        rng = np.random.default_rng(int(seed))
+        mean, std = np.empty_like(gappy), np.empty_like(gappy)
+        ens = np.empty((members, *gappy.shape))
+        for t in range(gappy.shape[0]):
+            mean[t], std[t], ens[:, t] = self.gaussian.condition(
+                np.nan_to_num(gappy[t]), keep[t], members=members, rng=rng
+            )
+        alpha = self.spread_inflation
+        ens = np.where(keep[None], gappy, mean[None] + alpha * (ens - mean[None]))
+        return mean, alpha * std, ens
 
     def _rolled_infill(self, batch: dict, generator=None, member: int | None = None):
         """Partial-conv infill of ``batch``, averaged over ``fill_rolls`` longitude rolls; for
@@ -700,8 +764,12 @@ class Infiller:
             "spread_inflation": self.spread_inflation,
             "units": self.units,
         }
+        if self.method == OI:
+            settings["options"] = {k: self.options[k] for k in _OI_OPTIONS if k in self.options}
+            self.gaussian.save(self.run_dir / _OI_MODEL)
         (self.run_dir / _SETTINGS).write_text(json.dumps(settings, indent=2))
-        self.normalizer.to_json(self.run_dir / _NORMALIZER)
+        if self.normalizer is not None:
+            self.normalizer.to_json(self.run_dir / _NORMALIZER)
         write_fields(self.template.to_dataset(name=self.variable), self.run_dir / _TEMPLATE)
         if self.aux is not None:
             write_fields(
@@ -727,10 +795,14 @@ class Infiller:
             fill_rolls=settings.get("fill_rolls", 1),
             likelihood_noise=settings["likelihood_noise"],
             spread_inflation=settings.get("spread_inflation", 1.0),
+            **settings.get("options", {}),
         )
         inf.units = settings.get("units")
-        inf.family, _ = load_family(run_dir, which=which, ema=ema)
-        inf.normalizer = Normalizer.from_json(run_dir / _NORMALIZER)
+        if inf.method == OI:
+            inf.gaussian = GaussianFieldModel.load(run_dir / _OI_MODEL)
+        else:
+            inf.family, _ = load_family(run_dir, which=which, ema=ema)
+            inf.normalizer = Normalizer.from_json(run_dir / _NORMALIZER)
         template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
         inf.template = template[settings["variable"]]
         if (run_dir / _AUX).exists():

@@ -70,7 +70,7 @@ def run_fill(args: argparse.Namespace) -> int:
     """Handler of ``climgen fill``; returns the exit status."""
     from climgen.data.io import write_fields
     from climgen.data.masks import load_mask
-    from climgen.tasks.fill import FILL_METHODS, NETWORKS, Infiller
+    from climgen.tasks.fill import FILL_METHODS, TRAINED, Infiller
 
     model = Path(args.model)
     if model.is_dir():
@@ -79,12 +79,12 @@ def run_fill(args: argparse.Namespace) -> int:
             raise ClimgenInputError(
                 f"the run in {model} fills '{infiller.variable}', not '{args.variable}'"
             )
-    elif args.model in FILL_METHODS and args.model not in NETWORKS:
+    elif args.model in FILL_METHODS and args.model not in TRAINED:
         infiller = Infiller(args.model, variable=args.variable)
     else:
         raise ClimgenInputError(
             f"MODEL {args.model!r} is neither a run directory nor a baseline method "
-            f"(kriging, nearest, zonal-mean); {', '.join(NETWORKS)} need a trained run dir"
+            f"(kriging, nearest, zonal-mean); {', '.join(TRAINED)} need a trained run dir"
         )
     mask = load_mask(args.mask) if args.mask else None
     out = infiller.fill(args.obs, members=args.members, mask=mask, seed=args.seed)

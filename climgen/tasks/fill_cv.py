@@ -184,7 +184,7 @@ def calibrate_spread(
         raise ClimgenInputError("the ensemble has no spread on the hidden cells: cannot inflate")
     alpha = float(np.sqrt(mse / ((members + 1) / members * var_mean)))
     infiller.spread_inflation = alpha
-    if infiller.run_dir is not None and infiller.normalizer is not None:
+    if infiller.run_dir is not None and (infiller.normalizer or infiller.gaussian) is not None:
         infiller._save_settings()
     return alpha
 

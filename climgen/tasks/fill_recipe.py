@@ -86,7 +86,7 @@ _PAIRINGS = ("cycle", "paired", "broadcast")
 
 def check_fill_method(name: str, options: dict) -> None:
     """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
-    from climgen.tasks.fill import BASELINES, FILL_METHODS, Infiller
+    from climgen.tasks.fill import BASELINES, FILL_METHODS, OI, Infiller
 
     if name not in FILL_METHODS:
         raise ClimgenInputError(
@@ -98,8 +98,8 @@ def check_fill_method(name: str, options: dict) -> None:
             "set the variable and the time dim in 'data' (variables, sample_dim), not in "
             "method.options"
         )
-    if name in BASELINES:
-        Infiller(name, **options)  # checks the baseline's options
+    if name in BASELINES or name == OI:
+        Infiller(name, **options)  # checks the method's options
         return
     from climgen.families.base import check_family_options
 
@@ -140,7 +140,7 @@ def run_fill_recipe(
     import xarray as xr
 
     from climgen.data.io import open_fields, write_fields
-    from climgen.tasks.fill import NETWORKS, Infiller
+    from climgen.tasks.fill import NETWORKS, OI, Infiller
     from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
     from climgen.train.distributed import is_main_process
 
@@ -192,6 +192,8 @@ def run_fill_recipe(
     if name in NETWORKS:
         train_options = {"progress": progress, **recipe.train, **(overrides or {})}
         infiller.fit(train_da, masks=masks, run_dir=run_dir, resume=resume, **train_options)
+    elif name == OI:
+        infiller.fit(train_da, run_dir=run_dir)
     else:
         infiller.fit(train_da)
     if not is_main_process():

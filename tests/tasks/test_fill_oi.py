@@ -1,0 +1,146 @@
+"""Optimal interpolation with a learned covariance (``Infiller("optimal-interpolation")``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from climgen.errors import ClimgenInputError
+from climgen.tasks.fill import Infiller, available_fill_methods
+from climgen.tasks.fill_cv import calibrate_spread, cross_validate
+from climgen.tasks.fill_masks import blob_masks
+from climgen.tasks.fill_methods import sphere_kernel, unit_vectors
+from climgen.tasks.fill_oi import GaussianFieldModel
+
+NY, NX = 12, 24
+
+
+def _latlon(values, name="tas"):
+    values = np.asarray(values)
+    ny, nx = values.shape[-2:]
+    lat = -90 + 180 / ny * (np.arange(ny) + 0.5)
+    lon = 360 / nx * (np.arange(nx) + 0.5)
+    coords = {
+        "lat": ("lat", lat, {"units": "degrees_north"}),
+        "lon": ("lon", lon, {"units": "degrees_east"}),
+    }
+    dims = ("lat", "lon")
+    if values.ndim == 3:
+        dims = ("time", *dims)
+        coords["time"] = np.arange(values.shape[0])
+    return xr.DataArray(values, dims=dims, coords=coords, name=name, attrs={"units": "K"})
+
+
+def _nonstationary_fields(n, seed=0):
+    """Zonally homogeneous Gaussian fields that a stationary isotropic kernel misdescribes:
+    zonally elongated (the polar axis stretched 3×), short-range anomalies strong near the
+    poles and long-range ones in the tropics: b = a₁(φ)·g(ℓ=0.25) + a₂(φ)·g(ℓ=1.2)."""
+    lat = -90 + 180 / NY * (np.arange(NY) + 0.5)
+    lon = 360 / NX * (np.arange(NX) + 0.5)
+    points = unit_vectors(lat, lon).reshape(-1, 3) * np.array([1.0, 1.0, 3.0])
+    rng = np.random.default_rng(seed)
+
+    def draws(length_scale):
+        cov = sphere_kernel(variance=1.0, length_scale=length_scale, noise=1e-6)(points)
+        z = rng.standard_normal((points.shape[0], n))
+        return (np.linalg.cholesky(cov) @ z).T.reshape(n, NY, NX)
+
+    s2 = np.sin(np.deg2rad(lat))[None, :, None] ** 2
+    return draws(0.25) * (0.2 + 1.8 * s2) + draws(1.2) * (1.5 - 1.3 * s2)
+
+
+def test_zonal_covariance_equals_the_sample_covariance_of_every_roll_and_mirror():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 6))
+    model = GaussianFieldModel.fit(x, zonal=True, hemispheric=True)
+    aug = np.concatenate([np.roll(x, s, axis=-1) for s in range(6)])
+    aug = np.concatenate([aug, aug[:, ::-1]])
+    mean = aug.mean(axis=(0, 2), keepdims=True)
+    a = (aug - mean).reshape(len(aug), -1)
+    np.testing.assert_allclose(model.covariance, a.T @ a / len(a), atol=1e-12)
+    np.testing.assert_allclose(model.mean, np.broadcast_to(mean[0], (4, 6)), atol=1e-12)
+
+
+def test_conditional_mean_std_and_draws_are_the_gaussian_conditional():
+    rng = np.random.default_rng(1)
+    train = rng.standard_normal((30, 3, 4)) @ rng.standard_normal((4, 4))  # correlated
+    model = GaussianFieldModel.fit(train, nugget=1e-3)
+    cov, mu = model.covariance, model.mean.reshape(-1)
+    observed = np.zeros((3, 4), bool)
+    observed[0, :] = observed[2, 1] = True
+    y = rng.standard_normal((3, 4))
+    mean, std, draws = model.condition(y, observed, members=20000, rng=2)
+    o, h = np.flatnonzero(observed), np.flatnonzero(~observed)
+    k = cov[np.ix_(h, o)] @ np.linalg.inv(cov[np.ix_(o, o)] + model.tau2 * np.eye(o.size))
+    expect_mean = mu[h] + k @ (y.reshape(-1)[o] - mu[o])
+    expect_var = np.diag(cov[np.ix_(h, h)] - k @ cov[np.ix_(o, h)]) + model.tau2
+    np.testing.assert_allclose(mean.reshape(-1)[h], expect_mean, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(std.reshape(-1)[h] ** 2, expect_var, rtol=1e-8, atol=1e-10)
+    assert np.array_equal(mean[observed], y[observed]) and np.all(std[observed] == 0)
+    # Conditioned draws: observed cells exact; mean and variance those of the conditional.
+    flat = draws.reshape(len(draws), -1)
+    assert np.array_equal(flat[:, o], np.broadcast_to(y.reshape(-1)[o], (len(draws), o.size)))
+    sd = np.sqrt(expect_var)
+    assert np.all(np.abs(flat[:, h].mean(0) - expect_mean) < 5 * sd / np.sqrt(len(draws)))
+    np.testing.assert_allclose(flat[:, h].var(0), expect_var, rtol=0.05)
+
+
+def test_learned_covariance_beats_stationary_kriging_on_nonstationary_fields(tmp_path):
+    ratios = []
+    for seed in range(3):
+        fields = _nonstationary_fields(136, seed=seed)
+        train, truth = _latlon(fields[:120]), _latlon(fields[120:])
+        mask = _latlon(blob_masks(16, (NY, NX), coverage=0.35, seed=3 + seed), name="m")
+        oi = Infiller("optimal-interpolation", roll_fields=True).fit(train, run_dir=tmp_path)
+        learned = cross_validate(oi, truth, mask)
+        kriging = cross_validate("kriging", truth, mask)
+        assert learned["rmse"] < kriging["rmse"] and learned["crps"] < kriging["crps"]
+        assert 0.8 < learned["spread_skill"] < 1.2
+        ratios.append(learned["rmse"] / kriging["rmse"])
+    assert np.mean(ratios) < 0.95, ratios
+
+
+def test_fill_keeps_observations_has_members_and_reloads_identically(tmp_path):
+    fields = _nonstationary_fields(24, seed=1)
+    train = _latlon(fields[:20])
+    obs = _latlon(fields[20:])
+    hide = blob_masks(4, (NY, NX), coverage=0.4, seed=5).astype(bool)
+    obs = obs.where(xr.DataArray(hide, dims=obs.dims, coords=obs.coords))
+    obs = obs.isel(lat=slice(None, None, -1))  # user layout: north → south
+    inf = Infiller("optimal-interpolation", roll_fields=True, hemispheric=True, nugget=1e-4)
+    assert "optimal-interpolation" in available_fill_methods() and inf.is_ensemble
+    inf.fit(train, run_dir=tmp_path / "oi")
+    out = inf.fill(obs, members=8, seed=3)
+    seen = np.isfinite(obs.values)
+    assert np.array_equal(out.tas.values[seen], obs.values[seen])
+    assert np.isfinite(out.tas.values).all() and out.tas.dims == obs.dims
+    assert np.array_equal(out.lat.values, obs.lat.values)
+    assert out.tas_members.sizes["member"] == 8
+    assert np.all(out.tas_spread.values[~seen] > 0) and np.all(out.tas_spread.values[seen] == 0)
+    members = out.tas_members.values
+    assert (members[:, seen] == obs.values[seen]).all()
+    again = Infiller.load(tmp_path / "oi").fill(obs, members=8, seed=3)
+    xr.testing.assert_identical(out.drop_attrs(), again.drop_attrs())
+    # Spread inflation is fitted on validation fields and saved with the model.
+    alpha = calibrate_spread(inf, _latlon(fields[:4]), _latlon(hide.astype(np.int8)), members=8)
+    assert alpha > 0 and Infiller.load(tmp_path / "oi").spread_inflation == pytest.approx(alpha)
+
+
+def test_optimal_interpolation_bad_inputs_are_clear_errors(tmp_path):
+    fields = _nonstationary_fields(6)
+    with pytest.raises(ClimgenInputError, match="no option"):
+        Infiller("optimal-interpolation", length_scale=2.0)
+    with pytest.raises(ClimgenInputError, match="not trained"):
+        Infiller("optimal-interpolation").fill(_latlon(fields[0]))
+    bad = fields.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ClimgenInputError, match="1 NaN"):
+        Infiller("optimal-interpolation").fit(_latlon(bad), run_dir=tmp_path / "a")
+    planar = xr.DataArray(fields, dims=("time", "y", "x"), name="tas")
+    with pytest.raises(ClimgenInputError, match="not periodic"):
+        Infiller("optimal-interpolation", roll_fields=True).fit(planar, run_dir=tmp_path / "b")
+    with pytest.raises(ClimgenInputError, match="hemispheric=True needs a lat/lon grid"):
+        Infiller("optimal-interpolation", hemispheric=True).fit(planar, run_dir=tmp_path / "c")
+    with pytest.raises(ClimgenInputError, match="nugget"):
+        Infiller("optimal-interpolation", nugget=-1.0).fit(_latlon(fields), run_dir=tmp_path / "d")
