@@ -57,6 +57,7 @@ from climgen.train.callbacks import Callback
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
 TARGET_RATIO, SSR_RANGE = 0.85, (0.9, 1.1)
+OI_VARIANTS = ("plain", "zonal", "zonal-hemispheric")
 
 
 class CpuBudget(Callback):
@@ -364,9 +365,22 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--networks",
         nargs="+",
-        choices=("partialconv", "cvae", "pconv-crps"),
+        choices=("partialconv", "cvae", "pconv-crps", "pconv-oi", "none"),
         default=["partialconv", "cvae"],
-        help="networks to train (default: partialconv cvae)",
+        help="networks to train (default: partialconv cvae; 'none': no network)",
+    )
+    parser.add_argument(
+        "--oi",
+        nargs="*",
+        metavar="VARIANT",
+        choices=OI_VARIANTS,
+        default=None,
+        help="also fit and score optimal interpolation with the learned covariance: plain "
+        "(time samples only), zonal (roll_fields: every longitude shift), zonal-hemispheric "
+        "(and every field mirrored about the equator); no variant given: all three",
+    )
+    parser.add_argument(
+        "--oi-nugget", type=float, default=1e-5, help="optimal-interpolation nugget (relative)"
     )
     parser.add_argument(
         "--crps-members",
@@ -443,9 +457,16 @@ def main(argv=None) -> int:
         "reconstruction": "crps",
         "crps_members": args.crps_members,
     }
+    args.networks = [n for n in args.networks if n != "none"]
+    args.oi = () if args.oi is None else (args.oi or OI_VARIANTS)  # bare --oi: all variants
+    specs["pconv-oi"] = {
+        **specs["partialconv"],
+        "prior": "optimal-interpolation",
+        "prior_options": {"hemispheric": True, "nugget": args.oi_nugget},
+    }
     for label in args.networks:
         options = specs[label]
-        method = "partialconv" if label == "pconv-crps" else label
+        method = "partialconv" if label in ("pconv-crps", "pconv-oi") else label
         if args.load:
             run_dir = Path(args.load) / label
             nets[label] = Infiller.load(run_dir)
@@ -496,8 +517,9 @@ def main(argv=None) -> int:
     )
     res["nearest"] = scored("nearest", "nearest", test, test_masks, m)
     res["zonal-mean"] = scored("zonal-mean", "zonal-mean", test, test_masks, m)
-    if "partialconv" in nets:
-        res["partialconv"] = scored("partialconv", nets["partialconv"], test, test_masks, m)
+    for label in ("partialconv", "pconv-oi"):
+        if label in nets:
+            res[label] = scored(label, nets[label], test, test_masks, m)
     ensembles = [label for label in ("cvae", "pconv-crps") if label in nets]
     for label in ensembles:
         res[label] = scored(f"{label} ({m} members)", nets[label], test, test_masks, m)
@@ -516,6 +538,26 @@ def main(argv=None) -> int:
             {"spread_inflation": alpha, "calibration_cpu_s": time.process_time() - c0},
         )
 
+    oi_labels = []
+    for variant in args.oi:
+        label = f"oi-{variant}"
+        options = {
+            "roll_fields": variant != "plain",
+            "hemispheric": variant == "zonal-hemispheric",
+            "nugget": args.oi_nugget,
+        }
+        c0 = time.process_time()
+        nets[label] = Infiller("optimal-interpolation", **options).fit(train, run_dir=tmp / label)
+        fit_cpu = time.process_time() - c0
+        print(f"  {label} covariance fitted in {fit_cpu:.1f} CPU s {options}", flush=True)
+        res[label] = scored(f"{label} ({m} members)", nets[label], test, test_masks, m)
+        res[label].update(fit_cpu_s=fit_cpu, options=options)
+        alpha = calibrate_spread(nets[label], val, val_masks, members=m, seed=1)
+        res[f"{label}-calibrated"] = scored(
+            f"{label} calibrated", nets[label], test, test_masks, m, {"spread_inflation": alpha}
+        )
+        oi_labels.append(label)
+
     if args.report:
         from climgen.tasks.fill_cv import cross_validation_report
 
@@ -525,10 +567,13 @@ def main(argv=None) -> int:
             "kriging": Infiller("kriging", max_fit_points=args.kriging_fit_points),
             "zonal-mean": "zonal-mean",
         }
-        if "partialconv" in nets:
-            shown["partialconv"] = nets["partialconv"]
+        for label in ("partialconv", "pconv-oi"):
+            if label in nets:
+                shown[label] = nets[label]
         for label in ensembles:
             shown[f"{label} (calibrated)"] = nets[label]
+        if oi_labels:
+            shown[f"{oi_labels[-1]} (calibrated)"] = nets[oi_labels[-1]]
         cross_validation_report(
             shown,
             test.isel(time=slice(0, n_rep)),
@@ -552,13 +597,20 @@ def main(argv=None) -> int:
         )
 
     k = res["kriging"]
-    trained = [n for n in ("partialconv", *ensembles) if n in res]
-    best_net = min(trained, key=lambda n: res[n]["rmse"])
-    targets = {
-        "best_network": best_net,
-        "rmse_ratio_best_network_vs_kriging": res[best_net]["rmse"] / k["rmse"],
-        "rmse_target_met": res[best_net]["rmse"] <= TARGET_RATIO * k["rmse"],
-    }
+    trained = [n for n in ("partialconv", "pconv-oi", *ensembles) if n in res]
+    targets = {}
+    if trained:
+        best_net = min(trained, key=lambda n: res[n]["rmse"])
+        targets = {
+            "best_network": best_net,
+            "rmse_ratio_best_network_vs_kriging": res[best_net]["rmse"] / k["rmse"],
+            "rmse_target_met": res[best_net]["rmse"] <= TARGET_RATIO * k["rmse"],
+        }
+    for label in oi_labels:
+        targets[f"{label}_rmse_vs_kriging"] = res[label]["rmse"] / k["rmse"]
+        targets[f"{label}_crps_calibrated_vs_kriging"] = (
+            res[f"{label}-calibrated"]["crps"] / k["crps"]
+        )
     if ensembles:
         best_ens = min(ensembles, key=lambda n: res[f"{n}-calibrated"]["crps"])
         cal = res[f"{best_ens}-calibrated"]

@@ -136,18 +136,30 @@ class _MaskedFields(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, fields: FieldDataset, bank: np.ndarray, *, context, aux, style, seed, roll=False
+        self,
+        fields: FieldDataset,
+        bank: np.ndarray,
+        *,
+        context,
+        aux,
+        style,
+        seed,
+        roll=False,
+        prior=None,
     ):
         self.fields, self.bank, self.context, self.style = fields, bank, context, style
         self.aux = None if aux is None else torch.from_numpy(aux.astype(np.float32))
         self.seed, self.draws, self.roll = int(seed), 0, bool(roll)
+        self.prior = prior
 
     def __len__(self) -> int:
         return len(self.fields)
 
-    def _mask(self, rng: np.random.Generator) -> torch.Tensor:
-        m = self.bank[rng.integers(len(self.bank))][None]
-        m = roll_longitude(m, rng.integers(m.shape[-1]))
+    def _mask(self, rng: np.random.Generator, which: list | None = None) -> torch.Tensor:
+        b, q = int(rng.integers(len(self.bank))), int(rng.integers(self.bank.shape[-1]))
+        if which is not None:
+            which += [b, q]
+        m = roll_longitude(self.bank[b][None], q)
         return torch.from_numpy(m.astype(np.float32))
 
     def __getitem__(self, i: int) -> dict:
@@ -162,7 +174,8 @@ class _MaskedFields(torch.utils.data.Dataset):
             return torch.roll(f, shift, dims=-1) if shift else f
 
         x = field(i)
-        mask = self._mask(rng)
+        which: list = []
+        mask = self._mask(rng, which)
         cond, cond_mask = [], []
         for j in [*range(-self.context, 0), *range(1, self.context + 1)]:
             if 0 <= i + j < len(self.fields):
@@ -174,7 +187,36 @@ class _MaskedFields(torch.utils.data.Dataset):
         if self.aux is not None:
             cond.append(self.aux)
             cond_mask.append(torch.ones_like(self.aux))
+        if self.prior is not None:
+            cond.append(torch.from_numpy(self.prior(i, shift, *which))[None])
+            cond_mask.append(torch.ones_like(x))
         return _network_item(x, mask, cond, cond_mask, self.style)
+
+
+class _PriorMeans:
+    """Normalised optimal-interpolation means of the training fields under the training masks,
+    the ``prior`` input channel of a partial-conv infiller, cached per (mask, roll).
+
+    Field i rolled by ``shift`` under bank mask b rolled by q: with a zonally homogeneous
+    covariance, fill(S_s x, S_q m) = S_s fill(x, S_(q−s) m), so one factorisation per
+    (b, (q − s) mod W) serves every field and every shift. ``max_entries`` bounds the cache
+    (each entry holds T fields).
+    """
+
+    def __init__(self, model, fields, bank, center, scale, max_entries: int = 256):
+        self.model, self.fields, self.bank = model, fields, bank
+        self.center, self.scale, self.max_entries = center, scale, max_entries
+        self.cache: dict = {}
+
+    def __call__(self, i: int, shift: int, b: int, q: int) -> np.ndarray:
+        key = (b, (q - shift) % self.bank.shape[-1])
+        if key not in self.cache:
+            if len(self.cache) >= self.max_entries:
+                self.cache.pop(next(iter(self.cache)))
+            mask = roll_longitude(self.bank[b][None], key[1])[0] > 0
+            means = self.model.conditional_means(self.fields, mask)
+            self.cache[key] = ((means - self.center) / self.scale).astype(np.float32)
+        return np.roll(self.cache[key][i], shift, axis=-1)
 
 
 def _network_item(x, mask, cond, cond_mask, style) -> dict:
@@ -219,6 +261,13 @@ class Infiller:
     spread_inflation : ensembles only — factor α > 0 on each member's deviation from the ensemble
         mean, ``x_i ← x̄ + α (x_i − x̄)`` (mean unchanged, spread × α). 1 = raw ensemble; fit it
         on a validation split with :func:`climgen.tasks.fill_cv.calibrate_spread`.
+    prior : partialconv only — ``"optimal-interpolation"`` gives the network, as one more
+        input channel, the optimal-interpolation estimate of the field from the same
+        observations (the Gaussian conditional mean under the covariance learned from the
+        training fields, :mod:`climgen.tasks.fill_oi`), so that it learns a correction of the
+        best linear estimate rather than the whole map. Default None.
+    prior_options : options of that prior (``nugget``, ``hemispheric``; ``roll_fields`` makes
+        its covariance zonally homogeneous).
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
         options (``nugget``: τ² relative to the mean variance, default 1e-5; ``hemispheric``:
@@ -246,6 +295,8 @@ class Infiller:
         fill_rolls: int = 1,
         likelihood_noise: bool = True,
         spread_inflation: float = 1.0,
+        prior: str | None = None,
+        prior_options: dict | None = None,
         **options,
     ):
         if method not in FILL_METHODS:
@@ -285,6 +336,17 @@ class Infiller:
                 "trained on longitude-rolled fields)"
             )
         self.fill_rolls = fill_rolls
+        if prior not in (None, OI) or (prior is not None and method != "partialconv"):
+            raise ClimgenInputError(
+                f"prior must be None or {OI!r} (with method='partialconv'), got {prior!r} "
+                f"for method {method!r}"
+            )
+        self.prior, self.prior_options = prior, dict(prior_options or {})
+        unknown = sorted(set(self.prior_options) - _OI_OPTIONS)
+        if unknown:
+            raise ClimgenInputError(
+                f"prior_options {unknown} unknown; valid: {sorted(_OI_OPTIONS)}"
+            )
         self.context = context if method in NETWORKS else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
         self.likelihood_noise = bool(likelihood_noise)
@@ -351,7 +413,7 @@ class Infiller:
             self.climatology = np.asarray(canon.mean(self.time_dim).values, dtype=np.float64)
             return self
         if self.method == OI:
-            return self._fit_gaussian(canon, grid, run_dir)
+            return self._fit_gaussian(canon, grid, run_dir, self.options)
         shape = (canon.sizes[grid.y_dim], canon.sizes[grid.x_dim])
         bank = self._mask_bank(masks, da, shape, seed)
         self.aux = self._aux_array(aux, da)
@@ -366,6 +428,12 @@ class Infiller:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.normalizer = Normalizer.fit(ds, [var])
         fields = FieldDataset(ds, [var], sample_dim=self.time_dim, normalizer=self.normalizer)
+        prior = None
+        if self.prior is not None:
+            self._fit_gaussian(canon, grid, None, self.prior_options)
+            values = canon.transpose(self.time_dim, grid.y_dim, grid.x_dim).values
+            center, scale = self.normalizer.center[var], self.normalizer.scale[var]
+            prior = _PriorMeans(self.gaussian, values, bank, center, scale)
         dataset = _MaskedFields(
             fields,
             bank,
@@ -374,8 +442,10 @@ class Infiller:
             style=self.method,
             seed=seed,
             roll=self.roll_fields,
+            prior=prior,
         )
         n_cond = 2 * self.context + (0 if self.aux is None else len(self.aux))
+        n_cond += self.prior is not None
         periodic = (grid.periodic_y, grid.periodic_x)
         if self.method == "partialconv":
             options = {"cond_channels": n_cond, **self.options}
@@ -410,9 +480,10 @@ class Infiller:
             self.family, _ = load_family(self.run_dir, ema=True)
         return self
 
-    def _fit_gaussian(self, canon: xr.DataArray, grid, run_dir) -> Infiller:
-        """Estimate the optimal-interpolation covariance and save it in the run directory."""
-        hemispheric = bool(self.options.get("hemispheric", False))
+    def _fit_gaussian(self, canon: xr.DataArray, grid, run_dir, options) -> Infiller:
+        """Estimate the optimal-interpolation covariance (the method, or a network's prior);
+        the method saves it in the run directory at once."""
+        hemispheric = bool(options.get("hemispheric", False))
         if self.roll_fields and not grid.periodic_x:
             raise ClimgenInputError(
                 f"roll_fields=True cannot be used here: the grid ({grid.shape_name}) is not "
@@ -427,8 +498,10 @@ class Infiller:
             values,
             zonal=self.roll_fields,
             hemispheric=hemispheric,
-            nugget=float(self.options.get("nugget", 1e-5)),
+            nugget=float(options.get("nugget", 1e-5)),
         )
+        if self.method != OI:
+            return self
         self.run_dir = Path(run_dir) if run_dir else default_run_dir("fill", self.method)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._save_settings()
@@ -594,6 +667,10 @@ class Infiller:
         x_all = torch.from_numpy(np.nan_to_num((gappy - center) / scale).astype(np.float32))
         m_all = torch.from_numpy(keep.astype(np.float32))
         aux = None if self.aux is None else torch.from_numpy(self.aux.astype(np.float32))
+        prior = None
+        if self.prior is not None:
+            means = [self.gaussian.condition(np.nan_to_num(g), k)[0] for g, k in zip(gappy, keep)]
+            prior = torch.from_numpy(((np.stack(means) - center) / scale).astype(np.float32))
         n = x_all.shape[0]
         generator = torch.Generator().manual_seed(int(seed))
         outs = []  # per batch: (T_b, H, W) means, or (M, T_b, H, W) members
@@ -601,7 +678,7 @@ class Infiller:
         with torch.no_grad():
             for start in range(0, n, step):
                 items = [
-                    self._fill_item(x_all, m_all, aux, i)
+                    self._fill_item(x_all, m_all, aux, i, prior)
                     for i in range(start, min(n, start + step))
                 ]
                 if self.method == "partialconv":
@@ -666,7 +743,7 @@ class Infiller:
             total = out if total is None else total + out
         return total / len(shifts)
 
-    def _fill_item(self, x_all, m_all, aux, i) -> dict:
+    def _fill_item(self, x_all, m_all, aux, i, prior=None) -> dict:
         n = x_all.shape[0]
         x, mask = x_all[i][None], m_all[i][None]
         cond, cond_mask = [], []
@@ -680,6 +757,9 @@ class Infiller:
         if aux is not None:
             cond.append(aux)
             cond_mask.append(torch.ones_like(aux))
+        if prior is not None:
+            cond.append(prior[i][None])
+            cond_mask.append(torch.ones_like(x))
         return _network_item(x, mask, cond, cond_mask, self.method)
 
     def _assemble(
@@ -766,6 +846,9 @@ class Infiller:
         }
         if self.method == OI:
             settings["options"] = {k: self.options[k] for k in _OI_OPTIONS if k in self.options}
+        if self.prior is not None:
+            settings.update(prior=self.prior, prior_options=self.prior_options)
+        if self.gaussian is not None:
             self.gaussian.save(self.run_dir / _OI_MODEL)
         (self.run_dir / _SETTINGS).write_text(json.dumps(settings, indent=2))
         if self.normalizer is not None:
@@ -795,12 +878,14 @@ class Infiller:
             fill_rolls=settings.get("fill_rolls", 1),
             likelihood_noise=settings["likelihood_noise"],
             spread_inflation=settings.get("spread_inflation", 1.0),
+            prior=settings.get("prior"),
+            prior_options=settings.get("prior_options"),
             **settings.get("options", {}),
         )
         inf.units = settings.get("units")
-        if inf.method == OI:
+        if (run_dir / _OI_MODEL).exists():
             inf.gaussian = GaussianFieldModel.load(run_dir / _OI_MODEL)
-        else:
+        if inf.method != OI:
             inf.family, _ = load_family(run_dir, which=which, ema=ema)
             inf.normalizer = Normalizer.from_json(run_dir / _NORMALIZER)
         template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")

@@ -195,6 +195,21 @@ class GaussianFieldModel:
             draws[:, hid] += z[:, hid] - correction.T
         return mean.reshape(self.shape), std.reshape(self.shape), _shaped(draws, self.shape)
 
+    def conditional_means(self, fields: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """Conditional means ``x̂`` of many fields ``(T, H, W)`` under one mask ``(H, W)``
+        (one factorisation for all of them); observed cells keep their values."""
+        import scipy.linalg
+
+        flat = np.asarray(fields, dtype=np.float64).reshape(len(fields), -1)
+        flat_obs = np.asarray(observed, dtype=bool).reshape(-1)
+        mu = self.mean.reshape(-1)
+        out = np.where(flat_obs, flat, mu)
+        if not flat_obs.all():
+            o, hid, chol, c_ho = self._solve_parts(flat_obs)
+            weights = scipy.linalg.cho_solve(chol, (flat[:, o] - mu[o]).T, check_finite=False)
+            out[:, hid] = mu[hid] + (c_ho @ weights).T
+        return out.reshape(len(fields), *self.shape)
+
     def _unconditional(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` draws of N(0, C) (rows)."""
         if self.anomalies is not None:  # C = AᵀA/n: x = Aᵀ g / √n, exact and cheap

@@ -80,6 +80,8 @@ _INFILLER_KEYS = {
     "fill_rolls",
     "likelihood_noise",
     "spread_inflation",
+    "prior",
+    "prior_options",
 }
 _PAIRINGS = ("cycle", "paired", "broadcast")
 

@@ -144,3 +144,49 @@ def test_optimal_interpolation_bad_inputs_are_clear_errors(tmp_path):
         Infiller("optimal-interpolation", hemispheric=True).fit(planar, run_dir=tmp_path / "c")
     with pytest.raises(ClimgenInputError, match="nugget"):
         Infiller("optimal-interpolation", nugget=-1.0).fit(_latlon(fields), run_dir=tmp_path / "d")
+
+
+def test_prior_channel_is_the_oi_estimate_under_every_roll_and_survives_load(tmp_path):
+    """The partial-conv prior: the cached means of a training field rolled by s under a mask
+    rolled by q equal the optimal-interpolation fill of exactly that input."""
+    from climgen.tasks.fill import _MaskedFields, _PriorMeans
+
+    fields = _nonstationary_fields(12, seed=2)
+    bank = blob_masks(2, (NY, NX), coverage=0.4, seed=1)
+    model = GaussianFieldModel.fit(fields, zonal=True)
+    prior = _PriorMeans(model, fields, bank, center=0.5, scale=2.0)
+    for i, shift, b, q in [(0, 0, 0, 0), (3, 5, 1, 2), (7, 23, 0, 11)]:
+        rolled = np.roll(fields[i], shift, axis=-1)
+        mask = np.roll(bank[b], q, axis=-1) > 0
+        expect = (model.condition(rolled, mask)[0] - 0.5) / 2.0
+        np.testing.assert_allclose(prior(i, shift, b, q), expect, atol=1e-5)
+    assert len(prior.cache) == 3
+    # The training items carry it as the last condition channel, fully "observed".
+    from climgen.data.dataset import FieldDataset
+
+    ds = _latlon(fields).to_dataset()
+    items = _MaskedFields(
+        FieldDataset(ds, ["tas"]),
+        bank,
+        context=0,
+        aux=None,
+        style="partialconv",
+        seed=0,
+        roll=True,
+        prior=prior,
+    )
+    item = items[4]
+    assert item["cond"].shape == (1, NY, NX) and bool((item["cond_mask"] == 1).all())
+
+    train = _latlon(fields)
+    net = Infiller("partialconv", base_channels=4, prior="optimal-interpolation")
+    masks = _latlon(bank, name="m")
+    net.fit(train, masks=masks, run_dir=tmp_path, max_steps=2, batch_size=4, progress=False)
+    obs = train.isel(time=slice(0, 2)).where(_latlon(bank, name="m").values > 0)
+    again = Infiller.load(tmp_path)
+    assert again.prior == "optimal-interpolation" and again.gaussian is not None
+    xr.testing.assert_identical(net.fill(obs).drop_attrs(), again.fill(obs).drop_attrs())
+    with pytest.raises(ClimgenInputError, match="prior must be None"):
+        Infiller("cvae", prior="optimal-interpolation")
+    with pytest.raises(ClimgenInputError, match="prior_options"):
+        Infiller("partialconv", prior="optimal-interpolation", prior_options={"nu": 1.5})
