@@ -19,7 +19,13 @@ ensembles are scored raw and with the spread inflation fitted on the validation 
 train for ``--budget-s`` seconds of *process CPU time* (``time.process_time``, torch with
 ``--threads`` threads), so contention from other processes does not change the budget;
 ``kriging`` (scikit-learn GP, Matérn-3/2 of chordal distance, per-field ML hyper-parameters),
-``nearest`` and ``zonal-mean`` need no training. Scores on the hidden cells of the held-out
+``nearest`` and ``zonal-mean`` need no training. ``--oi [VARIANT ...]`` adds optimal
+interpolation with the covariance learned from the training split (``plain``: the time
+samples only; ``zonal``: also every longitude shift; ``zonal-hemispheric``: and every field
+mirrored about the equator), scored raw and with the spread inflation fitted on the
+validation split; ``--networks pconv-oi`` trains the partial-conv U-Net with the
+``zonal-hemispheric`` optimal-interpolation estimate as an extra input channel
+(``prior="optimal-interpolation"``). Scores on the hidden cells of the held-out
 fields (:func:`climgen.tasks.fill_cv.cross_validate`): area-weighted RMSE, MAE, bias,
 correlation, fair CRPS (ensembles) or Gaussian predictive CRPS (kriging), spread/skill.
 
@@ -380,7 +386,10 @@ def main(argv=None) -> int:
         "(and every field mirrored about the equator); no variant given: all three",
     )
     parser.add_argument(
-        "--oi-nugget", type=float, default=1e-5, help="optimal-interpolation nugget (relative)"
+        "--oi-nugget",
+        type=lambda v: v if v == "auto" else float(v),
+        default="auto",
+        help="optimal-interpolation nugget (relative to the mean variance, or 'auto')",
     )
     parser.add_argument(
         "--crps-members",

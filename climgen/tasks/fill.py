@@ -270,7 +270,8 @@ class Infiller:
         its covariance zonally homogeneous).
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
-        options (``nugget``: τ² relative to the mean variance, default 1e-5; ``hemispheric``:
+        options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
+        chosen by held-out likelihood, :mod:`climgen.tasks.fill_oi`; ``hemispheric``:
         also learn from every field mirrored about the equator, default False).
 
     Example
@@ -498,7 +499,7 @@ class Infiller:
             values,
             zonal=self.roll_fields,
             hemispheric=hemispheric,
-            nugget=float(options.get("nugget", 1e-5)),
+            nugget=options.get("nugget", "auto"),
         )
         if self.method != OI:
             return self

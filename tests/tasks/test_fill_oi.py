@@ -190,3 +190,21 @@ def test_prior_channel_is_the_oi_estimate_under_every_roll_and_survives_load(tmp
         Infiller("cvae", prior="optimal-interpolation")
     with pytest.raises(ClimgenInputError, match="prior_options"):
         Infiller("partialconv", prior="optimal-interpolation", prior_options={"nu": 1.5})
+
+
+def test_auto_nugget_maximises_held_out_likelihood_and_grows_with_rank_deficiency():
+    from climgen.tasks.fill_oi import NUGGET_GRID
+
+    fields = _nonstationary_fields(40, seed=3)
+    few = GaussianFieldModel.fit(fields[:10])  # rank ≤ 8 of 288 cells
+    many = GaussianFieldModel.fit(fields, zonal=True, hemispheric=True)  # full rank
+    for model in (few, many):
+        assert set(model.nugget_scores) == set(NUGGET_GRID)
+        assert model.nugget == max(model.nugget_scores, key=model.nugget_scores.get)
+    assert few.nugget >= 100 * many.nugget
+    # the held-out likelihood really is the Gaussian density (scipy's, for one nugget)
+    from scipy.stats import multivariate_normal
+
+    cov = many.covariance + many.tau2 * np.eye(NY * NX)
+    dens = multivariate_normal(many.mean.reshape(-1), cov).logpdf(fields[:3].reshape(3, -1))
+    np.testing.assert_allclose(many.log_likelihood(fields[:3]), dens.mean(), rtol=1e-9)
