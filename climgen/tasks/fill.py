@@ -240,7 +240,9 @@ class Infiller:
     method : one of :func:`available_fill_methods`.
     variable : variable to fill (default: the only data variable with a time dim).
     time_dim : the dim indexing fields (default ``"time"``).
-    context : networks only — neighbouring time steps on each side given as extra inputs.
+    context : networks and optimal interpolation — neighbouring time steps on each side given
+        as extra (gappy) inputs; optimal interpolation then conditions on their observed cells
+        through the lagged covariances learned from consecutive training fields.
     mask_kind, coverage, n_synthetic : synthetic training masks when ``fit`` gets no masks
         (:func:`~climgen.tasks.fill_masks.synthetic_masks`).
     roll_fields : networks and optimal interpolation — augment training by rolling each
@@ -348,7 +350,7 @@ class Infiller:
             raise ClimgenInputError(
                 f"prior_options {unknown} unknown; valid: {sorted(_OI_OPTIONS)}"
             )
-        self.context = context if method in NETWORKS else 0
+        self.context = context if method in TRAINED else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
         self.likelihood_noise = bool(likelihood_noise)
         self.spread_inflation = float(spread_inflation)
@@ -500,6 +502,7 @@ class Infiller:
             zonal=self.roll_fields,
             hemispheric=hemispheric,
             nugget=options.get("nugget", "auto"),
+            context=self.context if self.method == OI else 0,
         )
         if self.method != OI:
             return self
@@ -717,10 +720,19 @@ class Infiller:
         rng = np.random.default_rng(int(seed))
         mean, std = np.empty_like(gappy), np.empty_like(gappy)
         ens = np.empty((members, *gappy.shape))
-        for t in range(gappy.shape[0]):
-            mean[t], std[t], ens[:, t] = self.gaussian.condition(
-                np.nan_to_num(gappy[t]), keep[t], members=members, rng=rng
-            )
+        k, n = self.gaussian.context, gappy.shape[0]
+        values = np.nan_to_num(gappy)
+        for t in range(n):
+            if k == 0:
+                out = self.gaussian.condition(values[t], keep[t], members=members, rng=rng)
+            else:  # the window t − k … t + k; days outside the record observe nothing
+                days = np.clip(np.arange(t - k, t + k + 1), 0, n - 1)
+                inside = (np.arange(t - k, t + k + 1) >= 0) & (np.arange(t - k, t + k + 1) < n)
+                window_keep = keep[days] & inside[:, None, None]
+                out = self.gaussian.condition_window(
+                    values[days], window_keep, members=members, rng=rng
+                )
+            mean[t], std[t], ens[:, t] = out
         alpha = self.spread_inflation
         ens = np.where(keep[None], gappy, mean[None] + alpha * (ens - mean[None]))
         return mean, alpha * std, ens

@@ -38,6 +38,12 @@ Symmetries stretch the few training fields into a well-conditioned covariance:
 Without ``zonal`` the covariance is ``AᵀA / n`` of the anomaly matrix ``A`` (n × N) that is
 stored instead (n = T, or 2T with ``hemispheric``): rank ≤ n, so the nugget matters.
 
+``context=k`` (consecutive training fields) also learns the lagged covariances
+``C^{(l)} = cov(x_t, x_{t+l})``, l ≤ 2k, and :meth:`GaussianFieldModel.condition_window`
+conditions the field at t on the observed cells of the fields t − k … t + k as well
+(space–time optimal interpolation); its members come from the Cholesky factor of the
+posterior covariance of the hidden cells.
+
 This is the classical statistical reconstruction of climate fields (optimal interpolation,
 the full-rank limit of Kaplan et al. 1998's reduced-space OI), here as the strong linear
 baseline a learned infiller has to beat.
@@ -78,14 +84,24 @@ class GaussianFieldModel:
         *,
         cross_cov: np.ndarray | None = None,
         anomalies: np.ndarray | None = None,
+        series_length: int | None = None,
+        context: int = 0,
         nugget: float = 1e-5,
         nugget_scores: dict | None = None,
     ):
         self.mean = np.asarray(mean, dtype=np.float64)  # (H, W)
+        # zonal: (2·context + 1, H, H, W), lag l ≥ 0: c_ij^(l)(d) = cov(x_t[i, a], x_{t+l}[j, a+d])
         self.cross_cov = None if cross_cov is None else np.asarray(cross_cov, np.float64)
+        if self.cross_cov is not None and self.cross_cov.ndim == 3:
+            self.cross_cov = self.cross_cov[None]
+        # otherwise: anomalies (n, N), consecutive series of series_length rows each
         self.anomalies = None if anomalies is None else np.asarray(anomalies, np.float64)
         if (self.cross_cov is None) == (self.anomalies is None):
             raise ValueError("give exactly one of cross_cov (zonal) or anomalies")
+        if self.anomalies is not None:
+            series_length = series_length or len(self.anomalies)
+        self.series_length = None if series_length is None else int(series_length)
+        self.context = int(context)
         self.nugget = float(nugget)
         self.nugget_scores = dict(nugget_scores or {})  # nugget → held-out log-likelihood
         self._cov: np.ndarray | None = None
@@ -100,8 +116,10 @@ class GaussianFieldModel:
         zonal: bool = False,
         hemispheric: bool = False,
         nugget: float | str = "auto",
+        context: int = 0,
     ) -> GaussianFieldModel:
-        """Estimate μ and C from complete fields ``(T, H, W)`` (see the module docstring)."""
+        """Estimate μ and C from complete fields ``(T, H, W)`` (see the module docstring);
+        with ``context`` > 0 the fields must be consecutive in time."""
         x = np.asarray(fields, dtype=np.float64)
         if x.ndim != 3 or x.shape[0] < 2:
             raise ClimgenInputError(
@@ -112,8 +130,15 @@ class GaussianFieldModel:
                 "optimal interpolation is fitted on complete fields: the training data have "
                 f"{int((~np.isfinite(x)).sum())} NaN/inf values"
             )
+        if isinstance(context, bool) or not isinstance(context, int) or context < 0:
+            raise ClimgenInputError(f"context must be an int ≥ 0, got {context!r}")
+        if x.shape[0] < 2 * context + 2:
+            raise ClimgenInputError(
+                f"context={context} needs ≥ {2 * context + 2} consecutive training fields, "
+                f"got {x.shape[0]}"
+            )
         if nugget == "auto":
-            return cls._fit_auto(x, zonal=zonal, hemispheric=hemispheric)
+            return cls._fit_auto(x, zonal=zonal, hemispheric=hemispheric, context=context)
         if isinstance(nugget, (bool, str)) or not (np.isfinite(nugget) and nugget > 0):
             raise ClimgenInputError(f"nugget must be a number > 0 or 'auto', got {nugget!r}")
         t, h, w = x.shape
@@ -122,21 +147,33 @@ class GaussianFieldModel:
                 f"optimal interpolation keeps a dense covariance of the {h}×{w} = {h * w} "
                 f"cells; the limit is {MAX_CELLS}: coarsen the grid or use another method"
             )
-        if hemispheric:
-            x = np.concatenate([x, x[:, ::-1, :]])
-        mean = x.mean(axis=(0, 2), keepdims=True)[0] if zonal else x.mean(axis=0)
+        series = [x, x[:, ::-1, :]] if hemispheric else [x]
+        stacked = np.concatenate(series)
+        mean = stacked.mean(axis=(0, 2), keepdims=True)[0] if zonal else stacked.mean(axis=0)
         mean = np.broadcast_to(mean, (h, w)).copy()
-        a = x - mean
         if not zonal:
-            return cls(mean, anomalies=a.reshape(a.shape[0], -1), nugget=nugget)
-        # c_ij(d) = (1/(nW)) Σ_t Σ_a a_i(a) a_j(a + d): a cross-correlation, by FFT.
-        spec = np.fft.rfft(a, axis=-1)  # (n, H, K)
-        cross = np.einsum("tik,tjk->ijk", spec.conj(), spec)
-        cross_cov = np.fft.irfft(cross, n=w, axis=-1) / (a.shape[0] * w)
-        return cls(mean, cross_cov=cross_cov, nugget=nugget)
+            a = (stacked - mean).reshape(len(stacked), -1)
+            return cls(mean, anomalies=a, series_length=t, context=context, nugget=nugget)
+        # c_ij^(l)(d) = ⟨a_i(t, a) a_j(t + l, a + d)⟩ over t, a and the series: a
+        # cross-correlation along longitude, by FFT.
+        specs = [np.fft.rfft(s_ - mean, axis=-1) for s_ in series]  # (T, H, K) each
+        cross_cov = np.stack(
+            [
+                np.fft.irfft(
+                    sum(np.einsum("tik,tjk->ijk", sp[: t - lag].conj(), sp[lag:]) for sp in specs),
+                    n=w,
+                    axis=-1,
+                )
+                / (len(specs) * (t - lag) * w)
+                for lag in range(2 * context + 1)
+            ]
+        )
+        return cls(mean, cross_cov=cross_cov, context=context, nugget=nugget)
 
     @classmethod
-    def _fit_auto(cls, x: np.ndarray, *, zonal: bool, hemispheric: bool) -> GaussianFieldModel:
+    def _fit_auto(
+        cls, x: np.ndarray, *, zonal: bool, hemispheric: bool, context: int
+    ) -> GaussianFieldModel:
         """``nugget="auto"``: the held-out likelihood over :data:`NUGGET_GRID` (module doc)."""
         n_hold = max(1, int(round(HOLDOUT_FRACTION * len(x))))
         if len(x) - n_hold < 2:
@@ -146,7 +183,7 @@ class GaussianFieldModel:
         part = cls.fit(x[:-n_hold], zonal=zonal, hemispheric=hemispheric, nugget=1.0)
         scores = {nug: part.log_likelihood(x[-n_hold:], nugget=nug) for nug in NUGGET_GRID}
         best = max(scores, key=scores.get)
-        model = cls.fit(x, zonal=zonal, hemispheric=hemispheric, nugget=best)
+        model = cls.fit(x, zonal=zonal, hemispheric=hemispheric, nugget=best, context=context)
         model.nugget_scores = scores
         return model
 
@@ -179,12 +216,31 @@ class GaussianFieldModel:
             if self.cross_cov is not None:
                 h, w = self.shape
                 lag = (np.arange(w)[None, :] - np.arange(w)[:, None]) % w  # (b − a) mod W
-                cov = self.cross_cov[:, :, lag]  # (H, H, W_a, W_b)
+                cov = self.cross_cov[0][:, :, lag]  # (H, H, W_a, W_b)
                 self._cov = cov.transpose(0, 2, 1, 3).reshape(h * w, h * w)
             else:
                 a = self.anomalies
                 self._cov = a.T @ a / a.shape[0]
         return self._cov
+
+    def block(self, lag: int, cells_a: np.ndarray, cells_b: np.ndarray) -> np.ndarray:
+        """``cov(x_t[cells_a], x_{t+lag}[cells_b])`` for flat cell indices, |lag| ≤ 2·context."""
+        if lag < 0:
+            return self.block(-lag, cells_b, cells_a).T
+        if lag > 2 * self.context:
+            raise ValueError(f"lag {lag} beyond the fitted 2·context = {2 * self.context}")
+        if self.cross_cov is not None:
+            w = self.shape[1]
+            ia, xa = np.divmod(np.asarray(cells_a), w)
+            ib, xb = np.divmod(np.asarray(cells_b), w)
+            return self.cross_cov[lag][ia[:, None], ib[None, :], (xb[None, :] - xa[:, None]) % w]
+        if lag == 0:
+            return self.covariance[np.ix_(cells_a, cells_b)]
+        n = self.series_length
+        rows = np.arange(len(self.anomalies)).reshape(-1, n)
+        first, second = rows[:, : n - lag].reshape(-1), rows[:, lag:].reshape(-1)
+        a = self.anomalies
+        return a[first][:, cells_a].T @ a[second][:, cells_b] / len(first)
 
     @property
     def tau2(self) -> float:
@@ -242,6 +298,47 @@ class GaussianFieldModel:
             draws[:, hid] += z[:, hid] - correction.T
         return mean.reshape(self.shape), std.reshape(self.shape), _shaped(draws, self.shape)
 
+    def condition_window(
+        self, values: np.ndarray, observed: np.ndarray, *, members: int = 0, rng=None
+    ):
+        """Space–time conditional of the middle field of a window of 2·context + 1 fields.
+
+        ``values``/``observed`` (2k + 1, H, W), the target at index k (a neighbour outside the
+        record: nothing observed). Returns ``(mean, std, draws)`` as :meth:`condition`.
+        """
+        import scipy.linalg
+
+        k = self.context
+        values = np.asarray(values, dtype=np.float64).reshape(2 * k + 1, -1)
+        observed = np.asarray(observed, dtype=bool).reshape(2 * k + 1, -1)
+        mu = self.mean.reshape(-1)
+        mean = np.where(observed[k], values[k], mu)
+        std = np.zeros_like(mu)
+        hid = np.flatnonzero(~observed[k])
+        if hid.size == 0:
+            draws = np.broadcast_to(mean, (members, mu.size)).copy() if members else None
+            return mean.reshape(self.shape), std.reshape(self.shape), _shaped(draws, self.shape)
+        days = [(j - k, np.flatnonzero(observed[j])) for j in range(2 * k + 1)]
+        days = [(lag, cells) for lag, cells in days if cells.size]
+        c_oo = np.block([[self.block(lb - la, ca, cb) for lb, cb in days] for la, ca in days])
+        c_oo[np.diag_indices_from(c_oo)] += self.tau2
+        c_ho = np.concatenate([self.block(lag, hid, cells) for lag, cells in days], axis=1)
+        y = np.concatenate([values[k + lag][cells] - mu[cells] for lag, cells in days])
+        chol = scipy.linalg.cho_factor(c_oo, lower=True, check_finite=False)
+        mean[hid] = mu[hid] + c_ho @ scipy.linalg.cho_solve(chol, y, check_finite=False)
+        v = scipy.linalg.solve_triangular(chol[0], c_ho.T, lower=True, check_finite=False)
+        posterior = self.block(0, hid, hid) - v.T @ v
+        posterior[np.diag_indices_from(posterior)] += self.tau2
+        std[hid] = np.sqrt(np.clip(np.diag(posterior), 0.0, None))
+        draws = None
+        if members:
+            rng = np.random.default_rng(rng)
+            posterior[np.diag_indices_from(posterior)] += 1e-10 * float(np.mean(std[hid] ** 2))
+            factor = np.linalg.cholesky(posterior)
+            draws = np.broadcast_to(mean, (members, mu.size)).copy()
+            draws[:, hid] += rng.standard_normal((members, hid.size)) @ factor.T
+        return mean.reshape(self.shape), std.reshape(self.shape), _shaped(draws, self.shape)
+
     def conditional_means(self, fields: np.ndarray, observed: np.ndarray) -> np.ndarray:
         """Conditional means ``x̂`` of many fields ``(T, H, W)`` under one mask ``(H, W)``
         (one factorisation for all of them); observed cells keep their values."""
@@ -272,7 +369,13 @@ class GaussianFieldModel:
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the model as an ``.npz`` of plain arrays (no pickles)."""
-        arrays = {"mean": self.mean, "nugget": np.float64(self.nugget)}
+        arrays = {
+            "mean": self.mean,
+            "nugget": np.float64(self.nugget),
+            "context": np.int64(self.context),
+        }
+        if self.series_length is not None:
+            arrays["series_length"] = np.int64(self.series_length)
         if self.nugget_scores:
             arrays["nugget_grid"] = np.array(list(self.nugget_scores), dtype=np.float64)
             arrays["nugget_log_likelihood"] = np.array(list(self.nugget_scores.values()))
@@ -289,6 +392,8 @@ class GaussianFieldModel:
                 f["mean"],
                 cross_cov=f["cross_cov"] if "cross_cov" in f else None,
                 anomalies=f["anomalies"] if "anomalies" in f else None,
+                series_length=int(f["series_length"]) if "series_length" in f else None,
+                context=int(f["context"]) if "context" in f else 0,
                 nugget=float(f["nugget"]),
                 nugget_scores=(
                     dict(zip(f["nugget_grid"].tolist(), f["nugget_log_likelihood"].tolist()))
