@@ -392,6 +392,14 @@ def main(argv=None) -> int:
         help="optimal-interpolation nugget (relative to the mean variance, or 'auto')",
     )
     parser.add_argument(
+        "--oi-context",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="optimal interpolation: neighbouring days on each side (space-time OI); several "
+        "values: one row each",
+    )
+    parser.add_argument(
         "--crps-members",
         type=int,
         default=4,
@@ -548,12 +556,13 @@ def main(argv=None) -> int:
         )
 
     oi_labels = []
-    for variant in args.oi:
-        label = f"oi-{variant}"
+    for variant, k in [(v, k) for v in args.oi for k in args.oi_context]:
+        label = f"oi-{variant}" + (f"-context{k}" if k else "")
         options = {
             "roll_fields": variant != "plain",
             "hemispheric": variant == "zonal-hemispheric",
             "nugget": args.oi_nugget,
+            "context": k,
         }
         c0 = time.process_time()
         nets[label] = Infiller("optimal-interpolation", **options).fit(train, run_dir=tmp / label)

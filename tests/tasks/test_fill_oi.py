@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
 from climgen.tasks.fill import Infiller, available_fill_methods
 from climgen.tasks.fill_cv import calibrate_spread, cross_validate
@@ -17,19 +18,12 @@ NY, NX = 12, 24
 
 
 def _latlon(values, name="tas"):
+    """``values`` (T, H, W) or (H, W) on a global cell-centred lat/lon grid, units K."""
     values = np.asarray(values)
-    ny, nx = values.shape[-2:]
-    lat = -90 + 180 / ny * (np.arange(ny) + 0.5)
-    lon = 360 / nx * (np.arange(nx) + 0.5)
-    coords = {
-        "lat": ("lat", lat, {"units": "degrees_north"}),
-        "lon": ("lon", lon, {"units": "degrees_east"}),
-    }
-    dims = ("lat", "lon")
-    if values.ndim == 3:
-        dims = ("time", *dims)
-        coords["time"] = np.arange(values.shape[0])
-    return xr.DataArray(values, dims=dims, coords=coords, name=name, attrs={"units": "K"})
+    stack = values if values.ndim == 3 else values[None]
+    like = grf_dataarray(len(stack), *stack.shape[-2:], kind="latlon", name=name, units="K")
+    da = like.copy(data=stack)
+    return da if values.ndim == 3 else da.isel(time=0, drop=True)
 
 
 def _nonstationary_fields(n, seed=0):
