@@ -128,6 +128,23 @@ MODELS = {
             cycle_weight=1.0,
         ),
     ),
+    "cyclegan-coord": (
+        "CycleGAN + coordinate channels",
+        "cyclegan",
+        dict(_NET, coord_channels=True),
+    ),
+    "cyclegan-noise-coord-spec5-id0-cyc1": (
+        "CycleGAN + noise + coordinate channels + spectral term (λ_spec 5), λ_id 0, λ_cyc 1",
+        "cyclegan",
+        dict(
+            _NET,
+            noise_channels=2,
+            coord_channels=True,
+            spectral_weight=5.0,
+            identity_weight=0.0,
+            cycle_weight=1.0,
+        ),
+    ),
     "cyclegan-hinge": ("CycleGAN hinge loss", "cyclegan", dict(_NET, gan_loss="hinge")),
     "augcyclegan": (
         "Augmented CycleGAN (latent 4)",

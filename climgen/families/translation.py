@@ -32,7 +32,7 @@ from climgen.errors import ClimgenInputError
 from climgen.families.base import OptimizerSpec, check_grid_options, register_family
 from climgen.families.gan.constraints import covariance_loss, spectral_loss
 from climgen.families.gan.losses import clip_weights_, get_gan_loss, gradient_penalty
-from climgen.nn import PeriodicConv2d
+from climgen.nn import PeriodicConv2d, coordinate_channels, n_coordinate_channels
 
 __all__ = [
     "UNetGenerator",
@@ -83,6 +83,7 @@ class UNetGenerator(nn.Module):
         depth: int = 2,
         latent_dim: int = 0,
         noise_channels: int = 0,
+        coord_channels: bool = False,
     ):
         super().__init__()
         if depth < 0:
@@ -92,8 +93,11 @@ class UNetGenerator(nn.Module):
         periodic = tuple(bool(p) for p in periodic)
         self.latent_dim = int(latent_dim)
         self.noise_channels = int(noise_channels)
+        self.periodic, self.coord_channels = periodic, bool(coord_channels)
+        n_in = channels + self.noise_channels
+        n_in += n_coordinate_channels(periodic) if self.coord_channels else 0
         widths = [base_channels * min(2**level, 8) for level in range(depth + 1)]
-        self.stem = _ConvNormAct(channels + self.noise_channels, widths[0], periodic)
+        self.stem = _ConvNormAct(n_in, widths[0], periodic)
         self.down = nn.ModuleList(
             _ConvNormAct(widths[i], widths[i + 1], periodic, stride=2) for i in range(depth)
         )
@@ -138,6 +142,8 @@ class UNetGenerator(nn.Module):
             device = generator.device if generator is not None else x.device
             noise = torch.randn(shape, generator=generator, device=device, dtype=x.dtype)
             x_in = torch.cat([x, noise.to(x.device)], 1)
+        if self.coord_channels:
+            x_in = coordinate_channels(x_in, self.periodic)
 
         def modulate(h):
             if not self.latent_dim:
@@ -189,13 +195,15 @@ class PatchDiscriminator(nn.Module):
         base_channels: int = 16,
         n_layers: int = 2,
         spectral_norm: bool = False,
+        coord_channels: bool = False,
     ):
         super().__init__()
         periodic = tuple(bool(p) for p in periodic)
+        self.periodic, self.coord_channels = periodic, bool(coord_channels)
         self.n_layers = int(n_layers)
         self.receptive_field = patch_receptive_field(self.n_layers)
         layers: list[nn.Module] = []
-        c_in = in_channels
+        c_in = in_channels + (n_coordinate_channels(periodic) if self.coord_channels else 0)
         widths = [base_channels * min(2**i, 8) for i in range(self.n_layers + 1)]
         for i in range(self.n_layers):
             layers += [PeriodicConv2d(c_in, widths[i], 4, 2, periodic=periodic), nn.LeakyReLU(0.2)]
@@ -210,6 +218,8 @@ class PatchDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.coord_channels:
+            x = coordinate_channels(x, self.periodic)
         return self.net(x)
 
 
@@ -467,6 +477,10 @@ class CycleGAN(_TranslationBase):
     noise_channels : white-noise input channels of both generators (default 0: deterministic
         maps); lets G break symmetries of its input (see :class:`UNetGenerator`). Translations
         then depend on the noise, drawn with ``translate(a, generator)``.
+    coord_channels : position channels (:func:`climgen.nn.blocks.coordinate_channels`) as
+        extra inputs of both generators and both critics (default False): the maps and the
+        critics' judgement may then depend on the location, as a bias correction does on
+        geography, or a pinned convection pattern on its place.
     spectral_weight : λ_spec (default 0: off). Adds λ_spec · (L_spec(G_AB(a), b) +
         L_spec(G_BA(b), a)) to the generator loss, L_spec the log-spectral distance of the
         batch-mean power spectra (:func:`climgen.families.gan.constraints.spectral_loss`, the
@@ -499,6 +513,7 @@ class CycleGAN(_TranslationBase):
         covariance_weight: float = 0.0,
         covariance_patch: int | None = None,
         noise_channels: int = 0,
+        coord_channels: bool = False,
         spectral_norm: bool = False,
         lr: float = 2e-4,
         lr_d: float = 2e-4,
@@ -533,6 +548,7 @@ class CycleGAN(_TranslationBase):
             covariance_weight=float(covariance_weight),
             covariance_patch=None if covariance_patch is None else int(covariance_patch),
             noise_channels=int(noise_channels),
+            coord_channels=bool(coord_channels),
             spectral_norm=bool(spectral_norm),
             lr=float(lr),
             lr_d=float(lr_d),
@@ -547,6 +563,7 @@ class CycleGAN(_TranslationBase):
                 base_channels=base_channels,
                 depth=depth,
                 noise_channels=noise_channels,
+                coord_channels=coord_channels,
             )
 
         def critic():
@@ -556,6 +573,7 @@ class CycleGAN(_TranslationBase):
                 base_channels=disc_channels,
                 n_layers=disc_layers,
                 spectral_norm=spectral_norm,
+                coord_channels=coord_channels,
             )
 
         self.g_ab, self.g_ba = gen(), gen()

@@ -37,10 +37,43 @@ __all__ = [
     "Encoder",
     "Decoder",
     "spectral_norm",
+    "coordinate_channels",
+    "n_coordinate_channels",
 ]
 
 NORMS = ("group", "batch", "none")
 ACTIVATIONS = ("silu", "relu", "leaky_relu", "gelu", "tanh", "none")
+
+
+def n_coordinate_channels(periodic: tuple[bool, bool]) -> int:
+    """Number of :func:`coordinate_channels` for a grid of this periodicity."""
+    return sum(2 if p else 1 for p in periodic)
+
+
+def coordinate_channels(x: torch.Tensor, periodic: tuple[bool, bool]) -> torch.Tensor:
+    """``x`` (B, C, H, W) with position channels appended (CoordConv, Liu et al. 2018).
+
+    Per axis of n cells: ``sin(2πi/n)`` and ``cos(2πi/n)`` when it is periodic (continuous
+    across the seam), else a ramp from −1 to 1. Convolutions are translation-equivariant;
+    with these a network can depend on where it is (land/sea, a pinned convection roll, the
+    latitude) — and it stops being equivariant.
+
+    Liu et al. (2018), *An intriguing failing of convolutional neural networks and the
+    CoordConv solution*, NeurIPS.
+    """
+    b, _, h, w = x.shape
+    maps = []
+    for axis, (n, per) in enumerate(zip((h, w), periodic)):
+        i = torch.arange(n, device=x.device, dtype=x.dtype)
+        ramps = (
+            [torch.sin(2 * math.pi * i / n), torch.cos(2 * math.pi * i / n)]
+            if per
+            else [2 * i / max(n - 1, 1) - 1]
+        )
+        for r in ramps:
+            maps.append(r[:, None].expand(h, w) if axis == 0 else r[None, :].expand(h, w))
+    coords = torch.stack(maps)[None].expand(b, -1, -1, -1)
+    return torch.cat([x, coords], 1)
 
 
 def make_norm(kind: str, channels: int, max_groups: int = 8) -> nn.Module:

@@ -200,3 +200,36 @@ def test_noise_channels_break_a_half_domain_symmetry_that_convolutions_keep():
             assert asym < 1e-5
     with pytest.raises(ClimgenInputError, match="noise_channels"):
         UNetGenerator(1, noise_channels=-1)
+
+
+def test_coordinate_channels_break_shift_equivariance_deterministically():
+    """Position channels: sin/cos on a periodic axis (continuous across the seam), a −1…1
+    ramp on a bounded one; a generator and a critic fed them are no longer shift-equivariant,
+    and the output is deterministic (unlike noise channels)."""
+    from climgen.families.translation import PatchDiscriminator, UNetGenerator
+    from climgen.nn import coordinate_channels
+
+    x = torch.zeros(2, 1, 6, 16)
+    c = coordinate_channels(x, (False, True))[:, 1:]  # ramp(y), sin(x), cos(x)
+    assert c.shape == (2, 3, 6, 16)
+    torch.testing.assert_close(c[0, 0, :, 0], torch.linspace(-1, 1, 6))
+    torch.testing.assert_close(c[0, 1] ** 2 + c[0, 2] ** 2, torch.ones(6, 16))
+    step = torch.tensor(2 * np.pi / 16)  # the seam: column 15 → 0 is one ordinary step
+    torch.testing.assert_close(
+        c[0, 2, 0, 0], torch.cos(torch.atan2(c[0, 1, 0, 15], c[0, 2, 0, 15]) + step)
+    )
+    torch.manual_seed(0)
+    half = torch.randn(2, 1, 8, 8)
+    x = torch.cat([half, half], -1)  # invariant under a shift by 8 of 16 columns
+    for coords in (False, True):
+        g = UNetGenerator(1, (False, True), base_channels=8, depth=2, coord_channels=coords)
+        d = PatchDiscriminator(1, (False, True), base_channels=8, n_layers=1, coord_channels=coords)
+        torch.nn.init.normal_(g.head.weight, std=0.1)
+        with torch.no_grad():
+            y, score = g(x), d(x)
+        asym = float((y - y.roll(8, -1)).abs().max())
+        score_asym = float((score - score.roll(4, -1)).abs().max())  # critic: stride 2
+        assert (asym > 1e-3 and score_asym > 1e-4) if coords else (asym < 1e-5)
+        torch.testing.assert_close(g(x), y)
+    family = CycleGAN(1, (8, 16), coord_channels=True)
+    assert family.config["coord_channels"] is True and family.g_ab.coord_channels
