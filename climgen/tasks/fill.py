@@ -607,6 +607,7 @@ class Infiller:
             info["kernels"] = kernels
         elif self.method == OI:
             mean, spread, ensemble = self._fill_gaussian(gappy, keep, members, seed)
+            info["nugget"] = self.gaussian.nugget
         else:
             mean, spread, ensemble = self._fill_network(gappy, keep, members, seed, batch_size)
         out_dtype = raw.dtype if raw.dtype.kind == "f" else np.float64
@@ -840,6 +841,8 @@ class Infiller:
             attrs["climgen_run_dir"] = str(self.run_dir)
         if ensemble is not None and self.spread_inflation != 1.0:
             attrs["climgen_fill_spread_inflation"] = self.spread_inflation
+        if "nugget" in info:
+            attrs["climgen_oi_nugget"] = info["nugget"]  # τ² / mean variance actually used
         if info.get("kernels"):
             attrs["climgen_kriging_kernels"] = "; ".join(info["kernels"][:12])
         return xr.Dataset(data_vars, attrs=attrs)

@@ -111,6 +111,7 @@ def test_fill_keeps_observations_has_members_and_reloads_identically(tmp_path):
     assert np.isfinite(out.tas.values).all() and out.tas.dims == obs.dims
     assert np.array_equal(out.lat.values, obs.lat.values)
     assert out.tas_members.sizes["member"] == 8
+    assert out.attrs["climgen_oi_nugget"] == 1e-4
     assert np.all(out.tas_spread.values[~seen] > 0) and np.all(out.tas_spread.values[seen] == 0)
     members = out.tas_members.values
     assert (members[:, seen] == obs.values[seen]).all()
