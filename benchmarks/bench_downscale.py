@@ -281,6 +281,14 @@ def run_dataset(key: str, args, work: Path) -> dict:
         print(f"[{key}] skipped: {path.resolve()} is absent")
         return {}
     train, held = load_split(path, var)
+    if args.extra_train:  # more training days of the same model (e.g. another seed's run)
+        extra = [open_fields(p_, var).load() for p_ in args.extra_train]
+        for e in extra:
+            if dict(e.sizes) | {"time": 0} != dict(train.sizes) | {"time": 0}:
+                raise SystemExit(f"--extra-train: {e.sizes} is not on the grid of {path.name}")
+        spatial = {d: train[d] for d in train.dims if d != "time" and d in train.coords}
+        train = xr.concat([train, *[e.assign_coords(spatial) for e in extra]], "time")
+        print(f"[{key}] training split + --extra-train: {train.sizes['time']} fields", flush=True)
     if args.quick:
         train, held = train.isel(time=slice(0, 16)), held.isel(time=slice(0, 6))
     n = held.sizes["time"]
@@ -483,6 +491,15 @@ def main(argv=None) -> int:
         type=int,
         default=32,
         help="training fields the spectral calibration is fitted on (default 32)",
+    )
+    parser.add_argument(
+        "--extra-train",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="NC",
+        help="more training fields of the same model and grid (e.g. `climgen data heldsuarez "
+        "--seed 2`), appended to the training split; the held-out fields are unchanged",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s budget, tiny split")
     args = parser.parse_args(argv)
