@@ -198,7 +198,8 @@ class _PriorMeans:
     the ``prior`` input channel of a partial-conv infiller, cached per (mask, roll).
 
     Field i rolled by ``shift`` under bank mask b rolled by q: with a zonally homogeneous
-    covariance, fill(S_s x, S_q m) = S_s fill(x, S_(q−s) m), so one factorisation per
+    covariance (``roll_fields``, the only case with shift ≠ 0),
+    fill(S_s x, S_q m) = S_s fill(x, S_(q−s) m), so one factorisation per
     (b, (q − s) mod W) serves every field and every shift. ``max_entries`` bounds the cache
     (each entry holds T fields).
     """
