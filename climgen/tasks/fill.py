@@ -416,8 +416,10 @@ class Infiller:
         if self.method in BASELINES:
             self.climatology = np.asarray(canon.mean(self.time_dim).values, dtype=np.float64)
             return self
+        if self.method == OI or self.prior is not None:  # loads the fields (networks stream)
+            values = canon.transpose(self.time_dim, grid.y_dim, grid.x_dim).values  # (T, H, W)
         if self.method == OI:
-            return self._fit_gaussian(canon, grid, run_dir, self.options)
+            return self._fit_gaussian(values, grid, run_dir, self.options)
         shape = (canon.sizes[grid.y_dim], canon.sizes[grid.x_dim])
         bank = self._mask_bank(masks, da, shape, seed)
         self.aux = self._aux_array(aux, da)
@@ -434,8 +436,7 @@ class Infiller:
         fields = FieldDataset(ds, [var], sample_dim=self.time_dim, normalizer=self.normalizer)
         prior = None
         if self.prior is not None:
-            self._fit_gaussian(canon, grid, None, self.prior_options)
-            values = canon.transpose(self.time_dim, grid.y_dim, grid.x_dim).values
+            self._fit_gaussian(values, grid, None, self.prior_options)
             center, scale = self.normalizer.center[var], self.normalizer.scale[var]
             prior = _PriorMeans(self.gaussian, values, bank, center, scale)
         dataset = _MaskedFields(
@@ -484,9 +485,9 @@ class Infiller:
             self.family, _ = load_family(self.run_dir, ema=True)
         return self
 
-    def _fit_gaussian(self, canon: xr.DataArray, grid, run_dir, options) -> Infiller:
-        """Estimate the optimal-interpolation covariance (the method, or a network's prior);
-        the method saves it in the run directory at once."""
+    def _fit_gaussian(self, values: np.ndarray, grid, run_dir, options) -> Infiller:
+        """Estimate the optimal-interpolation covariance from canonical fields (T, H, W) (the
+        method, or a network's prior); the method saves it in the run directory at once."""
         hemispheric = bool(options.get("hemispheric", False))
         if self.roll_fields and not grid.periodic_x:
             raise ClimgenInputError(
@@ -497,7 +498,6 @@ class Infiller:
             raise ClimgenInputError(
                 f"hemispheric=True needs a lat/lon grid; '{self.variable}' is {grid.shape_name}"
             )
-        values = canon.transpose(self.time_dim, grid.y_dim, grid.x_dim).values
         self.gaussian = GaussianFieldModel.fit(
             values,
             zonal=self.roll_fields,
@@ -675,8 +675,13 @@ class Infiller:
         aux = None if self.aux is None else torch.from_numpy(self.aux.astype(np.float32))
         prior = None
         if self.prior is not None:
-            means = [self.gaussian.condition(np.nan_to_num(g), k)[0] for g, k in zip(gappy, keep)]
-            prior = torch.from_numpy(((np.stack(means) - center) / scale).astype(np.float32))
+            means = np.concatenate(
+                [
+                    self.gaussian.conditional_means(np.nan_to_num(g)[None], k)
+                    for g, k in zip(gappy, keep)
+                ]
+            )
+            prior = torch.from_numpy(((means - center) / scale).astype(np.float32))
         n = x_all.shape[0]
         generator = torch.Generator().manual_seed(int(seed))
         outs = []  # per batch: (T_b, H, W) means, or (M, T_b, H, W) members
@@ -728,11 +733,11 @@ class Infiller:
             if k == 0:
                 out = self.gaussian.condition(values[t], keep[t], members=members, rng=rng)
             else:  # the window t − k … t + k; days outside the record observe nothing
-                days = np.clip(np.arange(t - k, t + k + 1), 0, n - 1)
-                inside = (np.arange(t - k, t + k + 1) >= 0) & (np.arange(t - k, t + k + 1) < n)
-                window_keep = keep[days] & inside[:, None, None]
+                window = np.arange(t - k, t + k + 1)
+                days = np.clip(window, 0, n - 1)
+                inside = (window >= 0) & (window < n)
                 out = self.gaussian.condition_window(
-                    values[days], window_keep, members=members, rng=rng
+                    values[days], keep[days] & inside[:, None, None], members=members, rng=rng
                 )
             mean[t], std[t], ens[:, t] = out
         alpha = self.spread_inflation
