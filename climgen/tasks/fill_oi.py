@@ -75,7 +75,11 @@ class GaussianFieldModel:
     """Mean and covariance of fields on an (H, W) grid, and their Gaussian conditionals.
 
     Build it with :meth:`fit`; :meth:`condition` gives the conditional mean and standard
-    deviation of the missing cells, :meth:`sample` draws conditional members.
+    deviation of the missing cells and exact conditional members (conditioned unconditional
+    draws: one N × N factorisation, reused), :meth:`condition_window` the same given the
+    neighbouring fields too (members from the posterior covariance, which the lagged blocks
+    make cheaper than a joint unconditional draw), :meth:`conditional_means` only the means
+    of many fields under one mask.
     """
 
     def __init__(
