@@ -64,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
 TARGET_RATIO, SSR_RANGE = 0.85, (0.9, 1.1)
 OI_VARIANTS = ("plain", "zonal", "zonal-hemispheric")
+DETERMINISTIC = ("partialconv", "pconv-oi")  # networks without members
 
 
 class CpuBudget(Callback):
@@ -534,15 +535,14 @@ def main(argv=None) -> int:
     )
     res["nearest"] = scored("nearest", "nearest", test, test_masks, m)
     res["zonal-mean"] = scored("zonal-mean", "zonal-mean", test, test_masks, m)
-    for label in ("partialconv", "pconv-oi"):
+    for label in DETERMINISTIC:
         if label in nets:
             res[label] = scored(label, nets[label], test, test_masks, m)
-    ensembles = [label for label in ("cvae", "pconv-crps") if label in nets]
-    for label in ensembles:
+
+    def raw_and_calibrated(label: str) -> None:
+        """Score ensemble ``label`` raw, fit its spread inflation on the validation split,
+        score it again (rows ``label`` and ``label-calibrated``)."""
         res[label] = scored(f"{label} ({m} members)", nets[label], test, test_masks, m)
-        res[label]["spread_by_distance"] = spread_by_distance(
-            nets[label], test, test_masks, masks.sizes["time"], m
-        )
         c0 = time.process_time()
         alpha = calibrate_spread(nets[label], val, val_masks, members=m, seed=1)
         print(f"  {label} spread inflation fitted on validation: α = {alpha:.3f}", flush=True)
@@ -554,6 +554,12 @@ def main(argv=None) -> int:
             m,
             {"spread_inflation": alpha, "calibration_cpu_s": time.process_time() - c0},
         )
+
+    ensembles = [label for label in ("cvae", "pconv-crps") if label in nets]
+    for label in ensembles:
+        distance = spread_by_distance(nets[label], test, test_masks, masks.sizes["time"], m)
+        raw_and_calibrated(label)
+        res[label]["spread_by_distance"] = distance
 
     oi_labels = []
     for variant, k in [(v, k) for v in args.oi for k in args.oi_context]:
@@ -568,12 +574,8 @@ def main(argv=None) -> int:
         nets[label] = Infiller("optimal-interpolation", **options).fit(train, run_dir=tmp / label)
         fit_cpu = time.process_time() - c0
         print(f"  {label} covariance fitted in {fit_cpu:.1f} CPU s {options}", flush=True)
-        res[label] = scored(f"{label} ({m} members)", nets[label], test, test_masks, m)
+        raw_and_calibrated(label)
         res[label].update(fit_cpu_s=fit_cpu, options=options)
-        alpha = calibrate_spread(nets[label], val, val_masks, members=m, seed=1)
-        res[f"{label}-calibrated"] = scored(
-            f"{label} calibrated", nets[label], test, test_masks, m, {"spread_inflation": alpha}
-        )
         oi_labels.append(label)
 
     if args.report:
@@ -585,7 +587,7 @@ def main(argv=None) -> int:
             "kriging": Infiller("kriging", max_fit_points=args.kriging_fit_points),
             "zonal-mean": "zonal-mean",
         }
-        for label in ("partialconv", "pconv-oi"):
+        for label in DETERMINISTIC:
             if label in nets:
                 shown[label] = nets[label]
         for label in ensembles:
@@ -615,7 +617,7 @@ def main(argv=None) -> int:
         )
 
     k = res["kriging"]
-    trained = [n for n in ("partialconv", "pconv-oi", *ensembles) if n in res]
+    trained = [n for n in (*DETERMINISTIC, *ensembles) if n in res]
     targets = {}
     if trained:
         best_net = min(trained, key=lambda n: res[n]["rmse"])
