@@ -194,6 +194,17 @@ def oracle_lowpass(truth: xr.DataArray, factor: int) -> xr.DataArray:
     return out.transpose(*truth.dims)
 
 
+def latitude_static(da: xr.DataArray) -> xr.DataArray:
+    """sin(latitude) on ``da``'s fine grid: a static input that tells a convolutional net
+    where it is (its statistics differ between tropics and mid-latitudes)."""
+    grid = detect_grid(da)
+    if grid.kind != "latlon":
+        raise SystemExit("--static-latitude needs a lat/lon data set")
+    lat = da[grid.y_dim]
+    field = np.sin(np.deg2rad(lat)) * xr.ones_like(da[grid.x_dim], dtype=float)
+    return field.rename("sin_lat").transpose(grid.y_dim, grid.x_dim)
+
+
 def throughput(label: str, down: Downscaler | None, method: str, n: int) -> dict:
     """Fields/s for a 256×1024 output from a (64, 256) coarse input (untrained grid is fine:
     the nets are fully convolutional; diffusion: 1 field)."""
@@ -318,6 +329,12 @@ def run_dataset(key: str, args, work: Path) -> dict:
         if args.only and label not in args.only:
             continue
         budget = CpuBudget(args.budget_cpu)
+        if args.augment:
+            opts = dict(opts, augment=args.augment)
+            label = f"{label} +aug {','.join(args.augment)}"
+        if args.static_latitude:
+            opts = dict(opts, static=latitude_static(train[var]))
+            label = f"{label} +latitude input"
         down = Downscaler(FACTOR, method, **opts)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -500,6 +517,18 @@ def main(argv=None) -> int:
         metavar="NC",
         help="more training fields of the same model and grid (e.g. `climgen data heldsuarez "
         "--seed 2`), appended to the training split; the held-out fields are unchanged",
+    )
+    parser.add_argument(
+        "--augment",
+        nargs="+",
+        default=[],
+        choices=["shift", "mirror-y", "mirror-x"],
+        help="networks: Downscaler(augment=...) symmetries (Held–Suarez: shift mirror-y)",
+    )
+    parser.add_argument(
+        "--static-latitude",
+        action="store_true",
+        help="networks: sin(latitude) as a static fine-grid input (lat/lon data sets)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s budget, tiny split")
     args = parser.parse_args(argv)

@@ -1,9 +1,22 @@
-"""Benchmark: domain translation between two RBC climates, networks vs quantile mapping.
+"""Benchmark: domain translation between two climates, networks vs quantile mapping.
 
 Run:  .venv/bin/python benchmarks/bench_translate.py --budget-cpu-s 240 --threads 1 \
           --json translate.json
+      .venv/bin/python benchmarks/bench_translate.py --pair heldsuarez --variable omega500 \
+          --b-file hs_dty40.nc ...
 
-Domain A: our own Dedalus run at Ra = 1e6, 32 × 128 (the bundled sample,
+``--pair heldsuarez``: two Held–Suarez climates with different forcing. Domain A: the shared
+standard run (``heldsuarez_train.nc``, ΔT_y = 60 K, 200 days); domain B: a run of the
+project's recipe with a weaker equator-to-pole gradient, ``climgen data heldsuarez -o
+hs_dty40.nc --delta-t-y 40 --days 250 --seed 3`` (``--b-file``; the recipe needs the ``gcm``
+extra). Both 64 × 128 Gaussian grids are conservatively coarsened 2× to 32 × 64 (cos-lat
+area weights; more steps per CPU second), ``--variable`` omega500 or tas. The climates differ
+in jet latitude, eddy amplitude and eddy size, so the covariance structure (not only the
+marginals) differs — what a per-point quantile map cannot change. The statistics are
+zonally homogeneous, so the ``homogeneous`` covariance estimator below applies along
+longitude.
+
+``--pair rbc`` (default). Domain A: our own Dedalus run at Ra = 1e6, 32 × 128 (the bundled sample,
 ``climgen.data.bundled.bundled_path("rbc")``, 300 snapshots). Domain B: the shared RBC run at
 Ra = 2e6 (``rbc_ra2e6_train.nc``, 64 × 256, 260 snapshots) **conservatively coarsened 2× to
 32 × 128** (:func:`climgen.data.coarsen.coarsen`); B is therefore the coarsened higher-Ra run,
@@ -81,7 +94,8 @@ from climgen.train.callbacks import Callback
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 B_FILE = "rbc_ra2e6_train.nc"
-VARIABLE = "b"
+HS_A_FILE = "heldsuarez_train.nc"
+SCORE_KEY = "field"  # the variables dict key of the summary's verdicts
 TRAIN_FRACTION = 0.8
 FACTOR = 2.0
 QM = "quantile mapping"
@@ -174,14 +188,32 @@ class CpuBudget(Callback):
             trainer.config.max_steps = step
 
 
-def load_domains(data_dir: Path):
-    """(A train, A test, B train, B test) Datasets on one 32 × 128 grid."""
-    a = open_fields(bundled_path("rbc"), VARIABLE).load()
-    fine = open_fields(data_dir / B_FILE, VARIABLE).load()
-    coarse = coarsen(fine[VARIABLE], 2)
-    b = coarse.to_dataset(name=VARIABLE).assign_coords(z=a["z"], x=a["x"])
-    b[VARIABLE].attrs = dict(fine[VARIABLE].attrs)
-    b.attrs = dict(fine.attrs, climgen_note="conservatively coarsened 2x to 32 x 128")
+def _coarsened(ds, variable: str, note: str):
+    out = coarsen(ds[variable], 2).to_dataset(name=variable)
+    out[variable].attrs = dict(ds[variable].attrs)
+    out.attrs = dict(ds.attrs, climgen_note=note)
+    return out
+
+
+def load_domains(args):
+    """(A train, A test, B train, B test) Datasets on one grid (module docstring)."""
+    variable = args.variable
+    if args.pair == "rbc":
+        a = open_fields(bundled_path("rbc"), variable).load()
+        fine = open_fields(args.data_dir / B_FILE, variable).load()
+        b = _coarsened(fine, variable, "conservatively coarsened 2x to 32 x 128")
+        b = b.assign_coords(z=a["z"], x=a["x"])
+    else:
+        a_fine = open_fields(args.data_dir / HS_A_FILE, variable).load()
+        b_fine = open_fields(args.b_file, variable).load()
+        if b_fine[variable].shape[1:] != a_fine[variable].shape[1:]:
+            raise SystemExit(
+                f"--b-file {args.b_file}: grid {b_fine[variable].shape[1:]} is not A's "
+                f"{a_fine[variable].shape[1:]}"
+            )
+        note = "conservatively coarsened 2x to 32 x 64"
+        a = _coarsened(a_fine, variable, note)
+        b = _coarsened(b_fine, variable, note).assign_coords(lat=a["lat"], lon=a["lon"])
 
     def split(ds):
         n = ds.sizes["time"]
@@ -199,7 +231,7 @@ def _label(key: str, seed: int) -> str:
 def run_network(key, a_tr, a_te, b_tr, args, root: Path) -> tuple[dict, object, object]:
     _, method, options = MODELS[key]
     label = _label(key, args.seed)
-    tr = Translator(method, variables=[VARIABLE], **options)
+    tr = Translator(method, variables=[args.variable], **options)
     c0, w0 = time.process_time(), time.perf_counter()
     tr.fit(
         a_tr,
@@ -226,11 +258,11 @@ def run_network(key, a_tr, a_te, b_tr, args, root: Path) -> tuple[dict, object, 
     }
     out = tr.translate(a_te, seed=args.seed + 1)
     rec = tr.reconstruct(a_te, seed=args.seed + 1)
-    info["cycle_error"] = cycle_errors(a_te, rec, [VARIABLE])[VARIABLE]
+    info["cycle_error"] = cycle_errors(a_te, rec, [args.variable])[args.variable]
     return info, out, tr
 
 
-def collect_run(run: Path, a_te, seed: int) -> tuple[dict, object, Translator]:
+def collect_run(run: Path, a_te, seed: int, variable: str) -> tuple[dict, object, Translator]:
     """Reload a network saved by ``--keep`` and translate the held-out A fields again.
 
     Steps and CPU time come from ``info.json`` when the run wrote one, else the steps from the
@@ -255,8 +287,8 @@ def collect_run(run: Path, a_te, seed: int) -> tuple[dict, object, Translator]:
             "train_cpu_s": None,
         }
     out = tr.translate(a_te, seed=seed + 1)
-    info["cycle_error"] = cycle_errors(a_te, tr.reconstruct(a_te, seed=seed + 1), [VARIABLE])[
-        VARIABLE
+    info["cycle_error"] = cycle_errors(a_te, tr.reconstruct(a_te, seed=seed + 1), [variable])[
+        variable
     ]
     return info, out, tr
 
@@ -515,12 +547,12 @@ def table(rows: list[dict]) -> str:
 
 def summary(rows: list[dict]) -> str:
     by = {r["model"]: r for r in rows}
-    scores = {r["model"]: {VARIABLE: r["scores"]} for r in rows}
+    scores = {r["model"]: {SCORE_KEY: r["scores"]} for r in rows}
     parts = []
     for r in rows:
         if r.get("steps") is None:
             continue
-        v = verdict_vs_baseline(scores, r["model"], QM, VARIABLE, FACTOR)
+        v = verdict_vs_baseline(scores, r["model"], QM, SCORE_KEY, FACTOR)
         met = v["spectra"] and v["covariance"] and v["marginals"]
         parts.append(
             f"{r['model']}: {'MEETS' if met else 'misses'} the target (beats QM on spectra: "
@@ -548,7 +580,7 @@ def bootstrap_sections(candidates, translators, a_tr, a_te, b_te, args) -> dict[
     import xarray as xr
 
     def canon(ds):
-        return _canonical_samples(ds, VARIABLE)
+        return _canonical_samples(ds, args.variable)
 
     ref = canon(b_te)
     others = {B_TRAIN: canon(candidates[B_TRAIN])}
@@ -581,6 +613,21 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch)")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument(
+        "--pair",
+        choices=("rbc", "heldsuarez"),
+        default="rbc",
+        help="the two climates (module docstring); heldsuarez needs --b-file",
+    )
+    parser.add_argument(
+        "--variable", default=None, help="rbc: b (default); heldsuarez: omega500 (default) or tas"
+    )
+    parser.add_argument(
+        "--b-file",
+        type=Path,
+        default=None,
+        help="heldsuarez: domain B, e.g. from `climgen data heldsuarez --delta-t-y 40`",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--keep", type=Path, default=None, help="keep run dirs + outputs here")
     parser.add_argument(
@@ -636,14 +683,23 @@ def main(argv=None) -> None:
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         flush=True,
     )
-    path_b = args.data_dir / B_FILE
+    args.variable = args.variable or ("b" if args.pair == "rbc" else "omega500")
+    if args.pair == "heldsuarez" and args.b_file is None:
+        parser.error("--pair heldsuarez needs --b-file (a `climgen data heldsuarez` run)")
+    path_b = args.data_dir / (B_FILE if args.pair == "rbc" else HS_A_FILE)
     if not path_b.exists():
         print(f"skipping: {path_b} not found (the shared data is not here)")
         return
-    a_tr, a_te, b_tr, b_te = load_domains(args.data_dir)
+    a_tr, a_te, b_tr, b_te = load_domains(args)
+    names = (
+        ("Ra 1e6, bundled", "Ra 2e6 coarsened 2x")
+        if args.pair == "rbc"
+        else ("Held-Suarez ΔT_y 60 K", f"{args.b_file.name}")
+    )
     print(
-        f"A (Ra 1e6, bundled): {a_tr.sizes['time']} train / {a_te.sizes['time']} test; "
-        f"B (Ra 2e6 coarsened 2x): {b_tr.sizes['time']} train / {b_te.sizes['time']} test",
+        f"A ({names[0]}): {a_tr.sizes['time']} train / {a_te.sizes['time']} test; "
+        f"B ({names[1]}): {b_tr.sizes['time']} train / {b_te.sizes['time']} test; "
+        f"variable {args.variable}",
         flush=True,
     )
     qm = Translator("quantile-mapping").fit(a_tr, b_tr)
@@ -653,7 +709,7 @@ def main(argv=None) -> None:
     if args.collect:
         for folder in args.collect:
             for run in sorted(p for p in folder.iterdir() if p.name in MODELS):
-                info, out, tr = collect_run(run, a_te, args.seed)
+                info, out, tr = collect_run(run, a_te, args.seed, args.variable)
                 candidates[info["model"]] = out
                 infos[info["model"]] = info
                 translators[info["model"]] = tr
@@ -669,11 +725,11 @@ def main(argv=None) -> None:
             candidates[info["model"]] = out
             infos[info["model"]] = info
             translators[info["model"]] = tr
-            one = score_rows(score_translations({"x": out}, b_te, variables=VARIABLE))["x"]
+            one = score_rows(score_translations({"x": out}, b_te, variables=args.variable))["x"]
             print(
                 f"  {info['model']}: {info['steps']} steps, {info['train_cpu_s']:.0f} CPU s "
                 f"({info['train_wall_s']:.0f} wall s), cycle {info['cycle_error']:.3f}, "
-                + ", ".join(f"{k} {one[VARIABLE][k]['value']:.3g}" for k in SCORE_DISTANCES),
+                + ", ".join(f"{k} {one[args.variable][k]['value']:.3g}" for k in SCORE_DISTANCES),
                 flush=True,
             )
             if args.keep:
@@ -681,8 +737,10 @@ def main(argv=None) -> None:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    scores = score_rows(score_translations(candidates, b_te, variables=VARIABLE, factor=FACTOR))
-    rows = [dict(infos[name], scores=scores[name][VARIABLE]) for name in candidates]
+    scores = score_rows(
+        score_translations(candidates, b_te, variables=args.variable, factor=FACTOR)
+    )
+    rows = [dict(infos[name], scores=scores[name][args.variable]) for name in candidates]
     print("\n" + table(rows) + "\n\n" + summary(rows), flush=True)
     boot = {}
     if args.bootstrap > 0:

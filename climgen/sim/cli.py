@@ -33,6 +33,7 @@ _HS_EXAMPLES = """\
 examples:
   climgen data heldsuarez -o hs.nc
   climgen data heldsuarez -o hs_t21.nc --truncation T21 --spinup-days 100 --days 100
+  climgen data heldsuarez -o hs_dty40.nc --delta-t-y 40    # a weaker-gradient climate
 
 Needs the optional extra 'gcm' (dinosaur + JAX). T42 with the defaults (200-day spin-up,
 200 daily snapshots) takes on the order of 15 minutes on one CPU core.
@@ -190,6 +191,13 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     )
     hs.add_argument("--seed", type=int, default=1, help="initial-perturbation seed (default: 1)")
     hs.add_argument(
+        "--delta-t-y",
+        type=float,
+        default=60.0,
+        metavar="K",
+        help="equator-to-pole radiative-equilibrium temperature difference (default: 60, HS94)",
+    )
+    hs.add_argument(
         "--variables",
         nargs="+",
         default=["omega500", "tas"],
@@ -253,6 +261,7 @@ def run_data(args) -> int:
             dt_minutes=args.dt_minutes,
             seed=args.seed,
             variables=tuple(args.variables),
+            delta_t_y=args.delta_t_y,
             progress=not args.quiet,
         )
     else:  # argparse restricts the choices; kept for callers building namespaces by hand

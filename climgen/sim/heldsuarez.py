@@ -106,7 +106,7 @@ def _check_options(truncation, levels, spinup_days, n_days, dt_minutes, variable
 class _Model:
     """dinosaur's Held–Suarez set-up: coordinates, initial state, one-day step, diagnostics."""
 
-    def __init__(self, dinosaur, jax, truncation, levels, dt_minutes, seed, stepper):
+    def __init__(self, dinosaur, jax, truncation, levels, dt_minutes, seed, stepper, delta_t_y):
         units = dinosaur.scales.units
         self.jax = jax
         self.coords = dinosaur.coordinate_systems.CoordinateSystem(
@@ -130,6 +130,7 @@ class _Model:
             physics_specs=self.specs,
             reference_temperature=self.ref_temps,
             p0=p0,
+            dTy=delta_t_y * units.degK,
         )
         equation = dinosaur.time_integration.compose_equations([self.equations, forcing])
         dt = self.specs.nondimensionalize(dt_minutes * units.minute)
@@ -192,6 +193,7 @@ def simulate_heldsuarez(
     seed: int = 1,
     variables: Sequence[str] = HS_VARIABLES,
     time_stepping: str = "leapfrog",
+    delta_t_y: float = 60.0,
     progress: bool = True,
 ) -> xr.Dataset:
     """Run the Held–Suarez test with dinosaur and return daily snapshots as a Dataset.
@@ -216,6 +218,11 @@ def simulate_heldsuarez(
         Any of ``"omega500"``, ``"tas"``.
     time_stepping:
         ``"leapfrog"`` or ``"imex_rk_sil3"``.
+    delta_t_y:
+        Equator-to-pole difference ΔT_y (K) of the radiative-equilibrium temperature,
+        T_eq = max(200 K, [315 K − ΔT_y sin²φ − Δθ_z log(p/p0) cos²φ](p/p0)^κ); 60 K is
+        HS94's standard. A smaller ΔT_y gives a weaker jet and weaker, larger eddies: a
+        second climate of the same model (e.g. for domain translation).
     progress:
         Show a tqdm bar over model days.
 
@@ -234,11 +241,17 @@ def simulate_heldsuarez(
     """
     variables = tuple(variables)
     _check_options(truncation, levels, spinup_days, n_days, dt_minutes, variables, time_stepping)
+    if isinstance(delta_t_y, bool) or not (np.isfinite(delta_t_y) and 0 <= delta_t_y <= 115):
+        raise ClimgenInputError(
+            f"delta_t_y (equator-to-pole ΔT_y) must be in [0, 115] K, got {delta_t_y!r}"
+        )
     dinosaur, jax = _import_dinosaur()
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    model = _Model(dinosaur, jax, truncation, int(levels), dt_minutes, int(seed), time_stepping)
+    model = _Model(
+        dinosaur, jax, truncation, int(levels), dt_minutes, int(seed), time_stepping, delta_t_y
+    )
     state = model.state
     bar = tqdm(total=spinup_days + n_days, disable=not progress, unit="day", desc="Held-Suarez")
     try:
@@ -284,8 +297,9 @@ def simulate_heldsuarez(
         ),
         "model": (
             "dinosaur.primitive_equations.PrimitiveEquations (sigma coordinates) + "
-            "dinosaur.held_suarez.HeldSuarezForcingSigma (standard HS94 parameters, flat "
-            "planet, p0=1000 hPa)"
+            "dinosaur.held_suarez.HeldSuarezForcingSigma ("
+            + ("standard HS94 parameters" if delta_t_y == 60 else f"HS94 with dTy={delta_t_y:g} K")
+            + ", flat planet, p0=1000 hPa)"
         ),
         "resolution": (
             f"{truncation} spectral truncation, {grid.latitude_nodes}x{grid.longitude_nodes} "
@@ -303,6 +317,7 @@ def simulate_heldsuarez(
             f"jax.random.PRNGKey({seed}) (dinosaur isothermal_rest_atmosphere)"
         ),
         "seed": int(seed),
+        "delta_t_y_K": float(delta_t_y),
         "spinup_days": int(spinup_days),
         "spinup_note": (
             "first spinup_days model days discarded; time coordinate counts days since "
@@ -316,7 +331,7 @@ def simulate_heldsuarez(
             f"created {now.isoformat(timespec='seconds')} by climgen.sim.simulate_heldsuarez("
             f"truncation={truncation!r}, levels={levels}, spinup_days={spinup_days}, "
             f"n_days={n_days}, dt_minutes={dt_minutes:g}, seed={seed}, "
-            f"time_stepping={time_stepping!r})"
+            f"time_stepping={time_stepping!r}, delta_t_y={delta_t_y:g})"
         ),
         "status": "complete",
     }

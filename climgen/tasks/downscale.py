@@ -147,6 +147,19 @@ def _check_factor(factor) -> int:
     return int(factor)
 
 
+AUGMENTATIONS = ("shift", "mirror-y", "mirror-x")
+
+
+def _check_augment(augment) -> tuple[str, ...]:
+    names = (augment,) if isinstance(augment, str) else tuple(augment or ())
+    unknown = [a for a in names if a not in AUGMENTATIONS]
+    if unknown:
+        raise ClimgenInputError(
+            f"unknown augment {unknown}; choose from {', '.join(AUGMENTATIONS)}"
+        )
+    return names
+
+
 def _check_conserve(conserve) -> str | None:
     if conserve in (False, None, "none"):
         return None
@@ -207,6 +220,12 @@ class _PairDataset(torch.utils.data.Dataset):
     With ``patch=(ph, pw)`` (coarse cells) each item is a random block-aligned crop: coarse
     rows i..i+ph and the fine rows f·i..f·(i+ph) below them (periodic axes wrap; offsets
     from torch's global RNG, which the trainer seeds).
+
+    ``augment`` (only when the coarse inputs are made by coarsening) transforms the fine field
+    before it is coarsened, so each item is a new consistent pair: "shift" rolls it by a
+    random 0…f−1 fine cells along each periodic axis (the coarse blocks then straddle other
+    fine cells), "mirror-y" / "mirror-x" flip it along y / x with probability ½. Static
+    inputs are not moved: a shifted or mirrored field is another field on the same grid.
     """
 
     def __init__(
@@ -218,16 +237,20 @@ class _PairDataset(torch.utils.data.Dataset):
         static=None,
         patch=None,
         periodic=(False, False),
+        augment=(),
     ):
         self.fine, self.coarse, self.factor = fine, coarse, factor
         self.weights, self.static = weights, static
         self.patch, self.periodic = patch, periodic
+        self.augment = tuple(augment)
 
     def __len__(self) -> int:
         return len(self.fine)
 
     def __getitem__(self, i: int) -> dict:
         x = self.fine[i]
+        if self.augment:
+            x = self._augment(x)
         if self.coarse is not None:
             cond = self.coarse[i]
         else:
@@ -236,6 +259,18 @@ class _PairDataset(torch.utils.data.Dataset):
         if self.static is not None:
             item["static"] = self.static
         return item if self.patch is None else self._crop(item)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        if "shift" in self.augment:
+            shifts = [
+                int(torch.randint(self.factor, (1,))) if periodic else 0
+                for periodic in self.periodic
+            ]
+            x = torch.roll(x, shifts, dims=(-2, -1))
+        for axis, name in ((-2, "mirror-y"), (-1, "mirror-x")):
+            if name in self.augment and bool(torch.randint(2, (1,))):
+                x = torch.flip(x, dims=(axis,))
+        return x
 
     def _crop(self, item: dict) -> dict:
         f = self.factor
@@ -299,6 +334,12 @@ class Downscaler:
         ``patch_size`` coarse cells (int or (rows, cols); periodic axes wrap) instead of whole
         fields — more, cheaper steps per CPU second; the fully convolutional net then runs
         on whole fields. None: whole fields.
+    augment : networks, trained on coarsened fine fields: symmetries of the data's statistics
+        that make new training pairs — "shift" (random sub-block shifts along periodic axes:
+        the coarse blocks see other fine cells; valid for any data on a periodic axis),
+        "mirror-y" (e.g. a climate symmetric about the equator, like Held–Suarez) and
+        "mirror-x"; a name or a sequence of names. Each item's fine field is transformed, then
+        coarsened.
     **method_options : options of the network family (e.g. ``base_channels=16``,
         ``n_blocks=4``, ``adversarial="hinge"``, ``spectral_weight=0.1``).
     """
@@ -317,9 +358,11 @@ class Downscaler:
         tile_halo: int | None = None,
         patch_size: int | tuple[int, int] | None = None,
         back_projection: int | None = None,
+        augment=(),
         **method_options,
     ):
         self.factor = _check_factor(factor)
+        self.augment = _check_augment(augment)
         if back_projection is not None and (
             isinstance(back_projection, bool)
             or not isinstance(back_projection, (int, np.integer))
@@ -372,6 +415,10 @@ class Downscaler:
                     f"method {method!r}"
                 )
             self.patch_size = patch_size_pair(patch_size)
+        if self.augment and self.spec.kind == "interpolation":
+            raise ClimgenInputError(
+                f"augment applies to trained methods, not the interpolation {method!r}"
+            )
         self.family = None
         self.normalizer: Normalizer | None = None
         self.fine_template: xr.Dataset | None = None
@@ -441,8 +488,19 @@ class Downscaler:
         variables = self._pick_variables(ds_fine, "the fine training data")
         if ds_coarse is not None:
             self._check_has(ds_coarse, variables, "the coarse training data")
+            if self.augment:
+                raise ClimgenInputError(
+                    f"augment={list(self.augment)} transforms fine fields before coarsening "
+                    "them; with paired data (fit(ds_coarse, ds_fine)) the coarse fields are "
+                    "given, so drop augment"
+                )
         f = self.factor
         grid = detect_grid(ds_fine[variables[0]])
+        if "shift" in self.augment and not (grid.periodic_y or grid.periodic_x):
+            raise ClimgenInputError(
+                "augment='shift' rolls fields along a periodic axis; the training grid "
+                f"{grid.spatial_dims} has none"
+            )
         for dim in grid.spatial_dims:
             if ds_fine.sizes[dim] % f:
                 raise ClimgenInputError(
@@ -509,6 +567,7 @@ class Downscaler:
             "variables": variables,
             "sample_dim": self.sample_dim,
             "patch_size": None if self.patch_size is None else list(self.patch_size),
+            "augment": list(self.augment),
             "normalizer": self.normalizer.state_dict(),
             "static": static_state,
             "grid": {
@@ -527,7 +586,14 @@ class Downscaler:
         }
         w_t = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         pairs = _PairDataset(
-            fine_set, f, w_t, coarse_set, self.static_tensor, self.patch_size, periodic
+            fine_set,
+            f,
+            w_t,
+            coarse_set,
+            self.static_tensor,
+            self.patch_size,
+            periodic,
+            self.augment,
         )
         corrdiff = self.spec.kind == "corrdiff"
         reg_dir = self.run_dir / "regression" if corrdiff else self.run_dir

@@ -42,6 +42,8 @@ def test_interpolation_outside_the_column_takes_the_nearest_level():
         ({"dt_minutes": 7.0}, "dt_minutes"),
         ({"variables": ("omega850",)}, "omega850"),
         ({"time_stepping": "euler"}, "euler"),
+        ({"delta_t_y": -5.0}, "delta_t_y"),
+        ({"delta_t_y": float("nan")}, "delta_t_y"),
     ],
 )
 def test_bad_options_are_named(kwargs, needle):
@@ -76,3 +78,29 @@ def test_short_t21_run():
     # Started isothermal at 288 K and relaxed towards Teq ∈ [200, 315] K for a few days.
     assert 250 < float(ds["tas"].min()) and float(ds["tas"].max()) < 320
     assert np.isfinite(ds["omega500"]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_DINOSAUR, reason="dinosaur/JAX not installed (optional extra 'gcm')")
+def test_weaker_equator_to_pole_forcing_gives_a_weaker_surface_gradient():
+    """ΔT_y sets the radiative-equilibrium gradient the surface relaxes to (4-day time scale
+    in the tropics): after 12 days the equator–pole tas contrast grows with ΔT_y."""
+
+    def contrast(delta_t_y):
+        ds = simulate_heldsuarez(
+            truncation="T21",
+            levels=8,
+            spinup_days=11,
+            n_days=1,
+            delta_t_y=delta_t_y,
+            progress=False,
+            variables=("tas",),
+        )
+        zonal = ds["tas"].isel(time=0).mean("lon")
+        tropics = zonal.where(abs(ds["lat"]) < 20).mean()
+        poles = zonal.where(abs(ds["lat"]) > 60).mean()
+        assert ds.attrs["delta_t_y_K"] == delta_t_y
+        return float(tropics - poles)
+
+    weak, standard = contrast(20.0), contrast(60.0)
+    assert 0 < weak < standard - 5
