@@ -77,6 +77,7 @@ import torch
 
 from climgen.data.bundled import bundled_path
 from climgen.data.coarsen import coarsen
+from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import open_fields
 from climgen.metrics import covariance_error
 from climgen.report.evaluate import _block_splits
@@ -341,8 +342,8 @@ def homogeneous_covariance_error(gen: np.ndarray, ref: np.ndarray) -> float:
     from Ĉ_k (O(n·ny²·nx)) without forming the (ny·nx)² matrix. Equal to
     ``covariance_error(aug(gen), aug(ref))`` (full field, 1/n normalisation) for aug = all
     shifts. For statistically x-homogeneous data (RBC, zonal bands) Σ̄ estimates the same
-    population covariance as Σ, with far less sampling noise. Uniform grids only (no area
-    weights).
+    population covariance as Σ, with far less sampling noise. No area weights: on lat/lon
+    pass fields scaled by sqrt(cos φ) per row (as :func:`bootstrap_sections` does).
     """
     sg, sr = _x_spectra(gen), _x_spectra(ref)
     return _homogeneous_from_spectra(
@@ -580,7 +581,14 @@ def bootstrap_sections(candidates, translators, a_tr, a_te, b_te, args) -> dict[
     import xarray as xr
 
     def canon(ds):
-        return _canonical_samples(ds, args.variable)
+        # On lat/lon, both estimators are area-weighted like the evaluation's covariance
+        # error: rows scaled by sqrt(cos φ) turn the plain covariance into W^½ Σ W^½.
+        values = _canonical_samples(ds, args.variable)
+        grid = detect_grid(ds[args.variable])
+        if grid.kind == "latlon":
+            lat = to_canonical(ds[args.variable])[0][grid.y_dim].values
+            values = values * np.sqrt(np.cos(np.deg2rad(lat)).clip(min=0))[:, None]
+        return values
 
     ref = canon(b_te)
     others = {B_TRAIN: canon(candidates[B_TRAIN])}
