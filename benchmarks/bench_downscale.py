@@ -210,7 +210,8 @@ def throughput(label: str, down: Downscaler | None, method: str, n: int) -> dict
     the nets are fully convolutional; diffusion: 1 field)."""
     gen = torch.Generator().manual_seed(0)
     scale = 1.0
-    coarse = torch.randn(n, 1, 64, 256, generator=gen, dtype=torch.float64)
+    inputs = 1 if down is None or down.family is None else 1 + down.family.context_channels
+    coarse = torch.randn(n, inputs, 64, 256, generator=gen, dtype=torch.float64)
     if down is None or down.spec.kind == "interpolation":
         da = xr.DataArray(
             coarse[:, 0].numpy(),
@@ -251,7 +252,7 @@ def throughput(label: str, down: Downscaler | None, method: str, n: int) -> dict
             with torch.no_grad():
                 y = fam.generator(*fam.inputs(cond, None, gen))
                 if fam.config["constraint"] == "additive":
-                    conserve_layer(y, cond, FACTOR)
+                    conserve_layer(y, cond[:, :1], FACTOR)
 
     try:
         run()  # warm-up (builds matrices / caches)
@@ -303,6 +304,8 @@ def run_dataset(key: str, args, work: Path) -> dict:
     if args.quick:
         train, held = train.isel(time=slice(0, 16)), held.isel(time=slice(0, 6))
     n = held.sizes["time"]
+    if args.context and args.n_eval:
+        raise SystemExit("--context needs consecutive held-out fields: drop --n-eval")
     if args.n_eval and args.n_eval < n:  # evenly spaced held-out fields
         held = held.isel(time=np.linspace(0, n - 1, args.n_eval).round().astype(int))
     down0 = Downscaler(FACTOR, "bicubic")
@@ -332,6 +335,9 @@ def run_dataset(key: str, args, work: Path) -> dict:
         if args.augment:
             opts = dict(opts, augment=args.augment)
             label = f"{label} +aug {','.join(args.augment)}"
+        if args.context:
+            opts = dict(opts, context=args.context)
+            label = f"{label} +context {args.context}"
         if args.static_latitude:
             opts = dict(opts, static=latitude_static(train[var]))
             label = f"{label} +latitude input"
@@ -524,6 +530,13 @@ def main(argv=None) -> int:
         default=[],
         choices=["shift", "mirror-y", "mirror-x"],
         help="networks: Downscaler(augment=...) symmetries (Held–Suarez: shift mirror-y)",
+    )
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        help="networks: Downscaler(context=K), the coarse fields K days before and after as "
+        "inputs (the held-out fields must stay consecutive: not with --n-eval)",
     )
     parser.add_argument(
         "--static-latitude",

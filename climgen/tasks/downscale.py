@@ -150,6 +150,22 @@ def _check_factor(factor) -> int:
 AUGMENTATIONS = ("shift", "mirror-y", "mirror-x")
 
 
+def context_indices(i: int, n: int, context: int) -> list[int]:
+    """Sample indices of field ``i`` and its temporal context: ``[i, i−k, …, i−1, i+1, …,
+    i+k]`` for k = ``context``, clamped to ``[0, n − 1]`` (a series end repeats its last
+    field)."""
+    offsets = [0, *range(-context, 0), *range(1, context + 1)]
+    return [min(max(i + o, 0), n - 1) for o in offsets]
+
+
+def _check_context(context) -> int:
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 0:
+        raise ClimgenInputError(
+            f"context must be an integer ≥ 0 (coarse fields each side in time), got {context!r}"
+        )
+    return int(context)
+
+
 def _check_augment(augment) -> tuple[str, ...]:
     names = (augment,) if isinstance(augment, str) else tuple(augment or ())
     unknown = [a for a in names if a not in AUGMENTATIONS]
@@ -226,6 +242,9 @@ class _PairDataset(torch.utils.data.Dataset):
     random 0…f−1 fine cells along each periodic axis (the coarse blocks then straddle other
     fine cells), "mirror-y" / "mirror-x" flip it along y / x with probability ½. Static
     inputs are not moved: a shifted or mirrored field is another field on the same grid.
+
+    With ``context=k`` the coarse input also holds the coarse fields of samples i − k … i + k
+    (:func:`context_indices`; same transform as field i), as extra channels after field i's.
     """
 
     def __init__(
@@ -238,39 +257,58 @@ class _PairDataset(torch.utils.data.Dataset):
         patch=None,
         periodic=(False, False),
         augment=(),
+        context=0,
     ):
         self.fine, self.coarse, self.factor = fine, coarse, factor
         self.weights, self.static = weights, static
         self.patch, self.periodic = patch, periodic
         self.augment = tuple(augment)
+        self.context = int(context)
 
     def __len__(self) -> int:
         return len(self.fine)
 
     def __getitem__(self, i: int) -> dict:
-        x = self.fine[i]
-        if self.augment:
-            x = self._augment(x)
-        if self.coarse is not None:
-            cond = self.coarse[i]
-        else:
-            cond = coarsen_tensor(x.double(), self.factor, self.weights).float()
+        transform = self._draw_transform() if self.augment else None
+        conds = []
+        for j in context_indices(i, len(self), self.context):
+            if self.coarse is not None and j != i:
+                conds.append(self.coarse[j])
+                continue
+            xj = self.fine[j]
+            if transform is not None:
+                xj = self._apply(xj, *transform)
+            if j == i:
+                x = xj
+            if self.coarse is not None:
+                conds.append(self.coarse[j])
+            else:
+                conds.append(coarsen_tensor(xj.double(), self.factor, self.weights).float())
+        cond = conds[0] if len(conds) == 1 else torch.cat(conds, dim=0)
         item = {"x": x, "cond": cond}
         if self.static is not None:
             item["static"] = self.static
         return item if self.patch is None else self._crop(item)
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+    def _draw_transform(self) -> tuple[list[int], list[int]]:
+        """Random (shifts, mirrored axes) of one item (the ``augment`` symmetries)."""
+        shifts = [0, 0]
         if "shift" in self.augment:
             shifts = [
                 int(torch.randint(self.factor, (1,))) if periodic else 0
                 for periodic in self.periodic
             ]
-            x = torch.roll(x, shifts, dims=(-2, -1))
-        for axis, name in ((-2, "mirror-y"), (-1, "mirror-x")):
-            if name in self.augment and bool(torch.randint(2, (1,))):
-                x = torch.flip(x, dims=(axis,))
-        return x
+        flips = [
+            axis
+            for axis, name in ((-2, "mirror-y"), (-1, "mirror-x"))
+            if name in self.augment and bool(torch.randint(2, (1,)))
+        ]
+        return shifts, flips
+
+    @staticmethod
+    def _apply(x: torch.Tensor, shifts: list[int], flips: list[int]) -> torch.Tensor:
+        x = torch.roll(x, shifts, dims=(-2, -1)) if any(shifts) else x
+        return torch.flip(x, dims=flips) if flips else x
 
     def _crop(self, item: dict) -> dict:
         f = self.factor
@@ -340,6 +378,11 @@ class Downscaler:
         "mirror-y" (e.g. a climate symmetric about the equator, like Held–Suarez) and
         "mirror-x"; a name or a sequence of names. Each item's fine field is transformed, then
         coarsened.
+    context : networks: also condition on the coarse fields of the ``context`` samples before
+        and after each one along ``sample_dim`` (multi-frame super-resolution: a front that
+        moves across coarse cells between days shows where inside a cell it lies). The
+        samples must be consecutive in time, in training and at :meth:`downscale`; at the
+        ends of a series the last field is repeated. 0 (default): each field alone.
     **method_options : options of the network family (e.g. ``base_channels=16``,
         ``n_blocks=4``, ``adversarial="hinge"``, ``spectral_weight=0.1``).
     """
@@ -359,10 +402,12 @@ class Downscaler:
         patch_size: int | tuple[int, int] | None = None,
         back_projection: int | None = None,
         augment=(),
+        context: int = 0,
         **method_options,
     ):
         self.factor = _check_factor(factor)
         self.augment = _check_augment(augment)
+        self.context = _check_context(context)
         if back_projection is not None and (
             isinstance(back_projection, bool)
             or not isinstance(back_projection, (int, np.integer))
@@ -418,6 +463,10 @@ class Downscaler:
         if self.augment and self.spec.kind == "interpolation":
             raise ClimgenInputError(
                 f"augment applies to trained methods, not the interpolation {method!r}"
+            )
+        if self.context and self.spec.kind == "interpolation":
+            raise ClimgenInputError(
+                f"context applies to trained methods, not the interpolation {method!r}"
             )
         self.family = None
         self.normalizer: Normalizer | None = None
@@ -553,6 +602,7 @@ class Downscaler:
             periodic=(grid.periodic_y, grid.periodic_x),
             factor=f,
             static_channels=0 if self.static_tensor is None else self.static_tensor.shape[0],
+            context_channels=2 * self.context * len(variables),
             **options,
         )
         write_fields(self.fine_template, self.run_dir / _FINE_TEMPLATE)
@@ -568,6 +618,7 @@ class Downscaler:
             "sample_dim": self.sample_dim,
             "patch_size": None if self.patch_size is None else list(self.patch_size),
             "augment": list(self.augment),
+            "context": self.context,
             "normalizer": self.normalizer.state_dict(),
             "static": static_state,
             "grid": {
@@ -594,6 +645,7 @@ class Downscaler:
             self.patch_size,
             periodic,
             self.augment,
+            self.context,
         )
         corrdiff = self.spec.kind == "corrdiff"
         reg_dir = self.run_dir / "regression" if corrdiff else self.run_dir
@@ -988,6 +1040,11 @@ class Downscaler:
         arrays = [to_canonical(ds[v])[0].transpose(self.sample_dim, ...) for v in self.variables]
         raw = torch.as_tensor(np.stack([a.values for a in arrays], axis=1), dtype=torch.float64)
         cond = self.normalizer.transform(raw).float()
+        if self.context:
+            n = cond.shape[0]
+            cond = torch.cat(
+                [cond[context_indices(i, n, self.context)].flatten(0, 1)[None] for i in range(n)]
+            )
         w_t = self._fine_row_weights()
         mean = None
         outputs = []
@@ -1075,7 +1132,8 @@ class Downscaler:
                         periodic=family.periodic,
                     )
                 if family.config["constraint"] == "additive":
-                    y = conserve_additive(y.double(), c.double(), self.factor, w_t)
+                    centre = c[:, : family.channels].double()
+                    y = conserve_additive(y.double(), centre, self.factor, w_t)
             chunks.append(y.double())
         return torch.cat(chunks)
 
@@ -1210,6 +1268,7 @@ class Downscaler:
             conserve=card.get("conserve") or False,
             variables=card["variables"],
             sample_dim=card["sample_dim"],
+            context=int(card.get("context", 0)),
         )
         ds.family = family
         if corrdiff:

@@ -508,3 +508,61 @@ def test_augment_is_recorded_and_bad_uses_are_named(tmp_path, grf_split):
         Downscaler(4, "regression", augment="shift", **SMALL_NET).fit(
             walls, run_dir=tmp_path / "w", max_steps=1
         )
+
+
+# -- temporal context -----------------------------------------------------------------------------
+
+
+def test_context_indices_clamp_at_the_series_ends():
+    from climgen.tasks.downscale import context_indices
+
+    assert context_indices(5, 10, 2) == [5, 3, 4, 6, 7]
+    assert context_indices(0, 10, 2) == [0, 0, 0, 1, 2]
+    assert context_indices(9, 10, 1) == [9, 8, 9]
+    assert context_indices(3, 10, 0) == [3]
+
+
+def test_context_inputs_are_the_neighbours_coarse_fields(tmp_path):
+    """Training items carry the block means of fields i−k … i+k after field i's (with the same
+    augmentation transform), and at downscale time a net that can only see the neighbours
+    uses them: a field's fine answer changes when only its neighbour changes."""
+    from climgen.data.coarsen import coarsen_tensor
+    from climgen.tasks.downscale import _PairDataset
+
+    torch.manual_seed(0)
+    fields = torch.randn(6, 1, 8, 16)
+
+    class Fields:
+        def __len__(self):
+            return len(fields)
+
+        def __getitem__(self, i):
+            return fields[i]
+
+    pairs = _PairDataset(Fields(), 4, None, periodic=(False, True), augment=("shift",), context=1)
+    for i in (0, 3, 5):
+        item = pairs[i]
+        assert item["cond"].shape == (3, 2, 4)
+        shift = next(s for s in range(4) if torch.equal(item["x"], fields[i].roll(s, -1)))
+        for c, j in enumerate((i, max(i - 1, 0), min(i + 1, 5))):
+            expected = coarsen_tensor(fields[j].roll(shift, -1).double(), 4).float()
+            torch.testing.assert_close(item["cond"][c : c + 1], expected)
+
+    da = grf_dataarray(12, 16, 16, seed=3, name="psi")
+    down = Downscaler(4, "regression", context=1, **SMALL_NET)
+    down.fit(da, run_dir=tmp_path, max_steps=3, batch_size=4, progress=False)
+    assert down.family.context_channels == 2
+    coarse = down.coarsen(da.isel(time=slice(0, 3)))
+    out = down.downscale(coarse)["psi"]
+    changed = coarse.copy(deep=True)
+    changed["psi"][2] = changed["psi"][2] + 1.0  # only the neighbour of field 1
+    again = down.downscale(changed)["psi"]
+    assert not np.allclose(out[1].values, again[1].values)
+    np.testing.assert_array_equal(out[0].values, again[0].values)  # field 0 does not see 2
+    reloaded = Downscaler.load(tmp_path)
+    assert reloaded.context == 1
+    np.testing.assert_allclose(reloaded.downscale(coarse)["psi"].values, out.values, atol=1e-5)
+    with pytest.raises(ClimgenInputError, match="context must be an integer"):
+        Downscaler(4, "regression", context=-1)
+    with pytest.raises(ClimgenInputError, match="context applies to trained methods"):
+        Downscaler(4, "bicubic", context=1)

@@ -56,6 +56,10 @@ class SuperResolution(nn.Module):
     channels, shape, periodic : field channels, *fine* grid (H, W), periodicity of (y, x).
     factor : up-sampling factor f (H and W divisible by f).
     static_channels : number of static high-resolution input fields in ``batch["static"]``.
+    context_channels : extra coarse input channels after the field's own ``channels`` in
+        ``cond`` (e.g. the coarse fields of neighbouring times: multi-frame super-resolution);
+        the skip connection, the conservation layer and the critic use only the first
+        ``channels``.
     base_channels, n_blocks, fine_blocks : width and depth of :class:`SRResNet`.
     content_loss : "l1" or "l2".
     adversarial : None (regression) or a GAN loss name: "non-saturating", "minimax",
@@ -82,6 +86,7 @@ class SuperResolution(nn.Module):
         *,
         factor: int = 4,
         static_channels: int = 0,
+        context_channels: int = 0,
         base_channels: int = 32,
         n_blocks: int = 8,
         fine_blocks: int = 1,
@@ -139,6 +144,7 @@ class SuperResolution(nn.Module):
             periodic=list(periodic),
             factor=factor,
             static_channels=int(static_channels),
+            context_channels=int(context_channels),
             base_channels=int(base_channels),
             n_blocks=int(n_blocks),
             fine_blocks=int(fine_blocks),
@@ -160,6 +166,7 @@ class SuperResolution(nn.Module):
         self.shape, self.periodic, self.factor = shape, periodic, factor
         self.channels, self.static_channels = int(channels), int(static_channels)
         self.noise_channels = int(noise_channels)
+        self.context_channels = int(context_channels)
         self.generator = SRResNet(
             channels,
             factor,
@@ -167,7 +174,7 @@ class SuperResolution(nn.Module):
             base_channels=base_channels,
             n_blocks=n_blocks,
             fine_blocks=fine_blocks,
-            coarse_extra=noise_channels,
+            coarse_extra=context_channels + noise_channels,
             fine_extra=static_channels + noise_channels,
         )
         self.discriminator = None
@@ -216,7 +223,7 @@ class SuperResolution(nn.Module):
             d_loss = spec.d_loss(self._critic(real, cond, ctx), self._critic(fake, cond, ctx))
             total = d_loss
             if spec.penalty == "gradient":
-                up = block_upsample(cond, self.factor)
+                up = block_upsample(cond[:, : self.channels], self.factor)
                 penalty = gradient_penalty(
                     lambda v, up=up: self.discriminator(torch.cat([v, up], 1)),
                     real,
@@ -320,11 +327,12 @@ class SuperResolution(nn.Module):
         *,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Fine fields (B, C, H, W) for coarse ``cond`` (B, C, h, w), normalised units."""
-        if cond.ndim != 4 or cond.shape[1] != self.channels:
+        """Fine fields (B, C, H, W) for coarse ``cond`` (B, C + context_channels, h, w),
+        normalised units."""
+        want = self.channels + self.context_channels
+        if cond.ndim != 4 or cond.shape[1] != want:
             raise ClimgenInputError(
-                f"superres: expected a coarse input (B, {self.channels}, h, w), "
-                f"got {tuple(cond.shape)}"
+                f"superres: expected a coarse input (B, {want}, h, w), got {tuple(cond.shape)}"
             )
         return self.forward_inputs(*self.inputs(cond, static, generator))
 
@@ -344,7 +352,8 @@ class SuperResolution(nn.Module):
 
     def _critic(self, x: torch.Tensor, cond: torch.Tensor, ctx) -> torch.Tensor:
         with ctx.autocast():
-            out = self.discriminator(torch.cat([x, block_upsample(cond, self.factor)], 1))
+            up = block_upsample(cond[:, : self.channels], self.factor)
+            out = self.discriminator(torch.cat([x, up], 1))
         return out.float()
 
 
