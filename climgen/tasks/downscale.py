@@ -817,7 +817,8 @@ class Downscaler:
 
         ``data`` are fine training fields (coarsened as :meth:`fit` does), or
         ``calibrate_spectrum(ds_coarse, ds_fine)`` paired data. ``n_fields`` evenly spaced
-        fields (``members`` draws each for the stochastic methods, default 1) are downscaled
+        fields (the first ``n_fields`` with ``context``, which needs consecutive ones;
+        ``members`` draws each for the stochastic methods, default 1) are downscaled
         without calibration and without the conservation layer, and a
         :class:`~climgen.tasks.calibrate.SpectralCalibration` is fitted so that
 
@@ -864,6 +865,8 @@ class Downscaler:
             )
         n = ds_fine.sizes[self.sample_dim]
         pick = np.unique(np.linspace(0, n - 1, min(int(n_fields), n)).round().astype(int))
+        if self.context:  # the net needs each field's neighbours: consecutive fields
+            pick = np.arange(min(int(n_fields), n))
         ds_fine = ds_fine[names].isel({self.sample_dim: pick})
         coarse = (
             self.coarsen(ds_fine)

@@ -211,6 +211,11 @@ def run_downscale_recipe(
     held = held.load()
     n = held.sizes[sample_dim]
     if cfg["n_fields"] is not None and cfg["n_fields"] < n:
+        if down.context:
+            raise ClimgenInputError(
+                f"{source}: evaluate.n_fields picks spaced held-out fields, but the model's "
+                f"context={down.context} needs consecutive ones: drop evaluate.n_fields"
+            )
         held = held.isel({sample_dim: np.linspace(0, n - 1, cfg["n_fields"]).round().astype(int)})
     methods = {
         b: Downscaler(cfg["factor"], b, conserve=cfg["conserve"], variables=down.variables)
