@@ -27,6 +27,9 @@ examples:
   climgen downscale bicubic coarse.nc -o fine.nc --factor 4 --conserve additive
   climgen downscale runs/downscale-srgan coarse.nc -o fine.nc --truth fine_truth.nc --report rep
   climgen downscale runs/downscale-srgan coarse.nc -o raw.nc --no-calibration
+
+A model trained with Downscaler(context=k) reads each field's k neighbours along the sample
+dim: give it the coarse fields as one consecutive time series.
 """
 
 
