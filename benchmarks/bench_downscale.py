@@ -64,7 +64,10 @@ from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import open_fields
 from climgen.families.base import build_family
 from climgen.families.superres import conserve as conserve_layer
+from climgen.metrics.spectra import _lat_grid_kind
+from climgen.metrics.spectral_filter import spectrum_kind_of
 from climgen.report.downscale_page import on_truth_grid, write_downscale_page
+from climgen.tasks.covariance_correction import covariance_correction
 from climgen.tasks.downscale import Downscaler, back_project
 from climgen.tasks.downscale_score import compare_methods
 from climgen.train.callbacks import Callback
@@ -145,10 +148,12 @@ def load_split(path: Path, variable: str):
     return ds.isel(time=slice(0, n_train)), ds.isel(time=slice(n_train, n))
 
 
-def with_layer(out: xr.DataArray, coarse: xr.DataArray, back_projection: int = 0) -> xr.DataArray:
+def with_layer(out: xr.DataArray, coarse: xr.DataArray, back_projection: int | str = 0):
     """``out`` passed through the additive conservation layer (cos-lat weights on lat/lon),
     after ``back_projection`` iterations of smooth back-projection (what ``conserve=True``
-    does for calibrated outputs, :func:`climgen.tasks.downscale.back_project`)."""
+    does for calibrated outputs, :func:`climgen.tasks.downscale.back_project`), or after the
+    optimal-interpolation correction for ``"covariance"``
+    (:mod:`climgen.tasks.covariance_correction`)."""
     canon, _ = to_canonical(out)
     grid = detect_grid(canon)
     ccan, _ = to_canonical(coarse)
@@ -161,7 +166,21 @@ def with_layer(out: xr.DataArray, coarse: xr.DataArray, back_projection: int = 0
     if grid.kind == "latlon":
         w = torch.as_tensor(np.cos(np.deg2rad(canon[grid.y_dim].values)).clip(min=0))
     y = torch.as_tensor(canon.values, dtype=torch.float64)
-    if back_projection:
+    if back_projection == "covariance":
+        kind = spectrum_kind_of(canon)
+        lat_grid = _lat_grid_kind(canon[grid.y_dim].values) if kind == "spherical" else ""
+        flat = y.reshape(-1, *y.shape[-2:])
+        y = covariance_correction(
+            flat,
+            c.double().expand(*y.shape[:-2], *c.shape[-2:]).reshape(-1, *c.shape[-2:]),
+            FACTOR,
+            w,
+            kind=kind,
+            lat_grid=lat_grid or "legendre-gauss",
+            dy=float(grid.dy or 1.0),
+            dx=float(grid.dx or 1.0),
+        ).reshape(y.shape)
+    elif back_projection:
         periodic = (grid.periodic_y, grid.periodic_x)
         y = back_project(y, c.double(), FACTOR, w, periodic, back_projection)
     y = conserve_layer(y, c.double(), FACTOR, w)
@@ -278,6 +297,8 @@ def calibrated_rows(down, label, train, coarse, var, args, outputs, info) -> Non
     outputs[f"{label}{CAL}"] = out
     outputs[f"{label}{CAL} +layer"] = with_layer(out, coarse[var], BACK_PROJECTION)
     outputs[f"{label}{CAL} +plain layer"] = with_layer(out, coarse[var])
+    if args.covariance:
+        outputs[f"{label}{CAL} +covariance layer"] = with_layer(out, coarse[var], "covariance")
     info[f"{label}{CAL}"] = {
         "stages": info.get(label, info.get("regression (L1)", {})).get("stages"),
         "calibration_cpu_s": fit_cpu,
@@ -326,6 +347,8 @@ def run_dataset(key: str, args, work: Path) -> dict:
         outputs[f"bicubic{CAL}"] = cal
         outputs[f"bicubic{CAL} +layer"] = with_layer(cal, coarse[var], BACK_PROJECTION)
         outputs[f"bicubic{CAL} +plain layer"] = with_layer(cal, coarse[var])
+        if args.covariance:
+            outputs[f"bicubic{CAL} +covariance layer"] = with_layer(cal, coarse[var], "covariance")
         info[f"bicubic{CAL}"] = {"calibration_cpu_s": time.process_time() - c0}
     models = {}
     for label, (method, opts, topts) in network_methods(patch).items():
@@ -510,6 +533,12 @@ def main(argv=None) -> int:
         "(fitted on the training split), without and with the layer",
     )
     parser.add_argument(
+        "--covariance",
+        action="store_true",
+        help="with --calibrate: also the rows '+covariance layer' (the layer after the "
+        "optimal-interpolation correction, Downscaler(back_projection='covariance'))",
+    )
+    parser.add_argument(
         "--cal-fields",
         type=int,
         default=32,
@@ -543,6 +572,13 @@ def main(argv=None) -> int:
         action="store_true",
         help="networks: sin(latitude) as a static fine-grid input (lat/lon data sets)",
     )
+    parser.add_argument(
+        "--keep-runs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="train the networks in DIR and keep their run directories (Downscaler.load)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s budget, tiny split")
     args = parser.parse_args(argv)
     args.command = "python benchmarks/bench_downscale.py " + " ".join(argv or os.sys.argv[1:])
@@ -555,7 +591,9 @@ def main(argv=None) -> int:
         f"{args.budget_cpu:g} CPU s per stage; load average at start {os.getloadavg()}",
         flush=True,
     )
-    work = Path(tempfile.mkdtemp(prefix="bench_downscale_"))
+    if args.keep_runs:
+        args.keep_runs.mkdir(parents=True, exist_ok=True)
+    work = args.keep_runs or Path(tempfile.mkdtemp(prefix="bench_downscale_"))
     results = {}
     try:
         for key in args.datasets:
@@ -564,7 +602,8 @@ def main(argv=None) -> int:
                 results[key] = res
                 print_tables(key, res)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep_runs:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"\nload average at end {os.getloadavg()}")
     if args.json:
         Path(args.json).write_text(

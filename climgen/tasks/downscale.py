@@ -60,7 +60,8 @@ from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family, check_family_options
 from climgen.families.superres import conserve as conserve_layer
 from climgen.families.superres import conserve_additive
-from climgen.metrics.spectral_filter import apply_spectral_gain
+from climgen.metrics.spectra import _lat_grid_kind
+from climgen.metrics.spectral_filter import apply_spectral_gain, spectrum_kind_of
 from climgen.tasks._common import (
     default_run_dir,
     field_variables,
@@ -68,6 +69,7 @@ from climgen.tasks._common import (
     utc_stamp,
     zero_template,
 )
+from climgen.tasks.covariance_correction import covariance_correction
 from climgen.tasks.downscale_interp import cell_bounds, interpolate, refine_coordinate
 from climgen.tasks.downscale_tiles import auto_tile, tiled_apply
 from climgen.tasks.emulate import as_dataset
@@ -368,6 +370,10 @@ class Downscaler:
         the block-mean residual before the exact layer (:func:`back_project`). None
         (default): 20 when the output is spectrally calibrated (the layer's block-edge steps
         would otherwise undo the calibrated small scales), else 0 (the plain layer).
+        "covariance": instead, the optimal-interpolation correction whose spectrum is the
+        output's own (:mod:`climgen.tasks.covariance_correction`): it keeps a calibrated
+        spectrum where Lanczos back-projection adds power beyond a band limit (grids up to
+        2048 coarse cells).
     patch_size : networks ("regression", "srgan"): train on random block-aligned crops of
         ``patch_size`` coarse cells (int or (rows, cols); periodic axes wrap) instead of whole
         fields — more, cheaper steps per CPU second; the fully convolutional net then runs
@@ -400,7 +406,7 @@ class Downscaler:
         tile_size: int | None = None,
         tile_halo: int | None = None,
         patch_size: int | tuple[int, int] | None = None,
-        back_projection: int | None = None,
+        back_projection: int | str | None = None,
         augment=(),
         context: int = 0,
         **method_options,
@@ -408,13 +414,18 @@ class Downscaler:
         self.factor = _check_factor(factor)
         self.augment = _check_augment(augment)
         self.context = _check_context(context)
-        if back_projection is not None and (
-            isinstance(back_projection, bool)
-            or not isinstance(back_projection, (int, np.integer))
-            or back_projection < 0
+        if (
+            back_projection is not None
+            and back_projection != "covariance"
+            and (
+                isinstance(back_projection, bool)
+                or not isinstance(back_projection, (int, np.integer))
+                or back_projection < 0
+            )
         ):
             raise ClimgenInputError(
-                f"back_projection must be None or an integer ≥ 0, got {back_projection!r}"
+                "back_projection must be None, an integer ≥ 0 or 'covariance', got "
+                f"{back_projection!r}"
             )
         self.back_projection = back_projection
         if method not in DOWNSCALE_METHODS:
@@ -987,8 +998,19 @@ class Downscaler:
             lat = coords[y][1]
             weights = np.cos(np.deg2rad(lat)).clip(min=0) if grid.kind == "latlon" else None
             w_t = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+            template = xr.DataArray(
+                np.zeros((len(coords[y][1]), len(coords[x][1]))),
+                dims=(y, x),
+                coords={y: coords[y], x: coords[x]},
+                name=name,
+            )
+            known = getattr(self, "fine_template", None)
+            if known is not None and name in known and known[name].size == template.size:
+                # The training fine grid (e.g. Gaussian latitudes), which the cell-bound
+                # latitudes of interpolated output only approximate.
+                template = to_canonical(known[name])[0]
             fine = self._smooth_correction(
-                fine, t, w_t, (grid.periodic_y, grid.periodic_x), calibrated
+                fine, t, w_t, (grid.periodic_y, grid.periodic_x), calibrated, template
             )
             fine = conserve_layer(fine, t, f, weights, self.conserve)
         keep = {
@@ -1068,16 +1090,59 @@ class Downscaler:
         out = torch.stack(outputs) if members > 1 else outputs[0]
         return self._to_fine_dataset(out, ds, members > 1, has_sample)
 
-    def _smooth_correction(self, fine, coarse, weights, periodic, calibrated: bool):
-        """Back-projection before the additive layer (see ``back_projection``)."""
+    def _smooth_correction(self, fine, coarse, weights, periodic, calibrated: bool, template=None):
+        """Back-projection before the additive layer (see ``back_projection``). ``fine``:
+        (n, C, H, W) net output, or (..., H, W) of the one variable on ``template``'s grid."""
         n = self.back_projection
         if n is None:
             n = 20 if calibrated else 0
         if not n or self.conserve != "additive":
             return fine
+        if n == "covariance":
+            if template is not None:
+                flat = fine.reshape(-1, 1, *fine.shape[-2:])
+                out = self._covariance_correction(
+                    flat, coarse.reshape(-1, 1, *coarse.shape[-2:]), weights, template
+                )
+                return out.reshape(fine.shape)
+            return self._covariance_correction(fine, coarse, weights)
         return back_project(fine.double(), coarse.double(), self.factor, weights, periodic, n).to(
             fine.dtype
         )
+
+    def _covariance_correction(self, fine, coarse, weights, template=None):
+        """``back_projection="covariance"``, per channel of (n, C, H, W) fields on the grid
+        of ``template`` (default: the training fine grid). The isotropic filters are
+        symmetric under a flip of either axis, so the fields' orientation does not matter."""
+        if template is None:
+            template = to_canonical(self.fine_template[self.variables[0]])[0]
+        try:
+            kind = spectrum_kind_of(template)
+        except ClimgenInputError as exc:
+            raise ClimgenInputError(
+                f"back_projection='covariance' shapes the correction with a spectrum: {exc}. "
+                "Use back_projection=<iterations> on this grid"
+            ) from None
+        grid = detect_grid(template)
+        lat_grid = (
+            _lat_grid_kind(np.asarray(template[grid.y_dim].values, dtype=float))
+            if kind == "spherical"
+            else "legendre-gauss"
+        )
+        channels = [
+            covariance_correction(
+                fine[:, c],
+                coarse[:, c],
+                self.factor,
+                weights,
+                kind=kind,
+                lat_grid=lat_grid,
+                dy=float(grid.dy or 1.0),
+                dx=float(grid.dx or 1.0),
+            )
+            for c in range(fine.shape[1])
+        ]
+        return torch.stack(channels, 1).to(fine.dtype)
 
     def _periodic(self) -> tuple[bool, bool]:
         grid = detect_grid(to_canonical(self.fine_template[self.variables[0]])[0])

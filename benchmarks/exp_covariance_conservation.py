@@ -1,0 +1,89 @@
+"""Conservation after a spectral calibration: Lanczos back-projection against the
+optimal-interpolation correction (``Downscaler(back_projection="covariance")``,
+:mod:`climgen.tasks.covariance_correction`), and full against damping-only gains.
+
+Held–Suarez tas ×4 on the held-out split of ``bench_downscale.py``. Scores every
+combination of {raw, calibrated, calibrated with gains ≤ 1} × {no layer, plain layer,
+back-projection + layer, covariance correction + layer}, as ratios to bicubic.
+
+Usage::
+
+    .venv/bin/python benchmarks/exp_covariance_conservation.py               # bicubic
+    .venv/bin/python benchmarks/exp_covariance_conservation.py --run DIR     # a kept net
+
+``DIR`` is a run directory kept by ``bench_downscale.py --calibrate --keep-runs DIR``
+(the calibration is read from it; the damping-only gains are refitted with ``max_gain=1``
+on the same training fields).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import xarray as xr
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_downscale import DATA_DIR, FACTOR, load_split  # noqa: E402
+
+from climgen.data.io import open_fields  # noqa: E402
+from climgen.report.downscale_page import on_truth_grid  # noqa: E402
+from climgen.tasks.downscale import Downscaler  # noqa: E402
+from climgen.tasks.downscale_score import compare_methods  # noqa: E402
+
+LAYERS = {
+    "": (None, None),
+    " +layer": ("additive", 0),
+    " +back-projection +layer": ("additive", 20),
+    " +covariance +layer": ("additive", "covariance"),
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, default=None, help="kept Downscaler run dir (else bicubic)")
+    p.add_argument("--extra-train", nargs="*", type=Path, default=[], help="as bench_downscale")
+    p.add_argument("--cal-fields", type=int, default=32)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    train, held = load_split(DATA_DIR / "heldsuarez_train.nc", "tas")
+    if args.extra_train:
+        spatial = {d: train[d] for d in train.dims if d != "time" and d in train.coords}
+        extra = [open_fields(f, "tas").load().assign_coords(spatial) for f in args.extra_train]
+        train = xr.concat([train, *extra], "time")
+    truth = held["tas"]
+    down = Downscaler.load(args.run) if args.run else Downscaler(FACTOR, "bicubic")
+    damp = Downscaler.load(args.run) if args.run else Downscaler(FACTOR, "bicubic")
+    if down.calibration is None:
+        down.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1)
+    damp.run_dir = None  # keep the kept run's calibration file as it is
+    damp.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1, max_gain=1.0)
+    coarse = down.coarsen(held)
+    outputs = {"bicubic": Downscaler(FACTOR, "bicubic").downscale(coarse)["tas"]}
+    for name, model, calibrated in (
+        ("raw", down, False),
+        ("calibrated", down, True),
+        ("gain ≤ 1", damp, True),
+    ):
+        for suffix, (conserve, back) in LAYERS.items():
+            model.conserve, model.back_projection = conserve, back
+            c0 = time.process_time()
+            outputs[name + suffix] = model.downscale(coarse, calibrated=calibrated)["tas"]
+            print(f"{name + suffix}: {time.process_time() - c0:.1f} CPU s", flush=True)
+    outputs = {k: on_truth_grid(truth, v) for k, v in outputs.items()}
+    scores = compare_methods(truth, outputs, coarse["tas"], FACTOR, baseline="bicubic")
+    print("\n| output | RMSE / bicubic | high-k spectral error / bicubic | W1 (K) | conservation |")
+    print("|---|---|---|---|---|")
+    for name, s in scores.items():
+        print(
+            f"| {name} | {s['rmse_ratio']:.3f} | {s['spectral_ratio']:.3f} | {s['w1']:.3g} | "
+            f"{s['conservation']:.1e} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
