@@ -72,6 +72,15 @@ def add_downscale_parser(subparsers) -> argparse.ArgumentParser:
         "for run directories)",
     )
     p.add_argument(
+        "--back-projection",
+        default=None,
+        metavar="N|covariance",
+        help="with --conserve additive: smooth corrections before the exact layer — N "
+        "Lanczos back-projection iterations, or 'covariance' (optimal interpolation under "
+        "the output's own spectrum; keeps a calibrated spectrum band-limited). Default: 20 "
+        "for calibrated output, else 0",
+    )
+    p.add_argument(
         "--no-calibration",
         action="store_true",
         help="skip the run's spectral calibration (spectral_calibration.json), if it has one",
@@ -139,6 +148,13 @@ def run_downscale(args) -> int:
             model.conserve = None if args.conserve == "none" else args.conserve
         if args.tile_size is not None:
             model.tile_size = args.tile_size
+    back = getattr(args, "back_projection", None)
+    if back is not None:
+        if back != "covariance" and not back.isdigit():
+            raise ClimgenInputError(
+                f"--back-projection must be an integer ≥ 0 or 'covariance', got {back!r}"
+            )
+        model.back_projection = back if back == "covariance" else int(back)
     calibrated = False if getattr(args, "no_calibration", False) else None
     out = model.downscale(args.coarse, members=args.members, seed=args.seed, calibrated=calibrated)
     path = write_fields(out, args.output)
