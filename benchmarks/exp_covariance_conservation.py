@@ -4,7 +4,8 @@ optimal-interpolation correction (``Downscaler(back_projection="covariance")``,
 
 Held–Suarez tas ×4 on the held-out split of ``bench_downscale.py``. Scores every
 combination of {raw, calibrated, calibrated with gains ≤ 1} × {no layer, plain layer,
-back-projection + layer, covariance correction + layer}, as ratios to bicubic.
+back-projection + layer, covariance correction + layer}, as ratios to bicubic. The layers
+use the truth grid's cos-lat weights, as in ``bench_downscale.py``.
 
 Usage::
 
@@ -27,7 +28,7 @@ import torch
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_downscale import DATA_DIR, FACTOR, load_split  # noqa: E402
+from bench_downscale import DATA_DIR, FACTOR, load_split, with_layer  # noqa: E402
 
 from climgen.data.io import open_fields  # noqa: E402
 from climgen.report.downscale_page import on_truth_grid  # noqa: E402
@@ -35,10 +36,10 @@ from climgen.tasks.downscale import Downscaler  # noqa: E402
 from climgen.tasks.downscale_score import compare_methods  # noqa: E402
 
 LAYERS = {
-    "": (None, None),
-    " +layer": ("additive", 0),
-    " +back-projection +layer": ("additive", 20),
-    " +covariance +layer": ("additive", "covariance"),
+    "": None,
+    " +layer": 0,
+    " +back-projection +layer": 20,
+    " +covariance +layer": "covariance",
 }
 
 
@@ -62,18 +63,19 @@ def main(argv=None) -> int:
     damp.run_dir = None  # keep the kept run's calibration file as it is
     damp.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1, max_gain=1.0)
     coarse = down.coarsen(held)
-    outputs = {"bicubic": Downscaler(FACTOR, "bicubic").downscale(coarse)["tas"]}
+    bicubic = Downscaler(FACTOR, "bicubic").downscale(coarse)["tas"]
+    outputs = {"bicubic": on_truth_grid(truth, bicubic)}
     for name, model, calibrated in (
         ("raw", down, False),
         ("calibrated", down, True),
         ("gain ≤ 1", damp, True),
     ):
-        for suffix, (conserve, back) in LAYERS.items():
-            model.conserve, model.back_projection = conserve, back
+        out = on_truth_grid(truth, model.downscale(coarse, calibrated=calibrated)["tas"])
+        for suffix, back in LAYERS.items():
             c0 = time.process_time()
-            outputs[name + suffix] = model.downscale(coarse, calibrated=calibrated)["tas"]
+            layered = out if back is None else with_layer(out, coarse["tas"], back)
+            outputs[name + suffix] = layered
             print(f"{name + suffix}: {time.process_time() - c0:.1f} CPU s", flush=True)
-    outputs = {k: on_truth_grid(truth, v) for k, v in outputs.items()}
     scores = compare_methods(truth, outputs, coarse["tas"], FACTOR, baseline="bicubic")
     print("\n| output | RMSE / bicubic | high-k spectral error / bicubic | W1 (K) | conservation |")
     print("|---|---|---|---|---|")
