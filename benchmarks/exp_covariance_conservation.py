@@ -2,10 +2,10 @@
 optimal-interpolation correction (``Downscaler(back_projection="covariance")``,
 :mod:`climgen.tasks.covariance_correction`), and full against damping-only gains.
 
-Held–Suarez tas ×4 on the held-out split of ``bench_downscale.py``. Scores every
-combination of {raw, calibrated, calibrated with gains ≤ 1} × {no layer, plain layer,
-back-projection + layer, covariance correction + layer}, as ratios to bicubic. The layers
-use the truth grid's cos-lat weights, as in ``bench_downscale.py``.
+×4 on the held-out split of ``bench_downscale.py`` (``--dataset``, default Held–Suarez
+tas). Scores every combination of {raw, calibrated, calibrated with gains ≤ 1} × {no layer,
+plain layer, back-projection + layer, covariance correction + layer}, as ratios to bicubic.
+The layers use the truth grid's cos-lat weights, as in ``bench_downscale.py``.
 
 Usage::
 
@@ -28,7 +28,7 @@ import torch
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_downscale import DATA_DIR, FACTOR, load_split, with_layer  # noqa: E402
+from bench_downscale import DATA_DIR, DATASETS, FACTOR, load_split, with_layer  # noqa: E402
 
 from climgen.data.io import open_fields  # noqa: E402
 from climgen.report.downscale_page import on_truth_grid  # noqa: E402
@@ -48,14 +48,16 @@ def main(argv=None) -> int:
     p.add_argument("--run", type=Path, default=None, help="kept Downscaler run dir (else bicubic)")
     p.add_argument("--extra-train", nargs="*", type=Path, default=[], help="as bench_downscale")
     p.add_argument("--cal-fields", type=int, default=32)
+    p.add_argument("--dataset", choices=list(DATASETS), default="heldsuarez-tas")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    train, held = load_split(DATA_DIR / "heldsuarez_train.nc", "tas")
+    fname, var = DATASETS[args.dataset][:2]
+    train, held = load_split(DATA_DIR / fname, var)
     if args.extra_train:
         spatial = {d: train[d] for d in train.dims if d != "time" and d in train.coords}
-        extra = [open_fields(f, "tas").load().assign_coords(spatial) for f in args.extra_train]
+        extra = [open_fields(f, var).load().assign_coords(spatial) for f in args.extra_train]
         train = xr.concat([train, *extra], "time")
-    truth = held["tas"]
+    truth = held[var]
     down = Downscaler.load(args.run) if args.run else Downscaler(FACTOR, "bicubic")
     damp = Downscaler.load(args.run) if args.run else Downscaler(FACTOR, "bicubic")
     if down.calibration is None:
@@ -63,21 +65,21 @@ def main(argv=None) -> int:
     damp.run_dir = None  # keep the kept run's calibration file as it is
     damp.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1, max_gain=1.0)
     coarse = down.coarsen(held)
-    bicubic = Downscaler(FACTOR, "bicubic").downscale(coarse)["tas"]
+    bicubic = Downscaler(FACTOR, "bicubic").downscale(coarse)[var]
     outputs = {"bicubic": on_truth_grid(truth, bicubic)}
     for name, model, calibrated in (
         ("raw", down, False),
         ("calibrated", down, True),
         ("gain ≤ 1", damp, True),
     ):
-        out = on_truth_grid(truth, model.downscale(coarse, calibrated=calibrated)["tas"])
+        out = on_truth_grid(truth, model.downscale(coarse, calibrated=calibrated)[var])
         for suffix, back in LAYERS.items():
             c0 = time.process_time()
-            layered = out if back is None else with_layer(out, coarse["tas"], back)
+            layered = out if back is None else with_layer(out, coarse[var], back)
             outputs[name + suffix] = layered
             print(f"{name + suffix}: {time.process_time() - c0:.1f} CPU s", flush=True)
-    scores = compare_methods(truth, outputs, coarse["tas"], FACTOR, baseline="bicubic")
-    print("\n| output | RMSE / bicubic | high-k spectral error / bicubic | W1 (K) | conservation |")
+    scores = compare_methods(truth, outputs, coarse[var], FACTOR, baseline="bicubic")
+    print("\n| output | RMSE / bicubic | high-k spectral error / bicubic | W1 | conservation |")
     print("|---|---|---|---|---|")
     for name, s in scores.items():
         print(
