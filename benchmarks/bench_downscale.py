@@ -27,7 +27,10 @@ g(k) = sqrt(P_fine/P_method) per wavenumber, :mod:`climgen.tasks.calibrate`), th
 held-out output calibrated, scored without the layer, with it as ``conserve=True`` applies
 it to calibrated outputs ("+layer": 20 iterations of smooth back-projection of the block-mean
 residual, then the exact layer) and with the plain layer straight after the gain ("+plain
-layer"), and a table of calibrated against raw ratios to bicubic.
+layer"), and a table of calibrated against raw ratios to bicubic. ``--covariance`` adds
+"+covariance layer" (``back_projection="covariance"``: the optimal-interpolation correction
+of :mod:`climgen.tasks.covariance_correction`, then the exact layer); ``--max-gain 1`` fits
+damping-only gains. ``--keep-runs DIR`` keeps the trained networks' run directories.
 
 Reference row (not a method: it reads the truth) "oracle low-pass": the held-out truth
 truncated to the modes the coarse grid can represent (zonal/periodic wavenumbers ≤ n_c/2 by
@@ -291,7 +294,7 @@ def calibrated_rows(down, label, train, coarse, var, args, outputs, info) -> Non
     layer); "+plain layer" with the layer straight after the gain."""
     stochastic = down.method in ("srgan", "diffusion")
     c0 = time.process_time()
-    down.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1)
+    down.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1, max_gain=args.max_gain)
     fit_cpu = time.process_time() - c0
     out = down.downscale(coarse, members=args.members if stochastic else None, seed=0)[var]
     outputs[f"{label}{CAL}"] = out
@@ -342,7 +345,7 @@ def run_dataset(key: str, args, work: Path) -> dict:
     if args.calibrate:
         base = Downscaler(FACTOR, "bicubic")
         c0 = time.process_time()
-        base.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1)
+        base.calibrate_spectrum(train, n_fields=args.cal_fields, seed=1, max_gain=args.max_gain)
         cal = on_truth_grid(truth, base.downscale(coarse)[var])
         outputs[f"bicubic{CAL}"] = cal
         outputs[f"bicubic{CAL} +layer"] = with_layer(cal, coarse[var], BACK_PROJECTION)
@@ -537,6 +540,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="with --calibrate: also the rows '+covariance layer' (the layer after the "
         "optimal-interpolation correction, Downscaler(back_projection='covariance'))",
+    )
+    parser.add_argument(
+        "--max-gain",
+        type=float,
+        default=1e3,
+        help="with --calibrate: clip the spectral gains to this (1: damping only; default 1000)",
     )
     parser.add_argument(
         "--cal-fields",
