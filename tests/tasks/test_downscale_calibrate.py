@@ -81,6 +81,8 @@ def test_conservation_stays_exact_after_the_gain(calibrated_regression, grf):
         smooth = down.downscale(coarse)["psi"]  # default: back-projection, then the layer
         down.back_projection = 0
         stepped = down.downscale(coarse)["psi"]  # the plain layer right after the gain
+        down.back_projection = "covariance"
+        shaped = down.downscale(coarse)["psi"]  # optimal interpolation, then the layer
     finally:
         down.conserve, down.back_projection = None, None
     plain = down.downscale(coarse)["psi"]
@@ -91,12 +93,14 @@ def test_conservation_stays_exact_after_the_gain(calibrated_regression, grf):
     assert block_error(plain) > 1e-3  # the gain (and the net) move block means ...
     assert block_error(smooth) < 1e-6  # ... the layer after it restores them
     assert block_error(stepped) < 1e-6
+    assert block_error(shaped) < 1e-6
     # The plain layer only adds block constants: sub-block anomalies are the calibrated ones.
     anomaly = stepped - plain
     blocks = anomaly.values.reshape(anomaly.shape[0], 8, 4, 8, 4)
     assert np.ptp(blocks, axis=(2, 4)).max() < 1e-5
     # Its block-edge steps add grid-scale power; the smooth back-projection does not.
     assert _spec_err(smooth, plain) < 0.1 * _spec_err(stepped, plain)
+    assert _spec_err(shaped, plain) < 0.1 * _spec_err(stepped, plain)
 
 
 def test_calibration_round_trips_through_the_run_dir(calibrated_regression, grf, tmp_path):
