@@ -67,10 +67,8 @@ from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import open_fields
 from climgen.families.base import build_family
 from climgen.families.superres import conserve as conserve_layer
-from climgen.metrics.spectra import _lat_grid_kind
-from climgen.metrics.spectral_filter import spectrum_kind_of
 from climgen.report.downscale_page import on_truth_grid, write_downscale_page
-from climgen.tasks.covariance_correction import covariance_correction
+from climgen.tasks.covariance_correction import covariance_correction_on
 from climgen.tasks.downscale import Downscaler, back_project
 from climgen.tasks.downscale_score import compare_methods
 from climgen.train.callbacks import Callback
@@ -170,19 +168,7 @@ def with_layer(out: xr.DataArray, coarse: xr.DataArray, back_projection: int | s
         w = torch.as_tensor(np.cos(np.deg2rad(canon[grid.y_dim].values)).clip(min=0))
     y = torch.as_tensor(canon.values, dtype=torch.float64)
     if back_projection == "covariance":
-        kind = spectrum_kind_of(canon)
-        lat_grid = _lat_grid_kind(canon[grid.y_dim].values) if kind == "spherical" else ""
-        flat = y.reshape(-1, *y.shape[-2:])
-        y = covariance_correction(
-            flat,
-            c.double().expand(*y.shape[:-2], *c.shape[-2:]).reshape(-1, *c.shape[-2:]),
-            FACTOR,
-            w,
-            kind=kind,
-            lat_grid=lat_grid or "legendre-gauss",
-            dy=float(grid.dy or 1.0),
-            dx=float(grid.dx or 1.0),
-        ).reshape(y.shape)
+        y = covariance_correction_on(canon, y, c.double(), FACTOR, w)
     elif back_projection:
         periodic = (grid.periodic_y, grid.periodic_x)
         y = back_project(y, c.double(), FACTOR, w, periodic, back_projection)

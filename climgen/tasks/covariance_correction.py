@@ -32,11 +32,22 @@ import numpy as np
 import torch
 
 from climgen.data.coarsen import coarsen_tensor
+from climgen.data.grids import detect_grid
 from climgen.errors import ClimgenInputError
-from climgen.metrics.spectra import _ring_bins_cached, _sht
-from climgen.metrics.spectral_filter import _filter_line, _filter_planar, _filter_spherical
+from climgen.metrics.spectra import _lat_grid_kind, _ring_bins_cached, _sht
+from climgen.metrics.spectral_filter import (
+    _filter_line,
+    _filter_planar,
+    _filter_spherical,
+    spectrum_kind_of,
+)
 
-__all__ = ["MAX_COARSE_CELLS", "coefficient_variance", "covariance_correction"]
+__all__ = [
+    "MAX_COARSE_CELLS",
+    "coefficient_variance",
+    "covariance_correction",
+    "covariance_correction_on",
+]
 
 MAX_COARSE_CELLS = 2048  # K is dense (cells²) and factorised by SVD (cells³)
 
@@ -118,3 +129,33 @@ def covariance_correction(
     residual = (coarse - coarsen_tensor(fine, factor, weights)).reshape(-1, n_cells)
     z = torch.linalg.lstsq(k_matrix, residual.T, rcond=rcond, driver="gelsd").solution
     return fine + sigma_up(z.T.reshape(-1, *shape))
+
+
+def covariance_correction_on(template, fine, coarse, factor: int, weights=None) -> torch.Tensor:
+    """:func:`covariance_correction` of (..., H, W) ``fine`` on the grid of the DataArray
+    ``template`` (its spectral basis, latitudes and spacing). The isotropic filters are
+    symmetric under a flip of either axis, so the orientation of the fields does not matter.
+    """
+    try:
+        kind = spectrum_kind_of(template)
+    except ClimgenInputError as exc:
+        raise ClimgenInputError(
+            f"back_projection='covariance' shapes the correction with a spectrum: {exc}. "
+            "Use back_projection=<iterations> on this grid"
+        ) from None
+    grid = detect_grid(template)
+    lat_grid = "legendre-gauss"
+    if kind == "spherical":
+        lat_grid = _lat_grid_kind(np.asarray(template[grid.y_dim].values, dtype=float))
+    flat_coarse = coarse.expand(*fine.shape[:-2], *coarse.shape[-2:])
+    out = covariance_correction(
+        fine.reshape(-1, *fine.shape[-2:]),
+        flat_coarse.reshape(-1, *coarse.shape[-2:]),
+        factor,
+        weights,
+        kind=kind,
+        lat_grid=lat_grid,
+        dy=float(grid.dy or 1.0),
+        dx=float(grid.dx or 1.0),
+    )
+    return out.reshape(fine.shape)

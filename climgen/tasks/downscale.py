@@ -60,8 +60,7 @@ from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family, check_family_options
 from climgen.families.superres import conserve as conserve_layer
 from climgen.families.superres import conserve_additive
-from climgen.metrics.spectra import _lat_grid_kind
-from climgen.metrics.spectral_filter import apply_spectral_gain, spectrum_kind_of
+from climgen.metrics.spectral_filter import apply_spectral_gain
 from climgen.tasks._common import (
     default_run_dir,
     field_variables,
@@ -69,7 +68,7 @@ from climgen.tasks._common import (
     utc_stamp,
     zero_template,
 )
-from climgen.tasks.covariance_correction import covariance_correction
+from climgen.tasks.covariance_correction import covariance_correction_on
 from climgen.tasks.downscale_interp import cell_bounds, interpolate, refine_coordinate
 from climgen.tasks.downscale_tiles import auto_tile, tiled_apply
 from climgen.tasks.emulate import as_dataset
@@ -1099,50 +1098,15 @@ class Downscaler:
         if not n or self.conserve != "additive":
             return fine
         if n == "covariance":
-            if template is not None:
-                flat = fine.reshape(-1, 1, *fine.shape[-2:])
-                out = self._covariance_correction(
-                    flat, coarse.reshape(-1, 1, *coarse.shape[-2:]), weights, template
-                )
-                return out.reshape(fine.shape)
-            return self._covariance_correction(fine, coarse, weights)
+            if template is None:  # network output: the training fine grid
+                template = to_canonical(self.fine_template[self.variables[0]])[0]
+            out = covariance_correction_on(
+                template, fine.double(), coarse.double(), self.factor, weights
+            )
+            return out.to(fine.dtype)
         return back_project(fine.double(), coarse.double(), self.factor, weights, periodic, n).to(
             fine.dtype
         )
-
-    def _covariance_correction(self, fine, coarse, weights, template=None):
-        """``back_projection="covariance"``, per channel of (n, C, H, W) fields on the grid
-        of ``template`` (default: the training fine grid). The isotropic filters are
-        symmetric under a flip of either axis, so the fields' orientation does not matter."""
-        if template is None:
-            template = to_canonical(self.fine_template[self.variables[0]])[0]
-        try:
-            kind = spectrum_kind_of(template)
-        except ClimgenInputError as exc:
-            raise ClimgenInputError(
-                f"back_projection='covariance' shapes the correction with a spectrum: {exc}. "
-                "Use back_projection=<iterations> on this grid"
-            ) from None
-        grid = detect_grid(template)
-        lat_grid = (
-            _lat_grid_kind(np.asarray(template[grid.y_dim].values, dtype=float))
-            if kind == "spherical"
-            else "legendre-gauss"
-        )
-        channels = [
-            covariance_correction(
-                fine[:, c],
-                coarse[:, c],
-                self.factor,
-                weights,
-                kind=kind,
-                lat_grid=lat_grid,
-                dy=float(grid.dy or 1.0),
-                dx=float(grid.dx or 1.0),
-            )
-            for c in range(fine.shape[1])
-        ]
-        return torch.stack(channels, 1).to(fine.dtype)
 
     def _periodic(self) -> tuple[bool, bool]:
         grid = detect_grid(to_canonical(self.fine_template[self.variables[0]])[0])
