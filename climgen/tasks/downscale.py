@@ -997,17 +997,19 @@ class Downscaler:
             lat = coords[y][1]
             weights = np.cos(np.deg2rad(lat)).clip(min=0) if grid.kind == "latlon" else None
             w_t = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-            template = xr.DataArray(
-                np.zeros((len(coords[y][1]), len(coords[x][1]))),
-                dims=(y, x),
-                coords={y: coords[y], x: coords[x]},
-                name=name,
-            )
-            known = getattr(self, "fine_template", None)
-            if known is not None and name in known and known[name].size == template.size:
-                # The training fine grid (e.g. Gaussian latitudes), which the cell-bound
-                # latitudes of interpolated output only approximate.
-                template = to_canonical(known[name])[0]
+            template = None
+            if self.back_projection == "covariance":  # the grid its spectral basis needs
+                template = xr.DataArray(
+                    np.zeros((len(coords[y][1]), len(coords[x][1]))),
+                    dims=(y, x),
+                    coords={y: coords[y], x: coords[x]},
+                    name=name,
+                )
+                known = getattr(self, "fine_template", None)
+                if known is not None and name in known and known[name].size == template.size:
+                    # The training fine grid (e.g. Gaussian latitudes), which the cell-bound
+                    # latitudes of interpolated output only approximate.
+                    template = to_canonical(known[name])[0]
             fine = self._smooth_correction(
                 fine, t, w_t, (grid.periodic_y, grid.periodic_x), calibrated, template
             )
