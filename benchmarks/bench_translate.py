@@ -81,7 +81,7 @@ from climgen.data.coarsen import coarsen
 from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import open_fields
 from climgen.metrics import covariance_error
-from climgen.report.evaluate import _block_splits
+from climgen.report.eval_measures import block_splits
 from climgen.report.translate_page import (
     IDENTITY,
     SCORE_DISTANCES,
@@ -433,7 +433,7 @@ def covariance_bootstrap(
             np.mean(
                 [
                     dist(prepared_ref, prepared_ref, o[: n_ref // 2], o[n_ref // 2 :])
-                    for o in _block_splits(n_ref)
+                    for o in block_splits(n_ref)
                 ]
             )
         )
