@@ -244,6 +244,8 @@ class EvaluationReport:
         lines.append(
             f"overall: {overall} (a distance matches when ≤ {self.factor:g} × its noise floor)"
         )
+        for name, note in (self.provenance.get("units") or {}).items():
+            lines.append(f"note: '{name}': {note}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -53,9 +53,9 @@ from climgen.report.eval_inputs import (
     as_samples,
     check_finite,
     check_same_grid,
-    check_same_units,
     describe_source,
     open_dataset,
+    reconcile_units,
     select_variables,
     subsample,
 )
@@ -108,7 +108,10 @@ def evaluate(
     ----------
     generated, reference : xarray Dataset or DataArray, or path(s) to netCDF/zarr files.
         Both must be on the same spatial grid (same dim names and sizes, coordinates equal
-        after canonical orientation); their sample counts may differ.
+        after canonical orientation); their sample counts may differ. Units are compared by
+        meaning (UDUNITS-2 via ``cf_units``): the same unit spelled differently passes,
+        convertible units (degC vs K) convert the generated data to the reference's units
+        with a note in ``provenance["units"]``, incompatible ones raise.
     variables : names to evaluate (default: every gridded variable of ``generated``).
     sample_dim : the dim that indexes samples (default: every non-spatial dim, stacked).
     max_samples : use at most this many samples of each set (evenly spaced).
@@ -130,8 +133,9 @@ def evaluate(
     ------
     ClimgenInputError
         naming the variable, dim or file at fault: a variable missing from either set,
-        ``units`` attributes that differ, grids that differ, NaN/inf values, or fewer than 4
-        reference samples (the noise floor needs two halves of at least 2).
+        ``units`` that cannot be converted into each other, grids that differ, NaN/inf
+        values, or fewer than 4 reference samples (the noise floor needs two halves of at
+        least 2).
     """
     if max_samples is not None and int(max_samples) < MIN_REFERENCE_SAMPLES:
         raise ClimgenInputError(
@@ -144,6 +148,7 @@ def evaluate(
     )
     gen_ds, ref_ds = open_dataset(generated, "generated"), open_dataset(reference, "reference")
     names = select_variables(gen_ds, ref_ds, variables, gen_src, ref_src)
+    notes: dict[str, str | None] = {}
     if chunk_size is not None:
         if (
             isinstance(chunk_size, bool)
@@ -154,7 +159,7 @@ def evaluate(
         results = {}
         for name in names:
             g_da, r_da = gen_ds[name], ref_ds[name]
-            check_same_units(name, g_da, r_da, gen_src, ref_src)
+            g_da, notes[name] = reconcile_units(name, g_da, r_da, gen_src, ref_src)
             check_same_grid(name, g_da, r_da)
             g_can, _ = as_samples(g_da, sample_dim, "generated", name)
             r_can, grid = as_samples(r_da, sample_dim, "reference", name)
@@ -168,7 +173,7 @@ def evaluate(
                 (gen_src, ref_src),
                 progress,
             )
-        provenance = _provenance(gen_src, ref_src, names, results)
+        provenance = _provenance(gen_src, ref_src, names, results, notes)
         provenance["chunk_size"] = int(chunk_size)
         provenance["binning"] = {n: r.spectrum.pop("binning") for n, r in results.items()}
         return EvaluationReport(variables=results, provenance=provenance, factor=factor)
@@ -176,7 +181,7 @@ def evaluate(
     prepared = {}
     for name in names:
         g_da, r_da = gen_ds[name], ref_ds[name]
-        check_same_units(name, g_da, r_da, gen_src, ref_src)
+        g_da, notes[name] = reconcile_units(name, g_da, r_da, gen_src, ref_src)
         check_same_grid(name, g_da, r_da)
         g_can, _ = as_samples(g_da, sample_dim, "generated", name)
         r_can, grid = as_samples(r_da, sample_dim, "reference", name)
@@ -242,12 +247,14 @@ def evaluate(
                 x=coordinate_values(r_can, grid.x_dim, ref.shape[-1]),
             )
 
-    provenance = _provenance(gen_src, ref_src, names, results)
+    provenance = _provenance(gen_src, ref_src, names, results, notes)
     return EvaluationReport(variables=results, provenance=provenance, factor=factor)
 
 
-def _provenance(gen_src: str, ref_src: str, names: list[str], results: dict) -> dict[str, Any]:
-    return {
+def _provenance(
+    gen_src: str, ref_src: str, names: list[str], results: dict, notes: dict[str, str | None]
+) -> dict[str, Any]:
+    provenance = {
         "generated": gen_src,
         "reference": ref_src,
         "variables": names,
@@ -258,3 +265,7 @@ def _provenance(gen_src: str, ref_src: str, names: list[str], results: dict) -> 
         "noise floor": "same distance between two halves of the reference samples "
         "(mean over 5 splits into contiguous blocks)",
     }
+    converted = {n: note for n, note in notes.items() if note}
+    if converted:
+        provenance["units"] = converted
+    return provenance

@@ -372,16 +372,16 @@ def test_hadcrut_1877_mask_on_1893_field_kriging_beats_zonal_mean():
 
 
 def test_cli_fill_with_a_baseline(tmp_path):
-    from climgen.tasks.fill_cli import main
+    from climgen.cli import main
 
     obs_path = tmp_path / "obs.nc"
     _gappy_obs().to_netcdf(obs_path)
     out_path = tmp_path / "filled.nc"
-    assert main(["nearest", str(obs_path), "-o", str(out_path)]) == 0
+    assert main(["fill", "nearest", str(obs_path), "-o", str(out_path)]) == 0
     out = xr.load_dataset(out_path)
     assert {"tas", "tas_spread", "tas_mask"} <= set(out.data_vars)
     assert np.isfinite(out.tas.values).all()
-    assert main(["partialconv", str(obs_path), "-o", str(out_path)]) == 2
+    assert main(["fill", "partialconv", str(obs_path), "-o", str(out_path)]) == 2
 
 
 # -- training augmentation: roll_fields ------------------------------------------------------
