@@ -186,6 +186,22 @@ def test_kriging_spread_is_calibrated_on_fields_drawn_from_its_own_prior():
     assert 0.7 < scores["spread_skill"] < 1.4
 
 
+def test_kriging_reports_fits_at_a_bound_in_one_line_not_a_warning_per_field(caplog):
+    import logging
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    # Smooth low-order patterns: the nugget of every field's fit runs to its lower bound.
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("error", ConvergenceWarning)
+        out = Infiller("kriging").fill(_gappy_obs())
+    lines = [r.getMessage() for r in caplog.records if "kriging" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "2 of 2 field(s)" in lines[0] and "noise_level at its lower bound" in lines[0]
+    assert np.isfinite(out.tas.values).all()
+
+
 def test_crps_gaussian_limits():
     # σ → 0 gives the absolute error; at y = μ the CRPS is σ (√2 − 1)/√π.
     np.testing.assert_allclose(crps_gaussian(1.0, 1e-12, 3.0), 2.0, rtol=1e-6)
