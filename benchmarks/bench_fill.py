@@ -1,7 +1,7 @@
 """Benchmark: gap filling under real HadCRUT4 coverage — every method side by side (issue 5).
 
 Run:  .venv/bin/python benchmarks/bench_fill.py --budget-s 240 --threads 1 \\
-          --json /tmp/bench_fill.json --report /tmp/bench_fill_report
+          --json bench_fill.json --report bench_fill_report
 
 Data. Held–Suarez near-surface temperature (``tas``, ../shared/data/heldsuarez_train.nc, 200
 daily snapshots on the T42 Gaussian grid) regridded bilinearly to the HadCRUT4 5° grid

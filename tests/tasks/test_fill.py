@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 
+from climgen.data.bundled import bundled_path
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
 from climgen.tasks.fill import Infiller, available_fill_methods
@@ -23,9 +22,8 @@ from climgen.tasks.fill_masks import (
 )
 from climgen.tasks.fill_methods import crps_gaussian, fill_nearest, fill_zonal_mean
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-HADCRUT = SHARED_DATA / "hadcrut4_tas_1877-09_1893-08.nc"
-HADCRUT_MASK = SHARED_DATA / "hadcrut4_mask_1877-09.nc"
+HADCRUT = bundled_path("hadcrut4_tas_1877-09_1893-08")
+HADCRUT_MASK = bundled_path("hadcrut4_mask_1877-09")
 
 
 def _grid(ny=18, nx=36):
@@ -374,10 +372,7 @@ def test_cvae_ensemble_keeps_observations_and_has_members(grf_series, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.shared_data
 def test_hadcrut_1877_mask_on_1893_field_kriging_beats_zonal_mean():
-    if not HADCRUT.exists():
-        pytest.skip(f"real HadCRUT4 data not found at {SHARED_DATA} (../shared/data)")
     obs = xr.open_dataset(HADCRUT, engine="netcdf4").tas.isel(time=[1]).load()
     scores = {
         m: cross_validate(
