@@ -15,7 +15,7 @@ __all__ = ["add_parser", "run", "make_demo_data", "DEMO_FAMILY_OPTIONS"]
 _EXAMPLES = """\
 examples:
   climgen demo
-  climgen demo -o /tmp/demo --steps 400
+  climgen demo -o demo-run --steps 400
   climgen demo --synthetic --samples 128 --size 64 256 --seed 1
 
 By default the demo trains a small emulator (a GAN) on the bundled Rayleigh-Benard sample
