@@ -2,7 +2,8 @@
 
 Each metric accepts numpy arrays, torch tensors or xarray DataArrays (numpy in → floats /
 numpy out; torch in → torch out, differentiable where a loss could use it). Definitions,
-units and references are in each function's docstring; conventions in metrics.md.
+units and references are in each function's docstring; conventions and the
+definitions side by side in docs/diagnostics.md.
 """
 
 from .band_spectra import *  # noqa: F403

@@ -11,7 +11,7 @@ as a training loss) and, where noted, xarray DataArrays (coords kept, spectral d
 
 References
 ----------
-- metrics.md of the climgen design; Durran et al. (2017), *Practical considerations for
+- docs/diagnostics.md §1–4 (definitions); Durran et al. (2017), *Practical considerations for
   computing power spectra from limited-area atmospheric fields*, MWR 145, 3901–3910.
 - Pysteps' ``rapsd`` bins by index radius and labels by the longest axis, biasing non-square
   grids; this module bins by physical wavenumber |k| instead.

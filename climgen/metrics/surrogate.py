@@ -4,7 +4,7 @@ An iterated amplitude-adjusted Fourier-transform (IAAFT) surrogate of a field ke
 Fourier amplitudes (hence its power spectrum) and its value distribution, and randomises
 everything else — the phases, hence the shapes of plumes, fronts and cells. It is what a
 "linear filter plus a quantile map" reaches without learning any structure, so an emulator
-is informative only where it beats the surrogate (design: metrics.md §8b).
+is informative only where it beats the surrogate (docs/diagnostics.md §8b).
 
 Here the marginal is imposed **per row** (per latitude, per height) by default, pooled over
 the set of fields: the mean profile and the row-wise spread of wall-bounded or lat/lon data
