@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from climgen.cli._argtypes import add_quiet, positive_int
+from climgen.cli._output import add_overwrite, check_output, replacing_folder
 
 __all__ = ["add_parser", "run"]
 
@@ -38,6 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ev.add_argument(
         "-o", "--output", metavar="DIR", required=True, help="report folder (created if needed)"
     )
+    add_overwrite(ev)
     ev.add_argument(
         "--variables",
         nargs="+",
@@ -69,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, write the report folder, print its index.html; returns the exit status."""
     from climgen.report.evaluate import evaluate
 
+    out = check_output(
+        args.output, args.generated, args.reference, overwrite=args.overwrite, folder=True
+    )
     report = evaluate(
         args.generated,
         args.reference,
@@ -78,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         progress=not args.quiet,
     )
-    index = report.to_html(args.output)
+    with replacing_folder(out) as tmp:
+        report.to_html(tmp)
+    index = out / "index.html"
     if not args.quiet:
         print(report.summary())
     print(index)
