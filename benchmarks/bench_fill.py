@@ -95,7 +95,7 @@ class CpuBudget(Callback):
 def load_data(args):
     """(train, val, test) anomaly DataArrays on the HadCRUT grid and the real masks."""
     from climgen.data.io import open_fields
-    from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
+    from climgen.tasks.fill.prepare import anomalies, coverage_masks, regrid_bilinear
 
     masks = coverage_masks(DATA / "hadcrut4_tas_1877-09_1893-08.nc").load()
     ds = open_fields(DATA / "heldsuarez_train.nc", "tas").load()
@@ -121,7 +121,7 @@ def paired_masks(masks: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
 def train_network(
     method, options, train, masks, budget, run_dir, seed=0, batch_size=16, **train_options
 ):
-    from climgen.tasks.fill import Infiller
+    from climgen.tasks.fill.infiller import Infiller
 
     budget_cb = CpuBudget(budget)
     infiller = Infiller(method, **options)
@@ -151,7 +151,7 @@ def train_network(
 
 
 def scored(label, method, test, test_masks, members, extra=None):
-    from climgen.tasks.fill_cv import cross_validate
+    from climgen.tasks.fill.cross_validation import cross_validate
 
     c0, t0 = time.process_time(), time.perf_counter()
     s = cross_validate(method, test, test_masks, members=members)
@@ -442,8 +442,8 @@ def main(argv=None) -> int:
         f"{args.budget_s:g} CPU s/network, load {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}",
         flush=True,
     )
-    from climgen.tasks.fill import Infiller
-    from climgen.tasks.fill_cv import calibrate_spread
+    from climgen.tasks.fill.cross_validation import calibrate_spread
+    from climgen.tasks.fill.infiller import Infiller
 
     train, val, test, masks = load_data(args)
     val_masks, test_masks = paired_masks(masks, val), paired_masks(masks, test)
@@ -579,7 +579,7 @@ def main(argv=None) -> int:
         oi_labels.append(label)
 
     if args.report:
-        from climgen.tasks.fill_cv import cross_validation_report
+        from climgen.tasks.fill.cross_validation import cross_validation_report
 
         print(f"writing report page to {args.report} ...", flush=True)
         n_rep = min(8, test.sizes["time"])

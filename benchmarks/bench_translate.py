@@ -90,7 +90,7 @@ from climgen.report.translate_page import (
     score_translations,
     verdict_vs_baseline,
 )
-from climgen.tasks.translate import Translator
+from climgen.tasks.translate.translator import Translator
 from climgen.train.callbacks import Callback
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -305,7 +305,7 @@ def _run_train(args) -> int:
 
 def _run_sample(args) -> int:
     from climgen.data.io import write_fields
-    from climgen.tasks.emulate import Emulator
+    from climgen.tasks.emulate.emulator import Emulator
 
     emulator = Emulator.load(args.run_dir, which=args.which)
     samples = emulator.sample(args.n, seed=args.seed, calibrated=False if args.raw else None)

@@ -70,7 +70,7 @@ def run_fill(args: argparse.Namespace) -> int:
     """Handler of ``climgen fill``; returns the exit status."""
     from climgen.data.io import write_fields
     from climgen.data.masks import load_mask
-    from climgen.tasks.fill import FILL_METHODS, TRAINED, Infiller
+    from climgen.tasks.fill.infiller import FILL_METHODS, TRAINED, Infiller
 
     model = Path(args.model)
     if model.is_dir():
@@ -91,7 +91,7 @@ def run_fill(args: argparse.Namespace) -> int:
     path = write_fields(out, args.output)
     print(f"wrote {path} ({infiller.method}; variables {', '.join(map(str, out.data_vars))})")
     if args.report:
-        from climgen.tasks.fill_cv import cross_validation_report, filled_report
+        from climgen.tasks.fill.cross_validation import cross_validation_report, filled_report
 
         title = f"Gap filling: {infiller.method} on {Path(args.obs).name}"
         if mask is not None:

@@ -8,11 +8,11 @@ import xarray as xr
 
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
-from climgen.tasks.fill import Infiller, available_fill_methods
-from climgen.tasks.fill_cv import calibrate_spread, cross_validate
-from climgen.tasks.fill_masks import blob_masks
-from climgen.tasks.fill_methods import sphere_kernel, unit_vectors
-from climgen.tasks.fill_oi import GaussianFieldModel
+from climgen.tasks.fill.baselines import sphere_kernel, unit_vectors
+from climgen.tasks.fill.cross_validation import calibrate_spread, cross_validate
+from climgen.tasks.fill.infiller import Infiller, available_fill_methods
+from climgen.tasks.fill.masks import blob_masks
+from climgen.tasks.fill.oi import GaussianFieldModel
 
 NY, NX = 12, 24
 
@@ -144,7 +144,7 @@ def test_optimal_interpolation_bad_inputs_are_clear_errors(tmp_path):
 def test_prior_channel_is_the_oi_estimate_under_every_roll_and_survives_load(tmp_path):
     """The partial-conv prior: the cached means of a training field rolled by s under a mask
     rolled by q equal the optimal-interpolation fill of exactly that input."""
-    from climgen.tasks.fill import _MaskedFields, _PriorMeans
+    from climgen.tasks.fill.infiller import _MaskedFields, _PriorMeans
 
     fields = _nonstationary_fields(12, seed=2)
     bank = blob_masks(2, (NY, NX), coverage=0.4, seed=1)
@@ -188,7 +188,7 @@ def test_prior_channel_is_the_oi_estimate_under_every_roll_and_survives_load(tmp
 
 
 def test_auto_nugget_maximises_held_out_likelihood_and_grows_with_rank_deficiency():
-    from climgen.tasks.fill_oi import NUGGET_GRID
+    from climgen.tasks.fill.oi import NUGGET_GRID
 
     fields = _nonstationary_fields(40, seed=3)
     few = GaussianFieldModel.fit(fields[:10])  # rank ≤ 8 of 288 cells

@@ -3,7 +3,7 @@
 ``Downscaler(factor=4, method=...)`` offers, in one API (:func:`available_downscale_methods`):
 
 - interpolation baselines ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos"``
-  (:mod:`climgen.tasks.downscale_interp`), which need no ``fit``;
+  (:mod:`climgen.tasks.downscale.interpolation`), which need no ``fit``;
 - ``"regression"``: an EDSR-style network with pixel-shuffle up-sampling trained on an L1 (or
   L2) loss (:class:`climgen.families.superres.SuperResolution`);
 - ``"srgan"``: the same generator with noise inputs, trained against a conditional critic with
@@ -31,7 +31,7 @@ data. Static high-resolution inputs (topography) are given as ``static=`` on the
 grid's coordinates, for the baselines coordinates computed from the coarse cell bounds
 (:func:`~climgen.tasks.downscale_interp.refine_coordinate`); variable and global attributes
 are kept and provenance added. Networks run tiled when the field does not fit in memory
-(:mod:`climgen.tasks.downscale_tiles`).
+(:mod:`climgen.tasks.downscale.tiles`).
 
 Example
 -------
@@ -68,10 +68,10 @@ from climgen.tasks._common import (
     utc_stamp,
     zero_template,
 )
-from climgen.tasks.covariance_correction import covariance_correction_on
-from climgen.tasks.downscale_interp import cell_bounds, interpolate, refine_coordinate
-from climgen.tasks.downscale_tiles import auto_tile, tiled_apply
-from climgen.tasks.emulate import as_dataset
+from climgen.tasks.downscale.covariance_correction import covariance_correction_on
+from climgen.tasks.downscale.interpolation import cell_bounds, interpolate, refine_coordinate
+from climgen.tasks.downscale.tiles import auto_tile, tiled_apply
+from climgen.tasks.emulate.emulator import as_dataset
 from climgen.train import TrainConfig, Trainer, load_family
 
 __all__ = [
@@ -370,7 +370,7 @@ class Downscaler:
         (default): 20 when the output is spectrally calibrated (the layer's block-edge steps
         would otherwise undo the calibrated small scales), else 0 (the plain layer).
         "covariance": instead, the optimal-interpolation correction whose spectrum is the
-        output's own (:mod:`climgen.tasks.covariance_correction`): it keeps a calibrated
+        output's own (:mod:`climgen.tasks.downscale.covariance_correction`): it keeps a calibrated
         spectrum where Lanczos back-projection adds power beyond a band limit (grids up to
         2048 coarse cells).
     patch_size : networks ("regression", "srgan"): train on random block-aligned crops of
@@ -848,9 +848,9 @@ class Downscaler:
         methods when ``run_dir`` is given, with the fine template, so
         :meth:`load` / ``climgen downscale RUN_DIR`` reload a calibrated baseline).
         Use training data only. Returns ``self``. Reference: Wiener (1949), linear filters
-        fixed by spectra; see :mod:`climgen.tasks.calibrate`.
+        fixed by spectra; see :mod:`climgen.tasks.emulate.spectral_calibration`.
         """
-        from climgen.tasks.calibrate import SpectralCalibration
+        from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
         if (
             isinstance(n_fields, bool)
@@ -1255,7 +1255,7 @@ class Downscaler:
         the page ``path`` (a ``.html`` file, or a folder that gets ``index.html``) with its
         figures and ``scores.json``; returns ``(scores, page_path)``.
         """
-        from climgen.tasks.downscale_score import downscale_report
+        from climgen.tasks.downscale.scoring import downscale_report
 
         baselines = [baselines] if isinstance(baselines, str) else list(baselines)
         if not baselines:
@@ -1349,7 +1349,7 @@ class Downscaler:
 
     def _load_calibration(self) -> None:
         if (self.run_dir / _CALIBRATION).exists():
-            from climgen.tasks.calibrate import SpectralCalibration
+            from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
             self.calibration = SpectralCalibration.load(self.run_dir / _CALIBRATION)
 

@@ -87,7 +87,7 @@ _RESERVED = {"factor", "conserve", "variables", "sample_dim", "normalization", "
 
 def check_downscale_method(name: str, options: dict) -> None:
     """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
-    from climgen.tasks.downscale import DOWNSCALE_METHODS, Downscaler
+    from climgen.tasks.downscale.downscaler import DOWNSCALE_METHODS, Downscaler
 
     if name not in DOWNSCALE_METHODS:
         raise ClimgenInputError(
@@ -105,7 +105,7 @@ def check_downscale_method(name: str, options: dict) -> None:
 
 def _settings(data: dict, evaluate: dict, source: str) -> dict:
     """The task's data/evaluate values, checked before any data is read."""
-    from climgen.tasks.downscale import DOWNSCALE_METHODS
+    from climgen.tasks.downscale.downscaler import DOWNSCALE_METHODS
 
     factor = data.get("factor", 4)
     if isinstance(factor, bool) or not isinstance(factor, int) or not 2 <= factor <= 8:
@@ -167,8 +167,8 @@ def run_downscale_recipe(
     Returns ``(downscaler, scores or None)``, ``scores`` = method → score dict.
     """
     from climgen.data.io import open_fields
-    from climgen.tasks.downscale import Downscaler
-    from climgen.tasks.downscale_score import downscale_report
+    from climgen.tasks.downscale.downscaler import Downscaler
+    from climgen.tasks.downscale.scoring import downscale_report
     from climgen.train.distributed import is_main_process
 
     data, source = recipe.data, recipe.source

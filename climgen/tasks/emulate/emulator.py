@@ -195,7 +195,7 @@ class Emulator:
         ``marginal=True`` adds an empirical quantile mapping per row onto the data's one-point
         distribution (tails, kurtosis) before the isotropic gain. Returns ``self``.
         """
-        from climgen.tasks.calibrate import SpectralCalibration
+        from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
         self._check_fitted()
         ds = as_dataset(data, self.variables)
@@ -294,7 +294,7 @@ class Emulator:
         em.template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
         em.run_dir = run_dir
         if (run_dir / _CALIBRATION).exists():
-            from climgen.tasks.calibrate import SpectralCalibration
+            from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
             em.calibration = SpectralCalibration.load(run_dir / _CALIBRATION)
         return em

@@ -25,10 +25,10 @@ from climgen.data.io import climgen_version
 from climgen.errors import ClimgenInputError
 from climgen.metrics import bias, crps_fair, mae, rmse
 from climgen.tasks._common import utc_stamp
-from climgen.tasks.emulate import as_dataset
-from climgen.tasks.fill import Infiller, _as_mask, _pick_variable
-from climgen.tasks.fill_masks import pair_masks
-from climgen.tasks.fill_methods import crps_gaussian
+from climgen.tasks.emulate.emulator import as_dataset
+from climgen.tasks.fill.baselines import crps_gaussian
+from climgen.tasks.fill.infiller import Infiller, _as_mask, _pick_variable
+from climgen.tasks.fill.masks import pair_masks
 
 __all__ = ["cross_validate", "calibrate_spread", "cross_validation_report", "filled_report"]
 

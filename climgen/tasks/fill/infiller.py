@@ -14,16 +14,16 @@
     member gets the decoder's learned pixel noise N(0, s²), the aleatoric part of the error.
 ``"optimal-interpolation"``
     the Gaussian conditional of the fields under their empirical covariance, learned by
-    ``fit`` (:mod:`climgen.tasks.fill_oi`; ``roll_fields=True`` makes it zonally homogeneous,
+    ``fit`` (:mod:`climgen.tasks.fill.oi`; ``roll_fields=True`` makes it zonally homogeneous,
     ``hemispheric=True`` mirrors the fields about the equator): exact conditional mean and
     std, and ``members`` exact conditional draws. The strong linear baseline.
 ``"kriging"``, ``"nearest"``, ``"zonal-mean"``
-    baselines of :mod:`climgen.tasks.fill_methods`, usable without ``fit``; kriging gives its
+    baselines of :mod:`climgen.tasks.fill.baselines`, usable without ``fit``; kriging gives its
     Gaussian predictive std as the spread.
 
 ``fit(ds_complete, masks=...)`` trains the networks with the one trainer: each training field
 is shown under a coverage mask drawn from ``masks`` (real masks from a netCDF, any number,
-cycled) or synthetic ones (:mod:`climgen.tasks.fill_masks`), rolled randomly in longitude.
+cycled) or synthetic ones (:mod:`climgen.tasks.fill.masks`), rolled randomly in longitude.
 Optional inputs: ``context=k`` neighbouring months on each side (gappy, with their own masks)
 and ``aux`` static fields (e.g. land–sea fraction).
 
@@ -37,8 +37,8 @@ mask, fill, and score on the hidden cells only — on complete (simulated) field
 observations hiding the cells observed now but not in an earlier month;
 :func:`~climgen.tasks.fill_cv.cross_validation_report` writes the scores of several methods and
 the report page, :func:`~climgen.tasks.fill_cv.calibrate_spread` fits ``spread_inflation``.
-Recipes (``task: fill``): :mod:`climgen.tasks.fill_recipe`; data preparation (regridding,
-anomalies, masks from files): :mod:`climgen.tasks.fill_data`.
+Recipes (``task: fill``): :mod:`climgen.tasks.fill.recipe`; data preparation (regridding,
+anomalies, masks from files): :mod:`climgen.tasks.fill.prepare`.
 
 Reference: Kadow, Hall & Ulbrich (2020), *Artificial intelligence reconstructs missing
 climate information*, Nature Geoscience 13, 408–413.
@@ -64,20 +64,20 @@ from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family
 from climgen.tasks._common import default_run_dir
-from climgen.tasks.emulate import as_dataset
-from climgen.tasks.fill_masks import (
-    canonical_mask_array,
-    pair_masks,
-    roll_longitude,
-    synthetic_masks,
-)
-from climgen.tasks.fill_methods import (
+from climgen.tasks.emulate.emulator import as_dataset
+from climgen.tasks.fill.baselines import (
     BASELINES,
     fill_kriging,
     fill_nearest,
     fill_zonal_mean,
 )
-from climgen.tasks.fill_oi import GaussianFieldModel
+from climgen.tasks.fill.masks import (
+    canonical_mask_array,
+    pair_masks,
+    roll_longitude,
+    synthetic_masks,
+)
+from climgen.tasks.fill.oi import GaussianFieldModel
 from climgen.train import TrainConfig, Trainer, load_family
 
 __all__ = ["Infiller", "available_fill_methods", "FILL_METHODS", "TRAINED"]
@@ -267,14 +267,14 @@ class Infiller:
     prior : partialconv only — ``"optimal-interpolation"`` gives the network, as one more
         input channel, the optimal-interpolation estimate of the field from the same
         observations (the Gaussian conditional mean under the covariance learned from the
-        training fields, :mod:`climgen.tasks.fill_oi`), so that it learns a correction of the
+        training fields, :mod:`climgen.tasks.fill.oi`), so that it learns a correction of the
         best linear estimate rather than the whole map. Default None.
     prior_options : options of that prior (``nugget``, ``hemispheric``; ``roll_fields`` makes
         its covariance zonally homogeneous).
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
         options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
-        chosen by held-out likelihood, :mod:`climgen.tasks.fill_oi`; ``hemispheric``:
+        chosen by held-out likelihood, :mod:`climgen.tasks.fill.oi`; ``hemispheric``:
         also learn from every field mirrored about the equator, default False).
 
     Example

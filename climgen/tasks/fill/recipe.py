@@ -88,7 +88,7 @@ _PAIRINGS = ("cycle", "paired", "broadcast")
 
 def check_fill_method(name: str, options: dict) -> None:
     """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
-    from climgen.tasks.fill import BASELINES, FILL_METHODS, OI, Infiller
+    from climgen.tasks.fill.infiller import BASELINES, FILL_METHODS, OI, Infiller
 
     if name not in FILL_METHODS:
         raise ClimgenInputError(
@@ -142,8 +142,8 @@ def run_fill_recipe(
     import xarray as xr
 
     from climgen.data.io import open_fields, write_fields
-    from climgen.tasks.fill import NETWORKS, OI, Infiller
-    from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
+    from climgen.tasks.fill.infiller import NETWORKS, OI, Infiller
+    from climgen.tasks.fill.prepare import anomalies, coverage_masks, regrid_bilinear
     from climgen.train.distributed import is_main_process
 
     data, source = recipe.data, recipe.source
@@ -205,11 +205,11 @@ def run_fill_recipe(
 
     def cv_masks(like: xr.DataArray) -> xr.DataArray:
         if masks is not None:
-            from climgen.tasks.fill_masks import pair_masks
+            from climgen.tasks.fill.masks import pair_masks
 
             m = masks if pairing != "broadcast" else masks.isel({sample_dim: 0}, drop=True)
             return pair_masks(m, like, time_dim=sample_dim, mode=pairing)
-        from climgen.tasks.fill_masks import synthetic_masks
+        from climgen.tasks.fill.masks import synthetic_masks
 
         shape = like.shape[-2:]
         values = synthetic_masks(like.sizes[sample_dim], shape, seed=seed)
@@ -218,7 +218,7 @@ def run_fill_recipe(
         )
 
     if val_da is not None:
-        from climgen.tasks.fill_cv import calibrate_spread
+        from climgen.tasks.fill.cross_validation import calibrate_spread
 
         alpha = calibrate_spread(
             infiller,
@@ -237,7 +237,7 @@ def run_fill_recipe(
     max_fields = ev.get("max_fields", 24)
     if max_fields:
         test = test.isel({sample_dim: slice(0, max_fields)})
-    from climgen.tasks.fill_cv import cross_validation_report
+    from climgen.tasks.fill.cross_validation import cross_validation_report
 
     compare = {name: infiller}
     kriging_points = ev.get("kriging_points", 1000)
