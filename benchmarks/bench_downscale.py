@@ -10,14 +10,15 @@ held-out truth; their area-weighted ×4 block means (``Downscaler.coarsen``) are
 
 Methods: the interpolation baselines (no training), and networks trained through the public
 ``Downscaler.fit`` for a fixed budget of **process CPU seconds** per training stage
-(``--budget-cpu``, torch with ``--threads`` threads; a callback ends training at the first
-step past the budget, so contention from other processes does not change the budget):
+(``--budget-cpu``, torch with ``--threads`` threads; ``TrainConfig(max_time_s,
+time_clock="cpu")`` ends training at the first step past the budget, so contention from
+other processes does not change the budget):
 two regression variants (L2 loss with the in-model additive conservation layer; L2 with patch
 training on random crops), SRGAN, and CorrDiff diffusion (its regression stage and its
 residual-diffusion stage each get the budget; the regression stage alone, the plain L1
 regression SR of ``method="regression"``, is scored as "regression (L1)"). Every method is
 scored without and with the conservation layer (``conserve=True``, applied to the same
-output) by :func:`climgen.tasks.downscale_score.compare_methods`: area-weighted RMSE,
+output) by :func:`climgen.tasks.downscale.scoring.compare_methods`: area-weighted RMSE,
 log-spectral error in the upper half of wavenumbers, W1, |Δq99.9|, conservation error, CRPS
 (ensembles of ``--members``). Ratios are to plain bicubic in the same run.
 
@@ -124,20 +125,16 @@ def network_methods(patch) -> dict[str, tuple[str, dict, dict]]:
     }
 
 
-class CpuBudget(Callback):
-    """Ends a training stage at the first step after ``seconds`` of process CPU time."""
+class StageLog(Callback):
+    """Records the steps and process-CPU seconds of each training stage (the budget itself is
+    the trainer's: ``TrainConfig(max_time_s, time_clock="cpu")``)."""
 
-    def __init__(self, seconds: float):
-        self.seconds = float(seconds)
+    def __init__(self):
         self.t0 = 0.0
         self.stages: list[dict] = []
 
     def on_fit_start(self, trainer) -> None:
         self.t0 = time.process_time()
-
-    def on_step_end(self, trainer, step, losses) -> None:
-        if time.process_time() - self.t0 >= self.seconds:
-            trainer.config.max_steps = step
 
     def on_fit_end(self, trainer, result) -> None:
         self.stages.append({"steps": int(result.step), "cpu_s": time.process_time() - self.t0})
@@ -344,7 +341,7 @@ def run_dataset(key: str, args, work: Path) -> dict:
     for label, (method, opts, topts) in network_methods(patch).items():
         if args.only and label not in args.only:
             continue
-        budget = CpuBudget(args.budget_cpu)
+        budget = StageLog()
         if args.augment:
             opts = dict(opts, augment=args.augment)
             label = f"{label} +aug {','.join(args.augment)}"
@@ -366,6 +363,8 @@ def run_dataset(key: str, args, work: Path) -> dict:
                 progress=False,
                 checkpoint_every=0,
                 log_every=50,
+                max_time_s=args.budget_cpu,
+                time_clock="cpu",
                 callbacks=[budget],
                 **topts,
             )

@@ -5,7 +5,7 @@ Run:  .venv/bin/python benchmarks/bench_fill.py --budget-s 240 --threads 1 \\
 
 Data. Held–Suarez near-surface temperature (``tas``, ../shared/data/heldsuarez_train.nc, 200
 daily snapshots on the T42 Gaussian grid) regridded bilinearly to the HadCRUT4 5° grid
-(72 × 72, :func:`climgen.tasks.fill_data.regrid_bilinear`), as anomalies from the training
+(72 × 72, :func:`climgen.tasks.fill.prepare.regrid_bilinear`), as anomalies from the training
 period's time mean per cell. Split in time: the first 70 % trains the networks, the next 10 %
 is the validation split (fits the cVAE spread inflation), the last 20 % is held out and
 scored. Masks: the two real HadCRUT4 coverages in ../shared/data (1877-09, 23 %; 1893-08,
@@ -26,7 +26,7 @@ mirrored about the equator), scored raw and with the spread inflation fitted on 
 validation split; ``--networks pconv-oi`` trains the partial-conv U-Net with the
 ``zonal-hemispheric`` optimal-interpolation estimate as an extra input channel
 (``prior="optimal-interpolation"``). Scores on the hidden cells of the held-out
-fields (:func:`climgen.tasks.fill_cv.cross_validate`): area-weighted RMSE, MAE, bias,
+fields (:func:`climgen.tasks.fill.cross_validation.cross_validate`): area-weighted RMSE, MAE, bias,
 correlation, fair CRPS (ensembles) or Gaussian predictive CRPS (kriging), spread/skill.
 
 Step cost. Time per training step and peak resident memory of the partial-conv U-Net
@@ -58,38 +58,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from climgen.train.callbacks import Callback
-
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
 TARGET_RATIO, SSR_RANGE = 0.85, (0.9, 1.1)
 OI_VARIANTS = ("plain", "zonal", "zonal-hemispheric")
 DETERMINISTIC = ("partialconv", "pconv-oi")  # networks without members
-
-
-class CpuBudget(Callback):
-    """Trainer callback: stop at the first step completed after ``seconds`` of process CPU.
-
-    The trainer has no stop request, so it lowers ``config.max_steps`` to the current step
-    (as ``bench_emulation.WallBudget`` does for wall time).
-    """
-
-    def __init__(self, seconds: float):
-        self.seconds, self.t0, self.steps, self.used = float(seconds), 0.0, 0, 0.0
-
-    def on_fit_start(self, trainer) -> None:
-        self.t0 = time.process_time()
-
-    def on_step_end(self, trainer, step, losses) -> None:
-        self.steps, self.used = step, time.process_time() - self.t0
-        if self.used >= self.seconds:
-            trainer.config.max_steps = step
-
-    def on_eval(self, trainer, step) -> None: ...
-
-    def on_checkpoint(self, trainer, path) -> None: ...
-
-    def on_fit_end(self, trainer, result) -> None: ...
 
 
 def load_data(args):
@@ -123,7 +96,6 @@ def train_network(
 ):
     from climgen.tasks.fill.infiller import Infiller
 
-    budget_cb = CpuBudget(budget)
     infiller = Infiller(method, **options)
     t0, c0 = time.perf_counter(), time.process_time()
     infiller.fit(
@@ -136,14 +108,13 @@ def train_network(
         checkpoint_every=0,
         progress=False,
         seed=seed,
-        callbacks=[budget_cb],
-        # the budget also as max_time_s, so that a learning-rate schedule sees its progress
+        # the trainer's own budget: ends at the first step after `budget` s of process CPU
         max_time_s=budget,
         time_clock="cpu",
         **train_options,
     )
     info = {
-        "steps": budget_cb.steps,
+        "steps": infiller.result.step,
         "train_cpu_s": time.process_time() - c0,
         "train_wall_s": time.perf_counter() - t0,
     }

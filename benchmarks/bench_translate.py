@@ -33,9 +33,10 @@ each with B's own noise floor (two halves of held-out B). Rows: B's training fie
 quantile mapping fitted on the training fields, and the networks.
 
 Networks train through ``climgen.Translator`` for a fixed budget of **process CPU seconds**
-(``time.process_time()``, torch 1 thread; the ``CpuBudget`` callback ends training at the first
-step past the budget), so contention from other processes does not change the budget. The
-cycle error mean|G_BA(G_AB(a)) − a| / std(a) on held-out A is reported for cycle methods.
+(``time.process_time()``, torch 1 thread; ``TrainConfig(max_time_s, time_clock="cpu")``
+ends training at the first step past the budget), so contention from other processes does
+not change the budget. The cycle error mean|G_BA(G_AB(a)) − a| / std(a) on held-out A is
+reported for cycle methods.
 
 **Is a covariance difference real?** (``--bootstrap N``, default 1000; 0 switches it off.)
 With 52 held-out B fields the covariance error of every row lies within 2× B's noise floor,
@@ -80,7 +81,7 @@ from climgen.data.coarsen import coarsen
 from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import open_fields
 from climgen.metrics import covariance_error
-from climgen.report.evaluate import _block_splits
+from climgen.report.eval_measures import block_splits
 from climgen.report.translate_page import (
     IDENTITY,
     SCORE_DISTANCES,
@@ -91,7 +92,6 @@ from climgen.report.translate_page import (
     verdict_vs_baseline,
 )
 from climgen.tasks.translate.translator import Translator
-from climgen.train.callbacks import Callback
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 B_FILE = "rbc_ra2e6_train.nc"
@@ -169,26 +169,6 @@ MODELS = {
 }
 
 
-class CpuBudget(Callback):
-    """Ends training at the first step completed after ``seconds`` of process CPU time.
-
-    Lowers ``config.max_steps`` to the current step, so the trainer writes its final
-    checkpoint and exits normally. CPU time of this process (all its threads): with torch
-    on one thread this is the compute spent, whatever else runs on the machine.
-    """
-
-    def __init__(self, seconds: float):
-        self.seconds = float(seconds)
-        self.t0 = 0.0
-
-    def on_fit_start(self, trainer) -> None:
-        self.t0 = time.process_time()
-
-    def on_step_end(self, trainer, step, losses) -> None:
-        if time.process_time() - self.t0 >= self.seconds:
-            trainer.config.max_steps = step
-
-
 def _coarsened(ds, variable: str, note: str):
     out = coarsen(ds[variable], 2).to_dataset(name=variable)
     out[variable].attrs = dict(ds[variable].attrs)
@@ -238,7 +218,8 @@ def run_network(key, a_tr, a_te, b_tr, args, root: Path) -> tuple[dict, object, 
         a_tr,
         b_tr,
         run_dir=root / key,
-        callbacks=[CpuBudget(args.budget_cpu_s)],
+        max_time_s=args.budget_cpu_s,
+        time_clock="cpu",
         max_steps=10**9,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -452,7 +433,7 @@ def covariance_bootstrap(
             np.mean(
                 [
                     dist(prepared_ref, prepared_ref, o[: n_ref // 2], o[n_ref // 2 :])
-                    for o in _block_splits(n_ref)
+                    for o in block_splits(n_ref)
                 ]
             )
         )

@@ -20,20 +20,19 @@ on the same training fields).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 import xarray as xr
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_downscale import DATA_DIR, DATASETS, FACTOR, load_split, with_layer  # noqa: E402
+# Run as a script, Python puts this folder first on sys.path: bench_downscale imports as is.
+from bench_downscale import DATA_DIR, DATASETS, FACTOR, load_split, with_layer
 
-from climgen.data.io import open_fields  # noqa: E402
-from climgen.report.downscale_page import on_truth_grid  # noqa: E402
-from climgen.tasks.downscale.downscaler import Downscaler  # noqa: E402
-from climgen.tasks.downscale.scoring import compare_methods  # noqa: E402
+from climgen.data.io import open_fields
+from climgen.report.downscale_page import on_truth_grid
+from climgen.tasks.downscale.downscaler import Downscaler
+from climgen.tasks.downscale.scoring import compare_methods
 
 LAYERS = {
     "": None,

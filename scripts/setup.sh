@@ -19,5 +19,6 @@ if ! .venv/bin/python -c "import torch_harmonics" 2>/dev/null; then
   pip_q setuptools wheel numpy
   pip_q --no-build-isolation "torch-harmonics==0.8.0"
 fi
-.venv/bin/python -c "import climgen, pytest, hypothesis" 2>/dev/null || pip_q -e ".[dev,sphere]"
+# Re-install when a dependency added since the venv was made is missing (cf_units: units).
+.venv/bin/python -c "import climgen, pytest, hypothesis, cf_units" 2>/dev/null || pip_q -e ".[dev,sphere]"
 .venv/bin/python -c "import climgen, torch_harmonics" || { echo "setup: climgen failed to install" >&2; exit 1; }

@@ -78,7 +78,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
         "good": d / "good.nc",
         "good2": d / "good2.nc",
         "nan": d / "nan.nc",
-        "celsius": d / "celsius.nc",
+        "windspeed": d / "windspeed.nc",
         "coarse": d / "coarse.nc",
         "empty": d / "empty.nc",
         "text": d / "notes.nc",
@@ -88,7 +88,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     good.to_dataset().to_netcdf(paths["good"])
     latlon(seed=1).to_dataset().to_netcdf(paths["good2"])
     with_value(good, np.nan).to_dataset().to_netcdf(paths["nan"])
-    latlon(seed=1, units="degC").to_dataset().to_netcdf(paths["celsius"])
+    latlon(seed=1, units="m s-1").to_dataset().to_netcdf(paths["windspeed"])
     good.isel(lon=slice(0, None, 2)).to_dataset().to_netcdf(paths["coarse"])
     paths["empty"].write_bytes(b"")
     paths["text"].write_text("time,lat,lon,tas\n0,0,0,273.15\n")
@@ -189,10 +189,10 @@ API_CASES = [
     ),
     # units
     (
-        "unit mismatch",
+        "incompatible units",
         "evaluate",
-        lambda f, t: evaluate(f["celsius"], f["good"], progress=False),
-        r"'tas'.*units.*'degC'.*'K'",
+        lambda f, t: evaluate(f["windspeed"], f["good"], progress=False),
+        r"'tas'.*units.*'m s-1'.*'K'.*cannot be converted",
     ),
     # files
     ("empty file", "open_fields", lambda f, t: open_fields(f["empty"]), r"empty\.nc.*empty"),
@@ -351,8 +351,8 @@ CLI_CASES = [
     ),
     ("nan", lambda f, t: ["evaluate", str(f["nan"]), str(f["good"]), "-o", str(t)], r"'tas'.*NaN"),
     (
-        "unit mismatch",
-        lambda f, t: ["evaluate", str(f["celsius"]), str(f["good"]), "-o", str(t)],
+        "incompatible units",
+        lambda f, t: ["evaluate", str(f["windspeed"]), str(f["good"]), "-o", str(t)],
         r"units",
     ),
     (

@@ -3,7 +3,7 @@
 The generated and reference fields (canonical ``(sample, y, x)`` DataArrays, usually lazy:
 dask or a file) are read ``chunk_size`` samples at a time into the mergeable accumulators of
 :mod:`climgen.metrics.streaming`. The noise floors use the same five block splits of the
-reference as the in-memory path (:func:`climgen.report.evaluate._block_splits`): each
+reference as the in-memory path (:func:`climgen.report.eval_measures.block_splits`): each
 reference sample is routed to the accumulator of its "atom" (the samples that share a half in
 every split), and each half is a merge of atoms — one pass, no second read.
 
@@ -24,6 +24,15 @@ from climgen.errors import ClimgenInputError
 from climgen.metrics.distributions import DEFAULT_TAIL_QUANTILES
 from climgen.metrics.spectra import field_spectrum, spectral_errors
 from climgen.metrics.streaming import StreamingEvaluator
+from climgen.report.eval_inputs import MIN_REFERENCE_SAMPLES
+from climgen.report.eval_measures import (
+    COVARIANCE_EOFS,
+    STRUCTURE_ORDERS,
+    block_splits,
+    coordinate_values,
+    progress_bar,
+)
+from climgen.report.eval_results import VariableResult, judged
 
 __all__ = ["evaluate_streaming"]
 
@@ -74,18 +83,7 @@ def evaluate_streaming(
     sources: tuple[str, str],
     progress: bool,
 ):
-    """The :class:`~climgen.report.evaluate.VariableResult` of one variable, streamed."""
-    from climgen.report.evaluate import (
-        COVARIANCE_EOFS,
-        MIN_REFERENCE_SAMPLES,
-        STRUCTURE_ORDERS,
-        VariableResult,
-        _block_splits,
-        _coord,
-        _judged,
-        _progress,
-    )
-
+    """The :class:`~climgen.report.eval_results.VariableResult` of one variable, streamed."""
     gen_src, ref_src = sources
     n_ref, n_gen = ref.shape[0], gen.shape[0]
     if n_ref < MIN_REFERENCE_SAMPLES:
@@ -94,7 +92,7 @@ def evaluate_streaming(
             f"{MIN_REFERENCE_SAMPLES} are needed to estimate the noise floor from two halves"
         )
     half = n_ref // 2
-    splits = [(order[:half], order[half : 2 * half]) for order in _block_splits(n_ref)]
+    splits = [(order[:half], order[half : 2 * half]) for order in block_splits(n_ref)]
     weights = grids.area_weights(ref.isel({ref.dims[0]: 0}), grid).values
     spectrum = _SpectrumWithAttrs()
     ev = StreamingEvaluator(
@@ -110,7 +108,7 @@ def evaluate_streaming(
     )
     first: dict[str, np.ndarray] = {}
     n_chunks = -(-n_ref // chunk_size) + -(-n_gen // chunk_size)
-    with _progress(n_chunks, progress) as bar:
+    with progress_bar(n_chunks, progress) as bar:
         bar.set_description(f"{name}: streaming")
         for role, da, src, add in (
             ("reference", ref, ref_src, ev.add_reference),
@@ -124,7 +122,7 @@ def evaluate_streaming(
     pairs = ev.distances()
     atol = {"wasserstein1": 1e-9 * max(ev.reference().moments.result()["std"], 1e-300)}
     distances = {
-        key: _judged(key, value, floor, factor, atol=atol.get(key, 1e-9))
+        key: judged(key, value, floor, factor, atol=atol.get(key, 1e-9))
         for key, (value, floor) in pairs.items()
     }
 
@@ -191,6 +189,6 @@ def evaluate_streaming(
         generated_fields=first.get("generated"),
         reference_fields=first.get("reference"),
         weights=weights,
-        y=_coord(ref, grid.y_dim, ref.shape[-2]),
-        x=_coord(ref, grid.x_dim, ref.shape[-1]),
+        y=coordinate_values(ref, grid.y_dim, ref.shape[-2]),
+        x=coordinate_values(ref, grid.x_dim, ref.shape[-1]),
     )

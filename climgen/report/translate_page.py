@@ -502,10 +502,10 @@ def _section(heading, paragraphs, tables, figures):
 
 def _variable_figures(v, directory, a, b, translated, label, baselines, reconstructed, reports):
     from climgen.data.grids import area_weights, detect_grid, to_canonical
-    from climgen.report.evaluate import _safe
+    from climgen.report.eval_figures import safe_name
     from climgen.report.html import Figure
 
-    stem = _safe(v)
+    stem = safe_name(v)
     units = str(b[v].attrs.get("units", ""))
     sets = {"B": _canonical_samples(b, v), IDENTITY: _canonical_samples(a, v)}
     sets.update({name: _canonical_samples(ds, v) for name, ds in baselines.items()})

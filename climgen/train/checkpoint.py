@@ -45,6 +45,7 @@ __all__ = [
     "load_trainer_state",
     "load_family",
     "find_latest_valid",
+    "best_pointer",
     "list_checkpoints",
     "verify_checkpoint",
     "mark_best",
@@ -307,6 +308,12 @@ def find_latest_valid(run_dir: str | os.PathLike, *, warn: bool = True) -> Path:
         return path
     detail = f" ({'; '.join(problems)})" if problems else ""
     raise CheckpointError(f"no valid checkpoint in {ck}{detail}")
+
+
+def best_pointer(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint the ``best`` pointer of ``run_dir`` names (None when there is none)."""
+    name = _read_pointer(checkpoint_dir(run_dir) / "best")
+    return checkpoint_dir(run_dir) / name if name else None
 
 
 def _resolve(path_or_run_dir: str | os.PathLike, which: str) -> Path:

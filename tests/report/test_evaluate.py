@@ -163,6 +163,47 @@ def test_latlon_orientation_is_canonicalised():
         assert a.distances[name].value == pytest.approx(b.distances[name].value, rel=1e-6)
 
 
+# -- units by meaning (UDUNITS-2) --------------------------------------------------------------
+
+
+def _in_units(da, units, offset=0.0):
+    out = da + offset
+    out.attrs = {**da.attrs, "units": units}
+    return out
+
+
+@pytest.mark.parametrize("chunk_size", [None, 8])
+def test_convertible_units_are_converted_with_a_note(reference, chunk_size):
+    ref = _in_units(reference, "K", 280.0)
+    gen_k = _in_units(_grf(1), "K", 280.0)
+    gen_c = _in_units(gen_k, "degC", -273.15)  # the same temperatures in Celsius
+    a = evaluate(gen_k, ref, progress=False, chunk_size=chunk_size)
+    b = evaluate(gen_c, ref, progress=False, chunk_size=chunk_size)
+    assert "units" not in a.provenance
+    note = b.provenance["units"]["v"]
+    assert "'degC'" in note and "'K'" in note and "273.15" in note
+    assert "note: 'v'" in b.summary() and "degC" in json.dumps(b.to_dict())
+    assert b.variables["v"].units == "K"
+    for name, d in a.variables["v"].distances.items():
+        assert b.variables["v"].distances[name].value == pytest.approx(d.value, rel=1e-6, abs=1e-9)
+        assert b.variables["v"].distances[name].status == d.status
+
+
+def test_same_unit_spelled_differently_passes_unchanged(reference):
+    a = evaluate(_grf(1), reference, progress=False)
+    b = evaluate(_in_units(_grf(1), "kelvin"), reference, progress=False)
+    assert "units" not in b.provenance
+    for name, d in a.variables["v"].distances.items():
+        assert b.variables["v"].distances[name].value == d.value
+
+
+def test_incompatible_or_unknown_units_are_refused(reference):
+    with pytest.raises(ClimgenInputError, match=r"'v'.*'m s-1'.*'K'.*cannot be converted"):
+        evaluate(_in_units(_grf(1), "m s-1"), reference, progress=False)
+    with pytest.raises(ClimgenInputError, match=r"'v'.*'bananas'.*UDUNITS"):
+        evaluate(_in_units(_grf(1), "bananas"), reference, progress=False)
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 

@@ -20,16 +20,16 @@ area-weighted (cos-lat on lat/lon grids) block means of the output equal the coa
 
 ``calibrate_spectrum(ds_fine_train)`` fits a linear spectral gain g(k) = sqrt(P̄_fine(k) /
 P̄_method(k)) on the method's outputs for coarsened training fields
-(:class:`climgen.tasks.calibrate.SpectralCalibration`); ``downscale`` then applies it by
-default, *before* the conservation layer (the gain moves block means; the layer restores
-them exactly).
+(:class:`climgen.tasks.emulate.spectral_calibration.SpectralCalibration`); ``downscale`` then
+applies it by default, *before* the conservation layer (the gain moves block means; the layer
+restores them exactly).
 
 ``fit(ds_fine)`` makes the coarse inputs by area-weighted coarsening
 (:func:`climgen.data.coarsen.coarsen_tensor`); ``fit(ds_coarse, ds_fine)`` trains on paired
 data. Static high-resolution inputs (topography) are given as ``static=`` on the fine grid.
 ``downscale(ds_coarse)`` returns a Dataset on the fine grid: for trained models the training
 grid's coordinates, for the baselines coordinates computed from the coarse cell bounds
-(:func:`~climgen.tasks.downscale_interp.refine_coordinate`); variable and global attributes
+(:func:`~climgen.tasks.downscale.interpolation.refine_coordinate`); variable and global attributes
 are kept and provenance added. Networks run tiled when the field does not fit in memory
 (:mod:`climgen.tasks.downscale.tiles`).
 
@@ -830,7 +830,7 @@ class Downscaler:
         fields (the first ``n_fields`` with ``context``, which needs consecutive ones;
         ``members`` draws each for the stochastic methods, default 1) are downscaled
         without calibration and without the conservation layer, and a
-        :class:`~climgen.tasks.calibrate.SpectralCalibration` is fitted so that
+        :class:`~climgen.tasks.emulate.spectral_calibration.SpectralCalibration` is fitted so that
 
         .. math:: g(k) = \\sqrt{\\bar P_{fine}(k) / \\bar P_{method}(k)}, \\qquad
                   \\hat y'(k) = g(k)\\,\\hat y(k)
@@ -1250,7 +1250,7 @@ class Downscaler:
         """Score this method on held-out fine ``truth`` next to interpolation ``baselines``.
 
         ``truth`` is coarsened by ``factor``, downscaled by every method and compared with
-        itself (:func:`climgen.tasks.downscale_score.compare_methods`: RMSE, high-k spectral
+        itself (:func:`climgen.tasks.downscale.scoring.compare_methods`: RMSE, high-k spectral
         error, W1, |Δq99.9|, conservation error, CRPS for ensembles of ``members``). Writes
         the page ``path`` (a ``.html`` file, or a folder that gets ``index.html``) with its
         figures and ``scores.json``; returns ``(scores, page_path)``.

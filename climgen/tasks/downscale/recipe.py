@@ -37,7 +37,7 @@ normalization):
 ``seed`` (int, 0), ``n_fields`` (int, score at most this many held-out fields, evenly spaced;
 default all) and ``baselines`` (list of interpolation methods, default ``[bicubic]``). With
 held-out fields (``train_fraction`` < 1) the run folder gets ``report/index.html`` and
-``report/scores.json`` (:func:`climgen.tasks.downscale_score.downscale_report`).
+``report/scores.json`` (:func:`climgen.tasks.downscale.scoring.downscale_report`).
 
 ``calibrate_spectrum: true`` fits the method's spectral calibration on the training split
 after training (:meth:`Downscaler.calibrate_spectrum`: gain g(k) = sqrt(P_fine/P_method) per

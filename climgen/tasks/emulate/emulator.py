@@ -184,8 +184,9 @@ class Emulator:
         per_row: bool = False,
         marginal: bool = False,
     ) -> Emulator:
-        """Fit a :class:`~climgen.tasks.calibrate.SpectralCalibration` against ``data`` (the
-        training data) from ``n_samples`` raw samples; later :meth:`sample` calls apply it.
+        """Fit a :class:`~climgen.tasks.emulate.spectral_calibration.SpectralCalibration`
+        against ``data`` (the training data) from ``n_samples`` raw samples; later :meth:`sample`
+        calls apply it.
 
         The gain g(k) = sqrt(P_data(k) / P_model(k)) per wavenumber of the diagnostics' basis
         gives calibrated samples the data's mean spectrum. Saved in the run dir

@@ -73,7 +73,7 @@ def cross_validate(
     ``isfinite(truth) & (mask == 0)``. On real observations pass an earlier month's coverage
     as ``mask``: the cells observed now but not then are hidden and scored.
     ``mask``: DataArray or netCDF path, broadcast or paired by time
-    (:func:`~climgen.tasks.fill_masks.pair_masks`). ``method``: a name (baselines) or a
+    (:func:`~climgen.tasks.fill.masks.pair_masks`). ``method``: a name (baselines) or a
     fitted :class:`Infiller`.
 
     Returns a dict: ``rmse``, ``mae``, ``bias`` (filled − truth), ``corr`` (area-weighted

@@ -32,11 +32,12 @@ bit-for-bit the input), ``<var>_spread`` (predictive std; NaN for methods withou
 ``<var>_mask`` (the mask used: 1 = observed, kept), ``<var>_members`` (dim ``member``, for
 ensemble methods) and provenance attributes.
 
-:func:`climgen.tasks.fill_cv.cross_validate` is the honest score: hide cells with a coverage
-mask, fill, and score on the hidden cells only — on complete (simulated) fields, or on real
-observations hiding the cells observed now but not in an earlier month;
-:func:`~climgen.tasks.fill_cv.cross_validation_report` writes the scores of several methods and
-the report page, :func:`~climgen.tasks.fill_cv.calibrate_spread` fits ``spread_inflation``.
+:func:`climgen.tasks.fill.cross_validation.cross_validate` is the honest score: hide cells with a
+coverage mask, fill, and score on the hidden cells only — on complete (simulated) fields, or on
+real observations hiding the cells observed now but not in an earlier month;
+:func:`~climgen.tasks.fill.cross_validation.cross_validation_report` writes the scores of several
+methods and the report page, :func:`~climgen.tasks.fill.cross_validation.calibrate_spread` fits
+``spread_inflation``.
 Recipes (``task: fill``): :mod:`climgen.tasks.fill.recipe`; data preparation (regridding,
 anomalies, masks from files): :mod:`climgen.tasks.fill.prepare`.
 
@@ -245,7 +246,7 @@ class Infiller:
         as extra (gappy) inputs; optimal interpolation then conditions on their observed cells
         through the lagged covariances learned from consecutive training fields.
     mask_kind, coverage, n_synthetic : synthetic training masks when ``fit`` gets no masks
-        (:func:`~climgen.tasks.fill_masks.synthetic_masks`).
+        (:func:`~climgen.tasks.fill.masks.synthetic_masks`).
     roll_fields : networks and optimal interpolation — augment training by rolling each
         training field (with its context neighbours) by a random number of longitude cells,
         independently of its mask (optimal interpolation: average the covariance over every
@@ -263,7 +264,7 @@ class Infiller:
     likelihood_noise : cvae only — add the decoder's learned pixel noise to each member.
     spread_inflation : ensembles only — factor α > 0 on each member's deviation from the ensemble
         mean, ``x_i ← x̄ + α (x_i − x̄)`` (mean unchanged, spread × α). 1 = raw ensemble; fit it
-        on a validation split with :func:`climgen.tasks.fill_cv.calibrate_spread`.
+        on a validation split with :func:`climgen.tasks.fill.cross_validation.calibrate_spread`.
     prior : partialconv only — ``"optimal-interpolation"`` gives the network, as one more
         input channel, the optimal-interpolation estimate of the field from the same
         observations (the Gaussian conditional mean under the covariance learned from the

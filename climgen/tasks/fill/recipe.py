@@ -24,7 +24,7 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
 ``data`` keys of this task (besides paths, variables, sample_dim, train_fraction):
 
 ``masks``
-    file(s) of coverage masks (:func:`~climgen.tasks.fill_data.coverage_masks`: a 0/1
+    file(s) of coverage masks (:func:`~climgen.tasks.fill.prepare.coverage_masks`: a 0/1
     variable, or observations whose finite cells are the observed ones), used for training
     (drawn at random, rolled in longitude) and for cross-validation. Absent: synthetic masks
     for both (``mask_kind``, ``coverage`` of the method options).
@@ -35,14 +35,14 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
     (as many masks as held-out fields) or ``broadcast`` (one mask for all).
 ``regrid``
     a file whose lat/lon grid the data are bilinearly regridded to
-    (:func:`~climgen.tasks.fill_data.regrid_bilinear`), e.g. the observations' grid.
+    (:func:`~climgen.tasks.fill.prepare.regrid_bilinear`), e.g. the observations' grid.
 ``anomalies``
     ``true``: train and score on anomalies from the training period's time mean per cell
     (written to ``RUN_DIR/climatology.nc``); observations to fill must then be anomalies too.
 ``validation_fraction``
     ensembles only (cvae; partialconv with ``reconstruction: crps``): this fraction of the
     training fields (the last ones) is kept out of training and fits the ensemble's spread
-    inflation (:func:`~climgen.tasks.fill_cv.calibrate_spread`).
+    inflation (:func:`~climgen.tasks.fill.cross_validation.calibrate_spread`).
 
 ``evaluate`` keys (integers): ``members`` (ensemble size, 16), ``seed`` (0), ``max_fields``
 (held-out fields scored, 0 = all; default 24), ``kriging_points`` (kriging's ``max_fit_points``
