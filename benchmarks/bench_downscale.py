@@ -1,7 +1,7 @@
 """Benchmark: downscaling ×4 of RBC buoyancy and Held–Suarez ω500, every method side by side.
 
 Run:  .venv/bin/python benchmarks/bench_downscale.py --budget-cpu 200 --threads 1 \\
-          --json /tmp/bench_downscale.json [--datasets rbc heldsuarez] [--quick]
+          --json bench_downscale.json [--datasets rbc heldsuarez] [--quick]
 Data: ``<repo>/../shared/data/rbc_ra2e6_train.nc`` (``b``, 64×256, walls in z, periodic x) and
 ``heldsuarez_train.nc`` (``omega500``, and ``tas`` as ``--datasets heldsuarez-tas``; 64×128
 Gaussian grid, periodic longitude). A missing

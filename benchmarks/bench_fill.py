@@ -1,14 +1,14 @@
 """Benchmark: gap filling under real HadCRUT4 coverage — every method side by side (issue 5).
 
 Run:  .venv/bin/python benchmarks/bench_fill.py --budget-s 240 --threads 1 \\
-          --json /tmp/bench_fill.json --report /tmp/bench_fill_report
+          --json bench_fill.json --report bench_fill_report
 
 Data. Held–Suarez near-surface temperature (``tas``, ../shared/data/heldsuarez_train.nc, 200
 daily snapshots on the T42 Gaussian grid) regridded bilinearly to the HadCRUT4 5° grid
 (72 × 72, :func:`climgen.tasks.fill.prepare.regrid_bilinear`), as anomalies from the training
 period's time mean per cell. Split in time: the first 70 % trains the networks, the next 10 %
 is the validation split (fits the cVAE spread inflation), the last 20 % is held out and
-scored. Masks: the two real HadCRUT4 coverages in ../shared/data (1877-09, 23 %; 1893-08,
+scored. Masks: the two real HadCRUT4 coverages bundled with climgen (1877-09, 23 %; 1893-08,
 31 %): the networks train with them rolled randomly in longitude; held-out field i is shown
 under real mask ``i mod 2`` at its true position.
 
@@ -67,10 +67,11 @@ DETERMINISTIC = ("partialconv", "pconv-oi")  # networks without members
 
 def load_data(args):
     """(train, val, test) anomaly DataArrays on the HadCRUT grid and the real masks."""
+    from climgen.data.bundled import bundled_path
     from climgen.data.io import open_fields
     from climgen.tasks.fill.prepare import anomalies, coverage_masks, regrid_bilinear
 
-    masks = coverage_masks(DATA / "hadcrut4_tas_1877-09_1893-08.nc").load()
+    masks = coverage_masks(bundled_path("hadcrut4_tas_1877-09_1893-08")).load()
     ds = open_fields(DATA / "heldsuarez_train.nc", "tas").load()
     tas = regrid_bilinear(ds.tas, masks)
     n = tas.sizes["time"]

@@ -43,6 +43,7 @@ import os
 import platform
 import shutil
 import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -251,7 +252,10 @@ def loadavg() -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default="/tmp/climgen-bench-streaming/store.zarr")
+    parser.add_argument(
+        "--store",
+        default=str(Path(tempfile.gettempdir()) / "climgen-bench-streaming" / "store.zarr"),
+    )
     parser.add_argument("--size-gb", type=float, default=20.0, help="store size (decimal GB)")
     parser.add_argument("--shape", default="64x64", help="field H×W")
     parser.add_argument("--chunk-time", type=int, default=16, help="fields per zarr chunk")
@@ -279,7 +283,7 @@ def main(argv=None) -> dict:
         args.size_gb, args.steps, args.warmup, args.repeats = 0.05, 30, 5, 1
         args.memory_fields = 512
         if args.store == parser.get_default("store"):
-            args.store = "/tmp/climgen-bench-streaming/quick.zarr"
+            args.store = str(Path(args.store).with_name("quick.zarr"))
     args.shape = tuple(int(s) for s in args.shape.lower().split("x"))
     torch.set_num_threads(args.threads)
     store = Path(args.store)

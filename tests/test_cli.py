@@ -203,6 +203,72 @@ def test_help_has_examples(sub, capsys):
     assert "examples:" in capsys.readouterr().out
 
 
+def test_demo_help_describes_the_default_mode_first(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    default = text.index("Train a small emulator")
+    assert default < text.index("With --synthetic") < text.index("examples:")
+    assert text.index("[--steps N]") < text.index("[--synthetic]") < text.index("[--samples N]")
+
+
+def test_one_module_per_subcommand_and_one_dispatch():
+    """Every subcommand's module sets func=run, has no main() of its own, and the package's
+    docstring names it."""
+    import climgen.cli as cli
+
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == list(cli.SUBCOMMANDS)
+    for name, module in cli.SUBCOMMANDS.items():
+        assert module.__name__ == f"climgen.cli.{name}"
+        assert sub.choices[name].get_default("func") is module.run
+        assert not hasattr(module, "main")
+        assert f"``{name}" in cli.__doc__
+
+
+def test_training_stopped_by_a_signal_exits_128_plus_signum(monkeypatch, capsys):
+    """The dispatch turns TrainingInterrupted into the shell's exit status; other errors
+    (bugs) keep their traceback."""
+    import signal
+
+    import climgen.cli.train as train_command
+    from climgen.train import TrainingInterrupted
+
+    def stopped(args):
+        raise TrainingInterrupted(signal.SIGTERM, 7, None)
+
+    monkeypatch.setattr(train_command, "run", stopped)
+    assert main(["train", "recipe.yaml"]) == 128 + signal.SIGTERM
+    assert "after step 7" in capsys.readouterr().err
+
+    def bug(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(train_command, "run", bug)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["train", "recipe.yaml"])
+
+
+def test_help_imports_no_heavy_module():
+    """`climgen --help` and `climgen SUBCOMMAND --help` stay instant: no torch, no task wing."""
+    code = (
+        "import sys\n"
+        "from climgen.cli import SUBCOMMANDS, main\n"
+        "for argv in [['--help']] + [[name, '--help'] for name in SUBCOMMANDS]:\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('torch', 'matplotlib', 'xarray', 'climgen.tasks', 'climgen.train')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_version_and_no_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])

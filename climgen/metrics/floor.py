@@ -3,7 +3,7 @@
 A distance d(generated, reference) means little on its own: two independent samples of the
 *same* distribution are at a non-zero distance too. The noise floor is that distance between
 two halves of the reference data; a model "matches" the reference where d ≤ 2 × floor
-(design: metrics.md §11). Because each half holds only half the samples, the floor is a
+(docs/diagnostics.md §11). Because each half holds only half the samples, the floor is a
 slightly generous (larger) estimate of the sampling noise of a full-size comparison — for
 √n-convergent distances such as W1 or KS about √2 × that of two full-size samples.
 

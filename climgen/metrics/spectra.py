@@ -11,7 +11,7 @@ as a training loss) and, where noted, xarray DataArrays (coords kept, spectral d
 
 References
 ----------
-- metrics.md of the climgen design; Durran et al. (2017), *Practical considerations for
+- docs/diagnostics.md §1–4 (definitions); Durran et al. (2017), *Practical considerations for
   computing power spectra from limited-area atmospheric fields*, MWR 145, 3901–3910.
 - Pysteps' ``rapsd`` bins by index radius and labels by the longest axis, biasing non-square
   grids; this module bins by physical wavenumber |k| instead.
@@ -432,16 +432,22 @@ def line_spectrum(field, dx: float = 1.0):
     ``field`` is (..., ny, nx); returns ``(k, power)`` with power (..., nx//2 + 1).
     """
     t, kind = as_tensor(field, "field")
+    power = row_power(t).mean(-2)
+    _check_input_if_nonfinite(power, t, "line_spectrum field")
+    k = np.fft.rfftfreq(t.shape[-1], d=dx)
+    return (k if kind == "numpy" else torch.as_tensor(k, dtype=t.dtype)), to_like(power, kind)
+
+
+def row_power(t: torch.Tensor) -> torch.Tensor:
+    """Power of each row along the last axis, c_m |f̂_m|²/n² with the row mean (m = 0) left
+    out (c_m = 2 for 0 < m < n/2, else 1): (..., ny, nx) → (..., ny, nx//2 + 1)."""
     n = t.shape[-1]
     f = torch.fft.rfft(t, dim=-1)
     c = torch.full((f.shape[-1],), 2.0, dtype=t.dtype, device=t.device)
     c[0] = 0.0  # the row mean: no fluctuation power
     if n % 2 == 0:
         c[-1] = 1.0
-    power = ((f.real.square() + f.imag.square()) * c / n**2).mean(-2)
-    _check_input_if_nonfinite(power, t, "line_spectrum field")
-    k = np.fft.rfftfreq(n, d=dx)
-    return (k if kind == "numpy" else torch.as_tensor(k, dtype=t.dtype)), to_like(power, kind)
+    return (f.real.square() + f.imag.square()) * c / n**2
 
 
 def _line_spectrum_dataarray(da: xr.DataArray, grid) -> xr.DataArray:

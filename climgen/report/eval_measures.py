@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from climgen.data import grids
+from climgen.data.progress import progress
 from climgen.report.eval_results import Distance, judged
 
 __all__ = [
@@ -278,7 +279,5 @@ def coordinate_values(da: xr.DataArray, dim: str, n: int) -> np.ndarray:
 
 
 def progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     # disable=None lets tqdm switch itself off when stderr is not a terminal.
-    return tqdm(total=total, desc="evaluate", unit="step", disable=None if enabled else True)
+    return progress(total=total, desc="evaluate", unit="step", enabled=enabled)

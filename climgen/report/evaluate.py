@@ -6,7 +6,7 @@ d(generated, reference) is reported with its **noise floor**, the same distance 
 halves of the reference (:func:`climgen.metrics.noise_floor`; averaged over 5 splits into
 halves made of contiguous blocks, the first being first half vs second half), and a
 verdict in words (Ravuri et al. 2021, Nature 597, 672, judge generative weather models
-against the spread of the truth itself; design doc ``metrics.md`` §11):
+against the spread of the truth itself; ``docs/diagnostics.md`` §11):
 
 * ``matches`` — d ≤ factor · floor (factor = 2 by default),
 * ``close``   — factor · floor < d ≤ 5 · floor,

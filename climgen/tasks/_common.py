@@ -10,9 +10,18 @@ import xarray as xr
 
 from climgen.data.grids import detect_grid
 from climgen.errors import ClimgenInputError
+from climgen.families.base import build_family
 from climgen.train import TrainConfig
+from climgen.train.rng import seeded
 
-__all__ = ["utc_stamp", "field_variables", "zero_template", "train_config", "default_run_dir"]
+__all__ = [
+    "utc_stamp",
+    "field_variables",
+    "zero_template",
+    "train_config",
+    "default_run_dir",
+    "build_seeded",
+]
 
 
 def utc_stamp() -> str:
@@ -60,3 +69,11 @@ def default_run_dir(task: str, name: str) -> Path:
     """``runs/<task>-<name>-<local time>``."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{task}-{name}-{stamp}"
+
+
+def build_seeded(seed: int, name: str, **options):
+    """``build_family(name, **options)`` with the RNGs seeded by ``seed`` (restored after):
+    the initial weights are a function of the training seed alone, whatever the caller's
+    global RNG state, so two runs of one recipe are identical from step 0."""
+    with seeded(seed):
+        return build_family(name, **options)

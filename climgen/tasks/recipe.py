@@ -2,9 +2,11 @@
 
 Example (``recipes/emulate_rbc_wgangp.yaml``)::
 
+    make_data:                 # the commands that make the data, run in the clone's root
+      - climgen data rbc --seed 11 --snapshots 260 -o data/rbc_ra2e6_seed11.nc
     task: emulate
     data:
-      paths: ../../shared/data/rbc_ra2e6_train.nc   # relative to this file; or "bundled:rbc"
+      paths: ../data/rbc_ra2e6_seed11.nc   # relative to this file; or "bundled:NAME"
       variables: [b]
       sample_dim: time
       train_fraction: 0.8     # first 80 % trains, the rest is the held-out reference
@@ -17,15 +19,23 @@ Example (``recipes/emulate_rbc_wgangp.yaml``)::
 
 Every key is checked: a typo or a wrong type stops with an error naming the key and listing
 the valid ones (misspelt options silently ignored are a known trap of peer tools). YAML is read
-with ``yaml.safe_load``: no code in a recipe is ever executed. Relative paths are resolved
-against the recipe's folder.
+with ``yaml.safe_load``: no code in a recipe is ever executed (``make_data`` is only shown to
+the user, never run). Relative paths are resolved against the recipe's folder.
+
+``make_data`` lists the shell commands that make the recipe's data files (``climgen data ...
+-o FILE``). Reading a recipe does not need its data; running it does: after the task has
+checked the recipe's values, a missing data file stops the run with an error naming the
+recipe, the file and the command whose ``-o`` writes a file of that name
+(:func:`check_data_files` runs the same check up front).
 """
 
 from __future__ import annotations
 
 import difflib
+import glob
 import importlib
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +53,13 @@ __all__ = [
     "load_recipe",
     "run_recipe",
     "resolve_data_path",
+    "check_data_files",
     "split_samples",
     "prepare_run_dir",
     "suggest",
 ]
 
-_COMMON_SECTIONS = {"task", "data", "train", "evaluate", "run_dir"}
+_COMMON_SECTIONS = {"make_data", "task", "data", "train", "evaluate", "run_dir"}
 _COMMON_DATA_KEYS = frozenset(
     {"paths", "variables", "sample_dim", "train_fraction", "normalization"}
 )
@@ -122,6 +133,7 @@ class Recipe:
     evaluate: dict = field(default_factory=dict)
     run_dir: str = "runs/recipe"
     source: str = ""
+    make_data: list[str] = field(default_factory=list)
 
     @property
     def family(self) -> dict:
@@ -133,6 +145,7 @@ class Recipe:
         _load_builtin_tasks()
         key = _TASKS[self.task].model_key if self.task in _TASKS else "model"
         return {
+            **({"make_data": list(self.make_data)} if self.make_data else {}),
             "task": self.task,
             "data": self.data,
             key: self.model,
@@ -261,9 +274,72 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     for k in evaluate:
         _expect(evaluate[k], types[k], f"evaluate.{k}", where)
 
+    make_data = raw.get("make_data") or []
+    make_data = [make_data] if isinstance(make_data, str) else make_data
+    for cmd in _expect(make_data, list, "make_data", where):
+        _expect(cmd, str, "make_data", where)
+
     run_dir = _expect(raw.get("run_dir", f"runs/{path.stem}"), str, "run_dir", where)
     run_dir = str(Path(run_dir) if Path(run_dir).is_absolute() else (base / run_dir).resolve())
-    return Recipe(task_name, data, model, train, evaluate, run_dir, source=where)
+    return Recipe(
+        task_name, data, model, train, evaluate, run_dir, source=where, make_data=make_data
+    )
+
+
+def _command_output(cmd: str) -> Path | None:
+    """The file a ``make_data`` command writes (its ``-o`` / ``--output`` value), or None."""
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        return None
+    for i, word in enumerate(words):
+        if word in ("-o", "--output") and i + 1 < len(words):
+            return Path(words[i + 1])
+        if word.startswith("--output="):
+            return Path(word.split("=", 1)[1])
+    return None
+
+
+def _missing_file_error(recipe: Recipe, key: str, path: str) -> ClimgenInputError:
+    """The error for a data file that is not there: names the recipe, the file and the
+    ``make_data`` command whose output has the file's name (with the folder to run it in)."""
+    where = f"{recipe.source}: data.{key} file {path} does not exist"
+    for cmd in recipe.make_data:
+        out = _command_output(cmd)
+        if out is None or out.name != Path(path).name:
+            continue
+        target, folder = Path(path), None
+        if not out.is_absolute() and target.parts[-len(out.parts) :] == out.parts:
+            folder = Path(*target.parts[: -len(out.parts)]) or Path(".")
+        run_in = f" (run it in {folder})" if folder is not None else ""
+        return ClimgenInputError(f"{where}; make it with:\n  {cmd}{run_in}")
+    hint = (
+        "; the recipe's make_data commands: " + " ; ".join(recipe.make_data)
+        if recipe.make_data
+        else "; the recipe names no command that makes it (add one under 'make_data')"
+    )
+    return ClimgenInputError(where + hint)
+
+
+def _missing_data_files(recipe: Recipe) -> list[tuple[str, str]]:
+    """(data key, path) of every data file of ``recipe`` that does not exist (a glob that
+    matches nothing counts as missing)."""
+    _load_builtin_tasks()
+    task = _TASKS.get(recipe.task)
+    missing = []
+    for key in ("paths", *(task.path_keys if task else ())):
+        for path in recipe.data.get(key) or []:
+            found = glob.glob(path) if any(c in path for c in "*?[") else os.path.exists(path)
+            if not found:
+                missing.append((key, path))
+    return missing
+
+
+def check_data_files(recipe: Recipe) -> None:
+    """Raise :class:`ClimgenInputError` for the first data file of ``recipe`` that does not
+    exist; the message names the recipe, the file and the ``make_data`` command that makes it."""
+    for key, path in _missing_data_files(recipe):
+        raise _missing_file_error(recipe, key, path)
 
 
 def split_samples(ds, data: dict, source: str):
@@ -313,6 +389,15 @@ def run_recipe(
             f"{recipe.source}: unknown task {recipe.task!r}; valid tasks: "
             f"{', '.join(sorted(_TASKS))}"
         )
-    return _TASKS[recipe.task].run(
-        recipe, resume=resume, run_dir=run_dir, progress=progress, overrides=overrides
-    )
+    try:
+        return _TASKS[recipe.task].run(
+            recipe, resume=resume, run_dir=run_dir, progress=progress, overrides=overrides
+        )
+    except ClimgenInputError as exc:
+        # The task checks the recipe's values first (cheap), then opens the data: an error
+        # about a data file that does not exist becomes one that names the recipe and the
+        # make_data command that makes the file.
+        for key, path in _missing_data_files(recipe):
+            if Path(path).name in str(exc):
+                raise _missing_file_error(recipe, key, path) from exc
+        raise

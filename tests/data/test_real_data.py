@@ -1,4 +1,5 @@
-"""The data layer on the real files in ../shared/data (skipped when the folder is absent)."""
+"""The data layer on real files: the HadCRUT4 coverage bundled with climgen, and the simulation
+files of ../shared/data (those tests are marked ``shared_data`` and skipped when it is absent)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import pytest
 import torch
 import xarray as xr
 
+from climgen.data.bundled import bundled_path
 from climgen.data.dataset import FieldDataset, to_xarray
 from climgen.data.grids import area_weights, detect_grid
 from climgen.data.io import open_fields
 from climgen.data.masks import check_mask, load_mask, mask_from_nans
 from climgen.data.normalize import Normalizer
 
-pytestmark = pytest.mark.shared_data
+HADCRUT = "hadcrut4_tas_1877-09_1893-08"
 
 
 def _file(shared_data, name):
@@ -23,8 +25,8 @@ def _file(shared_data, name):
     return path
 
 
-def test_hadcrut_coverage_from_nans(shared_data):
-    ds = open_fields(_file(shared_data, "hadcrut4_tas_1877-09_1893-08.nc"), "tas")
+def test_hadcrut_coverage_from_nans():
+    ds = open_fields(bundled_path(HADCRUT), "tas")
     mask = mask_from_nans(ds["tas"]).load()
     coverage = mask.mean(("lat", "lon")).values
     np.testing.assert_allclose(coverage, [0.23, 0.31], atol=0.02)
@@ -41,9 +43,9 @@ def test_hadcrut_coverage_from_nans(shared_data):
     assert (weighted > coverage).all()
 
 
-def test_hadcrut_mask_file_matches_nans_and_round_trips(shared_data):
-    ds = open_fields(_file(shared_data, "hadcrut4_tas_1877-09_1893-08.nc"), "tas")
-    mask = load_mask(_file(shared_data, "hadcrut4_mask_1877-09.nc"))
+def test_hadcrut_mask_file_matches_nans_and_round_trips():
+    ds = open_fields(bundled_path(HADCRUT), "tas")
+    mask = load_mask(bundled_path("hadcrut4_mask_1877-09"))
     static = check_mask(mask, ds["tas"])
     np.testing.assert_array_equal(static.values, mask_from_nans(ds["tas"].isel(time=0)).values)
     fd = FieldDataset(ds, return_mask=True)
@@ -55,6 +57,7 @@ def test_hadcrut_mask_file_matches_nans_and_round_trips(shared_data):
     assert back.lat.dtype == ds.lat.dtype == np.float32
 
 
+@pytest.mark.shared_data
 def test_held_suarez_is_latlon_and_streams(shared_data):
     ds = open_fields(_file(shared_data, "heldsuarez_train.nc"))
     grid = detect_grid(ds["omega500"])
@@ -70,6 +73,7 @@ def test_held_suarez_is_latlon_and_streams(shared_data):
     xr.testing.assert_allclose(back, ds.isel(time=slice(0, 4)).load(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.shared_data
 def test_rbc_is_planar_with_periodic_x(shared_data):
     ds = open_fields(_file(shared_data, "rbc_ra2e6_train.nc"), "b")
     assert "periodic" in ds.x.attrs["long_name"]

@@ -203,10 +203,10 @@ def test_tiny_run_is_reproducible_with_its_seed(tiny_run):
 
 @needs_dedalus
 def test_cli_writes_a_packed_file(tmp_path):
-    from climgen.sim.cli import main
+    from climgen.cli import main
 
     out = tmp_path / "rbc.nc"
-    argv = ["rbc", "-o", str(out), "--rayleigh", "1e4", "--nx", "32", "--nz", "16"]
+    argv = ["data", "rbc", "-o", str(out), "--rayleigh", "1e4", "--nx", "32", "--nz", "16"]
     assert main([*argv, "--spinup", "0.5", "--snapshots", "2", "-q"]) == 0
     with xr.open_dataset(out, engine="netcdf4", decode_cf=False) as raw:
         assert raw["b"].dtype == np.int16

@@ -120,16 +120,16 @@ def test_downscaler_option_conserves_and_errors():
 def test_cli_back_projection_option(tmp_path, capsys):
     import xarray as xr
 
+    from climgen.cli import main
     from climgen.data.io import write_fields
     from climgen.data.samples import grf_dataarray
-    from climgen.tasks.downscale_cli import main as downscale_main
 
     fine = grf_dataarray(3, 32, 32, seed=4, name="psi").to_dataset()
     coarse = Downscaler(F, "bicubic").coarsen(fine)
     src = write_fields(coarse, tmp_path / "coarse.nc")
     out = tmp_path / "fine.nc"
     args = [str(src), "-o", str(out), "--factor", "4", "--conserve", "additive"]
-    assert downscale_main(["bicubic", *args, "--back-projection", "covariance"]) == 0
+    assert main(["downscale", "bicubic", *args, "--back-projection", "covariance"]) == 0
     result = xr.open_dataset(out)["psi"].load()
     np.testing.assert_allclose(
         Downscaler(F, "bicubic").coarsen(result.to_dataset())["psi"].values,
@@ -137,5 +137,5 @@ def test_cli_back_projection_option(tmp_path, capsys):
         atol=1e-5,
         rtol=0,
     )
-    assert downscale_main(["bicubic", *args, "--back-projection", "lots"]) != 0
+    assert main(["downscale", "bicubic", *args, "--back-projection", "lots"]) != 0
     assert "--back-projection must be" in capsys.readouterr().err

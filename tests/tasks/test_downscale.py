@@ -9,6 +9,7 @@ import pytest
 import torch
 import xarray as xr
 
+from climgen.cli import main as climgen_main
 from climgen.data.coarsen import coarsen
 from climgen.data.io import write_fields
 from climgen.data.samples import grf_dataarray
@@ -24,7 +25,6 @@ from climgen.metrics import block_mean_error
 from climgen.tasks.downscale.downscaler import Downscaler, available_downscale_methods
 from climgen.tasks.downscale.interpolation import interpolation_matrix, refine_coordinate
 from climgen.tasks.downscale.tiles import auto_tile, tiled_apply
-from climgen.tasks.downscale_cli import main as downscale_main
 
 SMALL_NET = dict(base_channels=8, n_blocks=1, lr=2e-3)
 
@@ -359,13 +359,15 @@ def test_cli_downscales_with_run_dir_and_baseline(trained_regression, tmp_path, 
     down, da = trained_regression
     coarse_path = write_fields(down.coarsen(da.isel(time=slice(0, 2))), tmp_path / "coarse.nc")
     out_path = tmp_path / "fine.nc"
-    assert downscale_main([str(down.run_dir), str(coarse_path), "-o", str(out_path)]) == 0
+    assert (
+        climgen_main(["downscale", str(down.run_dir), str(coarse_path), "-o", str(out_path)]) == 0
+    )
     fine = xr.open_dataset(out_path, engine="netcdf4")
     assert fine["tas"].shape == (2, 16, 32)
     fine.close()
     args = ["bicubic", str(coarse_path), "-o", str(out_path), "--factor", "4"]
-    assert downscale_main(args + ["--conserve", "additive", "--members", "2"]) == 0
-    assert downscale_main(["bicubic", str(coarse_path), "-o", str(out_path)]) == 2
+    assert climgen_main(["downscale", *args, "--conserve", "additive", "--members", "2"]) == 0
+    assert climgen_main(["downscale", "bicubic", str(coarse_path), "-o", str(out_path)]) == 2
     assert "--factor" in capsys.readouterr().err
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import xarray as xr
 
+from climgen.cli import main as climgen_main
 from climgen.data.coarsen import coarsen
 from climgen.data.io import write_fields
 from climgen.data.samples import grf_dataarray
@@ -15,7 +16,6 @@ from climgen.errors import ClimgenInputError
 from climgen.metrics.spectral_filter import row_spectrum
 from climgen.report.downscale_page import high_k_error, mean_spectrum
 from climgen.tasks.downscale.downscaler import Downscaler
-from climgen.tasks.downscale_cli import main as downscale_main
 
 SMALL_NET = dict(base_channels=8, n_blocks=1, lr=2e-3)
 
@@ -123,13 +123,19 @@ def test_calibration_round_trips_through_the_run_dir(calibrated_regression, grf,
     src = write_fields(coarse, tmp_path / "coarse.nc")
     out = tmp_path / "fine.nc"
     assert (
-        downscale_main([str(down.run_dir), str(src), "-o", str(out), "--conserve", "additive"]) == 0
+        climgen_main(
+            ["downscale", str(down.run_dir), str(src), "-o", str(out), "--conserve", "additive"]
+        )
+        == 0
     )
     fine = xr.open_dataset(out)["psi"].load()
     assert "climgen_spectral_calibration" in xr.open_dataset(out).attrs
     np.testing.assert_allclose(coarsen(fine, 4).values, coarse["psi"].values, atol=1e-6, rtol=0)
     raw = tmp_path / "raw.nc"
-    assert downscale_main([str(down.run_dir), str(src), "-o", str(raw), "--no-calibration"]) == 0
+    assert (
+        climgen_main(["downscale", str(down.run_dir), str(src), "-o", str(raw), "--no-calibration"])
+        == 0
+    )
     np.testing.assert_allclose(
         xr.open_dataset(raw)["psi"].values,
         down.downscale(coarse, calibrated=False)["psi"].values,

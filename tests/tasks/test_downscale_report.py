@@ -9,13 +9,13 @@ import pytest
 import torch
 import xarray as xr
 
+from climgen.cli import main as climgen_main
 from climgen.data.coarsen import coarsen, coarsen_tensor
 from climgen.data.io import write_fields
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
 from climgen.tasks.downscale.downscaler import Downscaler, _PairDataset
 from climgen.tasks.downscale.scoring import compare_methods
-from climgen.tasks.downscale_cli import main as downscale_main
 
 SMALL_NET = dict(base_channels=8, n_blocks=1, lr=2e-3)
 
@@ -84,10 +84,10 @@ def test_cli_report_needs_truth_and_writes_page(tmp_path, capsys):
     coarse = Downscaler(4, "bicubic").coarsen(truth)
     c_path = write_fields(coarse, tmp_path / "coarse.nc")
     t_path = write_fields(truth, tmp_path / "truth.nc")
-    args = ["lanczos", str(c_path), "-o", str(tmp_path / "fine.nc"), "--factor", "4"]
-    assert downscale_main(args + ["--report", str(tmp_path / "rep")]) == 2
+    args = ["downscale", "lanczos", str(c_path), "-o", str(tmp_path / "fine.nc"), "--factor", "4"]
+    assert climgen_main(args + ["--report", str(tmp_path / "rep")]) == 2
     assert "--truth" in capsys.readouterr().err
-    assert downscale_main(args + ["--truth", str(t_path), "--report", str(tmp_path / "rep")]) == 0
+    assert climgen_main(args + ["--truth", str(t_path), "--report", str(tmp_path / "rep")]) == 0
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "bicubic" in html and "lanczos" in html
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 
+from climgen.data.bundled import bundled_path
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
 from climgen.tasks.fill.baselines import crps_gaussian, fill_nearest, fill_zonal_mean
@@ -23,9 +22,8 @@ from climgen.tasks.fill.masks import (
     track_masks,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-HADCRUT = SHARED_DATA / "hadcrut4_tas_1877-09_1893-08.nc"
-HADCRUT_MASK = SHARED_DATA / "hadcrut4_mask_1877-09.nc"
+HADCRUT = bundled_path("hadcrut4_tas_1877-09_1893-08")
+HADCRUT_MASK = bundled_path("hadcrut4_mask_1877-09")
 
 
 def _grid(ny=18, nx=36):
@@ -186,6 +184,22 @@ def test_kriging_spread_is_calibrated_on_fields_drawn_from_its_own_prior():
     mask = _latlon(blob_masks(4, (18, 36), coverage=0.4, seed=1), name="m")
     scores = cross_validate("kriging", truth, mask)
     assert 0.7 < scores["spread_skill"] < 1.4
+
+
+def test_kriging_reports_fits_at_a_bound_in_one_line_not_a_warning_per_field(caplog):
+    import logging
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    # Smooth low-order patterns: the nugget of every field's fit runs to its lower bound.
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("error", ConvergenceWarning)
+        out = Infiller("kriging").fill(_gappy_obs())
+    lines = [r.getMessage() for r in caplog.records if "kriging" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "2 of 2 field(s)" in lines[0] and "noise_level at its lower bound" in lines[0]
+    assert np.isfinite(out.tas.values).all()
 
 
 def test_crps_gaussian_limits():
@@ -358,10 +372,7 @@ def test_cvae_ensemble_keeps_observations_and_has_members(grf_series, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.shared_data
 def test_hadcrut_1877_mask_on_1893_field_kriging_beats_zonal_mean():
-    if not HADCRUT.exists():
-        pytest.skip(f"real HadCRUT4 data not found at {SHARED_DATA} (../shared/data)")
     obs = xr.open_dataset(HADCRUT, engine="netcdf4").tas.isel(time=[1]).load()
     scores = {
         m: cross_validate(
@@ -377,16 +388,16 @@ def test_hadcrut_1877_mask_on_1893_field_kriging_beats_zonal_mean():
 
 
 def test_cli_fill_with_a_baseline(tmp_path):
-    from climgen.tasks.fill_cli import main
+    from climgen.cli import main
 
     obs_path = tmp_path / "obs.nc"
     _gappy_obs().to_netcdf(obs_path)
     out_path = tmp_path / "filled.nc"
-    assert main(["nearest", str(obs_path), "-o", str(out_path)]) == 0
+    assert main(["fill", "nearest", str(obs_path), "-o", str(out_path)]) == 0
     out = xr.load_dataset(out_path)
     assert {"tas", "tas_spread", "tas_mask"} <= set(out.data_vars)
     assert np.isfinite(out.tas.values).all()
-    assert main(["partialconv", str(obs_path), "-o", str(out_path)]) == 2
+    assert main(["fill", "partialconv", str(obs_path), "-o", str(out_path)]) == 2
 
 
 # -- training augmentation: roll_fields ------------------------------------------------------

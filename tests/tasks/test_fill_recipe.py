@@ -203,7 +203,7 @@ def _write_recipe(tmp_path, method="partialconv", options="{base_channels: 4}", 
 
 def test_fill_recipe_trains_reports_and_the_run_dir_fills(tmp_path, capsys):
     import climgen.tasks.fill.recipe  # noqa: F401 - registers task: fill
-    from climgen.tasks.fill_cli import main as fill_main
+    from climgen.cli import main
     from climgen.tasks.recipe import load_recipe, run_recipe
 
     recipe_path, series = _write_recipe(tmp_path)
@@ -219,8 +219,8 @@ def test_fill_recipe_trains_reports_and_the_run_dir_fills(tmp_path, capsys):
     obs = series.isel(time=slice(16, 18))
     obs = (obs - obs.mean("time")).where(np.arange(16) % 3 > 0)
     obs.to_dataset().to_netcdf(tmp_path / "obs.nc")
-    argv = [str(run), str(tmp_path / "obs.nc"), "-o", str(tmp_path / "filled.nc")]
-    assert fill_main([*argv, "--report", str(tmp_path / "page")]) == 0
+    argv = ["fill", str(run), str(tmp_path / "obs.nc"), "-o", str(tmp_path / "filled.nc")]
+    assert main([*argv, "--report", str(tmp_path / "page")]) == 0
     filled = xr.load_dataset(tmp_path / "filled.nc")
     assert np.isfinite(filled.tas.values).all()
     assert filled.attrs["climgen_fill_method"] == "partialconv"
@@ -246,14 +246,14 @@ def test_fill_recipe_errors_name_the_key(tmp_path):
 
 
 def test_cli_report_with_a_mask_scores_hidden_cells(tmp_path, capsys):
-    from climgen.tasks.fill_cli import main as fill_main
+    from climgen.cli import main
 
     series = grf_dataarray(2, 12, 24, kind="latlon", slope=-4.0, seed=0, name="tas", units="K")
     series.to_dataset().to_netcdf(tmp_path / "obs.nc")
     _mask_da(series, coverage=0.5).to_dataset().to_netcdf(tmp_path / "mask.nc")
-    argv = ["nearest", str(tmp_path / "obs.nc"), "-o", str(tmp_path / "f.nc")]
+    argv = ["fill", "nearest", str(tmp_path / "obs.nc"), "-o", str(tmp_path / "f.nc")]
     argv += ["--mask", str(tmp_path / "mask.nc"), "--report", str(tmp_path / "r")]
-    assert fill_main(argv) == 0
+    assert main(argv) == 0
     scores = json.loads((tmp_path / "r" / "scores.json").read_text())
     assert scores["nearest"]["n_hidden"] > 0
     assert "hidden cells" in capsys.readouterr().out

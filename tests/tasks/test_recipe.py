@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,57 @@ def test_emulate_recipe_evaluate_section_types_are_checked(tmp_path):
     )
     with pytest.raises(ClimgenInputError, match="calibrate_spectrum"):
         load_recipe(_write(tmp_path, bad))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_missing_data_file_names_the_recipe_and_the_command_that_makes_it(tmp_path):
+    from climgen.tasks.recipe import run_recipe
+
+    clone = tmp_path / "clone"
+    (clone / "recipes").mkdir(parents=True)
+    cmd = "climgen data heldsuarez --seed 1 --days 200 -o data/hs_seed1.nc"
+    text = GOOD.replace("paths: data.nc", "paths: ../data/hs_seed1.nc")
+    path = clone / "recipes" / "r.yaml"
+    path.write_text(f"make_data:\n  - {cmd}\n" + textwrap.dedent(text))
+    recipe = load_recipe(path)  # reading a recipe does not need its data
+    assert recipe.make_data == [cmd]
+    with pytest.raises(ClimgenInputError) as err:
+        run_recipe(recipe, progress=False)
+    msg = str(err.value)
+    assert str(path) in msg and "hs_seed1.nc does not exist" in msg and cmd in msg
+    assert f"run it in {clone.resolve()}" in msg
+    assert not (clone / "recipes" / "run").exists()  # stopped before the run folder
+
+
+def test_missing_data_file_without_a_command_says_so(tmp_path):
+    from climgen.tasks.recipe import check_data_files
+
+    recipe = load_recipe(_write(tmp_path, GOOD))
+    with pytest.raises(ClimgenInputError, match="names no command that makes it"):
+        check_data_files(recipe)
+
+
+def test_make_data_must_be_a_list_of_commands(tmp_path):
+    with pytest.raises(ClimgenInputError, match="'make_data' must be str"):
+        load_recipe(_write(tmp_path, "make_data: [3]\n" + GOOD))
+
+
+def test_shipped_recipes_read_data_from_the_clone_and_name_the_commands_that_make_it():
+    from climgen.tasks.recipe import _command_output
+
+    bundled = ROOT / "climgen" / "data" / "bundled"
+    recipes = sorted((ROOT / "recipes").glob("*.yaml"))
+    for path in recipes:
+        recipe = load_recipe(path)
+        outputs = {(ROOT / _command_output(c)).resolve() for c in recipe.make_data}
+        assert all(c.startswith("climgen data ") for c in recipe.make_data), path.name
+        for key in ("paths", "paths_b", "masks", "regrid", "static"):
+            for p in map(Path, recipe.data.get(key) or []):
+                if p.parent == bundled.resolve():
+                    assert p.is_file(), (path.name, p)  # shipped with the package
+                else:  # made by one of the recipe's own commands, into data/ of the clone
+                    assert p.parent == (ROOT / "data").resolve(), (path.name, p)
+                    assert p in outputs, (path.name, p, recipe.make_data)
+        assert "shared" not in path.read_text(), path.name

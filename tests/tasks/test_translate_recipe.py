@@ -141,5 +141,5 @@ def test_shipped_rbc_recipe_validates():
     recipe = load_recipe(RECIPES / "translate_rbc_ra1e6_to_ra2e6_cyclegan.yaml")
     assert recipe.task == "translate" and recipe.model["name"] == "cyclegan"
     assert recipe.data["paths"][0].endswith("rbc_small.nc")
-    assert recipe.data["paths_b"][0].endswith("rbc_ra2e6_train.nc")
+    assert recipe.data["paths_b"][0].endswith("rbc_ra2e6_seed11.nc")
     assert recipe.data["coarsen_b"] == 2

@@ -161,13 +161,19 @@ def test_translator_report_page_with_baseline_and_cycle(domains, tmp_path):
 
 
 def test_translate_cli_with_report(domains, tmp_path, capsys):
-    from climgen.tasks.translate_cli import main
+    from climgen.cli import main
 
     a, b = domains
     a.to_netcdf(tmp_path / "a.nc")
     b.to_netcdf(tmp_path / "b.nc")
     Translator("quantile-mapping", n_quantiles=10).fit(a, b, run_dir=tmp_path / "qm")
-    args = [str(tmp_path / "qm"), str(tmp_path / "a.nc"), "-o", str(tmp_path / "out.nc")]
+    args = [
+        "translate",
+        str(tmp_path / "qm"),
+        str(tmp_path / "a.nc"),
+        "-o",
+        str(tmp_path / "out.nc"),
+    ]
     assert main([*args, "--report", str(tmp_path / "rep")]) == 2
     assert "--reference" in capsys.readouterr().err
     assert (

@@ -4,6 +4,13 @@
 Ra = 10⁶, Pr = 1, every 0.5 free-fall times after an automatic spin-up; int16 CF-packed.
 The exact command that made it is in ``README.md`` beside the file and in its ``history``
 attribute.
+
+``hadcrut4_tas_1877-09_1893-08``: real observational coverage, the HadCRUT4 median
+near-surface temperature anomalies (K) of September 1877 and August 1893 on a 72 × 72 grid
+(NaN where nothing was observed); ``hadcrut4_mask_1877-09``: the September-1877 coverage as a
+0/1 mask on the same grid. Met Office Hadley Centre / Climatic Research Unit (Morice et al.
+2012), Open Government Licence v3; see ``README.md`` beside the files. No solver can make
+these, which is why they ship with the package (gap-filling recipes and tests use them).
 """
 
 from __future__ import annotations
@@ -15,7 +22,14 @@ from climgen.errors import ClimgenInputError
 
 __all__ = ["bundled_path", "available_bundled"]
 
-_FILES = {"rbc": "rbc_small.nc"}
+_FILES = {
+    "rbc": "rbc_small.nc",
+    "hadcrut4_tas_1877-09_1893-08": "hadcrut4_tas_1877-09_1893-08.nc",
+    "hadcrut4_mask_1877-09": "hadcrut4_mask_1877-09.nc",
+}
+_REMAKE = {
+    "rbc": "make it with 'climgen data rbc' (see docs/data-recipes.md)",
+}
 
 
 def available_bundled() -> list[str]:
@@ -37,7 +51,7 @@ def bundled_path(name: str = "rbc") -> Path:
     if not path.is_file():
         raise ClimgenInputError(
             f"the bundled sample {name!r} ({_FILES[name]}) is missing from this installation "
-            f"(looked in {path.parent}); reinstall climgen, or make it with "
-            "'climgen data rbc' (see docs/data-recipes.md)"
+            f"(looked in {path.parent}); reinstall climgen"
+            + (f", or {_REMAKE[name]}" if name in _REMAKE else "")
         )
     return path

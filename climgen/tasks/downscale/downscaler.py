@@ -57,11 +57,12 @@ from climgen.data.io import climgen_version, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.data.patches import patch_size_pair
 from climgen.errors import ClimgenInputError
-from climgen.families.base import build_family, check_family_options
+from climgen.families.base import check_family_options
 from climgen.families.superres import conserve as conserve_layer
 from climgen.families.superres import conserve_additive
 from climgen.metrics.spectral_filter import apply_spectral_gain
 from climgen.tasks._common import (
+    build_seeded,
     default_run_dir,
     field_variables,
     train_config,
@@ -605,7 +606,8 @@ class Downscaler:
         net_shape = self._patch_shape(shape, periodic, weights, options)
         if options.get("constraint") == "additive" and weights is not None:
             options.setdefault("row_weights", [float(w) for w in weights])
-        self.family = build_family(
+        self.family = build_seeded(
+            config.seed,
             "superres",
             channels=len(variables),
             shape=net_shape,
@@ -694,7 +696,8 @@ class Downscaler:
         self.residual_scale = float(probe.std()) or 1.0
         residuals.scale = self.residual_scale
         static_channels = 0 if self.static_tensor is None else self.static_tensor.shape[0]
-        self.diffusion = build_family(
+        self.diffusion = build_seeded(
+            config.seed,
             "diffusion",
             channels=len(self.variables),
             shape=shape,

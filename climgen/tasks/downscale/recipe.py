@@ -5,7 +5,7 @@ Example (``recipes/downscale_rbc_x4_regression.yaml``)::
 
     task: downscale
     data:
-      paths: ../../shared/data/rbc_ra2e6_train.nc
+      paths: ../data/rbc_ra2e6_seed11.nc   # made by `climgen data rbc --seed 11 ...` (make_data)
       variables: [b]
       sample_dim: time
       train_fraction: 0.8      # first 80 % train; the rest are coarsened, downscaled, scored

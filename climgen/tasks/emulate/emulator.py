@@ -35,8 +35,7 @@ from climgen.data.dataset import FieldDataset, to_xarray
 from climgen.data.io import climgen_version, open_fields, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
-from climgen.families.base import build_family
-from climgen.tasks._common import default_run_dir, train_config, zero_template
+from climgen.tasks._common import build_seeded, default_run_dir, train_config, zero_template
 from climgen.train import TrainConfig, Trainer, load_family
 from climgen.train.distributed import is_main_process
 
@@ -142,7 +141,8 @@ class Emulator:
         self.template = zero_template(ds, variables, self.sample_dim)
         if main:
             write_fields(self.template, self.run_dir / _TEMPLATE)
-        self.family = build_family(
+        self.family = build_seeded(
+            config.seed,
             self.family_name,
             channels=len(variables),
             shape=shape,

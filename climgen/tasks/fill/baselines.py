@@ -37,9 +37,14 @@ Cowtan & Way (2014), *Coverage bias in the HadCRUT4 temperature series*, QJRMS 1
 
 from __future__ import annotations
 
+import logging
+import re
+import warnings
+
 import numpy as np
 from scipy.spatial import cKDTree
 
+from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError, require
 
 __all__ = [
@@ -53,6 +58,7 @@ __all__ = [
 ]
 
 BASELINES = ("nearest", "zonal-mean", "kriging")
+LOGGER = logging.getLogger(__name__)
 
 
 def unit_vectors(lat_deg, lon_deg) -> np.ndarray:
@@ -142,6 +148,7 @@ def fill_kriging(
     nu: float = 1.5,
     seed: int = 0,
     blas_threads: int | None = 1,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Kriging fill with per-field maximum-likelihood hyper-parameters (see module docstring).
 
@@ -149,18 +156,22 @@ def fill_kriging(
     fitted kernel of each field (for provenance). ``blas_threads`` caps the BLAS threads
     during the fit (``None``: leave as is): the Cholesky factorisations of a few thousand
     points are fastest on one thread, and many times slower when threads compete for cores.
+    ``progress`` shows a bar over the fields (on a terminal). Hyper-parameters fitted at a
+    bound of their range (scikit-learn's ConvergenceWarning, one per field) are reported in
+    one log line for all fields.
     """
     require("sklearn", "fill", "kriging gap filling")
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     if blas_threads is None:
-        return _fill_kriging(values, lat, lon, max_fit_points, nu, seed)
+        return _fill_kriging(values, lat, lon, max_fit_points, nu, seed, progress)
     with threadpool_limits(limits=int(blas_threads), user_api="blas"):
-        return _fill_kriging(values, lat, lon, max_fit_points, nu, seed)
+        return _fill_kriging(values, lat, lon, max_fit_points, nu, seed, progress)
 
 
-def _fill_kriging(values, lat, lon, max_fit_points, nu, seed):
+def _fill_kriging(values, lat, lon, max_fit_points, nu, seed, show):
     from sklearn import gaussian_process as gpr_module
+    from sklearn.exceptions import ConvergenceWarning
 
     values = _check_values(values)
     points = unit_vectors(lat, lon).reshape(-1, 3)
@@ -169,7 +180,9 @@ def _fill_kriging(values, lat, lon, max_fit_points, nu, seed):
     std = np.zeros_like(mean)
     rng = np.random.default_rng(seed)
     kernels = []
-    for t, field in enumerate(values.reshape(n_t, -1)):
+    at_bound: dict[int, set[str]] = {}  # field → hyper-parameters fitted at a bound
+    fields = enumerate(values.reshape(n_t, -1))
+    for t, field in progress_bar(fields, total=n_t, desc="kriging", unit="field", enabled=show):
         observed = np.isfinite(field)
         x_obs, y_obs = points[observed], field[observed]
         if observed.sum() < 3 or np.ptp(y_obs) == 0:
@@ -185,14 +198,45 @@ def _fill_kriging(values, lat, lon, max_fit_points, nu, seed):
         gpr = gpr_module.GaussianProcessRegressor(
             sphere_kernel(nu=nu), normalize_y=True, n_restarts_optimizer=0, random_state=seed
         )
-        gpr.fit(x_obs[subset], y_obs[subset])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            gpr.fit(x_obs[subset], y_obs[subset])
+        for w in caught:
+            if issubclass(w.category, ConvergenceWarning):
+                match = _AT_BOUND.search(str(w.message))
+                at_bound.setdefault(t, set()).add(
+                    f"{match['name']} at its {match['side']} bound" if match else "no convergence"
+                )
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         final = gpr_module.GaussianProcessRegressor(gpr.kernel_, optimizer=None, normalize_y=True)
         final.fit(x_obs, y_obs)
         if (~observed).any():
             mu, sd = final.predict(points[~observed], return_std=True)
             mean[t, ~observed], std[t, ~observed] = mu, sd
         kernels.append(str(gpr.kernel_))
+    if at_bound:
+        _report_bounds(at_bound, n_t)
     return mean.reshape(values.shape), std.reshape(values.shape), kernels
+
+
+_AT_BOUND = re.compile(r"parameter (?P<name>\S+) is close to the specified (?P<side>upper|lower)")
+
+
+def _report_bounds(at_bound: dict[int, set[str]], n_fields: int) -> None:
+    """One log line for all of scikit-learn's per-field ConvergenceWarnings."""
+    what = sorted(set().union(*at_bound.values()))
+    fields = sorted(at_bound)
+    shown = ", ".join(map(str, fields[:10])) + (", …" if len(fields) > 10 else "")
+    LOGGER.warning(
+        "kriging: for %d of %d field(s) (index %s) a kernel hyper-parameter was fitted at a "
+        "bound of its search range (%s); the fill uses those kernels (climgen_kriging_kernels "
+        "in the output): usually harmless (a very smooth field drives the nugget to its floor)",
+        len(fields),
+        n_fields,
+        shown,
+        "; ".join(what),
+    )
 
 
 def crps_gaussian(mean, std, obs) -> np.ndarray:

@@ -63,8 +63,7 @@ from climgen.data.io import climgen_version, write_fields
 from climgen.data.masks import MASK_ATTRS, load_mask
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
-from climgen.families.base import build_family
-from climgen.tasks._common import default_run_dir
+from climgen.tasks._common import build_seeded, default_run_dir
 from climgen.tasks.emulate.emulator import as_dataset
 from climgen.tasks.fill.baselines import (
     BASELINES,
@@ -466,8 +465,9 @@ class Infiller:
         else:
             # cond = [x·m, m] and one (value·mask, mask) pair per extra input.
             options = {"cond_channels": 2 + 2 * n_cond, **self.options}
-        self.family = build_family(
-            self.method, channels=1, shape=shape, periodic=periodic, **options
+        config = TrainConfig.from_dict({**_as_dict(train), **train_options})
+        self.family = build_seeded(
+            config.seed, self.method, channels=1, shape=shape, periodic=periodic, **options
         )
         self._save_settings()
         card = {
@@ -478,7 +478,6 @@ class Infiller:
             "normalizer": self.normalizer.state_dict(),
             "grid": {"kind": grid.kind, "dims": list(grid.spatial_dims), "shape": list(shape)},
         }
-        config = TrainConfig.from_dict({**_as_dict(train), **train_options})
         trainer = Trainer(self.family, config, self.run_dir, callbacks=callbacks, card=card)
         self.result = trainer.fit(dataset, resume=resume)
         self.family.eval()

@@ -13,8 +13,10 @@ cells ``h`` follow the conditional Gaussian (Gandin 1963; Rasmussen & Williams 2
         − C_{ho} (C_{oo} + τ^2 I)^{-1} C_{oh}\\big) + τ^2,
 
 where the nugget ``τ² = nugget · mean(diag C)`` regularises the solve. ``nugget="auto"``
-(the default) picks it from a log grid (:data:`NUGGET_GRID`) by the Gaussian log-likelihood
-of the last 20 % of the training fields under the covariance of the first 80 %,
+(the default) picks it from a log grid (:data:`NUGGET_GRID`, 1e-8 … 1, widened decade by
+decade up to :data:`NUGGET_LIMITS` while the best value sits on an edge and the likelihood
+still rises there) by the Gaussian log-likelihood of the last 20 % of the training fields
+under the covariance of the first 80 %,
 
 .. math:: \\ell(τ^2) = -\\frac12 \\sum_t (x_t − μ)^T (C + τ^2 I)^{-1} (x_t − μ)
           - \\frac{n}{2} \\log\\det (C + τ^2 I),
@@ -64,11 +66,43 @@ import numpy as np
 
 from climgen.errors import ClimgenInputError
 
-__all__ = ["GaussianFieldModel", "MAX_CELLS", "NUGGET_GRID"]
+__all__ = ["GaussianFieldModel", "MAX_CELLS", "NUGGET_GRID", "NUGGET_LIMITS", "widened_search"]
 
 MAX_CELLS = 20_000  # a dense N × N covariance: 3.2 GB of float64 at this size
 NUGGET_GRID = tuple(10.0 ** np.arange(-8, 0.5, 1.0))  # candidates of nugget="auto"
+NUGGET_LIMITS = (1e-15, 1e4)  # how far the search widens past an edge of NUGGET_GRID
 HOLDOUT_FRACTION = 0.2
+
+
+def _decade(value: float, step: int) -> float:
+    """The power of ten ``step`` decades from ``value`` (itself a power of ten)."""
+    return float(10.0 ** (round(np.log10(value)) + step))
+
+
+def widened_search(score, grid=NUGGET_GRID, limits=NUGGET_LIMITS) -> dict[float, float]:
+    """``score(nugget)`` on the log grid ``grid``, widened by decades past an edge.
+
+    While the best candidate is the smallest (largest) one tried and the score still rose
+    from its neighbour, the next decade below (above) is tried, down to ``limits[0]`` (up to
+    ``limits[1]``): an optimum on the edge of the grid is not an optimum. Returns
+    ``{nugget: score}`` of every candidate tried.
+    """
+    scores = {float(n): score(float(n)) for n in grid}
+    while True:
+        keys = sorted(scores)
+        best = max(keys, key=scores.get)
+        if best == keys[0] and len(keys) > 1 and scores[keys[0]] > scores[keys[1]]:
+            nxt = _decade(best, -1)
+            if nxt < limits[0] * (1 - 1e-9):
+                break
+        elif best == keys[-1] and len(keys) > 1 and scores[keys[-1]] > scores[keys[-2]]:
+            nxt = _decade(best, +1)
+            if nxt > limits[1] * (1 + 1e-9):
+                break
+        else:
+            break
+        scores[nxt] = score(nxt)
+    return dict(sorted(scores.items()))
 
 
 class GaussianFieldModel:
@@ -178,14 +212,15 @@ class GaussianFieldModel:
     def _fit_auto(
         cls, x: np.ndarray, *, zonal: bool, hemispheric: bool, context: int
     ) -> GaussianFieldModel:
-        """``nugget="auto"``: the held-out likelihood over :data:`NUGGET_GRID` (module doc)."""
+        """``nugget="auto"``: the held-out likelihood over :data:`NUGGET_GRID`, widened past an
+        edge (:func:`widened_search`; module doc)."""
         n_hold = max(1, int(round(HOLDOUT_FRACTION * len(x))))
         if len(x) - n_hold < 2:
             raise ClimgenInputError(
                 f"nugget='auto' needs ≥ 3 training fields (got {len(x)}); give a nugget"
             )
         part = cls.fit(x[:-n_hold], zonal=zonal, hemispheric=hemispheric, nugget=1.0)
-        scores = {nug: part.log_likelihood(x[-n_hold:], nugget=nug) for nug in NUGGET_GRID}
+        scores = widened_search(lambda nug: part.log_likelihood(x[-n_hold:], nugget=nug))
         best = max(scores, key=scores.get)
         model = cls.fit(x, zonal=zonal, hemispheric=hemispheric, nugget=best, context=context)
         model.nugget_scores = scores

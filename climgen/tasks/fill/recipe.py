@@ -6,13 +6,13 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
 
     task: fill
     data:
-      paths: ../../shared/data/heldsuarez_train.nc
+      paths: ../data/heldsuarez_seed1.nc
       variables: [tas]
       sample_dim: time
       train_fraction: 0.8          # the last 20 % are held out and cross-validated
-      regrid: ../../shared/data/hadcrut4_mask_1877-09.nc   # target grid (bilinear)
+      regrid: bundled:hadcrut4_mask_1877-09        # target grid (bilinear)
       anomalies: true              # subtract the training period's time mean per cell
-      masks: ../../shared/data/hadcrut4_tas_1877-09_1893-08.nc  # coverage: 0/1 or NaN gaps
+      masks: bundled:hadcrut4_tas_1877-09_1893-08  # coverage: 0/1 or NaN gaps
       mask_pairing: cycle          # held-out field i gets mask i mod n_masks
     method:
       name: partialconv            # or cvae (networks); kriging, nearest, zonal-mean

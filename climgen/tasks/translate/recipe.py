@@ -6,7 +6,7 @@ Example (``recipes/translate_rbc_ra1e6_to_ra2e6_cyclegan.yaml``)::
     task: translate
     data:
       paths: bundled:rbc                                 # domain A (Ra = 1e6, 32 × 128)
-      paths_b: ../../shared/data/rbc_ra2e6_train.nc      # domain B (Ra = 2e6, 64 × 256)
+      paths_b: ../data/rbc_ra2e6_seed11.nc             # domain B (Ra = 2e6, 64 × 256)
       variables: [b]
       coarsen_b: 2                 # conservative 2× coarsening of B onto A's 32 × 128
       b_coords_from_a: true        # B takes A's coordinates (x differs by half a fine cell)

@@ -45,8 +45,8 @@ from climgen.data.io import climgen_version, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
-from climgen.families.base import build_family, check_family_options
-from climgen.tasks._common import field_variables, utc_stamp, zero_template
+from climgen.families.base import check_family_options
+from climgen.tasks._common import build_seeded, field_variables, utc_stamp, zero_template
 from climgen.tasks.emulate.emulator import as_dataset
 from climgen.train import TrainConfig, Trainer, load_family
 
@@ -291,7 +291,8 @@ class Translator:
         set_a = FieldDataset(ds_a, variables, sample_dim=self.sample_dim, normalizer=self.norm_a)
         set_b = FieldDataset(ds_b, variables, sample_dim=self.sample_dim, normalizer=self.norm_b)
         grid = detect_grid(ds_a[variables[0]])
-        self.family = build_family(
+        self.family = build_seeded(
+            config.seed,
             _FAMILY[self.method],
             channels=len(variables),
             shape=set_a.shape,

@@ -1,22 +1,19 @@
 """``climgen data rbc|heldsuarez``: run a real solver and write int16-packed netCDF.
 
-The main ``climgen`` parser calls :func:`add_data_parser` and dispatches ``data`` to
-:func:`run_data`. The same commands also run stand-alone as
-``python -m climgen.sim.cli rbc -o out.nc`` (see :func:`main`).
+The main ``climgen`` parser calls :func:`add_parser`, which sets ``func=run`` on the parsed
+namespace. The solvers live in :mod:`climgen.sim` and are imported only when a recipe runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-from climgen._argtypes import positive_int
-from climgen.errors import ClimgenInputError, MissingDependencyError
+from climgen.cli._argtypes import add_quiet, positive_float, positive_int
+from climgen.errors import ClimgenInputError
 
-__all__ = ["add_data_parser", "run_data", "main"]
+__all__ = ["add_parser", "run"]
 
 _RBC_EXAMPLES = """\
 examples:
@@ -40,16 +37,6 @@ Needs the optional extra 'gcm' (dinosaur + JAX). T42 with the defaults (200-day 
 """
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
 def _spinup(text: str):
     if text == "auto":
         return "auto"
@@ -71,14 +58,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write float32 instead of int16 CF packing (about 2x larger, no quantisation)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser, help="no progress bar")
 
 
-def add_data_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``data`` with its sub-commands ``rbc`` and ``heldsuarez`` to ``subparsers``.
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``data`` with its subcommands ``rbc`` and ``heldsuarez`` to ``subparsers``.
 
-    Sets ``handler=run_data`` as the parsed namespace's default, so the caller may dispatch
-    on it (or on ``command == "data"``).
+    Sets ``func=run`` on the parsed namespace.
     """
     data = subparsers.add_parser(
         "data",
@@ -99,21 +85,21 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     _common(rbc)
     rbc.add_argument(
         "--rayleigh",
-        type=_positive_float,
+        type=positive_float,
         default=2e6,
         metavar="RA",
         help="Rayleigh number (default: %(default)g)",
     )
     rbc.add_argument(
         "--prandtl",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         metavar="PR",
         help="Prandtl number (default: %(default)g)",
     )
     rbc.add_argument("--nx", type=positive_int, default=256, help="Fourier modes (default: 256)")
     rbc.add_argument("--nz", type=positive_int, default=64, help="Chebyshev modes (default: 64)")
-    rbc.add_argument("--aspect", type=_positive_float, default=4.0, help="Lx/Lz (default: 4)")
+    rbc.add_argument("--aspect", type=positive_float, default=4.0, help="Lx/Lz (default: 4)")
     rbc.add_argument(
         "--spinup",
         type=_spinup,
@@ -130,7 +116,7 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     )
     rbc.add_argument(
         "--interval",
-        type=_positive_float,
+        type=positive_float,
         default=0.5,
         metavar="DT",
         help="free-fall times between snapshots (default: %(default)s)",
@@ -184,7 +170,7 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     )
     hs.add_argument(
         "--dt-minutes",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="MIN",
         help="time step in minutes (default: 30)",
@@ -205,13 +191,13 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
         choices=["omega500", "tas"],
         help="fields to write: omega500 tas (default: both)",
     )
-    data.set_defaults(handler=run_data)
+    data.set_defaults(func=run)
     return data
 
 
 def _command_line(args) -> str:
     """The full ``climgen data`` command that reproduces ``args`` (for the history attr)."""
-    skip = {"command", "recipe", "handler", "output", "quiet", "_argv"}
+    skip = {"command", "recipe", "func", "output", "quiet", "_argv"}
     parts = ["climgen data", args.recipe, "-o", str(args.output)]
     for key, value in sorted(vars(args).items()):
         if key in skip or value is None or value is False:
@@ -226,7 +212,7 @@ def _command_line(args) -> str:
     return " ".join(parts)
 
 
-def run_data(args) -> int:
+def run(args) -> int:
     """Run the recipe named by ``args.recipe``, write ``args.output``, print the path."""
     from climgen.sim.pack import write_packed
 
@@ -280,21 +266,3 @@ def run_data(args) -> int:
         print(f"{args.recipe}: {dict(ds.sizes)} in {time.perf_counter() - start:.0f} s")
     print(out)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: ``python -m climgen.sim.cli rbc|heldsuarez -o FILE [options]``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m climgen.sim.cli")
-    sub = parser.add_subparsers(dest="command")
-    add_data_parser(sub)
-    args = parser.parse_args(["data", *argv])
-    try:
-        return run_data(args)
-    except (ClimgenInputError, MissingDependencyError) as exc:
-        print(f"climgen: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

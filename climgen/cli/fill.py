@@ -1,21 +1,18 @@
 """``climgen fill``: fill the gaps of observations with a trained run or a baseline method.
 
-The main ``climgen`` parser calls :func:`add_fill_parser` and dispatches ``fill`` to
-:func:`run_fill` (``handler`` default on the parsed namespace). Stand-alone:
-``python -m climgen.tasks.fill_cli RUN_DIR obs.nc -o filled.nc`` (see :func:`main`).
+The main ``climgen`` parser calls :func:`add_parser`, which sets ``func=run`` on the parsed
+namespace.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from climgen._argtypes import positive_int
+from climgen.cli._argtypes import positive_int
 from climgen.errors import ClimgenInputError
 
-__all__ = ["add_fill_parser", "run_fill", "main"]
+__all__ = ["add_parser", "run"]
 
 _EXAMPLES = """\
 examples:
@@ -34,8 +31,8 @@ or the name of a baseline that needs no training: kriging, nearest, zonal-mean.
 """
 
 
-def add_fill_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``fill`` sub-command to ``subparsers``; sets ``handler=run_fill``."""
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``fill`` subcommand to ``subparsers``; sets ``func=run``."""
     parser = subparsers.add_parser(
         "fill",
         help="fill gaps in observations (trained run or kriging/nearest/zonal-mean)",
@@ -62,11 +59,11 @@ def add_fill_parser(subparsers) -> argparse.ArgumentParser:
         metavar="DIR",
         help="also write the gap-filling report page (with --mask: scores on the hidden cells)",
     )
-    parser.set_defaults(handler=run_fill)
+    parser.set_defaults(func=run)
     return parser
 
 
-def run_fill(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Handler of ``climgen fill``; returns the exit status."""
     from climgen.data.io import write_fields
     from climgen.data.masks import load_mask
@@ -122,20 +119,3 @@ def run_fill(args: argparse.Namespace) -> int:
             )
         print(Path(args.report) / "index.html")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m climgen.tasks.fill_cli MODEL OBS -o OUT``."""
-    parser = argparse.ArgumentParser(prog="climgen")
-    sub = parser.add_subparsers(dest="command")
-    add_fill_parser(sub)
-    args = parser.parse_args(["fill", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.handler(args)
-    except ClimgenInputError as exc:
-        print(f"climgen fill: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,25 +1,22 @@
 """``climgen downscale RUN_DIR coarse.nc -o fine.nc``: apply a trained or baseline downscaler.
 
-The main ``climgen`` parser calls :func:`add_downscale_parser` and dispatches ``downscale``
-to :func:`run_downscale` (the parser sets ``handler``). ``RUN_DIR`` is the directory written
+The main ``climgen`` parser calls :func:`add_parser`, which sets ``func=run`` on the parsed
+namespace. ``RUN_DIR`` is the directory written
 by ``Downscaler.fit`` (or by ``Downscaler.calibrate_spectrum(..., run_dir=)`` for a calibrated
 baseline), or the name of an interpolation baseline ("bicubic", ...) together with
 ``--factor``. A run dir with ``spectral_calibration.json`` applies it (before the
-conservation layer) unless ``--no-calibration`` is given. Stand-alone:
-``python -m climgen.tasks.downscale_cli RUN_DIR coarse.nc -o fine.nc`` (see :func:`main`).
+conservation layer) unless ``--no-calibration`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from climgen._argtypes import positive_int
-from climgen.errors import ClimgenInputError, MissingDependencyError
+from climgen.cli._argtypes import positive_int
+from climgen.errors import ClimgenInputError
 
-__all__ = ["add_downscale_parser", "run_downscale", "main"]
+__all__ = ["add_parser", "run"]
 
 _EXAMPLES = """\
 examples:
@@ -33,8 +30,8 @@ dim: give it the coarse fields as one consecutive time series.
 """
 
 
-def add_downscale_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``downscale`` sub-command to ``subparsers``; sets ``handler=run_downscale``."""
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``downscale`` subcommand to ``subparsers``; sets ``func=run``."""
     p = subparsers.add_parser(
         "downscale",
         help="downscale coarse fields with a trained model or an interpolation baseline",
@@ -111,11 +108,11 @@ def add_downscale_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="score the output against --truth next to bicubic and write DIR/index.html",
     )
-    p.set_defaults(handler=run_downscale)
+    p.set_defaults(func=run)
     return p
 
 
-def run_downscale(args) -> int:
+def run(args) -> int:
     """Downscale ``args.coarse`` with ``args.run_dir`` and write ``args.output``."""
     from climgen.data.io import write_fields
     from climgen.tasks.downscale.downscaler import DOWNSCALE_METHODS, Downscaler
@@ -195,20 +192,3 @@ def _report(model, out, args) -> Path:
         title=f"Downscaling ×{model.factor} ({model.method}): {name}",
         provenance={"coarse": str(args.coarse), "truth": str(args.truth), "run": str(args.run_dir)},
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: ``python -m climgen.tasks.downscale_cli RUN_DIR COARSE -o FILE``."""
-    parser = argparse.ArgumentParser(prog="python -m climgen.tasks.downscale_cli")
-    sub = parser.add_subparsers(dest="command")
-    add_downscale_parser(sub)
-    args = parser.parse_args(["downscale", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return run_downscale(args)
-    except (ClimgenInputError, MissingDependencyError) as exc:
-        print(f"climgen: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

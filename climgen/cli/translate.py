@@ -1,21 +1,18 @@
 """``climgen translate``: translate domain-A fields with a trained translator, optionally with
 the report page against domain-B fields.
 
-The main ``climgen`` parser calls :func:`add_translate_parser` and dispatches ``translate`` to
-:func:`run_translate`. Stand-alone: ``python -m climgen.tasks.translate_cli RUN_DIR a.nc -o
-out.nc [--report DIR --reference b.nc]`` (see :func:`main`).
+The main ``climgen`` parser calls :func:`add_parser`, which sets ``func=run`` on the parsed
+namespace.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 
-from climgen._argtypes import positive_int
+from climgen.cli._argtypes import add_quiet, positive_int
 from climgen.errors import ClimgenInputError
 
-__all__ = ["add_translate_parser", "run_translate", "main"]
+__all__ = ["add_parser", "run"]
 
 _EXAMPLES = """\
 examples:
@@ -32,11 +29,10 @@ and, for CycleGAN-type translators, the cycle error. Quantile mapping is fitted 
 """
 
 
-def add_translate_parser(subparsers, parents=()) -> argparse.ArgumentParser:
-    """Add the ``translate`` sub-command to ``subparsers``; sets ``handler=run_translate``."""
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``translate`` subcommand to ``subparsers``; sets ``func=run``."""
     parser = subparsers.add_parser(
         "translate",
-        parents=list(parents),
         help="map fields from domain A to domain B with a trained translator",
         description="Translate the fields of INPUT (domain A) with the translator in RUN_DIR "
         "(pix2pix, CycleGAN, Augmented CycleGAN or quantile mapping, as trained by "
@@ -45,6 +41,7 @@ def add_translate_parser(subparsers, parents=()) -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_quiet(parser)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory of the translator")
     parser.add_argument("input", metavar="INPUT", help="domain-A fields (.nc or .zarr)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help=".nc or .zarr")
@@ -56,11 +53,11 @@ def add_translate_parser(subparsers, parents=()) -> argparse.ArgumentParser:
     parser.add_argument("--reference", metavar="FILE", help="domain-B fields (with --report)")
     parser.add_argument("--fit-a", metavar="FILE", help="A training fields for the baseline")
     parser.add_argument("--fit-b", metavar="FILE", help="B training fields for the baseline")
-    parser.set_defaults(handler=run_translate)
+    parser.set_defaults(func=run)
     return parser
 
 
-def run_translate(args) -> int:
+def run(args) -> int:
     """Run ``climgen translate`` from parsed arguments; returns the exit status."""
     from climgen.data.io import open_fields, write_fields
     from climgen.tasks.translate.translator import Translator
@@ -86,19 +83,3 @@ def run_translate(args) -> int:
         )
         print(page)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m climgen.tasks.translate_cli ...`` (same arguments as ``climgen translate``)."""
-    parser = argparse.ArgumentParser(prog="climgen")
-    add_translate_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["translate", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return run_translate(args)
-    except ClimgenInputError as exc:
-        print(f"climgen: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
