@@ -44,12 +44,28 @@ def test_evaluate_writes_report(files, tmp_path, capsys):
     assert main(["evaluate", files["wrong"], files["ref"], "-o", str(out), "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == str(out / "index.html")
     assert (out / "index.html").exists()
-    assert len(list(out.glob("*.png"))) == 4
+    # maps, spectrum, PDF, structure functions, Minkowski curves, band spectra
+    assert len(list(out.glob("*.png"))) == 6
     data = _metrics(out)
     assert {"matches", "factor", "provenance", "variables"} <= set(data)
     spectrum = data["variables"]["v"]["distances"]["spectrum_lsd"]
     assert spectrum["status"] == "differs" and "differs" in spectrum["verdict"]
     assert data["matches"] is False
+
+
+def test_evaluate_train_adds_reference_rows(files, tmp_path, capsys):
+    out = tmp_path / "rep"
+    args = ["evaluate", files["same"], files["ref"], "-o", str(out), "--train", files["wrong"]]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "surrogate (IAAFT)" in printed and "memorisation ratio" in printed
+    var = _metrics(out)["variables"]["v"]
+    assert set(var["reference_rows"]) == {"training data", "surrogate (IAAFT)"}
+    assert set(var["reference_rows"]["training data"]) == set(var["distances"])
+    # the training set (slope −2) differs from the reference in its spectrum, like its surrogate
+    for row in var["reference_rows"].values():
+        assert row["spectrum_lsd"]["status"] == "differs"
+    assert "Reference rows" in (out / "index.html").read_text()
 
 
 def test_evaluate_same_distribution_matches_on_spectrum(files, tmp_path, capsys):

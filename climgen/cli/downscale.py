@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from climgen.cli._argtypes import positive_int
+from climgen.cli._output import add_overwrite, check_output
 from climgen.errors import ClimgenInputError
 
 __all__ = ["add_parser", "run"]
@@ -47,6 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("coarse", metavar="COARSE", help="coarse input file (netCDF or zarr)")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="file to write")
+    add_overwrite(p)
     p.add_argument(
         "--members",
         type=positive_int,
@@ -117,6 +119,7 @@ def run(args) -> int:
     from climgen.data.io import write_fields
     from climgen.tasks.downscale.downscaler import DOWNSCALE_METHODS, Downscaler
 
+    check_output(args.output, args.coarse, args.truth, args.run_dir, overwrite=args.overwrite)
     target = str(args.run_dir)
     if (args.report is None) != (args.truth is None):
         raise ClimgenInputError("--report DIR and --truth FILE go together")

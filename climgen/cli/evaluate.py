@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from climgen.cli._argtypes import add_quiet, positive_int
+from climgen.cli._output import add_overwrite, check_output, replacing_folder
 
 __all__ = ["add_parser", "run"]
 
@@ -14,11 +15,15 @@ examples:
   climgen evaluate samples.nc test.nc -o report/
   climgen evaluate samples.nc test.nc -o report/ --variables tas omega500 --max-samples 500
   python -m climgen evaluate gen.zarr ref.nc -o report/ --quiet
+  climgen evaluate samples.nc test_run.nc -o report/ --train train.nc
 
 Each distance (spectrum, value distribution, covariance, structure functions) is printed
 next to its noise floor — the same distance between the two halves of the reference — and
-judged "matches" when it is at most 2x the floor. The report folder holds index.html,
-one PNG per figure and metrics.json (machine readable).
+judged "matches" when it is at most 2x the floor. With --train, two reference rows are
+added: the training data itself and an IAAFT surrogate of it (same spectrum and row-wise
+value distribution, random phases), with the shift-aware memorisation ratio; a model is
+informative where it beats the surrogate. The report folder holds index.html, one PNG per
+figure and metrics.json (machine readable).
 """
 
 
@@ -38,6 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ev.add_argument(
         "-o", "--output", metavar="DIR", required=True, help="report folder (created if needed)"
     )
+    add_overwrite(ev)
     ev.add_argument(
         "--variables",
         nargs="+",
@@ -61,6 +67,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="DIM",
         help="dim that indexes samples (default: all non-spatial dims, stacked)",
     )
+    ev.add_argument(
+        "--train",
+        metavar="FILE",
+        help="the model's training data (netCDF/zarr): adds the reference rows 'training "
+        "data' and 'surrogate (IAAFT)' and the memorisation ratio",
+    )
     ev.set_defaults(func=run)
     return ev
 
@@ -69,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, write the report folder, print its index.html; returns the exit status."""
     from climgen.report.evaluate import evaluate
 
+    out = check_output(
+        args.output, args.generated, args.reference, overwrite=args.overwrite, folder=True
+    )
     report = evaluate(
         args.generated,
         args.reference,
@@ -77,8 +92,11 @@ def run(args: argparse.Namespace) -> int:
         max_samples=args.max_samples,
         chunk_size=args.chunk_size,
         progress=not args.quiet,
+        train=args.train,
     )
-    index = report.to_html(args.output)
+    with replacing_folder(out) as tmp:
+        report.to_html(tmp)
+    index = out / "index.html"
     if not args.quiet:
         print(report.summary())
     print(index)

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from climgen.cli._argtypes import positive_int
+from climgen.cli._output import add_overwrite, check_output
 from climgen.errors import ClimgenInputError
 
 __all__ = ["add_parser", "run"]
@@ -45,6 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="MODEL", help="run directory or baseline method name")
     parser.add_argument("obs", metavar="OBS", help="netCDF/zarr file of observations (NaN = gap)")
     parser.add_argument("-o", "--output", metavar="FILE", required=True, help="file to write")
+    add_overwrite(parser)
     parser.add_argument(
         "--members",
         type=positive_int,
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from climgen.data.masks import load_mask
     from climgen.tasks.fill.infiller import FILL_METHODS, TRAINED, Infiller
 
+    check_output(args.output, args.obs, args.mask, args.model, overwrite=args.overwrite)
     model = Path(args.model)
     if model.is_dir():
         infiller = Infiller.load(model)

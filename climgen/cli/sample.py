@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from climgen.cli._argtypes import add_quiet, positive_int
+from climgen.cli._output import add_overwrite, check_output
 
 __all__ = ["add_parser", "run"]
 
@@ -30,6 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "-n", type=positive_int, required=True, metavar="N", help="number of fields"
     )
     sample.add_argument("-o", "--output", required=True, metavar="FILE", help="output .nc or .zarr")
+    add_overwrite(sample)
     sample.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
     sample.add_argument(
         "--raw",
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from climgen.data.io import write_fields
     from climgen.tasks.emulate.emulator import Emulator
 
+    check_output(args.output, args.run_dir, overwrite=args.overwrite)
     emulator = Emulator.load(args.run_dir, which=args.which)
     samples = emulator.sample(args.n, seed=args.seed, calibrated=False if args.raw else None)
     print(write_fields(samples, args.output))

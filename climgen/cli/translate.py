@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from climgen.cli._argtypes import add_quiet, positive_int
+from climgen.cli._output import add_overwrite, check_output
 from climgen.errors import ClimgenInputError
 
 __all__ = ["add_parser", "run"]
@@ -45,6 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory of the translator")
     parser.add_argument("input", metavar="INPUT", help="domain-A fields (.nc or .zarr)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help=".nc or .zarr")
+    add_overwrite(parser)
     parser.add_argument(
         "--members", type=positive_int, metavar="M", help="ensemble members (stochastic only)"
     )
@@ -66,6 +68,8 @@ def run(args) -> int:
         raise ClimgenInputError("--report needs --reference FILE (the domain-B fields)")
     if not args.report and (args.reference or args.fit_a or args.fit_b):
         raise ClimgenInputError("--reference, --fit-a and --fit-b go with --report DIR")
+    inputs = (args.run_dir, args.input, args.reference, args.fit_a, args.fit_b)
+    check_output(args.output, *inputs, overwrite=args.overwrite)
     translator = Translator.load(args.run_dir)
     ds_a = open_fields(args.input)
     out = translator.translate(ds_a, members=args.members, seed=args.seed)

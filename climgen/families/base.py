@@ -17,17 +17,24 @@ trainer (:mod:`climgen.train`) drives every family through this contract:
 - ``config`` → JSON-serialisable dict of the constructor options (stored in the model card so
   that ``build_family(name, **config)`` rebuilds the same architecture).
 
+:class:`FamilyModule` implements the parts every family shares (``config`` from the
+constructor's arguments, one Adam group or a generator/critic pair, ``ema_module``); the
+families subclass it.
+
 Batches are dicts: ``{"x": (B, C, H, W) float tensor, "mask": optional (B, 1|C, H, W)}``.
 Spatial periodicity is passed to constructors as ``periodic=(periodic_y, periodic_x)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import numbers
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from climgen.errors import ClimgenInputError
 
@@ -35,6 +42,7 @@ __all__ = [
     "OptimizerSpec",
     "StepContext",
     "Family",
+    "FamilyModule",
     "register_family",
     "build_family",
     "check_family_options",
@@ -90,6 +98,105 @@ class Family(Protocol):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
     def ema_module(self) -> torch.nn.Module | None: ...
+
+
+def _scalar(value, kind: str):
+    """``value`` as the scalar type ``kind`` names, where the family constructors convert too:
+    a float option takes any real number or numeric string ("1e-4" from YAML); an int option
+    an integer (not a bool or a float: the constructor's own check still sees those); a bool
+    option a number."""
+    try:
+        if kind == "float" and isinstance(value, (numbers.Real, str)):
+            return float(value)
+        if kind == "int" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        if kind == "bool" and isinstance(value, numbers.Number):
+            return bool(value)
+    except ValueError:  # a non-numeric string: left for the constructor's check to name
+        pass
+    return value
+
+
+def _stored(value, annotation: str):
+    """``value`` in its JSON form: sequences → lists, numbers → the annotated scalar type
+    ("float", "int | None", "tuple[float, float]", …); anything else as given."""
+    if isinstance(value, (tuple, list)):
+        inner = (
+            annotation[annotation.find("[") + 1 : annotation.rfind("]")]
+            if "[" in annotation
+            else ""
+        )
+        return [_stored(v, inner.split(",")[0].strip()) for v in value]
+    parts = [part.strip() for part in annotation.split("|")]
+    kinds = [k for k in parts if k in ("int", "float", "bool")]
+    if len(kinds) != 1 or (isinstance(value, str) and "str" in parts):
+        return value
+    return _scalar(value, kinds[0])
+
+
+class FamilyModule(nn.Module):
+    """The parts of the family contract every family shares; families subclass it.
+
+    - :meth:`record_config` sets ``config`` from the constructor's ``locals()``: every
+      constructor parameter, in its JSON form (tuples → lists, numbers → the annotated type).
+      Call it once the constructor has checked and normalised its arguments.
+    - :meth:`optimizer_groups`: one Adam group "main" over all parameters, β = (0.9, 0.999),
+      learning rate ``self.lr``; adversarial families return :meth:`adversarial_groups`.
+    - :meth:`ema_module`: the sub-module named by the class attribute ``ema_attr`` (the one
+      sampling uses), or the whole family when ``ema_attr`` is empty.
+    """
+
+    name = "family"
+    ema_attr = ""
+    lr: float
+
+    def record_config(self, values: dict, **stored) -> dict:
+        """``self.config`` = the constructor parameters read from ``values`` (its ``locals()``),
+        JSON-ready; ``stored`` gives the stored form of options the constructor rewrote under
+        another name (e.g. ``value_range=[lo, hi]``)."""
+        config = {}
+        for name, param in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self":
+                continue
+            value = stored[name] if name in stored else values[name]
+            config[name] = _stored(value, str(param.annotation))
+        self.config = config
+        return config
+
+    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
+        """One Adam group "main" over all parameters (lr from the ``lr`` option)."""
+        return {
+            "main": OptimizerSpec(
+                list(self.parameters()), lr=float(self.lr), kind="adam", betas=(0.9, 0.999)
+            )
+        }
+
+    @staticmethod
+    def adversarial_groups(
+        generators: Iterable[nn.Module],
+        critics: Iterable[nn.Module],
+        *,
+        lr: float,
+        lr_d: float,
+        loss: str | None,
+        kind: str = "adam",
+    ) -> dict[str, OptimizerSpec]:
+        """Groups "generator" and "discriminator" (learning rates ``lr``, ``lr_d``).
+
+        β = (0, 0.9) for the WGAN-GP loss (Gulrajani et al. 2017), else (0.5, 0.999) (Radford
+        et al. 2016).
+        """
+        betas = (0.0, 0.9) if loss == "wgan-gp" else (0.5, 0.999)
+        g = [p for m in generators for p in m.parameters()]
+        d = [p for m in critics for p in m.parameters()]
+        return {
+            "generator": OptimizerSpec(g, lr=lr, kind=kind, betas=betas),
+            "discriminator": OptimizerSpec(d, lr=lr_d, kind=kind, betas=betas),
+        }
+
+    def ema_module(self) -> nn.Module:
+        """The sub-module the trainer averages (``ema_attr``; the whole family if empty)."""
+        return getattr(self, self.ema_attr) if self.ema_attr else self
 
 
 def check_grid_options(channels, shape, periodic=(False, True)) -> None:

@@ -53,7 +53,7 @@ from torch import nn
 
 from climgen.errors import ClimgenInputError
 
-from .base import OptimizerSpec, check_grid_options, register_family
+from .base import FamilyModule, check_grid_options, register_family
 from .flow_couplings import (
     COUPLINGS,
     ActNorm,
@@ -101,7 +101,7 @@ class FlowStep(nn.Module):
 
 
 @register_family("flow")
-class Flow(nn.Module):
+class Flow(FamilyModule):
     """RealNVP/Glow multiscale flow with exact likelihood; Flow++ couplings and dequantisation.
 
     Parameters
@@ -171,23 +171,7 @@ class Flow(nn.Module):
                 f"dequantization={dequantization!r}, got {bin_width!r}"
             )
         shape, periodic = [int(s) for s in shape], [bool(p) for p in periodic]
-        self.config = dict(
-            channels=channels,
-            shape=shape,
-            periodic=periodic,
-            levels=levels,
-            steps_per_level=steps_per_level,
-            hidden_channels=hidden_channels,
-            coupling=coupling,
-            mixture_components=mixture_components,
-            scale_bound=scale_bound,
-            actnorm_data_init=actnorm_data_init,
-            invconv_init=invconv_init,
-            dequantization=dequantization,
-            bin_width=bin_width,
-            dequant_steps=dequant_steps,
-            lr=lr,
-        )
+        self.record_config(locals())
         self.channels, self.shape, self.lr = channels, tuple(shape), float(lr)
         self.dequantization, self.bin_width = dequantization, bin_width
         n_squeeze = num_scales(self.shape, levels)
@@ -300,18 +284,6 @@ class Flow(nn.Module):
         return -self.dequantized_log_prob(x, generator) / (x[0].numel() * math.log(2))
 
     # --- family contract -------------------------------------------------------------------
-    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
-        """One Adam group "main" over all parameters (lr from the ``lr`` option)."""
-        return {
-            "main": OptimizerSpec(
-                list(self.parameters()), lr=self.lr, kind="adam", betas=(0.9, 0.999)
-            )
-        }
-
-    def ema_module(self) -> nn.Module:
-        """The whole flow (sampling runs the inverse of every layer)."""
-        return self
-
     def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
         """Loss = mean bits/dim of ``batch["x"]``; update group "main"; log "loss" and "bpd"."""
         x = self._check_field(batch.get("x"), "batch['x']")

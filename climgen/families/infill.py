@@ -49,13 +49,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from climgen.errors import ClimgenInputError
 from climgen.metrics.ensemble import crps_fair
 from climgen.nn.partialconv import PartialConvUNet
 
-from .base import OptimizerSpec, register_family
+from .base import FamilyModule, register_family
 
 __all__ = ["PartialConvInfiller", "random_block_masks"]
 
@@ -85,7 +84,7 @@ def random_block_masks(
 
 
 @register_family("partialconv")
-class PartialConvInfiller(nn.Module):
+class PartialConvInfiller(FamilyModule):
     """Partial-convolution U-Net gap filler (Kadow et al. 2020), trained on masked fields.
 
     Parameters
@@ -111,6 +110,7 @@ class PartialConvInfiller(nn.Module):
     """
 
     name = "partialconv"
+    ema_attr = "net"
 
     def __init__(
         self,
@@ -169,22 +169,7 @@ class PartialConvInfiller(nn.Module):
             if bool((rw < 0).any()) or float(rw.sum()) <= 0:
                 raise ClimgenInputError("option 'row_weights' must be ≥ 0 with a positive sum")
             row_weights = [float(v) for v in rw / rw.mean()]
-        self.config = dict(
-            channels=channels,
-            shape=[int(s) for s in shape],
-            periodic=[bool(p) for p in periodic],
-            cond_channels=cond_channels,
-            base_channels=base_channels,
-            max_channels=max_channels,
-            min_bottleneck=min_bottleneck,
-            num_levels=num_levels,
-            first_kernel=first_kernel,
-            lr=lr,
-            reconstruction=reconstruction,
-            crps_members=crps_members,
-            row_weights=row_weights,
-            **{k: float(v) for k, v in weights.items()},
-        )
+        self.record_config(locals())
         self.channels, self.cond_channels = channels, cond_channels
         self.shape = tuple(self.config["shape"])
         self.weights = {k: float(v) for k, v in weights.items()}
@@ -212,17 +197,6 @@ class PartialConvInfiller(nn.Module):
         return self.reconstruction == "crps"
 
     # --- family contract -------------------------------------------------------------------
-    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
-        """One Adam group "main" (lr from the ``lr`` option)."""
-        return {
-            "main": OptimizerSpec(
-                list(self.parameters()), lr=self.lr, kind="adam", betas=(0.9, 0.999)
-            )
-        }
-
-    def ema_module(self) -> nn.Module:
-        return self.net
-
     def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
         """Losses on ``batch`` (a random mask is drawn when it has none); updates "main"."""
         x = self._check(batch.get("x"), self.channels, "batch['x']")

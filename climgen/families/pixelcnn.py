@@ -64,7 +64,7 @@ from torch import nn
 from climgen.errors import ClimgenInputError
 from climgen.nn import pad_periodic
 
-from .base import OptimizerSpec, check_grid_options, register_family
+from .base import FamilyModule, check_grid_options, register_family
 
 __all__ = [
     "MaskedConv2d",
@@ -347,7 +347,7 @@ def gaussian_mixture_log_prob(
 
 # --- the family ------------------------------------------------------------------------------
 @register_family("pixelcnn")
-class PixelCNN(nn.Module):
+class PixelCNN(FamilyModule):
     """Gated PixelCNN family ("pixelcnn"): exact likelihood, raster-order sampling.
 
     Options: ``hidden_channels`` (features per stack, rounded up to a multiple of
@@ -371,6 +371,7 @@ class PixelCNN(nn.Module):
     """
 
     name = "pixelcnn"
+    ema_attr = "net"
 
     def __init__(
         self,
@@ -407,19 +408,7 @@ class PixelCNN(nn.Module):
                 f"unknown option output={output!r}; choose one of {', '.join(_OUTPUTS)}"
             )
         lo, hi, self.bin_width = _check_grid(bins, value_range)
-        self.config = dict(
-            channels=channels,
-            shape=[int(s) for s in shape],
-            periodic=[bool(p) for p in periodic],
-            hidden_channels=hidden_channels,
-            n_layers=n_layers,
-            kernel_size=kernel_size,
-            output=output,
-            mixtures=mixtures,
-            bins=bins,
-            value_range=[lo, hi],
-            lr=float(lr),
-        )
+        self.record_config(locals(), value_range=[lo, hi])
         self.channels, self.shape = channels, tuple(self.config["shape"])
         self.output, self.mixtures, self.bins = output, mixtures, bins
         self.value_range, self.lr = (lo, hi), float(lr)
@@ -439,18 +428,6 @@ class PixelCNN(nn.Module):
         return self.net.receptive_field_rows
 
     # --- family contract -------------------------------------------------------------------
-    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
-        """One Adam group "main" over all parameters."""
-        return {
-            "main": OptimizerSpec(
-                list(self.parameters()), lr=self.lr, kind="adam", betas=(0.9, 0.999)
-            )
-        }
-
-    def ema_module(self) -> nn.Module:
-        """The network (sampling and likelihood use nothing else)."""
-        return self.net
-
     def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
         """NLL in bits/dim on ``batch``; update group "main"; return {"loss", "bpd"} detached."""
         x = self._check_field(batch.get("x"), "batch['x']")

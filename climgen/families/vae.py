@@ -14,8 +14,8 @@ All three share the convolutional :class:`~climgen.nn.Encoder` / :class:`~climge
 - :class:`ConditionalVAE` ("cvae"): ``q(z|x, c)``, ``p(x|z, c)`` with a condition map ``c``
   (B, Cc, H, W) given as ``batch["cond"]``; prior ``N(0, I)``.
 
-Helpers: :func:`lerp`, :func:`slerp`, :func:`interpolate`, :func:`latent_arithmetic`,
-:func:`gaussian_kl`.
+Helpers: :func:`gaussian_kl`; the latent-space helpers :func:`lerp`, :func:`slerp`,
+:func:`interpolate`, :func:`latent_arithmetic` live in :mod:`climgen.families.latent`.
 
 References
 ----------
@@ -40,7 +40,8 @@ from torch import nn
 from climgen.errors import ClimgenInputError
 from climgen.nn import Decoder, Encoder
 
-from .base import OptimizerSpec, register_family
+from .base import FamilyModule, register_family
+from .latent import interpolate, latent_arithmetic, lerp, slerp
 
 __all__ = [
     "Autoencoder",
@@ -79,10 +80,14 @@ def _masked_mean(
     return (values * weight).sum() / total, total
 
 
-class _LatentFamily(nn.Module):
-    """Encoder/decoder pair, batch checks and the parts of the family contract all three share."""
+class _LatentFamily(FamilyModule):
+    """Encoder/decoder pair, batch checks and the parts of the family contract all three share.
+
+    The decoder is the EMA module: the only network sampling uses.
+    """
 
     name = "latent"
+    ema_attr = "decoder"
 
     def __init__(self, config: dict, encoder_features: int, cond_channels: int = 0):
         super().__init__()
@@ -124,18 +129,6 @@ class _LatentFamily(nn.Module):
         )
 
     # --- family contract -------------------------------------------------------------------
-    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
-        """One Adam group "main" over all parameters (lr from the ``lr`` option)."""
-        return {
-            "main": OptimizerSpec(
-                list(self.parameters()), lr=self.lr, kind="adam", betas=(0.9, 0.999)
-            )
-        }
-
-    def ema_module(self) -> nn.Module:
-        """The decoder: the only network sampling uses."""
-        return self.decoder
-
     def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
         """Compute :meth:`loss` on ``batch``, update group "main", return detached losses."""
         x = self._check_field(batch.get("x"), "batch['x']")
@@ -209,34 +202,6 @@ class _LatentFamily(nn.Module):
         return eps.to(ref.device)
 
 
-def _common_config(
-    channels,
-    shape,
-    periodic,
-    latent_dim,
-    base_channels,
-    max_channels,
-    min_bottleneck,
-    norm,
-    activation,
-    upsample,
-    lr,
-) -> dict:
-    return dict(
-        channels=channels,
-        shape=list(shape),
-        periodic=list(periodic),
-        latent_dim=latent_dim,
-        base_channels=base_channels,
-        max_channels=max_channels,
-        min_bottleneck=min_bottleneck,
-        norm=norm,
-        activation=activation,
-        upsample=upsample,
-        lr=lr,
-    )
-
-
 @register_family("ae")
 class Autoencoder(_LatentFamily):
     """Deterministic convolutional autoencoder with an L2 reconstruction loss.
@@ -279,20 +244,7 @@ class Autoencoder(_LatentFamily):
         lr: float = 1e-3,
         prior_momentum: float = 0.01,
     ):
-        config = _common_config(
-            channels,
-            shape,
-            periodic,
-            latent_dim,
-            base_channels,
-            max_channels,
-            min_bottleneck,
-            norm,
-            activation,
-            upsample,
-            lr,
-        )
-        config["prior_momentum"] = prior_momentum
+        config = self.record_config(locals())
         super().__init__(config, encoder_features=latent_dim)
         self.prior_momentum = float(prior_momentum)
         self.register_buffer("latent_mean", torch.zeros(latent_dim))
@@ -391,20 +343,7 @@ class VAE(_LatentFamily):
         kl_warmup_steps: int = 0,
         likelihood_scale: float | str = "learned",
     ):
-        config = _common_config(
-            channels,
-            shape,
-            periodic,
-            latent_dim,
-            base_channels,
-            max_channels,
-            min_bottleneck,
-            norm,
-            activation,
-            upsample,
-            lr,
-        )
-        config.update(beta=beta, kl_warmup_steps=kl_warmup_steps, likelihood_scale=likelihood_scale)
+        config = self.record_config(locals())
         self._init_vae(config, cond_channels=0)
 
     def _init_vae(self, config: dict, cond_channels: int) -> None:
@@ -512,25 +451,7 @@ class ConditionalVAE(VAE):
             raise ClimgenInputError(
                 f"option 'cond_channels' must be a positive int, got {cond_channels!r}"
             )
-        config = _common_config(
-            channels,
-            shape,
-            periodic,
-            latent_dim,
-            base_channels,
-            max_channels,
-            min_bottleneck,
-            norm,
-            activation,
-            upsample,
-            lr,
-        )
-        config.update(
-            cond_channels=cond_channels,
-            beta=beta,
-            kl_warmup_steps=kl_warmup_steps,
-            likelihood_scale=likelihood_scale,
-        )
+        config = self.record_config(locals())
         self._init_vae(config, cond_channels=cond_channels)
 
     @torch.no_grad()
@@ -540,90 +461,3 @@ class ConditionalVAE(VAE):
         """Decode ``n`` prior draws given ``cond`` (1 or n, Cc, H, W) → (n, C, H, W)."""
         cond = self._check_cond(cond, n)
         return self.decoder(self._standard_normal(n, generator), cond.to(self.log_scale.device))
-
-
-def lerp(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
-    """Linear interpolation ``(1 − t) z0 + t z1``.
-
-    ``t`` is a number or a 1-D tensor of T values; in the latter case the result has a
-    leading dimension T.
-    """
-    t = torch.as_tensor(t, dtype=z0.dtype, device=z0.device)
-    if t.ndim == 1:
-        t = t.view(-1, *([1] * z0.ndim))
-    return (1 - t) * z0 + t * z1
-
-
-def slerp(z0: torch.Tensor, z1: torch.Tensor, t, eps: float = 1e-7) -> torch.Tensor:
-    """Spherical interpolation along the last dimension (White 2016).
-
-    .. math::  \\mathrm{slerp}(z_0, z_1; t) = \\frac{\\sin((1-t)\\theta)}{\\sin\\theta} z_0
-               + \\frac{\\sin(t\\theta)}{\\sin\\theta} z_1,
-               \\qquad \\cos\\theta = \\frac{z_0 \\cdot z_1}{\\lVert z_0\\rVert \\lVert z_1\\rVert}
-
-    The path follows the great circle, so for ``‖z0‖ = ‖z1‖`` every point has that norm: codes
-    stay in the shell where a high-dimensional Gaussian prior puts its mass, unlike the
-    straight line, which cuts through the low-norm interior. Falls back to :func:`lerp` for
-    (anti)parallel codes. ``t``: a number or a 1-D tensor of T values (leading dim T).
-    """
-    t = torch.as_tensor(t, dtype=z0.dtype, device=z0.device)
-    if t.ndim == 1:
-        t = t.view(-1, *([1] * z0.ndim))
-    cos = (
-        torch.nn.functional.normalize(z0, dim=-1, eps=eps)
-        * torch.nn.functional.normalize(z1, dim=-1, eps=eps)
-    ).sum(-1, keepdim=True)
-    theta = torch.arccos(cos.clamp(-1.0, 1.0))
-    sin = torch.sin(theta)
-    degenerate = sin.abs() < 1e-6
-    safe_sin = torch.where(degenerate, torch.ones_like(sin), sin)
-    w0 = torch.where(degenerate, 1 - t, torch.sin((1 - t) * theta) / safe_sin)
-    w1 = torch.where(degenerate, t, torch.sin(t * theta) / safe_sin)
-    return w0 * z0 + w1 * z1
-
-
-@torch.no_grad()
-def interpolate(
-    model: _LatentFamily,
-    x0: torch.Tensor,
-    x1: torch.Tensor,
-    steps: int = 8,
-    mode: str = "slerp",
-    cond: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Decode the latent path between the codes of ``x0`` and ``x1``.
-
-    ``x0``, ``x1``: (C, H, W) or (B, C, H, W). Returns (steps, C, H, W) or (steps, B, C, H, W);
-    the first and last entries are the reconstructions of x0 and x1. ``mode``: "slerp" or "lerp".
-    """
-    if mode not in ("slerp", "lerp"):
-        raise ClimgenInputError(f"unknown interpolation mode {mode!r}; choose slerp or lerp")
-    single = x0.ndim == 3
-    if single:
-        x0, x1 = x0[None], x1[None]
-    z0, z1 = model.encode(x0, cond), model.encode(x1, cond)
-    t = torch.linspace(0.0, 1.0, steps)
-    path = (slerp if mode == "slerp" else lerp)(z0, z1, t)  # (steps, B, latent)
-    b = z0.shape[0]
-    dec_cond = None if cond is None else cond.expand(b, -1, -1, -1).repeat(steps, 1, 1, 1)
-    out = model.decode(path.reshape(steps * b, -1), dec_cond)
-    out = out.reshape(steps, b, *out.shape[1:])
-    return out[:, 0] if single else out
-
-
-@torch.no_grad()
-def latent_arithmetic(
-    model: _LatentFamily,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    c: torch.Tensor,
-    cond: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``dec(enc(a) − enc(b) + enc(c))``: "a is to b as ? is to c" in latent space.
-
-    ``a``, ``b``, ``c``: (B, C, H, W) (or B = 1, broadcast). E.g. a = mean El Niño field,
-    b = mean neutral field, c = a neutral state → an El Niño-like version of c. Reference:
-    Radford, Metz & Chintala (2016), *Unsupervised representation learning with deep
-    convolutional GANs*, ICLR (vector arithmetic on codes).
-    """
-    return model.decode(model.encode(a, cond) - model.encode(b, cond) + model.encode(c, cond), cond)

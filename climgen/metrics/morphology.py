@@ -298,6 +298,11 @@ def minkowski_distances(
 def _grid_steps(field: Any, periodic, dy, dx):
     """Periodicity and spacings; on lat/lon grids the x step shrinks with cos φ per row."""
     py, px = _periodic_pair(field, periodic)
+    if np.ndim(dx) == 1:  # one x step per row, e.g. dλ·cos φ
+        dx_rows = np.asarray(dx, dtype=float)
+        if np.any(~(dx_rows > 0)) or not np.all(np.isfinite(dx_rows)):
+            raise ClimgenInputError("dx per row must be positive and finite")
+        return py, px, _spacing(field, dy, 1.0)[0], 1.0, dx_rows
     dyf, dxf = _spacing(field, dy, dx)
     dx_rows = None
     if isinstance(field, xr.DataArray) and field.ndim >= 2 and dx is None:
@@ -325,7 +330,8 @@ def gradient_magnitude(
     ∂_x f ≈ (f_{j+1} − f_{j−1}) / (2 d_x), likewise in y. Periodic axes wrap; across a
     non-periodic axis only interior points are kept, so the output is (..., ny', nx') with
     ny' = ny − 2 (nx' = nx − 2) for a non-periodic y (x). On a lat/lon DataArray the x step is
-    d_λ cos φ (degrees of arc), so |∇f| is per degree of great circle. Units: field per unit
+    d_λ cos φ (degrees of arc), so |∇f| is per degree of great circle; ``dx`` may also be given
+    per row (an array of ny steps). Units: field per unit
     of the spacing. Differentiable for torch input. Reference: Fornberg (1988), Math. Comput.
     51, 699 (finite-difference weights).
     """

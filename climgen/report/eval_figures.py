@@ -121,4 +121,55 @@ def draw_figures(var: VariableResult, directory: Path):
             "intermittent, bursty increments. Generated curves should lie on the reference ones.",
         )
     )
+    figures += _morphology_figures(var, directory, stem)
+    return figures
+
+
+def _morphology_figures(var: VariableResult, directory: Path, stem: str):
+    from climgen.report import morphology_plots
+    from climgen.report.html import Figure
+
+    mo = var.morphology or {}
+    figures = []
+    if "thresholds" in mo:
+        p = morphology_plots.plot_minkowski(
+            mo["thresholds"],
+            mo["generated"],
+            mo["reference"],
+            directory / f"{stem}_minkowski.png",
+            name=var.name,
+            units=var.units,
+        )
+        figures.append(
+            Figure(
+                "Minkowski functionals of excursion sets",
+                p.name,
+                "For each threshold ν (the reference's 2–98 % quantiles): the area fraction, "
+                "the boundary length and the Euler characteristic (regions minus holes) of "
+                "{field > ν}. They see the shape of plumes, fronts and storms, which spectra "
+                "and PDFs do not: too many small blobs raise V1 and |V2|, merged structures "
+                "lower them.",
+            )
+        )
+    bs = mo.get("band_spectrum")
+    if bs:
+        p = morphology_plots.plot_band_spectra(
+            bs["k"],
+            bs["generated"],
+            bs["reference"],
+            bs["edges"],
+            directory / f"{stem}_band_spectra.png",
+            band_dim=bs.get("band_dim", "y"),
+            k_label=bs.get("k_units", "wavenumber"),
+            name=var.name,
+        )
+        figures.append(
+            Figure(
+                "Spectra along x per band",
+                p.name,
+                "Power along longitude (x) per latitude (height) band: where a model loses "
+                "small scales — storm tracks or tropics, boundary layers or bulk — which a "
+                "spectrum averaged over the whole field hides.",
+            )
+        )
     return figures

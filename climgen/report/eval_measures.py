@@ -31,6 +31,7 @@ __all__ = [
     "measure_distributions",
     "measure_spectrum",
     "measure_structure",
+    "memoized",
     "progress_bar",
 ]
 
@@ -72,22 +73,33 @@ def distance_with_floor(
     factor: float,
     *,
     atol: float = 1e-9,
+    floors: dict[str, float] | None = None,
 ) -> Distance:
     """d = fn(gen, ref) and its noise floor; values ≤ ``atol`` count as exactly 0, so that
     round-off (e.g. two zero-mean sets) is not judged against a round-off floor.
 
     The floor is the mean of :func:`climgen.metrics.noise_floor` ("halves") over
     :func:`block_splits` orders of the reference: one split alone is a single noisy draw
-    and makes a faithful model fail by chance too often.
+    and makes a faithful model fail by chance too often. ``floors``: a cache by distance
+    name, filled on first use, so that several candidate sets (a model, the training data,
+    a surrogate) judged against the same reference share the floors.
     """
     from climgen.metrics import noise_floor
 
     value = float(fn(gen, ref))
-    floors = [
-        float(noise_floor(fn, ref[order], sample_axis=0, method="halves"))
-        for order in block_splits(ref.shape[0])
-    ]
-    return judged(name, value, float(np.mean(floors)), factor, atol=atol)
+    if floors is not None and name in floors:
+        return judged(name, value, floors[name], factor, atol=atol)
+    floor = float(
+        np.mean(
+            [
+                float(noise_floor(fn, ref[order], sample_axis=0, method="halves"))
+                for order in block_splits(ref.shape[0])
+            ]
+        )
+    )
+    if floors is not None:
+        floors[name] = floor
+    return judged(name, value, floor, factor, atol=atol)
 
 
 def _valid_bins(k: np.ndarray, *powers: np.ndarray) -> np.ndarray:
@@ -98,7 +110,7 @@ def _valid_bins(k: np.ndarray, *powers: np.ndarray) -> np.ndarray:
     return keep
 
 
-def measure_spectrum(gen: xr.DataArray, ref: xr.DataArray, factor: float):
+def measure_spectrum(gen: xr.DataArray, ref: xr.DataArray, factor: float, floors=None):
     from climgen.metrics import field_spectrum, spectral_errors
 
     sg, sr = field_spectrum(gen), field_spectrum(ref)
@@ -116,8 +128,10 @@ def measure_spectrum(gen: xr.DataArray, ref: xr.DataArray, factor: float):
         return spectral_errors(a.mean(0), b.mean(0))["mean_abs_log_ratio"]
 
     distances = {
-        "spectrum_lsd": distance_with_floor("spectrum_lsd", lsd, pg, pr, factor),
-        "spectrum_log_ratio": distance_with_floor("spectrum_log_ratio", mean_log, pg, pr, factor),
+        "spectrum_lsd": distance_with_floor("spectrum_lsd", lsd, pg, pr, factor, floors=floors),
+        "spectrum_log_ratio": distance_with_floor(
+            "spectrum_log_ratio", mean_log, pg, pr, factor, floors=floors
+        ),
     }
     mean_g, mean_r = pg.mean(0), pr.mean(0)
     half = pr.shape[0] // 2
@@ -138,7 +152,7 @@ def measure_spectrum(gen: xr.DataArray, ref: xr.DataArray, factor: float):
     return distances, spectrum
 
 
-def _memoized(fn: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+def memoized(fn: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
     """``fn`` of one array, cached by the array's content (shape + hash of its bytes)."""
     memo: dict[tuple, Any] = {}
 
@@ -152,7 +166,9 @@ def _memoized(fn: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
     return wrapper
 
 
-def measure_distributions(gen: np.ndarray, ref: np.ndarray, w: np.ndarray, factor: float):
+def measure_distributions(
+    gen: np.ndarray, ref: np.ndarray, w: np.ndarray, factor: float, floors=None
+):
     from climgen.metrics import ks_statistic, moments, quantile_errors, tail_error, wasserstein1
 
     def w1(a, b):
@@ -164,7 +180,7 @@ def measure_distributions(gen: np.ndarray, ref: np.ndarray, w: np.ndarray, facto
     def tail(a, b):
         return tail_error(a, b, weights_gen=w, weights_ref=w)
 
-    one = _memoized(lambda a: moments(a, weights=w))
+    one = memoized(lambda a: moments(a, weights=w))
 
     def mom(a, b):
         # Four distances and their floors share the moments of the same few sets.
@@ -199,7 +215,9 @@ def measure_distributions(gen: np.ndarray, ref: np.ndarray, w: np.ndarray, facto
     # W1 is in field units: its round-off tolerance scales with the reference spread.
     atol = {"wasserstein1": 1e-9 * max(float(m_ref["std"]), 1e-300)}
     distances = {
-        name: distance_with_floor(name, fn, gen, ref, factor, atol=atol.get(name, 1e-9))
+        name: distance_with_floor(
+            name, fn, gen, ref, factor, atol=atol.get(name, 1e-9), floors=floors
+        )
         for name, fn in fns.items()
     }
     q_err = quantile_errors(gen, ref, weights_gen=w, weights_ref=w)
@@ -210,7 +228,7 @@ def measure_distributions(gen: np.ndarray, ref: np.ndarray, w: np.ndarray, facto
     )
 
 
-def measure_covariance(gen: np.ndarray, ref: np.ndarray, w: np.ndarray, factor: float):
+def measure_covariance(gen: np.ndarray, ref: np.ndarray, w: np.ndarray, factor: float, floors=None):
     from climgen.metrics import covariance_error
 
     # Leading EOFs rather than the full D × D covariance: with n ≪ D samples the full
@@ -218,10 +236,16 @@ def measure_covariance(gen: np.ndarray, ref: np.ndarray, w: np.ndarray, factor: 
     def cov(a, b):
         return covariance_error(a, b, n_eofs=COVARIANCE_EOFS, weights=w)
 
-    return {"covariance_error": distance_with_floor("covariance_error", cov, gen, ref, factor)}
+    return {
+        "covariance_error": distance_with_floor(
+            "covariance_error", cov, gen, ref, factor, floors=floors
+        )
+    }
 
 
-def measure_structure(gen: np.ndarray, ref: np.ndarray, grid: grids.GridInfo, factor: float):
+def measure_structure(
+    gen: np.ndarray, ref: np.ndarray, grid: grids.GridInfo, factor: float, floors=None
+):
     from climgen.metrics import structure_functions
 
     periodic = bool(grid.periodic_x)
@@ -229,7 +253,7 @@ def measure_structure(gen: np.ndarray, ref: np.ndarray, grid: grids.GridInfo, fa
     i2 = STRUCTURE_ORDERS.index(2)
     i4 = STRUCTURE_ORDERS.index(4)
 
-    @_memoized
+    @memoized
     def sf(a):
         # Both structure distances and their floors reuse the same sets of fields.
         lags, s = structure_functions(
@@ -253,9 +277,11 @@ def measure_structure(gen: np.ndarray, ref: np.ndarray, grid: grids.GridInfo, fa
         return float(np.mean(np.abs(fa[ok] - fb[ok]))) if ok.any() else 0.0
 
     distances = {
-        "structure_s2": distance_with_floor("structure_s2", s2_log, gen, ref, factor),
+        "structure_s2": distance_with_floor(
+            "structure_s2", s2_log, gen, ref, factor, floors=floors
+        ),
         "flatness_difference": distance_with_floor(
-            "flatness_difference", flat_diff, gen, ref, factor
+            "flatness_difference", flat_diff, gen, ref, factor, floors=floors
         ),
     }
     lags, s_gen = sf(gen)

@@ -45,6 +45,14 @@ DESCRIPTIONS = {
     "reference EOFs",
     "structure_s2": "mean |ln(S2_gen/S2_ref)| of the 2nd-order structure function along x",
     "flatness_difference": "mean |F_gen − F_ref| of the flatness S4/S2² along x",
+    "minkowski_area": "Minkowski V0: mean |Δ area fraction of {f > ν}| / its max, ν at the "
+    "reference's quantiles",
+    "minkowski_length": "Minkowski V1: mean |Δ boundary length of {f > ν}| / its max",
+    "minkowski_euler": "Minkowski V2: mean |Δ Euler characteristic of {f > ν}| / its max "
+    "(components − holes)",
+    "gradient_pdf": "W1 of the gradient-magnitude PDFs / mean |∇f| of the reference",
+    "band_spectrum_lsd": "log-spectral distance of the spectra along x per latitude/height "
+    "band, mean over bands (decades)",
 }
 
 
@@ -107,7 +115,11 @@ class VariableResult:
     ``spectrum`` holds the sample-mean spectra (keys ``k``, ``generated``, ``reference``,
     ``reference_half_a``, ``reference_half_b``, ``kind``, ``k_units``,
     ``effective_resolution``); ``structure`` the structure functions along x (``lags`` in
-    coordinate units, ``orders``, ``generated``/``reference`` (n_orders, n_lags), flatness).
+    coordinate units, ``orders``, ``generated``/``reference`` (n_orders, n_lags), flatness);
+    ``morphology`` the Minkowski curves over ``thresholds`` and the band spectra.
+    ``reference_rows`` (only with ``train=``): row name ("training data", "surrogate
+    (IAAFT)") → the same distances for that set; ``memorisation``: set name → shift-aware
+    memorisation ratio (≈ 1 new fields, ≪ 1 copies of training fields).
     The sample fields themselves are kept (not serialised) for the figures.
     """
 
@@ -124,6 +136,9 @@ class VariableResult:
     quantile_errors: dict[str, float]
     spectrum: dict[str, Any]
     structure: dict[str, Any]
+    morphology: dict[str, Any] = field(default_factory=dict)
+    reference_rows: dict[str, dict[str, Distance]] = field(default_factory=dict)
+    memorisation: dict[str, float] = field(default_factory=dict)
     generated_fields: np.ndarray | None = field(default=None, repr=False, compare=False)
     reference_fields: np.ndarray | None = field(default=None, repr=False, compare=False)
     weights: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -150,6 +165,12 @@ class VariableResult:
             "quantile_errors": _json_dict(self.quantile_errors),
             "spectrum": _json_dict(self.spectrum),
             "structure": _json_dict(self.structure),
+            "morphology": _json_dict(self.morphology),
+            "reference_rows": {
+                row: {k: d.to_dict() for k, d in ds.items()}
+                for row, ds in self.reference_rows.items()
+            },
+            "memorisation": _json_dict(self.memorisation),
         }
 
 
@@ -241,12 +262,40 @@ class EvaluationReport:
                 )
         overall = "matches" if self.matches else "differs"
         lines.append("-" * len(header))
+        lines.extend(self._reference_rows_summary())
         lines.append(
             f"overall: {overall} (a distance matches when ≤ {self.factor:g} × its noise floor)"
         )
         for name, note in (self.provenance.get("units") or {}).items():
             lines.append(f"note: '{name}': {note}")
         return "\n".join(lines)
+
+    def _reference_rows_summary(self) -> list[str]:
+        """Ratios to the floor of the model beside the reference rows, where there are any."""
+        lines = []
+        for name, var in self.variables.items():
+            if not var.reference_rows:
+                continue
+            rows = list(var.reference_rows)
+            head = f"{'variable':<14} {'distance (ratio to floor)':<26} {'model':>8}" + "".join(
+                f" {r[:20]:>20}" for r in rows
+            )
+            lines += [head, "-" * len(head)]
+            for dname, d in var.distances.items():
+                cells = "".join(
+                    f" {var.reference_rows[r][dname].ratio:>20.3g}"
+                    if dname in var.reference_rows[r]
+                    else f" {'':>20}"
+                    for r in rows
+                )
+                lines.append(f"{name[:14]:<14} {dname:<26} {d.ratio:>8.3g}{cells}")
+            for who, rho in var.memorisation.items():
+                lines.append(
+                    f"{name[:14]:<14} memorisation ratio of {who}: {rho:.3g} "
+                    "(≈ 1: new fields; ≪ 1: copies of training fields)"
+                )
+            lines.append("-" * len(head))
+        return lines
 
     def __repr__(self) -> str:
         names = ", ".join(self.variables)

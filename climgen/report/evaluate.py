@@ -29,7 +29,18 @@ covariance_error      ‖Σ_gen − Σ_ref‖_F / ‖Σ_ref‖_F of the covarian
                       reference's 10 leading EOFs (Wu et al. 2020)
 structure_s2          mean_r |ln(S_2,gen(r) / S_2,ref(r))| along x
 flatness_difference   mean_r |F_gen(r) − F_ref(r)|, F = S_4 / S_2², along x
+minkowski_area        Minkowski functionals of {f > ν} at the reference's quantiles:
+minkowski_length      mean_ν |V_gen − V_ref| / max |V_ref| for the area fraction, the
+minkowski_euler       boundary length and the Euler characteristic
+gradient_pdf          W1 of the |∇f| distributions / mean |∇f|_ref
+band_spectrum_lsd     log-spectral distance of the spectra along x per latitude / height
+                      band, mean over bands (periodic-x grids)
 ====================  ==================================================================
+
+With ``train=`` (the model's training data), every distance is also given for two
+reference rows judged against the same reference and floors — the training data itself
+and an IAAFT surrogate of it (:mod:`climgen.report.eval_reference`) — with the
+shift-aware memorisation ratio of the model and of the surrogate.
 
 The pieces: result types in :mod:`climgen.report.eval_results`, input checks in
 :mod:`climgen.report.eval_inputs`, measurements (shared with the streamed evaluation of
@@ -44,6 +55,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from climgen.data import grids
 from climgen.errors import ClimgenInputError
@@ -67,6 +79,8 @@ from climgen.report.eval_measures import (
     measure_structure,
     progress_bar,
 )
+from climgen.report.eval_morphology import measure_morphology
+from climgen.report.eval_reference import REFERENCE_ROWS, memorisation, reference_candidates
 from climgen.report.eval_results import Distance, EvaluationReport, VariableResult, classify
 from climgen.report.streaming_eval import evaluate_streaming
 
@@ -101,6 +115,8 @@ def evaluate(
     progress: bool = True,
     factor: float = 2.0,
     chunk_size: int | None = None,
+    train: Any = None,
+    seed: int = 0,
 ) -> EvaluationReport:
     """Compare generated fields with reference fields and judge each distance.
 
@@ -123,7 +139,14 @@ def evaluate(
         :mod:`climgen.metrics.streaming`: equal to the in-memory values up to round-off,
         except W1, KS and the tail error, computed on 65 536 common bins (error bounds in
         ``provenance["binning"]``); ``covariance_error`` is left out above 1024 grid points;
-        figures show the first chunk's samples. Default: everything in memory.
+        figures show the first chunk's samples. The morphology distances and reference
+        rows need all fields at once and are left out. Default: everything in memory.
+    train : the model's training data (same kinds of input and grid as ``reference``):
+        adds the reference rows "training data" and "surrogate (IAAFT)" — every distance for
+        the training set itself and for an IAAFT surrogate of it, against the same
+        reference and floors — and the shift-aware memorisation ratio
+        (``VariableResult.reference_rows``, ``.memorisation``). ``max_samples`` applies.
+    seed : seed of the surrogate's random phases.
 
     Returns
     -------
@@ -156,6 +179,11 @@ def evaluate(
             or chunk_size < 1
         ):
             raise ClimgenInputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        if train is not None:
+            raise ClimgenInputError(
+                "train= (reference rows) needs all fields in memory: leave chunk_size unset, "
+                "or pass max_samples to bound the memory"
+            )
         results = {}
         for name in names:
             g_da, r_da = gen_ds[name], ref_ds[name]
@@ -178,6 +206,10 @@ def evaluate(
         provenance["binning"] = {n: r.spectrum.pop("binning") for n, r in results.items()}
         return EvaluationReport(variables=results, provenance=provenance, factor=factor)
 
+    train_ds = train_src = None
+    if train is not None:
+        train_src = describe_source(train, "training")
+        train_ds = open_dataset(train, "training")
     prepared = {}
     for name in names:
         g_da, r_da = gen_ds[name], ref_ds[name]
@@ -185,11 +217,8 @@ def evaluate(
         check_same_grid(name, g_da, r_da)
         g_can, _ = as_samples(g_da, sample_dim, "generated", name)
         r_can, grid = as_samples(r_da, sample_dim, "reference", name)
-        # A writable float64 copy: file-backed arrays are read-only, which torch warns about.
-        g_can = subsample(g_can, max_samples)
-        g_can = g_can.copy(data=np.array(g_can.values, dtype=np.float64))
-        r_can = subsample(r_can, max_samples)
-        r_can = r_can.copy(data=np.array(r_can.values, dtype=np.float64))
+        g_can = _float_copy(subsample(g_can, max_samples))
+        r_can = _float_copy(subsample(r_can, max_samples))
         if r_can.sizes[SAMPLE_DIM] < MIN_REFERENCE_SAMPLES:
             raise ClimgenInputError(
                 f"variable '{name}': the reference ({ref_src}) has "
@@ -198,34 +227,41 @@ def evaluate(
             )
         check_finite(g_can, "generated", name, gen_src)
         check_finite(r_can, "reference", name, ref_src)
-        prepared[name] = (g_can, r_can, grid)
+        t_can = None
+        if train_ds is not None:
+            t_can = _training_fields(
+                train_ds, name, r_da, sample_dim, max_samples, train_src, ref_src
+            )
+        prepared[name] = (g_can, r_can, grid, t_can)
 
-    steps = ("spectrum", "distributions", "covariance", "structure functions")
+    steps = ("spectrum", "distributions", "covariance", "structure functions", "morphology")
+    n_steps = len(steps) + (len(REFERENCE_ROWS) + 1 if train_ds is not None else 0)
     results: dict[str, VariableResult] = {}
-    with progress_bar(len(names) * len(steps), progress) as bar:
-        for name, (g_can, r_can, grid) in prepared.items():
+    with progress_bar(len(names) * n_steps, progress) as bar:
+        for name, (g_can, r_can, grid, t_can) in prepared.items():
             gen = np.asarray(g_can.values, float)
             ref = np.asarray(r_can.values, float)
             weights = grids.area_weights(r_can, grid).values
-            bar.set_description(f"{name}: {steps[0]}")
-            distances, spectrum = measure_spectrum(g_can, r_can, factor)
-            bar.update()
-            bar.set_description(f"{name}: {steps[1]}")
-            d_dist, moments_, q_err = measure_distributions(gen, ref, weights, factor)
-            distances.update(d_dist)
-            bar.update()
-            bar.set_description(f"{name}: {steps[2]}")
-            distances.update(measure_covariance(gen, ref, weights, factor))
-            bar.update()
-            bar.set_description(f"{name}: {steps[3]}")
-            d_sf, structure = measure_structure(gen, ref, grid, factor)
+            floors: dict[str, float] = {}  # shared by the model and the reference rows
+            m = _measure(name, g_can, r_can, grid, weights, factor, floors, bar, steps)
+            rows: dict[str, dict[str, Distance]] = {}
+            memo: dict[str, float] = {}
+            if t_can is not None:
+                candidates = reference_candidates(t_can, gen.shape[0], seed=seed)
+                for row, c_can in candidates.items():
+                    bar.set_description(f"{name}: {row}")
+                    rows[row] = _measure(name, c_can, r_can, grid, weights, factor, floors)[0]
+                    bar.update()
+                bar.set_description(f"{name}: memorisation")
+                sets = {"generated": gen, REFERENCE_ROWS[1]: candidates[REFERENCE_ROWS[1]].values}
+                memo = memorisation(sets, t_can.values, ref, grid, weights)
+                bar.update()
+            distances, moments_, q_err, spectrum, structure, morphology = m
             structure["lag_units"] = (
                 str(r_can[grid.x_dim].attrs.get("units", ""))
                 if (grid.x_dim in r_can.coords)
                 else ""
             )
-            distances.update(d_sf)
-            bar.update()
             results[name] = VariableResult(
                 name=name,
                 units=str(r_can.attrs.get("units", "")),
@@ -240,6 +276,9 @@ def evaluate(
                 quantile_errors=q_err,
                 spectrum=spectrum,
                 structure=structure,
+                morphology=morphology,
+                reference_rows=rows,
+                memorisation=memo,
                 generated_fields=gen,
                 reference_fields=ref,
                 weights=weights,
@@ -249,6 +288,63 @@ def evaluate(
 
     provenance = _provenance(gen_src, ref_src, names, results, notes)
     return EvaluationReport(variables=results, provenance=provenance, factor=factor)
+
+
+def _float_copy(da: xr.DataArray) -> xr.DataArray:
+    """A writable float64 copy: file-backed arrays are read-only, which torch warns about."""
+    return da.copy(data=np.array(da.values, dtype=np.float64))
+
+
+def _training_fields(train_ds, name, r_da, sample_dim, max_samples, train_src, ref_src):
+    """The training fields of variable ``name`` as a checked canonical (sample, y, x) array."""
+    if name not in train_ds.data_vars:
+        raise ClimgenInputError(
+            f"variable '{name}' is not in the training data ({train_src}); it holds "
+            f"{sorted(map(str, train_ds.data_vars))}"
+        )
+    t_da, _ = reconcile_units(name, train_ds[name], r_da, train_src, ref_src)
+    check_same_grid(name, t_da, r_da)
+    t_can, _ = as_samples(t_da, sample_dim, "training", name)
+    t_can = _float_copy(subsample(t_can, max_samples))
+    if t_can.sizes[SAMPLE_DIM] < MIN_REFERENCE_SAMPLES:
+        raise ClimgenInputError(
+            f"variable '{name}': the training data ({train_src}) has "
+            f"{t_can.sizes[SAMPLE_DIM]} sample(s); the reference rows need at least "
+            f"{MIN_REFERENCE_SAMPLES}"
+        )
+    check_finite(t_can, "training", name, train_src)
+    return t_can
+
+
+def _measure(name, g_can, r_can, grid, weights, factor, floors, bar=None, steps=None):
+    """All distances of one candidate set against the reference (floors shared via
+    ``floors``): (distances, moments, quantile errors, spectrum, structure, morphology)."""
+
+    def step(i):
+        if bar is None:
+            return
+        if i:
+            bar.update()
+        if i < len(steps):
+            bar.set_description(f"{name}: {steps[i]}")
+
+    gen = np.asarray(g_can.values, float)
+    ref = np.asarray(r_can.values, float)
+    step(0)
+    distances, spectrum = measure_spectrum(g_can, r_can, factor, floors)
+    step(1)
+    d_dist, moments_, q_err = measure_distributions(gen, ref, weights, factor, floors)
+    distances.update(d_dist)
+    step(2)
+    distances.update(measure_covariance(gen, ref, weights, factor, floors))
+    step(3)
+    d_sf, structure = measure_structure(gen, ref, grid, factor, floors)
+    distances.update(d_sf)
+    step(4)
+    d_mo, morphology = measure_morphology(r_can, gen, ref, grid, weights, factor, floors)
+    distances.update(d_mo)
+    step(5)
+    return distances, moments_, q_err, spectrum, structure, morphology
 
 
 def _provenance(

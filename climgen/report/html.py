@@ -120,6 +120,49 @@ def _distance_table(distances: dict[str, dict[str, Any]]) -> str:
     return "<table>" + head + "".join(rows) + "</table>"
 
 
+def _color(d: dict[str, Any]) -> str:
+    return STATUS_COLORS.get(d.get("status", ""), "#ffffff")
+
+
+def _reference_rows_table(var: dict[str, Any]) -> str:
+    """Ratio to the floor of each distance for the model and each reference row."""
+    rows_ = var["reference_rows"]
+    head = (
+        "<tr><th>distance (value / floor)</th><th>model</th>"
+        + "".join(f"<th>{_e(r)}</th>" for r in rows_)
+        + "</tr>"
+    )
+    rows = []
+    for name, d in var.get("distances", {}).items():
+        cells = [d] + [rows_[r].get(name, {}) for r in rows_]
+        rows.append(
+            f"<tr><td>{_e(name)}</td>"
+            + "".join(
+                f'<td class="num" style="background:{_color(c)}">{_num(c.get("ratio"))}</td>'
+                for c in cells
+            )
+            + "</tr>"
+        )
+    memo = var.get("memorisation") or {}
+    note = "".join(f"<li>memorisation ratio of {_e(k)}: {_num(v)}</li>" for k, v in memo.items())
+    explain = (
+        '<p class="small">The training data scored against the same reference is what a '
+        "perfect emulator of the training set gets; the IAAFT surrogate (same power spectrum "
+        "and row-wise value distribution, random phases) is what calibration reaches without "
+        "learning structure. A model row is informative where it beats the surrogate. "
+        "Memorisation ratio: distance to the nearest training field over all periodic shifts, "
+        "relative to that of the reference fields (≈ 1 new fields, ≪ 1 copies).</p>"
+    )
+    return (
+        "<table>"
+        + head
+        + "".join(rows)
+        + "</table>"
+        + (f"<ul>{note}</ul>" if note else "")
+        + explain
+    )
+
+
 def _moments_table(moments: dict[str, dict[str, float]]) -> str:
     keys = ["mean", "std", "skewness", "kurtosis"]
     head = "<tr><th></th>" + "".join(f"<th>{k}</th>" for k in keys) + "</tr>"
@@ -259,6 +302,11 @@ def render_html(
             f'overall: <span style="background:{STATUS_COLORS[status]}">{status}</span></p>'
         )
         body.append(_distance_table(var.get("distances", {})))
+        if var.get("reference_rows"):
+            body.append(
+                "<h3>Reference rows: the model beside the training data and a surrogate</h3>"
+            )
+            body.append(_reference_rows_table(var))
         if "moments" in var:
             body.append("<h3>Moments (area-weighted)</h3>")
             body.append(_moments_table(var["moments"]))

@@ -27,6 +27,11 @@ DISTANCES = {
     "covariance_error",
     "structure_s2",
     "flatness_difference",
+    "minkowski_area",
+    "minkowski_length",
+    "minkowski_euler",
+    "gradient_pdf",
+    "band_spectrum_lsd",
 }
 
 
@@ -119,7 +124,14 @@ def test_to_html_writes_page_figures_and_json(tmp_path, wrong_report):
     assert index == tmp_path / "rep" / "index.html"
     text = index.read_text()
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
-    assert pngs == ["v_maps.png", "v_pdf.png", "v_spectrum.png", "v_structure.png"]
+    assert pngs == [
+        "v_band_spectra.png",
+        "v_maps.png",
+        "v_minkowski.png",
+        "v_pdf.png",
+        "v_spectrum.png",
+        "v_structure.png",
+    ]
     for name in pngs:
         assert f'src="{name}"' in text
     assert (tmp_path / "rep" / "metrics.json").exists()

@@ -128,7 +128,7 @@ def test_cli_back_projection_option(tmp_path, capsys):
     coarse = Downscaler(F, "bicubic").coarsen(fine)
     src = write_fields(coarse, tmp_path / "coarse.nc")
     out = tmp_path / "fine.nc"
-    args = [str(src), "-o", str(out), "--factor", "4", "--conserve", "additive"]
+    args = [str(src), "-o", str(out), "--factor", "4", "--conserve", "additive", "--overwrite"]
     assert main(["downscale", "bicubic", *args, "--back-projection", "covariance"]) == 0
     result = xr.open_dataset(out)["psi"].load()
     np.testing.assert_allclose(

@@ -365,9 +365,10 @@ def test_cli_downscales_with_run_dir_and_baseline(trained_regression, tmp_path, 
     fine = xr.open_dataset(out_path, engine="netcdf4")
     assert fine["tas"].shape == (2, 16, 32)
     fine.close()
-    args = ["bicubic", str(coarse_path), "-o", str(out_path), "--factor", "4"]
+    args = ["bicubic", str(coarse_path), "-o", str(out_path), "--factor", "4", "--overwrite"]
     assert climgen_main(["downscale", *args, "--conserve", "additive", "--members", "2"]) == 0
-    assert climgen_main(["downscale", "bicubic", str(coarse_path), "-o", str(out_path)]) == 2
+    other = str(tmp_path / "other.nc")
+    assert climgen_main(["downscale", "bicubic", str(coarse_path), "-o", other]) == 2
     assert "--factor" in capsys.readouterr().err
 
 

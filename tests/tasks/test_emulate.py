@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -89,6 +91,9 @@ def test_cli_train_then_sample_then_resume(tmp_path, capsys):
     assert main(["train", str(tmp_path / "r.yaml"), "-q"]) == 0
     run = tmp_path / "run"
     assert (run / "report" / "index.html").exists() and (run / "samples.nc").exists()
+    # the recipe report scores the training data and its IAAFT surrogate beside the model
+    rows = json.loads((run / "report" / "metrics.json").read_text())["variables"]["psi"]
+    assert set(rows["reference_rows"]) == {"training data", "surrogate (IAAFT)"}
     assert main(["sample", str(run), "-n", "3", "-o", str(tmp_path / "s.nc")]) == 0
     s = xr.open_dataset(tmp_path / "s.nc")
     assert s["psi"].shape == (3, 16, 32)

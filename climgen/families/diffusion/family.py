@@ -15,10 +15,9 @@ torch.Size([2, 1, 16, 32])
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from climgen.errors import ClimgenInputError
-from climgen.families.base import OptimizerSpec, check_grid_options, register_family
+from climgen.families.base import FamilyModule, check_grid_options, register_family
 
 from .denoisers import (
     NetworkNoisePredictor,
@@ -46,7 +45,7 @@ def _choice(option: str, value, valid) -> None:
 
 
 @register_family("diffusion")
-class Diffusion(nn.Module):
+class Diffusion(FamilyModule):
     """Score-based diffusion model for fields (DDPM, Ho et al. 2020; EDM, Karras et al. 2022).
 
     Training (one group "main", logged key ``loss``):
@@ -70,6 +69,7 @@ class Diffusion(nn.Module):
     """
 
     name = "diffusion"
+    ema_attr = "unet"  # the only network; EMA weights matter a lot for samples
 
     def __init__(
         self,
@@ -110,33 +110,7 @@ class Diffusion(nn.Module):
             raise ClimgenInputError(
                 f"option 'cond_channels' must be an int ≥ 0, got {cond_channels!r}"
             )
-        self.config = dict(
-            channels=channels,
-            shape=[int(s) for s in shape],
-            periodic=[bool(p) for p in periodic],
-            formulation=formulation,
-            base_channels=base_channels,
-            channel_mults=[int(m) for m in channel_mults],
-            num_res_blocks=num_res_blocks,
-            attention_levels=None if attention_levels is None else list(attention_levels),
-            dropout=dropout,
-            num_steps=num_steps,
-            beta_schedule=beta_schedule,
-            sampler=sampler,
-            sample_steps=sample_steps,
-            ddim_eta=ddim_eta,
-            churn=churn,
-            sigma_min=sigma_min,
-            sigma_max=sigma_max,
-            rho=rho,
-            p_mean=p_mean,
-            p_std=p_std,
-            sigma_data=sigma_data,
-            cond_channels=cond_channels,
-            cond_dropout=cond_dropout,
-            guidance=guidance,
-            lr=lr,
-        )
+        self.record_config(locals())
         self.channels, self.shape = channels, tuple(self.config["shape"])
         self.formulation, self.lr = formulation, float(lr)
         self.cond_channels, self.cond_dropout = cond_channels, float(cond_dropout)
@@ -168,18 +142,6 @@ class Diffusion(nn.Module):
             self.objective = EpsilonLoss(self.noise_predictor, self.ddpm_schedule)
 
     # --- family contract -------------------------------------------------------------------
-    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
-        """One Adam group "main" over the U-Net (β = (0.9, 0.999), lr from ``lr``)."""
-        return {
-            "main": OptimizerSpec(
-                list(self.unet.parameters()), lr=self.lr, kind="adam", betas=(0.9, 0.999)
-            )
-        }
-
-    def ema_module(self) -> nn.Module:
-        """The U-Net (the only network; EMA weights matter a lot for diffusion samples)."""
-        return self.unet
-
     def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
         """Loss on ``batch`` (``x``, optional ``mask``, ``cond``), one update of group "main"."""
         x = self._check_field(batch.get("x"))

@@ -22,10 +22,9 @@ torch.Size([2, 1, 16, 32])
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from climgen.errors import ClimgenInputError
-from climgen.families.base import OptimizerSpec, register_family
+from climgen.families.base import FamilyModule, OptimizerSpec, register_family
 
 from .constraints import covariance_loss, spectral_loss
 from .losses import (
@@ -69,7 +68,7 @@ def _choice(name: str, value, valid) -> None:
 
 
 @register_family("gan")
-class GAN(nn.Module):
+class GAN(FamilyModule):
     """Generative adversarial network for gridded fields (C, H, W).
 
     Parameters
@@ -99,6 +98,7 @@ class GAN(nn.Module):
     """
 
     name = "gan"
+    ema_attr = "generator"
 
     def __init__(
         self,
@@ -150,32 +150,7 @@ class GAN(nn.Module):
             n_critic = self.loss_spec.n_critic
         if int(n_critic) < 1:
             raise ClimgenInputError(f"GAN option n_critic must be ≥ 1, got {n_critic}")
-        self.config = dict(
-            channels=int(channels),
-            shape=list(shape),
-            periodic=list(periodic),
-            generator=generator,
-            loss=loss,
-            latent_dim=int(latent_dim),
-            base_channels=int(base_channels),
-            n_critic=int(n_critic),
-            lr_g=float(lr_g),
-            lr_d=float(lr_d),
-            optimizer=optimizer,
-            spectral_norm=bool(spectral_norm),
-            label_smoothing=float(label_smoothing),
-            label_flip=float(label_flip),
-            instance_noise=float(instance_noise),
-            instance_noise_steps=int(instance_noise_steps),
-            gp_weight=float(gp_weight),
-            clip_value=float(clip_value),
-            began_gamma=float(began_gamma),
-            began_lambda_k=float(began_lambda_k),
-            covariance_weight=float(covariance_weight),
-            covariance_patch=covariance_patch,
-            spectral_weight=float(spectral_weight),
-            spectral_spacing=[float(s) for s in spectral_spacing],
-        )
+        self.record_config(locals())
         self.latent_dim, self.shape, self.periodic = int(latent_dim), shape, periodic
         gen_cls = DCGANGenerator if generator == "dcgan" else StyleGenerator
         self.generator = gen_cls(latent_dim, channels, shape, periodic, base_channels)
@@ -211,16 +186,14 @@ class GAN(nn.Module):
                     extra={"min_params": g_params, "max_params": d_params},
                 )
             }
-        betas = (0.0, 0.9) if c["loss"] == "wgan-gp" else (0.5, 0.999)
-        return {
-            "generator": OptimizerSpec(g_params, lr=c["lr_g"], kind=c["optimizer"], betas=betas),
-            "discriminator": OptimizerSpec(
-                d_params, lr=c["lr_d"], kind=c["optimizer"], betas=betas
-            ),
-        }
-
-    def ema_module(self) -> nn.Module:
-        return self.generator
+        return self.adversarial_groups(
+            [self.generator],
+            [self.discriminator],
+            lr=c["lr_g"],
+            lr_d=c["lr_d"],
+            loss=c["loss"],
+            kind=c["optimizer"],
+        )
 
     def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
         real = batch["x"]

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from climgen.errors import ClimgenInputError
-from climgen.nn import PeriodicConv2d, pad_periodic
+from climgen.nn import PeriodicConv2d, make_norm, pad_periodic
+from climgen.nn import spectral_norm as apply_spectral_norm
 
 __all__ = [
     "plan_pyramid",
@@ -56,6 +57,9 @@ def plan_pyramid(shape: tuple[int, int], *, min_base: int = 4, max_levels: int =
 
 
 def _resize_axis(x: torch.Tensor, size: int, dim: int, periodic: bool) -> torch.Tensor:
+    # Not climgen.nn.resize(mode="bilinear"): that one computes the source positions in
+    # float64, this one in the field's dtype, and trained generators on grids that are not
+    # base·2^n would change by up to ~4e-5 (unit-variance float32 fields) if it were swapped.
     n = x.shape[dim]
     if n == size:
         return x
@@ -87,14 +91,6 @@ def resize_to(x: torch.Tensor, shape: tuple[int, int], periodic: tuple[bool, boo
 def _widths(base_channels: int, n_levels: int, max_mult: int = 8) -> list[int]:
     """Channel widths from the base grid (widest) to the full grid (``base_channels``)."""
     return [base_channels * min(2 ** (n_levels - i), max_mult) for i in range(n_levels + 1)]
-
-
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ClimgenInputError(f"unknown norm {kind!r}; choose 'batch' or 'none'")
 
 
 def _check_common(latent_dim: int, channels: int, base_channels: int) -> None:
@@ -140,12 +136,12 @@ class DCGANGenerator(nn.Module):
         act = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}[activation]
         self.base = (widths[0], h0, w0)
         self.project = nn.Linear(latent_dim, widths[0] * h0 * w0)
-        layers: list[nn.Module] = [_norm(norm, widths[0]), act()]
+        layers: list[nn.Module] = [make_norm(norm, widths[0]), act()]
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 PeriodicConv2d(c_in, c_out, 3, periodic=periodic),
-                _norm(norm, c_out),
+                make_norm(norm, c_out),
                 act(),
             ]
         layers.append(PeriodicConv2d(widths[-1], channels, 3, periodic=periodic))
@@ -236,16 +232,6 @@ class AutoencoderDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
-
-
-def apply_spectral_norm(module: nn.Module) -> nn.Module:
-    """Spectrally normalise every Conv2d/Linear weight of ``module`` in place (Miyato 2018)."""
-    from torch.nn.utils.parametrizations import spectral_norm
-
-    for child in list(module.modules()):
-        if isinstance(child, (nn.Conv2d, nn.Linear)):
-            spectral_norm(child)
-    return module
 
 
 class ModulatedConv2d(nn.Module):

@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from climgen.errors import ClimgenInputError
-from climgen.families.base import OptimizerSpec, register_family
+from climgen.families.base import FamilyModule, OptimizerSpec, register_family
 from climgen.families.gan.constraints import spectral_loss
 from climgen.families.gan.losses import clip_weights_, get_gan_loss, gradient_penalty
 from climgen.families.gan.nets import DCGANDiscriminator
@@ -48,7 +47,7 @@ _CONSTRAINTS = ("none", "additive")
 
 
 @register_family("superres")
-class SuperResolution(nn.Module):
+class SuperResolution(FamilyModule):
     """Regression / adversarial super-resolution of gridded fields by an integer factor.
 
     Parameters
@@ -77,6 +76,7 @@ class SuperResolution(nn.Module):
     """
 
     name = "superres"
+    ema_attr = "generator"
 
     def __init__(
         self,
@@ -138,32 +138,8 @@ class SuperResolution(nn.Module):
                 f"superres: row_weights has {len(row_weights)} entries, the fine grid "
                 f"{shape[0]} rows"
             )
-        self.config = dict(
-            channels=int(channels),
-            shape=list(shape),
-            periodic=list(periodic),
-            factor=factor,
-            static_channels=int(static_channels),
-            context_channels=int(context_channels),
-            base_channels=int(base_channels),
-            n_blocks=int(n_blocks),
-            fine_blocks=int(fine_blocks),
-            content_loss=content_loss,
-            adversarial=adversarial,
-            adversarial_weight=float(adversarial_weight),
-            spectral_weight=float(spectral_weight),
-            spectral_spacing=[float(s) for s in spectral_spacing],
-            noise_channels=int(noise_channels),
-            warmup_steps=int(warmup_steps),
-            disc_channels=int(disc_channels),
-            lr=float(lr),
-            lr_d=float(lr_d),
-            gp_weight=float(gp_weight),
-            clip_value=float(clip_value),
-            constraint=constraint,
-            row_weights=None if row_weights is None else [float(w) for w in row_weights],
-        )
-        self.shape, self.periodic, self.factor = shape, periodic, factor
+        self.record_config(locals())
+        self.shape, self.periodic, self.factor, self.lr = shape, periodic, factor, float(lr)
         self.channels, self.static_channels = int(channels), int(static_channels)
         self.noise_channels = int(noise_channels)
         self.context_channels = int(context_channels)
@@ -191,19 +167,15 @@ class SuperResolution(nn.Module):
 
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
-        g = list(self.generator.parameters())
         if self.discriminator is None:
-            return {"main": OptimizerSpec(g, lr=c["lr"], betas=(0.9, 0.999))}
-        betas = (0.0, 0.9) if c["adversarial"] == "wgan-gp" else (0.5, 0.999)
-        return {
-            "generator": OptimizerSpec(g, lr=c["lr"], betas=betas),
-            "discriminator": OptimizerSpec(
-                list(self.discriminator.parameters()), lr=c["lr_d"], betas=betas
-            ),
-        }
-
-    def ema_module(self) -> nn.Module:
-        return self.generator
+            return super().optimizer_groups()
+        return self.adversarial_groups(
+            [self.generator],
+            [self.discriminator],
+            lr=c["lr"],
+            lr_d=c["lr_d"],
+            loss=c["adversarial"],
+        )
 
     def training_step(self, batch: dict, step: int, ctx) -> dict[str, torch.Tensor]:
         real, cond = batch["x"], self._cond(batch)

@@ -88,8 +88,15 @@ def run_emulate_recipe(
         samples = emulator.sample(n_samples, seed=seed)
         write_fields(samples, Path(run_dir) / "samples.nc")
         reference = held_out.rename({sample_dim: "sample"})
+        # Reference rows: the training data itself and its IAAFT surrogate (issue 23).
+        train_rows = train_ds.rename({sample_dim: "sample"})
         report = evaluate(
-            samples, reference, variables=emulator.variables, sample_dim="sample", progress=progress
+            samples,
+            reference,
+            variables=emulator.variables,
+            sample_dim="sample",
+            progress=progress,
+            train=train_rows,
         )
         report.to_html(Path(run_dir) / "report")
         if emulator.calibration is not None:
@@ -97,7 +104,12 @@ def run_emulate_recipe(
             raw = emulator.sample(n_samples, seed=seed, calibrated=False)
             write_fields(raw, Path(run_dir) / "samples_raw.nc")
             evaluate(
-                raw, reference, variables=emulator.variables, sample_dim="sample", progress=False
+                raw,
+                reference,
+                variables=emulator.variables,
+                sample_dim="sample",
+                progress=False,
+                train=train_rows,
             ).to_html(Path(run_dir) / "report-raw")
     return emulator, report
 

@@ -1,4 +1,4 @@
-"""Domain translation families: pix2pix (paired) and CycleGAN (unpaired), driven by the one trainer.
+"""Domain translation families: pix2pix (paired), CycleGAN and Augmented CycleGAN (unpaired).
 
 Batches are ``{"x": domain-A fields (B, C, H, W), "y": domain-B fields (B, C, H, W)}`` in
 normalised units; for pix2pix ``y[i]`` is the partner of ``x[i]``, for CycleGAN ``y`` is drawn
@@ -16,268 +16,27 @@ independently of ``x``.
   plus spectral (``spectral_weight``) and covariance (``covariance_weight``,
   :func:`cycle_covariance_loss`) terms that pull each translated batch's statistics onto the
   other domain's batch.
+- :class:`AugmentedCycleGAN` (Almahairi et al. 2018): CycleGAN with latent codes, many B fields
+  per A field.
 
-Every convolution is a :class:`climgen.nn.PeriodicConv2d` (circular padding on periodic axes).
-The critics have no normalisation layers, so each output pixel sees exactly the window
-:func:`patch_receptive_field` of the input (instance or batch norm would let it see all).
+The networks are in :mod:`climgen.families.translation.nets`, the losses in
+:mod:`climgen.families.translation.losses`.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from climgen.errors import ClimgenInputError
-from climgen.families.base import OptimizerSpec, check_grid_options, register_family
-from climgen.families.gan.constraints import covariance_loss, spectral_loss
-from climgen.families.gan.losses import clip_weights_, get_gan_loss, gradient_penalty
-from climgen.nn import PeriodicConv2d, coordinate_channels, n_coordinate_channels
+from climgen.families.base import FamilyModule, OptimizerSpec, check_grid_options, register_family
+from climgen.families.gan.constraints import spectral_loss
+from climgen.families.gan.losses import clip_weights_, gradient_penalty
 
-__all__ = [
-    "UNetGenerator",
-    "PatchDiscriminator",
-    "patch_receptive_field",
-    "cycle_consistency_loss",
-    "identity_loss",
-    "cycle_covariance_loss",
-    "Pix2Pix",
-    "CycleGAN",
-    "AugmentedCycleGAN",
-    "LatentEncoder",
-    "TRANSLATION_GAN_LOSSES",
-]
+from .losses import cycle_covariance_loss, identity_loss, patch_scores, translation_gan_loss
+from .nets import LatentEncoder, PatchDiscriminator, UNetGenerator, latent_critic
 
-TRANSLATION_GAN_LOSSES = ("non-saturating", "minimax", "hinge", "lsgan", "wgan", "wgan-gp")
-
-
-def _groups(channels: int) -> int:
-    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
-
-
-class _ConvNormAct(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, periodic, stride: int = 1):
-        super().__init__(
-            PeriodicConv2d(c_in, c_out, 3, stride, periodic=periodic),
-            nn.GroupNorm(_groups(c_out), c_out),
-            nn.LeakyReLU(0.2),
-        )
-
-
-class UNetGenerator(nn.Module):
-    """Residual U-Net ``G(x) = x + U(x)`` for (B, C, H, W) fields of any H, W.
-
-    ``depth`` stride-2 levels (3×3 convs, GroupNorm, LeakyReLU 0.2) with widths
-    ``base_channels · 2^l`` (capped at 8×), skip connections by concatenation, nearest-neighbour
-    up-sampling to the skip's size (odd sizes work). The last conv is zero-initialised, so an
-    untrained G is the identity map — a natural start when A and B are similar climates.
-    Reference: Ronneberger et al. 2015; the pix2pix generator of Isola et al. 2017.
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        periodic: tuple[bool, bool] = (False, True),
-        *,
-        base_channels: int = 16,
-        depth: int = 2,
-        latent_dim: int = 0,
-        noise_channels: int = 0,
-        coord_channels: bool = False,
-    ):
-        super().__init__()
-        if depth < 0:
-            raise ClimgenInputError(f"option 'depth' must be ≥ 0, got {depth}")
-        if isinstance(noise_channels, bool) or int(noise_channels) < 0:
-            raise ClimgenInputError(f"option 'noise_channels' must be ≥ 0, got {noise_channels}")
-        periodic = tuple(bool(p) for p in periodic)
-        self.latent_dim = int(latent_dim)
-        self.noise_channels = int(noise_channels)
-        self.periodic, self.coord_channels = periodic, bool(coord_channels)
-        n_in = channels + self.noise_channels
-        n_in += n_coordinate_channels(periodic) if self.coord_channels else 0
-        widths = [base_channels * min(2**level, 8) for level in range(depth + 1)]
-        self.stem = _ConvNormAct(n_in, widths[0], periodic)
-        self.down = nn.ModuleList(
-            _ConvNormAct(widths[i], widths[i + 1], periodic, stride=2) for i in range(depth)
-        )
-        self.up = nn.ModuleList(
-            _ConvNormAct(widths[i + 1] + widths[i], widths[i], periodic)
-            for i in reversed(range(depth))
-        )
-        self.head = PeriodicConv2d(widths[0], channels, 3, periodic=periodic)
-        # Latent codes modulate every block's output (FiLM: h·(1 + γ(z)) + β(z), like the
-        # conditional normalisation of Augmented CycleGAN): constant code channels fed at the
-        # input would be removed by the next GroupNorm.
-        block_widths = [widths[0], *widths[1:], *widths[:-1][::-1]]
-        self.film = nn.ModuleList(
-            nn.Linear(self.latent_dim, 2 * w) for w in (block_widths if self.latent_dim else [])
-        )
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        z: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """``x`` (B, C, H, W); ``z`` (B, latent_dim) latent codes (FiLM-modulating every
-        block) when the generator was built with ``latent_dim > 0``. With ``noise_channels``
-        > 0, that many channels of white noise N(0, 1) per grid cell (drawn with
-        ``generator``, else the global RNG) are appended to the input: a convolutional net is
-        translation-equivariant, so without noise (or coordinates) it cannot break a symmetry
-        of its input, e.g. a field that repeats under a shift of half the domain."""
-        if self.latent_dim:
-            if z is None or z.shape != (x.shape[0], self.latent_dim):
-                got = None if z is None else tuple(z.shape)
-                raise ClimgenInputError(
-                    f"this generator needs latent codes z of shape ({x.shape[0]}, "
-                    f"{self.latent_dim}), got {got}"
-                )
-        films = iter(self.film)
-        x_in = x
-        if self.noise_channels:
-            shape = (x.shape[0], self.noise_channels, *x.shape[-2:])
-            device = generator.device if generator is not None else x.device
-            noise = torch.randn(shape, generator=generator, device=device, dtype=x.dtype)
-            x_in = torch.cat([x, noise.to(x.device)], 1)
-        if self.coord_channels:
-            x_in = coordinate_channels(x_in, self.periodic)
-
-        def modulate(h):
-            if not self.latent_dim:
-                return h
-            gamma, beta = next(films)(z)[:, :, None, None].chunk(2, dim=1)
-            return h * (1 + gamma) + beta
-
-        h = modulate(self.stem(x_in))
-        skips = [h]
-        for block in self.down:
-            h = modulate(block(h))
-            skips.append(h)
-        skips.pop()
-        for block in self.up:
-            skip = skips.pop()
-            h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
-            h = modulate(block(torch.cat([h, skip], 1)))
-        return x + self.head(h)
-
-
-def patch_receptive_field(n_layers: int) -> int:
-    """Side (cells) of the input window seen by one output of :class:`PatchDiscriminator`.
-
-    The critic is ``n_layers`` 4×4 stride-2 convs then two 4×4 stride-1 convs; walking back
-    from one output cell, a conv of kernel k and stride s maps a window r to (r − 1)·s + k:
-    1 → 4 → 7 → 16 → 34 → 70 → 142 for n_layers = 0, 1, 2, 3 (3 gives the 70×70 PatchGAN).
-    """
-    r = 1
-    for k, s in [(4, 1), (4, 1)] + [(4, 2)] * int(n_layers):
-        r = (r - 1) * s + k
-    return r
-
-
-class PatchDiscriminator(nn.Module):
-    """PatchGAN critic: a map (B, 1, H/2^n, W/2^n) of realism scores of overlapping patches.
-
-    ``n_layers`` 4×4 stride-2 convs (widths ``base_channels · 2^l``, capped at 8×), one 4×4
-    stride-1 conv and a 4×4 stride-1 output conv, LeakyReLU 0.2, optional spectral norm, no
-    normalisation layers. Each output cell sees a square window of side
-    :func:`patch_receptive_field` (``n_layers``) — 16 for 1, 34 for 2, 70 for 3 (Isola et al.
-    2017, who found 70×70 patches a good trade-off). Periodic axes wrap.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        periodic: tuple[bool, bool] = (False, True),
-        *,
-        base_channels: int = 16,
-        n_layers: int = 2,
-        spectral_norm: bool = False,
-        coord_channels: bool = False,
-    ):
-        super().__init__()
-        periodic = tuple(bool(p) for p in periodic)
-        self.periodic, self.coord_channels = periodic, bool(coord_channels)
-        self.n_layers = int(n_layers)
-        self.receptive_field = patch_receptive_field(self.n_layers)
-        layers: list[nn.Module] = []
-        c_in = in_channels + (n_coordinate_channels(periodic) if self.coord_channels else 0)
-        widths = [base_channels * min(2**i, 8) for i in range(self.n_layers + 1)]
-        for i in range(self.n_layers):
-            layers += [PeriodicConv2d(c_in, widths[i], 4, 2, periodic=periodic), nn.LeakyReLU(0.2)]
-            c_in = widths[i]
-        layers += [PeriodicConv2d(c_in, widths[-1], 4, 1, periodic=periodic), nn.LeakyReLU(0.2)]
-        layers += [PeriodicConv2d(widths[-1], 1, 4, 1, periodic=periodic)]
-        if spectral_norm:
-            layers = [
-                nn.utils.parametrizations.spectral_norm(m) if isinstance(m, nn.Conv2d) else m
-                for m in layers
-            ]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.coord_channels:
-            x = coordinate_channels(x, self.periodic)
-        return self.net(x)
-
-
-def cycle_consistency_loss(g_ab, g_ba, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """L_cyc = mean|G_BA(G_AB(a)) − a| + mean|G_AB(G_BA(b)) − b| (Zhu et al. 2017, eq. 2).
-
-    Zero when G_BA inverts G_AB on the data (e.g. both identity maps).
-    """
-    return F.l1_loss(g_ba(g_ab(a)), a) + F.l1_loss(g_ab(g_ba(b)), b)
-
-
-def identity_loss(g_ab, g_ba, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """L_id = mean|G_AB(b) − b| + mean|G_BA(a) − a| (Zhu et al. 2017, sec. 5.2; Taigman 2017):
-    a generator fed a field already in its target domain should leave it unchanged."""
-    return F.l1_loss(g_ab(b), b) + F.l1_loss(g_ba(a), a)
-
-
-def cycle_covariance_loss(
-    fake_b: torch.Tensor,
-    b: torch.Tensor,
-    fake_a: torch.Tensor,
-    a: torch.Tensor,
-    *,
-    patch_size: int | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """L_cov = C(G_AB(a), b) + C(G_BA(b), a): the covariance-matching term of both directions.
-
-    C is the Wu et al. (2020) constraint of the GAN family,
-    :func:`climgen.families.gan.constraints.covariance_loss`:
-    C(x, y) = ‖Σ_x − Σ_y‖²_F / ‖Σ_y‖²_F with Σ the covariance over the batch of the fields
-    flattened over channels and grid (full field; with ``patch_size=p`` a random p×p window,
-    the same for both batches of one direction, drawn with ``generator``). Here y is the batch
-    of the *other* domain (unpaired, as the critics see it), so the term pulls the translated
-    batch's covariance onto the target domain's. 0 when each translated batch equals its
-    target batch; differentiable w.r.t. the translated batches only.
-
-    Wu, Kashinath, Mustafa et al. (2020), J. Comput. Phys. 406, 109209.
-    """
-    return covariance_loss(fake_b, b, patch_size=patch_size, generator=generator) + covariance_loss(
-        fake_a, a, patch_size=patch_size, generator=generator
-    )
-
-
-def _loss_spec(name: str, family: str):
-    if name not in TRANSLATION_GAN_LOSSES:
-        raise ClimgenInputError(
-            f"{family}: gan_loss={name!r} is not supported; choose one of "
-            f"{', '.join(TRANSLATION_GAN_LOSSES)}"
-        )
-    return get_gan_loss(name)
-
-
-def _scores(critic: nn.Module, x: torch.Tensor, ctx) -> torch.Tensor:
-    """Patch scores flattened to (B·h·w,): every patch is one sample of the GAN loss."""
-    with ctx.autocast():
-        out = critic(x)
-    return out.float().flatten()
+__all__ = ["Pix2Pix", "CycleGAN", "AugmentedCycleGAN"]
 
 
 def _check_pair(batch: dict, channels: int, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,21 +53,25 @@ def _check_pair(batch: dict, channels: int, name: str) -> tuple[torch.Tensor, to
     return a, b
 
 
-class _TranslationBase(nn.Module):
-    """Shared constructor checks, critic update and ``sample`` of the translation families."""
+class _TranslationBase(FamilyModule):
+    """Shared constructor checks, critic update and ``sample`` of the translation families.
+
+    The generator A → B (``ema_attr``) is the EMA module.
+    """
 
     name = "translation"
+    ema_attr = "g_ab"
 
     def _init_common(self, channels, shape, periodic, gan_loss):
         check_grid_options(channels, shape, periodic)
         self.channels = int(channels)
         self.shape = tuple(int(s) for s in shape)
         self.periodic = tuple(bool(p) for p in periodic)
-        self.loss_spec = _loss_spec(gan_loss, self.name)
+        self.loss_spec = translation_gan_loss(gan_loss, self.name)
 
     def _critic_update(self, critic, real, fake, ctx, logs, key) -> None:
         spec, c = self.loss_spec, self.config
-        d_loss = spec.d_loss(_scores(critic, real, ctx), _scores(critic, fake, ctx))
+        d_loss = spec.d_loss(patch_scores(critic, real, ctx), patch_scores(critic, fake, ctx))
         total = d_loss
         if spec.penalty == "gradient":
             penalty = gradient_penalty(
@@ -323,13 +86,9 @@ class _TranslationBase(nn.Module):
 
     def _optimizer_groups(self, generators, critics) -> dict[str, OptimizerSpec]:
         c = self.config
-        betas = (0.0, 0.9) if c["gan_loss"] == "wgan-gp" else (0.5, 0.999)
-        g = [p for m in generators for p in m.parameters()]
-        d = [p for m in critics for p in m.parameters()]
-        return {
-            "generator": OptimizerSpec(g, lr=c["lr"], betas=betas),
-            "discriminator": OptimizerSpec(d, lr=c["lr_d"], betas=betas),
-        }
+        return self.adversarial_groups(
+            generators, critics, lr=c["lr"], lr_d=c["lr_d"], loss=c["gan_loss"]
+        )
 
     def translate(self, a: torch.Tensor) -> torch.Tensor:
         """Domain-B fields for domain-A fields ``a`` (B, C, H, W), normalised units."""
@@ -374,6 +133,7 @@ class Pix2Pix(_TranslationBase):
     """
 
     name = "pix2pix"
+    ema_attr = "generator"
 
     def __init__(
         self,
@@ -395,22 +155,7 @@ class Pix2Pix(_TranslationBase):
     ):
         super().__init__()
         self._init_common(channels, shape, periodic, gan_loss)
-        self.config = dict(
-            channels=self.channels,
-            shape=list(self.shape),
-            periodic=list(self.periodic),
-            base_channels=int(base_channels),
-            depth=int(depth),
-            disc_channels=int(disc_channels),
-            disc_layers=int(disc_layers),
-            gan_loss=gan_loss,
-            l1_weight=float(l1_weight),
-            spectral_norm=bool(spectral_norm),
-            lr=float(lr),
-            lr_d=float(lr_d),
-            gp_weight=float(gp_weight),
-            clip_value=float(clip_value),
-        )
+        self.record_config(locals())
         self.generator = UNetGenerator(
             channels, self.periodic, base_channels=base_channels, depth=depth
         )
@@ -424,9 +169,6 @@ class Pix2Pix(_TranslationBase):
 
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         return self._optimizer_groups([self.generator], [self.discriminator])
-
-    def ema_module(self) -> nn.Module:
-        return self.generator
 
     def translate(self, a: torch.Tensor) -> torch.Tensor:
         return self.generator(a)
@@ -452,7 +194,7 @@ class Pix2Pix(_TranslationBase):
             with ctx.autocast():
                 fake = self.generator(a).float()
             l1 = F.l1_loss(fake, b)
-            g_adv = spec.g_loss(_scores(self.discriminator, torch.cat([a, fake], 1), ctx))
+            g_adv = spec.g_loss(patch_scores(self.discriminator, torch.cat([a, fake], 1), ctx))
             ctx.step(self.config["l1_weight"] * l1 + g_adv, "generator")
         finally:
             self.discriminator.requires_grad_(True)
@@ -533,28 +275,7 @@ class CycleGAN(_TranslationBase):
                 f"option 'covariance_patch' must be None or an int in [1, {min(self.shape)}] "
                 f"(the grid is {self.shape}), got {covariance_patch!r}"
             )
-        self.config = dict(
-            channels=self.channels,
-            shape=list(self.shape),
-            periodic=list(self.periodic),
-            base_channels=int(base_channels),
-            depth=int(depth),
-            disc_channels=int(disc_channels),
-            disc_layers=int(disc_layers),
-            gan_loss=gan_loss,
-            cycle_weight=float(cycle_weight),
-            identity_weight=float(identity_weight),
-            spectral_weight=float(spectral_weight),
-            covariance_weight=float(covariance_weight),
-            covariance_patch=None if covariance_patch is None else int(covariance_patch),
-            noise_channels=int(noise_channels),
-            coord_channels=bool(coord_channels),
-            spectral_norm=bool(spectral_norm),
-            lr=float(lr),
-            lr_d=float(lr_d),
-            gp_weight=float(gp_weight),
-            clip_value=float(clip_value),
-        )
+        self.record_config(locals())
 
         def gen():
             return UNetGenerator(
@@ -581,9 +302,6 @@ class CycleGAN(_TranslationBase):
 
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         return self._optimizer_groups([self.g_ab, self.g_ba], [self.d_a, self.d_b])
-
-    def ema_module(self) -> nn.Module:
-        return self.g_ab
 
     def translate(self, a: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """G_AB(a); ``generator`` draws the noise channels, if any."""
@@ -631,39 +349,14 @@ class CycleGAN(_TranslationBase):
                 )
                 logs["covariance"] = cov_term.detach()
                 total = total + c["covariance_weight"] * cov_term
-            g_ab_adv = spec.g_loss(_scores(self.d_b, fake_b, ctx))
-            g_ba_adv = spec.g_loss(_scores(self.d_a, fake_a, ctx))
+            g_ab_adv = spec.g_loss(patch_scores(self.d_b, fake_b, ctx))
+            g_ba_adv = spec.g_loss(patch_scores(self.d_a, fake_a, ctx))
             ctx.step(total + g_ab_adv + g_ba_adv, "generator")
         finally:
             for d in critics:
                 d.requires_grad_(True)
         logs.update(cycle=cycle.detach(), g_ab_loss=g_ab_adv.detach(), g_ba_loss=g_ba_adv.detach())
         return logs
-
-
-class LatentEncoder(nn.Module):
-    """E(a, b) → z (B, latent_dim): stride-2 3×3 convs on the pair, global mean, linear."""
-
-    def __init__(self, channels: int, latent_dim: int, periodic, base_channels: int = 16):
-        super().__init__()
-        self.net = nn.Sequential(
-            _ConvNormAct(2 * channels, base_channels, periodic, stride=2),
-            _ConvNormAct(base_channels, 2 * base_channels, periodic, stride=2),
-        )
-        self.out = nn.Linear(2 * base_channels, latent_dim)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.out(self.net(torch.cat([a, b], 1)).mean((-2, -1)))
-
-
-def _latent_critic(latent_dim: int, width: int = 64) -> nn.Module:
-    return nn.Sequential(
-        nn.Linear(latent_dim, width),
-        nn.LeakyReLU(0.2),
-        nn.Linear(width, width),
-        nn.LeakyReLU(0.2),
-        nn.Linear(width, 1),
-    )
 
 
 @register_family("augmented-cyclegan")
@@ -709,24 +402,7 @@ class AugmentedCycleGAN(_TranslationBase):
         self._init_common(channels, shape, periodic, gan_loss)
         if isinstance(latent_dim, bool) or int(latent_dim) < 1:
             raise ClimgenInputError(f"option 'latent_dim' must be ≥ 1, got {latent_dim!r}")
-        self.config = dict(
-            channels=self.channels,
-            shape=list(self.shape),
-            periodic=list(self.periodic),
-            latent_dim=int(latent_dim),
-            base_channels=int(base_channels),
-            depth=int(depth),
-            disc_channels=int(disc_channels),
-            disc_layers=int(disc_layers),
-            gan_loss=gan_loss,
-            cycle_weight=float(cycle_weight),
-            latent_weight=float(latent_weight),
-            spectral_norm=bool(spectral_norm),
-            lr=float(lr),
-            lr_d=float(lr_d),
-            gp_weight=float(gp_weight),
-            clip_value=float(clip_value),
-        )
+        self.record_config(locals())
         self.latent_dim = int(latent_dim)
 
         def gen():
@@ -751,15 +427,12 @@ class AugmentedCycleGAN(_TranslationBase):
         self.e_a = LatentEncoder(channels, latent_dim, self.periodic, base_channels)
         self.e_b = LatentEncoder(channels, latent_dim, self.periodic, base_channels)
         self.d_a, self.d_b = critic(), critic()
-        self.d_za, self.d_zb = _latent_critic(latent_dim), _latent_critic(latent_dim)
+        self.d_za, self.d_zb = latent_critic(latent_dim), latent_critic(latent_dim)
 
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         return self._optimizer_groups(
             [self.g_ab, self.g_ba, self.e_a, self.e_b], [self.d_a, self.d_b, self.d_za, self.d_zb]
         )
-
-    def ema_module(self) -> nn.Module:
-        return self.g_ab
 
     def prior(self, n: int, like: torch.Tensor, generator=None) -> torch.Tensor:
         device = generator.device if generator is not None else like.device
@@ -813,10 +486,10 @@ class AugmentedCycleGAN(_TranslationBase):
                     self.e_a(fake_a, b).float(), z_a
                 )
             adv = (
-                spec.g_loss(_scores(self.d_b, fake_b.float(), ctx))
-                + spec.g_loss(_scores(self.d_a, fake_a.float(), ctx))
-                + spec.g_loss(_scores(self.d_zb, code_b.float(), ctx))
-                + spec.g_loss(_scores(self.d_za, code_a.float(), ctx))
+                spec.g_loss(patch_scores(self.d_b, fake_b.float(), ctx))
+                + spec.g_loss(patch_scores(self.d_a, fake_a.float(), ctx))
+                + spec.g_loss(patch_scores(self.d_zb, code_b.float(), ctx))
+                + spec.g_loss(patch_scores(self.d_za, code_a.float(), ctx))
             )
             total = adv + c["cycle_weight"] * cycle + c["latent_weight"] * latent
             ctx.step(total, "generator")

@@ -1,0 +1,76 @@
+"""Reference rows of an evaluation: the training data itself and an IAAFT surrogate of it.
+
+A model's distances mean most next to two yardsticks scored against the same reference with
+the same noise floors (issue 23; design: metrics.md §8b, §11):
+
+* **training data itself** — what a perfect emulator of the training set gets (on an
+  independent test run this is *not* zero: it is the run-to-run difference);
+* **surrogate (IAAFT)** — :func:`climgen.metrics.iaaft_surrogate` of the training fields: the
+  same 2-D power spectrum and row-wise marginals, random phases. It is what calibration (a
+  linear filter plus a quantile map) reaches without learning any structure; a model row is
+  informative only where it beats it.
+
+Also the shift-aware memorisation ratio (:func:`climgen.metrics.memorisation_ratio`) of the
+model and of the surrogate: ≈ 1 for new fields, ≪ 1 for copies of training fields.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from climgen.data import grids
+from climgen.report.eval_inputs import subsample
+
+__all__ = [
+    "REFERENCE_ROWS",
+    "SURROGATE_MAX_FIELDS",
+    "SURROGATE_ROW",
+    "TRAINING_ROW",
+    "memorisation",
+    "reference_candidates",
+]
+
+TRAINING_ROW = "training data"
+SURROGATE_ROW = "surrogate (IAAFT)"
+REFERENCE_ROWS = (TRAINING_ROW, SURROGATE_ROW)
+#: At most this many training fields (evenly spaced) are turned into surrogates.
+SURROGATE_MAX_FIELDS = 512
+
+
+def reference_candidates(
+    train: xr.DataArray, n_generated: int, *, seed: int = 0
+) -> dict[str, xr.DataArray]:
+    """The training set and its IAAFT surrogate, canonical (sample, y, x) DataArrays.
+
+    The surrogate has as many fields as the model's sample (at most
+    :data:`SURROGATE_MAX_FIELDS`), made from evenly spaced training fields.
+    """
+    from climgen.metrics import iaaft_surrogate
+
+    n = max(4, min(int(n_generated), SURROGATE_MAX_FIELDS))
+    src = subsample(train, n)
+    values = iaaft_surrogate(np.asarray(src.values, dtype=np.float64), seed=seed)
+    surrogate = src.copy(data=values)
+    surrogate.attrs["surrogate"] = "IAAFT (Schreiber & Schmitz 1996) of the training fields"
+    return {TRAINING_ROW: train, SURROGATE_ROW: surrogate}
+
+
+def memorisation(
+    candidates: dict[str, np.ndarray],
+    train: np.ndarray,
+    ref: np.ndarray,
+    grid: grids.GridInfo,
+    weights: np.ndarray,
+) -> dict[str, float]:
+    """Shift-aware memorisation ratio of each candidate set (generated, surrogate, …).
+
+    Shifts run along the grid's periodic axes; weights are the area weights (per row).
+    """
+    from climgen.metrics import memorisation_ratio
+
+    periodic = (bool(grid.periodic_y), bool(grid.periodic_x))
+    return {
+        name: float(memorisation_ratio(fields, train, ref, periodic=periodic, weights=weights))
+        for name, fields in candidates.items()
+    }
