@@ -88,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
         )
     mask = load_mask(args.mask) if args.mask else None
     out = infiller.fill(args.obs, members=args.members, mask=mask, seed=args.seed)
-    path = write_fields(out, args.output)
-    print(f"wrote {path} ({infiller.method}; variables {', '.join(map(str, out.data_vars))})")
-    if args.report:
+    if args.report:  # before the output is written: a report that fails leaves no output
         from climgen.tasks.fill_cv import cross_validation_report, filled_report
 
         title = f"Gap filling: {infiller.method} on {Path(args.obs).name}"
@@ -121,4 +119,6 @@ def run(args: argparse.Namespace) -> int:
                 provenance={"observations": args.obs},
             )
         print(Path(args.report) / "index.html")
+    path = write_fields(out, args.output)
+    print(f"wrote {path} ({infiller.method}; variables {', '.join(map(str, out.data_vars))})")
     return 0
