@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from climgen.cli._argtypes import positive_int
+from climgen.cli._argtypes import add_quiet, positive_int
 from climgen.cli._output import add_overwrite, check_output
 from climgen.errors import ClimgenInputError
 
@@ -22,6 +22,13 @@ examples:
   climgen fill kriging obs.nc -o filled.nc --variable tas
   climgen fill zonal-mean obs.nc -o filled.nc --mask coverage_1877.nc
   climgen fill kriging obs.nc -o filled.nc --mask coverage_1877.nc --report report_dir
+  climgen fill runs/fill_oi hadcrut_1893.nc -o filled.nc --days 1893-08-15 1893-08-16
+
+OBS as it comes: for a run trained on anomalies (recipe `anomalies: true`, RUN/climatology.nc)
+absolute observations are recognised (--values auto), regridded to the run's lat/lon grid
+when on another one, filled as anomalies, and written as both (<var>, <var>_anomaly).
+--days fills only those fields (dates of the time coordinate, or 0-based positions); the
+other fields of OBS still serve as context for a run with context > 0.
 
 --report DIR writes DIR/index.html: with --mask, the cells observed in OBS but hidden by the
 mask are scored (cross-validation on real observations: scores.json, error maps); without,
@@ -43,6 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_quiet(parser, help="no progress bar, only the output path")
     parser.add_argument("model", metavar="MODEL", help="run directory or baseline method name")
     parser.add_argument("obs", metavar="OBS", help="netCDF/zarr file of observations (NaN = gap)")
     parser.add_argument("-o", "--output", metavar="FILE", required=True, help="file to write")
@@ -55,6 +63,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--variable", help="variable to fill (default: the only one)")
     parser.add_argument("--mask", metavar="FILE", help="extra coverage mask (1 = observed)")
+    parser.add_argument(
+        "--mask-variable", metavar="VAR", help="the mask variable, when --mask FILE has several"
+    )
+    parser.add_argument(
+        "--days",
+        nargs="+",
+        metavar="DAY",
+        help="fill only these fields: dates of the time coordinate or 0-based positions",
+    )
+    parser.add_argument(
+        "--values",
+        choices=("auto", "absolute", "anomalies"),
+        default="auto",
+        help="for a run trained on anomalies: are OBS absolute values or anomalies from the "
+        "run's climatology (default: %(default)s, decided from the data)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--report",
@@ -63,6 +87,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=run)
     return parser
+
+
+def _day(text: str):
+    """A --days item: an integer is a 0-based position, anything else a time label."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,8 +118,19 @@ def run(args: argparse.Namespace) -> int:
             f"MODEL {args.model!r} is neither a run directory nor a baseline method "
             f"(kriging, nearest, zonal-mean); {', '.join(TRAINED)} need a trained run dir"
         )
-    mask = load_mask(args.mask) if args.mask else None
-    out = infiller.fill(args.obs, members=args.members, mask=mask, seed=args.seed)
+    if args.mask_variable and not args.mask:
+        raise ClimgenInputError("--mask-variable names a variable of --mask FILE: give --mask")
+    mask = load_mask(args.mask, args.mask_variable) if args.mask else None
+    days = None if args.days is None else [_day(d) for d in args.days]
+    out = infiller.fill(
+        args.obs,
+        members=args.members,
+        mask=mask,
+        seed=args.seed,
+        at=days,
+        values=args.values,
+        progress=not args.quiet,
+    )
     if args.report:  # before the output is written: a report that fails leaves no output
         from climgen.tasks.fill_cv import cross_validation_report, filled_report
 
@@ -120,5 +163,9 @@ def run(args: argparse.Namespace) -> int:
             )
         print(Path(args.report) / "index.html")
     path = write_fields(out, args.output)
-    print(f"wrote {path} ({infiller.method}; variables {', '.join(map(str, out.data_vars))})")
+    if args.quiet:
+        print(path)
+    else:
+        names = ", ".join(map(str, out.data_vars))
+        print(f"wrote {path} ({infiller.method}; variables {names})")
     return 0

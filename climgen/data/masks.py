@@ -98,7 +98,7 @@ def load_mask(path: str | os.PathLike, variable: str | None = None) -> xr.DataAr
         if len(names) != 1:
             raise ClimgenInputError(
                 f"mask file '{path}' holds {len(names)} variables {names}; "
-                "say which one with variable=..."
+                "say which one with variable=... (on the command line: --mask-variable)"
             )
         variable = names[0]
     raw = ds[variable]

@@ -10,8 +10,10 @@ Counting is exact on the **pixel complex**: every pixel with f > ν is a closed 
 with its 4 edges and 4 vertices, and χ = V − E + F (vertices − edges + faces of the union), an
 integer for every binary shape (8-connected foreground). Because a vertex (edge) belongs to
 the set iff the largest of its 4 (2) adjacent pixels exceeds ν, each count over *all*
-thresholds is one sort of the vertex, edge and pixel maxima plus a ``searchsorted`` — no loop
-over thresholds or fields. Periodic axes wrap (a torus or a cylinder has χ = 0).
+thresholds is one ``searchsorted`` of the pixel values into the thresholds (bucketing is
+monotone, so an edge's or vertex's bucket is the max of its pixels' buckets) and a few integer
+histograms — no loop over thresholds or fields. Periodic axes wrap (a torus or a cylinder
+has χ = 0).
 
 Fields are ``(..., ny, nx)``; DataArrays are brought to canonical orientation and their grid
 gives the spacings and which axes are periodic.
@@ -140,15 +142,20 @@ class MinkowskiCurves:
     area: float
 
 
-def _count_above(values: torch.Tensor, nu: torch.Tensor, weights: torch.Tensor | None = None):
-    """Σ [v > ν] (or Σ w·[v > ν]) for every threshold ν (ascending), in O(N log T).
+def _buckets(values: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
+    """b = #{j: ν_j < v} for each value (thresholds ascending), so v > ν_j iff b > j.
 
-    Each value is bucketed by the number of thresholds below it, b = #{j: ν_j < v}; then
-    v > ν_j iff b > j, so the counts are a reversed cumulative sum of the bucket histogram.
+    Bucketing is monotone, so the bucket of a max (min) of values is the max (min) of their
+    buckets: one search serves pixels, edges and vertices.
     """
-    b = torch.searchsorted(nu, values.reshape(-1).contiguous(), right=False)
-    w = None if weights is None else weights.reshape(-1).to(nu.dtype)
-    hist = torch.bincount(b, weights=w, minlength=nu.numel() + 1).to(nu.dtype)
+    b = torch.searchsorted(nu, values.contiguous(), right=False)
+    return b.to(torch.int16) if nu.numel() < 32767 else b
+
+
+def _count_above(b: torch.Tensor, n_nu: int, weights: torch.Tensor | None = None, dtype=None):
+    """Σ [b > j] (or Σ w·[b > j]) for j = 0 … n_nu − 1: a reversed cumulative histogram."""
+    w = None if weights is None else weights.reshape(-1).to(dtype)
+    hist = torch.bincount(b.reshape(-1), weights=w, minlength=n_nu + 1).to(dtype)
     return torch.flip(torch.cumsum(torch.flip(hist, (0,)), 0), (0,))[1:]
 
 
@@ -238,19 +245,25 @@ def minkowski_functionals(
     ny, nx = t.shape[-2:]
     n_fields = t.numel() // (ny * nx)
     area = ny * nx * dyf * dxf
-    f, ex, ey, v = _cells(t, (py, px), -math.inf)
-    chi = _count_above(v, nu) - _count_above(ex, nu) - _count_above(ey, nu) + _count_above(f, nu)
+    bt = _buckets(t, nu)
+    T, dt = nu.numel(), nu.dtype
+
+    def count(b, weights=None):
+        return _count_above(b, T, weights, dt)
+
+    f, ex, ey, v = _cells(bt, (py, px), 0)  # bucket 0: below every threshold, like a wall
+    chi = count(v) - count(ex) - count(ey) + count(f)
     # Straddling pairs = (pairs whose max is above ν) − (pairs whose min is above ν).
     cross = []
     for dim, periodic_axis in ((-1, px), (-2, py)):
-        n = t.shape[dim]
+        n = bt.shape[dim]
         if periodic_axis:
-            a, b = t, torch.roll(t, 1, dims=dim)
+            a, b = bt, torch.roll(bt, 1, dims=dim)
         else:
-            a, b = t.narrow(dim, 1, n - 1), t.narrow(dim, 0, n - 1)
-        cross.append(_count_above(torch.maximum(a, b), nu) - _count_above(torch.minimum(a, b), nu))
+            a, b = bt.narrow(dim, 1, n - 1), bt.narrow(dim, 0, n - 1)
+        cross.append(count(torch.maximum(a, b)) - count(torch.minimum(a, b)))
     length = (math.pi / 4) * (cross[0] * dyf + cross[1] * dxf)
-    v0 = _count_above(t, nu, w) / (w.sum() if w is not None else t.numel())
+    v0 = count(bt, w) / (w.sum() if w is not None else t.numel())
     per = n_fields * area
     back = torch.argsort(order)  # the caller's threshold order
     out = [nu[back], v0[back], (length / per)[back], (chi / per)[back]]

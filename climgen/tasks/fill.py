@@ -61,9 +61,11 @@ from climgen.data.grids import area_weights, detect_grid, restore, to_canonical
 from climgen.data.io import climgen_version, write_fields
 from climgen.data.masks import MASK_ATTRS, load_mask
 from climgen.data.normalize import Normalizer
+from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import build_seeded, default_run_dir
 from climgen.tasks.emulate import as_dataset
+from climgen.tasks.fill_data import day_positions, observation_kind, to_run_grid
 from climgen.tasks.fill_masks import (
     canonical_mask_array,
     pair_masks,
@@ -87,6 +89,7 @@ TRAINED = (*NETWORKS, OI)  # methods that need ``fit`` (and a run directory) bef
 FILL_METHODS = (*NETWORKS, OI, *BASELINES)
 _TEMPLATE, _NORMALIZER, _AUX, _SETTINGS = "template.nc", "normalizer.json", "aux.nc", "fill.json"
 _OI_MODEL = "gaussian.npz"
+CLIMATOLOGY = "climatology.nc"  # a run trained on anomalies: the climatology they are from
 _OI_OPTIONS = {"nugget", "hemispheric"}
 
 
@@ -107,7 +110,8 @@ def _pick_variable(ds: xr.Dataset, variable: str | None, time_dim: str) -> str:
     names = with_time or names
     if len(names) != 1:
         raise ClimgenInputError(
-            f"cannot tell which variable to fill among {names}; pass variable=..."
+            f"cannot tell which variable to fill among {names}; pass variable=... (on the "
+            "command line: --variable)"
         )
     return names[0]
 
@@ -360,9 +364,13 @@ class Infiller:
         self.normalizer: Normalizer | None = None
         self.template: xr.DataArray | None = None
         self.climatology: np.ndarray | None = None
+        # climatology.nc of a run trained on anomalies (recipe ``anomalies: true``): fill
+        # subtracts it from absolute observations and adds it back (see ``fill``)
+        self.anomaly_climatology: xr.DataArray | None = None
         self.units: str | None = None
         self.aux: np.ndarray | None = None
         self.run_dir: Path | None = None
+        self.checkpoint_step: int | None = None
         self.result = None
 
     @property
@@ -479,6 +487,7 @@ class Infiller:
         }
         trainer = Trainer(self.family, config, self.run_dir, callbacks=callbacks, card=card)
         self.result = trainer.fit(dataset, resume=resume)
+        self.checkpoint_step = int(self.result.step)
         self.family.eval()
         if trainer.ema is not None:
             self.family, _ = load_family(self.run_dir, ema=True)
@@ -551,13 +560,32 @@ class Infiller:
 
     # -- filling ---------------------------------------------------------------------------
     def fill(
-        self, obs, *, members: int = 16, mask=None, seed: int = 0, batch_size: int = 16
+        self,
+        obs,
+        *,
+        members: int = 16,
+        mask=None,
+        seed: int = 0,
+        batch_size: int = 16,
+        at=None,
+        values: str = "auto",
+        progress: bool = False,
     ) -> xr.Dataset:
         """Fill the missing cells of ``obs`` (Dataset, DataArray or path; NaN = missing).
 
         ``mask`` (optional, 1 = observed): hide further cells (a cell counts as observed only
         when the mask says so *and* its value is finite). ``members``: ensemble size for
-        ensemble methods. Returns the Dataset described in the module docstring.
+        ensemble methods. ``at``: fill only these fields (0-based positions, or labels of the
+        time coordinate such as ``"1893-08-15"``); the others still serve as context
+        (``context > 0``). ``progress``: a bar over the fields (on a terminal).
+
+        Observations as they come: on another lat/lon grid than the run's they are regridded
+        to it (gaps stay gaps); when the run was trained on anomalies (it has a
+        ``climatology.nc``), ``values="auto"`` tells absolute values from anomalies (nearer the
+        climatology or nearer zero; ``"absolute"`` / ``"anomalies"`` say it), absolute values
+        are filled as anomalies and the output holds both (``<var>`` as given and
+        ``<var>_anomaly`` or ``<var>_absolute``). Returns the Dataset described in the module
+        docstring.
         """
         if int(members) != members or members < 1:
             raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
@@ -571,23 +599,35 @@ class Infiller:
         observed = np.isfinite(da)
         if mask is not None:
             observed = observed & (pair_masks(_as_mask(mask), da, time_dim=self.time_dim) == 1)
+        da, observed, regrid_note = to_run_grid(da, observed, self.template)
         grid = detect_grid(da)
         canon, state = to_canonical(da, grid)
         canon_obs, _ = to_canonical(observed.transpose(*da.dims), grid)
-        self._check_obs(canon, var)
         single = self.time_dim not in canon.dims
+        if at is not None:
+            targets = day_positions(canon, at, self.time_dim)
+            if canon.ndim != 3:
+                raise ClimgenInputError(
+                    f"at= / --days needs '{var}' with '{self.time_dim}' as its only non-spatial "
+                    f"dim; it has dims {tuple(map(str, da.dims))}"
+                )
         raw = np.asarray(canon.values)
         keep = np.asarray(canon_obs.values, dtype=bool)
         if single:
             raw, keep = raw[None], keep[None]
         raw, keep = raw.reshape(-1, *raw.shape[-2:]), keep.reshape(-1, *keep.shape[-2:])
-        empty = np.flatnonzero(~keep.any(axis=(1, 2)))
+        targets = np.arange(raw.shape[0]) if at is None else targets
+        clim = self._anomaly_base(canon)
+        kind = observation_kind(values, raw, keep, clim, var)
+        base = raw - clim if kind == "absolute" else raw  # what the run fills: its training kind
+        self._check_obs(canon.copy(data=base.reshape(canon.shape)), var)
+        empty = targets[~keep[targets].any(axis=(1, 2))]
         if empty.size:
             raise ClimgenInputError(
                 f"'{var}' has no observed value at {self.time_dim} index {empty[:5].tolist()}: "
                 "an all-missing field cannot be filled"
             )
-        gappy = np.where(keep, raw, np.nan).astype(np.float64)
+        gappy = np.where(keep, base, np.nan).astype(np.float64)
         lat = canon[grid.y_dim].values if grid.y_dim in canon.coords else None
         lon = canon[grid.x_dim].values if grid.x_dim in canon.coords else None
         if self.method in ("nearest", "kriging") and (grid.kind != "latlon" or lat is None):
@@ -596,30 +636,77 @@ class Infiller:
                 f"{grid.shape_name}"
             )
         spread = ensemble = None
-        info: dict = {}
+        info: dict = {"seed": int(seed)}
+        chosen = gappy[targets]
         if self.method == "nearest":
-            mean, _ = fill_nearest(gappy, lat, lon)
+            mean, _ = fill_nearest(chosen, lat, lon)
         elif self.method == "zonal-mean":
             lat_w = lat if lat is not None else np.zeros(gappy.shape[-2])
-            mean, _ = fill_zonal_mean(gappy, lat_w, climatology=self._climatology_for(gappy))
+            mean, _ = fill_zonal_mean(chosen, lat_w, climatology=self._climatology_for(gappy))
         elif self.method == "kriging":
-            mean, spread, kernels = fill_kriging(gappy, lat, lon, **self.options)
+            mean, spread, kernels = fill_kriging(
+                chosen, lat, lon, **{"progress": progress, **self.options}
+            )
             info["kernels"] = kernels
         elif self.method == OI:
-            mean, spread, ensemble = self._fill_gaussian(gappy, keep, members, seed)
+            mean, spread, ensemble = self._fill_gaussian(
+                gappy, keep, members, seed, targets, progress
+            )
             info["nugget"] = self.gaussian.nugget
         else:
-            mean, spread, ensemble = self._fill_network(gappy, keep, members, seed, batch_size)
+            mean, spread, ensemble = self._fill_network(
+                gappy, keep, members, seed, batch_size, targets, progress
+            )
+        raw, keep, base = raw[targets], keep[targets], base[targets]
         out_dtype = raw.dtype if raw.dtype.kind == "f" else np.float64
-        filled = np.where(keep, raw, mean.astype(out_dtype))  # observed cells: the input's bits
+        filled = np.where(keep, base, mean.astype(out_dtype))  # observed cells: the input's bits
         if spread is None:
             spread = np.where(keep, 0.0, np.nan)
         spread = np.where(keep, 0.0, spread).astype(out_dtype)
         if ensemble is not None:
-            ensemble = np.where(keep[None], raw[None], ensemble.astype(out_dtype))
+            ensemble = np.where(keep[None], base[None], ensemble.astype(out_dtype))
+        extra = {}
+        if kind is not None:
+            absolute = np.where(keep, raw, (filled + clim).astype(out_dtype))
+            info["values"] = kind
+            if kind == "absolute":
+                extra[f"{var}_anomaly"] = (filled, "anomaly from the run's climatology")
+                filled = absolute
+                if ensemble is not None:
+                    ensemble = np.where(keep[None], raw[None], ensemble + clim)
+            else:
+                extra[f"{var}_absolute"] = (absolute, "anomaly plus the run's climatology")
+        if regrid_note:
+            info["regrid"] = regrid_note
+        if at is not None:
+            canon = canon.isel({self.time_dim: targets})
         return self._assemble(
-            canon, state, var, da, ds_obs.attrs, filled, spread, keep, ensemble, members, info
+            canon,
+            state,
+            var,
+            da,
+            ds_obs.attrs,
+            filled,
+            spread,
+            keep,
+            ensemble,
+            members,
+            info,
+            extra,
         )
+
+    def _anomaly_base(self, canon: xr.DataArray) -> np.ndarray | None:
+        """The run's climatology (H, W) on the canonical grid of ``canon``, if it has one."""
+        if self.anomaly_climatology is None:
+            return None
+        clim, _ = to_canonical(self.anomaly_climatology)
+        values = np.asarray(clim.values, dtype=np.float64)
+        if values.shape != tuple(canon.shape[-2:]):
+            raise ClimgenInputError(
+                f"the run's climatology is {values.shape}, the observations "
+                f"{tuple(canon.shape[-2:])} after regridding: the run directory is inconsistent"
+            )
+        return values
 
     def _climatology_for(self, gappy: np.ndarray) -> np.ndarray | None:
         if self.climatology is None or self.climatology.shape != gappy.shape[-2:]:
@@ -666,7 +753,7 @@ class Infiller:
                     "same kind of data (and units) as in training"
                 )
 
-    def _fill_network(self, gappy, keep, members, seed, batch_size):
+    def _fill_network(self, gappy, keep, members, seed, batch_size, targets, show=False):
         v = self.variable
         center, scale = self.normalizer.center[v], self.normalizer.scale[v]
         x_all = torch.from_numpy(np.nan_to_num((gappy - center) / scale).astype(np.float32))
@@ -674,23 +761,22 @@ class Infiller:
         aux = None if self.aux is None else torch.from_numpy(self.aux.astype(np.float32))
         prior = None
         if self.prior is not None:
-            means = np.concatenate(
-                [
-                    self.gaussian.conditional_means(np.nan_to_num(g)[None], k)
-                    for g, k in zip(gappy, keep)
-                ]
-            )
+            means = np.zeros(gappy.shape)
+            for t in targets:  # the prior channel of the fields filled (not of the context)
+                means[t] = self.gaussian.conditional_means(np.nan_to_num(gappy[t])[None], keep[t])
             prior = torch.from_numpy(((means - center) / scale).astype(np.float32))
-        n = x_all.shape[0]
+        n = len(targets)
         generator = torch.Generator().manual_seed(int(seed))
         outs = []  # per batch: (T_b, H, W) means, or (M, T_b, H, W) members
         step = batch_size if self.method == "partialconv" else 1
-        with torch.no_grad():
+        bar = progress_bar(total=n, desc=f"fill ({self.method})", unit="field", enabled=show)
+        with torch.no_grad(), bar:
             for start in range(0, n, step):
                 items = [
-                    self._fill_item(x_all, m_all, aux, i, prior)
-                    for i in range(start, min(n, start + step))
+                    self._fill_item(x_all, m_all, aux, int(i), prior)
+                    for i in targets[start : start + step]
                 ]
+                bar.update(len(items))
                 if self.method == "partialconv":
                     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
                     if self.is_ensemble:
@@ -713,6 +799,7 @@ class Infiller:
         if not self.is_ensemble:
             return np.concatenate(outs), None, None
         ens = np.concatenate(outs, axis=1)  # (M, T, H, W)
+        keep, gappy = keep[targets], gappy[targets]
         ens = np.where(keep[None], gappy, ens)
         if self.spread_inflation != 1.0:
             centre = ens.mean(axis=0, keepdims=True)
@@ -720,15 +807,20 @@ class Infiller:
         std = ens.std(axis=0, ddof=1) if members > 1 else np.full(ens.shape[1:], np.nan)
         return ens.mean(axis=0), std, ens
 
-    def _fill_gaussian(self, gappy, keep, members, seed):
-        """Exact conditional mean and std, and ``members`` conditional draws, per field;
-        ``spread_inflation`` scales the draws' deviations from the mean and the std."""
+    def _fill_gaussian(self, gappy, keep, members, seed, targets, show=False):
+        """Exact conditional mean and std, and ``members`` conditional draws, of the fields
+        ``targets``; ``spread_inflation`` scales the draws' deviations from the mean and the
+        std."""
         rng = np.random.default_rng(int(seed))
-        mean, std = np.empty_like(gappy), np.empty_like(gappy)
-        ens = np.empty((members, *gappy.shape))
+        shape = (len(targets), *gappy.shape[1:])
+        mean, std = np.empty(shape), np.empty(shape)
+        ens = np.empty((members, *shape))
         k, n = self.gaussian.context, gappy.shape[0]
         values = np.nan_to_num(gappy)
-        for t in range(n):
+        fields = progress_bar(
+            targets, desc="fill (optimal interpolation)", unit="field", enabled=show
+        )
+        for i, t in enumerate(fields):
             if k == 0:
                 out = self.gaussian.condition(values[t], keep[t], members=members, rng=rng)
             else:  # the window t − k … t + k; days outside the record observe nothing
@@ -738,8 +830,9 @@ class Infiller:
                 out = self.gaussian.condition_window(
                     values[days], keep[days] & inside[:, None, None], members=members, rng=rng
                 )
-            mean[t], std[t], ens[:, t] = out
+            mean[i], std[i], ens[:, i] = out
         alpha = self.spread_inflation
+        keep, gappy = keep[targets], gappy[targets]
         ens = np.where(keep[None], gappy, mean[None] + alpha * (ens - mean[None]))
         return mean, alpha * std, ens
 
@@ -782,7 +875,19 @@ class Infiller:
         return _network_item(x, mask, cond, cond_mask, self.method)
 
     def _assemble(
-        self, canon, state, var, da, ds_attrs, filled, spread, keep, ensemble, members, info
+        self,
+        canon,
+        state,
+        var,
+        da,
+        ds_attrs,
+        filled,
+        spread,
+        keep,
+        ensemble,
+        members,
+        info,
+        extra=None,
     ):
         shape = canon.shape
 
@@ -815,6 +920,8 @@ class Infiller:
                 {**MASK_ATTRS, "comment": "cells observed in the input (kept bit for bit)"},
             ),
         }
+        for name, (values, what) in (extra or {}).items():
+            data_vars[name] = back(values, name, {**da.attrs, "long_name": f"filled {var}, {what}"})
         if ensemble is not None:
             ens = ensemble.reshape(ensemble.shape[0], -1)
             data_vars[f"{var}_members"] = back(
@@ -830,7 +937,7 @@ class Infiller:
                 ):
                     data_vars[name] = data_vars[name].assign_coords({cname: coord})
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        settings = {k: v for k, v in self.options.items() if _jsonable(v)}
+        settings = self._fill_settings()
         history = f"{stamp} climgen {climgen_version()}: Infiller({self.method!r}).fill"
         attrs = dict(ds_attrs)
         attrs.update(
@@ -840,10 +947,19 @@ class Infiller:
                 "climgen_fill_method": self.method,
                 "climgen_fill_options": json.dumps(settings),
                 "climgen_fill_members": int(members) if ensemble is not None else 1,
+                "climgen_fill_seed": info["seed"],
             }
         )
         if self.run_dir is not None:
             attrs["climgen_run_dir"] = str(self.run_dir)
+        if self.checkpoint_step is not None:
+            attrs["climgen_checkpoint_step"] = int(self.checkpoint_step)
+        if "values" in info:
+            attrs["climgen_fill_values"] = (
+                f"{info['values']}; the run was trained on anomalies from its climatology.nc"
+            )
+        if "regrid" in info:
+            attrs["climgen_fill_regrid"] = info["regrid"]
         if ensemble is not None and self.spread_inflation != 1.0:
             attrs["climgen_fill_spread_inflation"] = self.spread_inflation
         if "nugget" in info:
@@ -851,6 +967,19 @@ class Infiller:
         if info.get("kernels"):
             attrs["climgen_kriging_kernels"] = "; ".join(info["kernels"][:12])
         return xr.Dataset(data_vars, attrs=attrs)
+
+    def _fill_settings(self) -> dict:
+        """The options that shape a fill (for the output's ``climgen_fill_options``)."""
+        settings = {k: v for k, v in self.options.items() if _jsonable(v)}
+        if self.method in TRAINED:
+            settings.update(context=self.context, roll_fields=self.roll_fields)
+        if self.method == "partialconv":
+            settings["fill_rolls"] = self.fill_rolls
+        if self.method == "cvae":
+            settings["likelihood_noise"] = self.likelihood_noise
+        if self.prior is not None:
+            settings.update(prior=self.prior, prior_options=self.prior_options)
+        return settings
 
     # -- persistence -----------------------------------------------------------------------
     def _save_settings(self) -> None:
@@ -907,12 +1036,16 @@ class Infiller:
         if (run_dir / _OI_MODEL).exists():
             inf.gaussian = GaussianFieldModel.load(run_dir / _OI_MODEL)
         if inf.method != OI:
-            inf.family, _ = load_family(run_dir, which=which, ema=ema)
+            inf.family, ckpt = load_family(run_dir, which=which, ema=ema)
+            inf.checkpoint_step = int(ckpt.step)
             inf.normalizer = Normalizer.from_json(run_dir / _NORMALIZER)
         template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
         inf.template = template[settings["variable"]]
         if (run_dir / _AUX).exists():
             inf.aux = xr.load_dataset(run_dir / _AUX, engine="netcdf4")["aux"].values
+        if (run_dir / CLIMATOLOGY).exists():
+            clim = xr.load_dataset(run_dir / CLIMATOLOGY, engine="netcdf4")
+            inf.anomaly_climatology = clim[list(clim.data_vars)[0]]
         inf.run_dir = run_dir
         return inf
 

@@ -10,6 +10,13 @@ coverage masks from mask files or from the NaNs of observation files.
 - :func:`coverage_masks` — stack the coverage of one or more files: a 0/1 mask variable is
   read as is (:func:`~climgen.data.masks.load_mask`), a data variable with NaN gaps gives
   ``isfinite`` (:func:`~climgen.data.masks.mask_from_nans`), e.g. the HadCRUT4 months.
+
+Observations as a user has them, for ``Infiller.fill`` of a trained run:
+
+- :func:`to_run_grid` — gappy observations on another lat/lon grid, regridded to the run's
+  (gaps stay gaps: a target cell is observed only when its interpolation stencil is).
+- :func:`observation_kind` — absolute values or anomalies from the run's climatology.
+- :func:`day_positions` — the fields ``fill(..., at=...)`` / ``--days`` asks for.
 """
 
 from __future__ import annotations
@@ -24,7 +31,17 @@ from climgen.data.io import open_fields
 from climgen.data.masks import MASK_ATTRS, load_mask, mask_from_nans
 from climgen.errors import ClimgenInputError
 
-__all__ = ["regrid_bilinear", "anomalies", "coverage_masks"]
+__all__ = [
+    "regrid_bilinear",
+    "anomalies",
+    "coverage_masks",
+    "to_run_grid",
+    "observation_kind",
+    "day_positions",
+    "OBSERVATION_KINDS",
+]
+
+OBSERVATION_KINDS = ("auto", "absolute", "anomalies")
 
 
 def regrid_bilinear(da: xr.DataArray, like: xr.DataArray | xr.Dataset) -> xr.DataArray:
@@ -126,3 +143,120 @@ def coverage_masks(paths, *, variable: str | None = None, time_dim: str = "time"
     out.attrs = dict(MASK_ATTRS)
     out.name = "mask"
     return out.astype(np.int8)
+
+
+def _same_grid(da: xr.DataArray, template: xr.DataArray) -> bool:
+    from climgen.data.grids import to_canonical
+
+    canon, _ = to_canonical(da)
+    if tuple(canon.shape[-2:]) != tuple(template.shape[-2:]):
+        return False
+    return all(
+        np.allclose(canon[d].values, template[d].values, atol=1e-6)
+        for d in template.dims
+        if d in canon.coords and d in template.coords
+    )
+
+
+def to_run_grid(
+    da: xr.DataArray, observed: xr.DataArray, template: xr.DataArray | None
+) -> tuple[xr.DataArray, xr.DataArray, str | None]:
+    """``(da, observed, note)`` on the grid of ``template`` (a run's training grid).
+
+    Unchanged (note None) when ``da`` is already on it or there is no template. Otherwise,
+    both lat/lon: the cells not ``observed`` become NaN, the field is regridded bilinearly
+    (:func:`regrid_bilinear`) and a cell counts as observed when its four source cells are —
+    gaps are never filled by interpolation. Other grids raise, naming both.
+    """
+    if template is None or _same_grid(da, template):
+        return da, observed, None
+    src, dst = detect_grid(da), detect_grid(template)
+    if src.kind != "latlon" or dst.kind != "latlon":
+        sizes = {d: da.sizes[d] for d in src.spatial_dims}
+        raise ClimgenInputError(
+            f"observations '{da.name}' are on a {src.kind} grid {sizes} but the run was "
+            f"trained on {dst.kind} {dict(template.sizes)}: only lat/lon grids are regridded; "
+            "regrid the observations to the training grid"
+        )
+    gappy = da.where(observed)
+    out = regrid_bilinear(gappy, template)
+    note = (
+        f"observations regridded bilinearly from {da.sizes[src.y_dim]}x{da.sizes[src.x_dim]} "
+        f"to the run's {template.sizes[dst.y_dim]}x{template.sizes[dst.x_dim]} lat/lon grid"
+    )
+    return out, np.isfinite(out), note
+
+
+def observation_kind(
+    kind: str, values: np.ndarray, keep: np.ndarray, climatology: np.ndarray | None, name: str
+) -> str | None:
+    """``"absolute"`` or ``"anomalies"`` for observations ``values`` (T, H, W) observed where
+    ``keep``, given the run's ``climatology`` (H, W); None when the run has none.
+
+    ``kind="auto"`` decides by the observed cells: absolute values when their mean squared
+    distance to the climatology is less than half that to zero, anomalies otherwise. (For
+    absolute values x = a + c the first is ⟨a²⟩, the second ⟨a²⟩ + ⟨c²⟩ + 2⟨ac⟩: clear
+    whenever the climatology is larger than the anomalies, as for temperatures in K; where
+    it is not, subtracting it or not changes little, and anomalies — what the run was
+    trained on — are assumed.)
+    """
+    if kind not in OBSERVATION_KINDS:
+        raise ClimgenInputError(
+            f"values must be one of {', '.join(OBSERVATION_KINDS)}, got {kind!r}"
+        )
+    if climatology is None:
+        if kind == "absolute":
+            raise ClimgenInputError(
+                f"values='absolute' but the run has no climatology (climatology.nc) to subtract: "
+                f"it was trained on '{name}' as given; pass the observations as in training"
+            )
+        return None
+    if kind != "auto":
+        return kind
+    obs = np.where(keep, values, 0.0)
+    clim = np.broadcast_to(climatology, values.shape)
+    n = max(int(keep.sum()), 1)
+    to_clim = float(np.sum(np.where(keep, (obs - clim) ** 2, 0.0))) / n
+    to_zero = float(np.sum(np.where(keep, obs**2, 0.0))) / n
+    return "absolute" if to_clim < 0.5 * to_zero else "anomalies"
+
+
+def day_positions(da: xr.DataArray, at, time_dim: str) -> np.ndarray:
+    """Positions along ``time_dim`` of the fields ``at`` names (sorted, unique).
+
+    Python ints are 0-based positions; anything else (dates as strings, datetimes, numbers of
+    a numeric time coordinate given as float) is looked up in the time coordinate (a partial
+    date such as ``"1893-08"`` selects every field it covers).
+    """
+    if time_dim not in da.dims:
+        raise ClimgenInputError(
+            f"at= / --days picks fields along '{time_dim}', which '{da.name}' does not have "
+            f"(dims {tuple(map(str, da.dims))})"
+        )
+    items = [at] if isinstance(at, (str, int, np.integer)) or not np.iterable(at) else list(at)
+    if not items:
+        raise ClimgenInputError("at= / --days is empty: name at least one field")
+    n = da.sizes[time_dim]
+    index = da.indexes[time_dim] if time_dim in da.indexes else None
+    out: list[int] = []
+    for item in items:
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            if not -n <= int(item) < n:
+                raise ClimgenInputError(
+                    f"day {int(item)} is out of range: '{da.name}' has {n} fields along "
+                    f"'{time_dim}' (positions 0…{n - 1})"
+                )
+            out.append(int(item) % n)
+            continue
+        try:
+            loc = index.get_loc(item) if index is not None else None
+        except (KeyError, TypeError, ValueError):
+            loc = None
+        if loc is None:
+            first, last = (index[0], index[-1]) if index is not None and n else ("-", "-")
+            raise ClimgenInputError(
+                f"day {item!r} is not in the '{time_dim}' coordinate of '{da.name}' "
+                f"({first} … {last}); give dates in that range or 0-based positions"
+            )
+        out.extend(np.arange(n)[loc].reshape(-1).tolist())
+    return np.unique(np.asarray(out, dtype=int))

@@ -38,7 +38,9 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
     (:func:`~climgen.tasks.fill_data.regrid_bilinear`), e.g. the observations' grid.
 ``anomalies``
     ``true``: train and score on anomalies from the training period's time mean per cell
-    (written to ``RUN_DIR/climatology.nc``); observations to fill must then be anomalies too.
+    (written to ``RUN_DIR/climatology.nc``); ``climgen fill RUN_DIR obs.nc`` then takes
+    absolute observations (on any lat/lon grid: regridded to the run's), subtracts that
+    climatology, fills, and writes anomalies and absolute values.
 ``validation_fraction``
     ensembles only (cvae; partialconv with ``reconstruction: crps``): this fraction of the
     training fields (the last ones) is kept out of training and fits the ensemble's spread
@@ -142,7 +144,7 @@ def run_fill_recipe(
     import xarray as xr
 
     from climgen.data.io import open_fields, write_fields
-    from climgen.tasks.fill import NETWORKS, OI, Infiller
+    from climgen.tasks.fill import CLIMATOLOGY, NETWORKS, OI, Infiller
     from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
     from climgen.train.distributed import is_main_process
 
@@ -201,7 +203,8 @@ def run_fill_recipe(
     if not is_main_process():
         return infiller, None
     if climatology is not None:
-        write_fields(climatology.to_dataset(name=f"{var}_climatology"), run_dir / "climatology.nc")
+        write_fields(climatology.to_dataset(name=f"{var}_climatology"), run_dir / CLIMATOLOGY)
+        infiller.anomaly_climatology = climatology
 
     def cv_masks(like: xr.DataArray) -> xr.DataArray:
         if masks is not None:

@@ -271,8 +271,15 @@ def test_units_and_magnitude_mismatch_are_caught():
     obs_c = _latlon(np.where(np.eye(18, 36) > 0, 1.0, np.nan), units="degC")
     with pytest.raises(ClimgenInputError, match="'degC'.*'K'"):
         fitted.fill(obs_c)
+    # observations on another lat/lon grid are regridded to the training grid, gaps kept
+    coarse = np.ones((9, 36))
+    coarse[4, 5] = np.nan
+    out = fitted.fill(_latlon(coarse))
+    assert out.tas.shape == (18, 36) and "9x36" in out.attrs["climgen_fill_regrid"]
+    hidden = out.tas_mask.values == 0
+    assert 0 < hidden.sum() <= 4 * 2 and np.all(out.tas.values[~hidden] == 1.0)
     with pytest.raises(ClimgenInputError, match="regrid"):
-        fitted.fill(_latlon(np.ones((9, 36))))
+        fitted.fill(grf_dataarray(1, 9, 36, kind="planar", name="tas", units="K").isel(time=0))
 
 
 @pytest.fixture(scope="module")

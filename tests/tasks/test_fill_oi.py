@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -276,3 +278,32 @@ def test_space_time_oi_uses_the_neighbouring_days(tmp_path):
     assert scores[1]["crps"] < 0.75 * scores[0]["crps"]
     again = Infiller.load(tmp_path / "k1")
     assert again.context == 1 and again.gaussian.context == 1
+
+
+def test_fill_at_chosen_days_keeps_the_neighbours_as_context_and_records_options(tmp_path):
+    fields = _ar1_fields(90, rho=0.9, seed=7)
+    oi = Infiller("optimal-interpolation", roll_fields=True, context=1, nugget=1e-2)
+    oi.fit(_latlon(fields[:80]), run_dir=tmp_path / "oi")
+    truth = _latlon(fields[80:])
+    masks = blob_masks(10, (NY, NX), coverage=0.4, seed=8)
+    obs = truth.where(masks > 0)
+    loaded = Infiller.load(tmp_path / "oi")
+    full = loaded.fill(obs, members=2)
+    some = loaded.fill(obs, members=2, at=[3, 6])
+    assert some.sizes["time"] == 2 and list(some.time.values) == list(obs.time.values[[3, 6]])
+    # the conditional mean of a day does not depend on which other days are filled …
+    np.testing.assert_allclose(some.tas.values, full.tas.values[[3, 6]], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(some.tas_spread.values, full.tas_spread.values[[3, 6]], atol=1e-10)
+    # … but on its neighbours: the same day given alone is filled differently
+    alone = loaded.fill(obs.isel(time=[3]), members=2)
+    assert np.abs(alone.tas.values[0] - some.tas.values[0]).max() > 1e-3
+    # labels of the time coordinate work too
+    by_label = loaded.fill(obs, members=2, at=[obs.time.values[6]])
+    np.testing.assert_array_equal(by_label.tas.values[0], some.tas.values[1])
+    with pytest.raises(ClimgenInputError, match="day 10 is out of range"):
+        loaded.fill(obs, at=[10])
+    # a loaded run records the options that shaped the fill
+    options = json.loads(some.attrs["climgen_fill_options"])
+    assert options["context"] == 1 and options["roll_fields"] is True
+    assert options["nugget"] == 1e-2 and some.attrs["climgen_fill_seed"] == 0
+    assert some.attrs["climgen_run_dir"] == str(tmp_path / "oi")

@@ -253,3 +253,57 @@ def test_cli_report_with_a_mask_scores_hidden_cells(tmp_path, capsys):
     scores = json.loads((tmp_path / "r" / "scores.json").read_text())
     assert scores["nearest"]["n_hidden"] > 0
     assert "hidden cells" in capsys.readouterr().out
+
+
+def test_cli_fills_absolute_observations_on_another_grid_with_the_runs_climatology(
+    tmp_path, capsys
+):
+    """`climgen fill RUN obs.nc` as a user runs it: absolute values on a finer grid in, the
+    run's preprocessing (regrid, minus climatology.nc) applied, anomalies and absolute values
+    out; --days, --mask-variable and -q."""
+    from climgen.cli import main
+    from climgen.tasks.recipe import load_recipe, run_recipe
+
+    recipe_path, series = _write_recipe(tmp_path, method="optimal-interpolation", options="{}")
+    absolute = series + 280.0  # the recipe trains on (series + 280) − its time mean
+    absolute.attrs = dict(series.attrs)
+    absolute.to_dataset().to_netcdf(tmp_path / "sims.nc")
+    run_recipe(load_recipe(recipe_path), progress=False)
+    run = tmp_path / "run"
+    clim = xr.load_dataset(run / "climatology.nc")["tas_climatology"]
+    assert float(clim.mean()) == pytest.approx(280.0, abs=1.0)
+    # observations: absolute values on a 2× finer lat/lon grid, with gaps
+    fine_lat = -90 + 180 / 16 * (np.arange(16) + 0.5)
+    fine_lon = 360 / 32 * (np.arange(32) + 0.5)
+    obs = regrid_bilinear(
+        absolute.isel(time=slice(16, 19)), _grid_da(np.zeros((16, 32)), fine_lat, fine_lon)
+    )
+    obs = obs.where(np.arange(32) % 4 > 0)
+    obs.to_dataset().to_netcdf(tmp_path / "obs.nc")
+    two = xr.Dataset(
+        {
+            "coverage": _mask_da(obs.isel(time=0), coverage=0.7),
+            "other": _mask_da(obs.isel(time=0), coverage=0.2, seed=5),
+        }
+    )
+    two.to_netcdf(tmp_path / "masks2.nc")
+    argv = ["fill", str(run), str(tmp_path / "obs.nc"), "-o", str(tmp_path / "f.nc"), "-q"]
+    argv += ["--days", "1", "--mask", str(tmp_path / "masks2.nc")]
+    assert main(argv) == 2
+    assert "--mask-variable" in capsys.readouterr().err
+    assert main([*argv, "--mask-variable", "coverage"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "f.nc")  # -q: only the path
+    out = xr.load_dataset(tmp_path / "f.nc")
+    assert out.tas.shape == (1, 8, 16) and int(out.time.values[0]) == int(obs.time.values[1])
+    assert out.attrs["climgen_fill_values"].startswith("absolute")
+    assert "16x32" in out.attrs["climgen_fill_regrid"]
+    assert np.isfinite(out.tas.values).all() and np.isfinite(out.tas_anomaly.values).all()
+    c = clim.transpose("lat", "lon").values
+    np.testing.assert_allclose(out.tas.values[0] - c, out.tas_anomaly.values[0], atol=1e-4)
+    # the same as regridding and subtracting the climatology by hand
+    loaded = Infiller.load(run)
+    masked = obs.where(_mask_da(obs.isel(time=0), coverage=0.7) > 0)
+    by_hand = regrid_bilinear(masked, clim) - clim
+    by_hand.attrs, by_hand.name = dict(series.attrs), "tas"
+    expected = loaded.fill(by_hand, members=16, values="anomalies", at=[1])
+    np.testing.assert_allclose(out.tas_anomaly.values, expected.tas.values, atol=1e-4)
