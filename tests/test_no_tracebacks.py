@@ -74,7 +74,7 @@ def test_fill_report_without_mask_finds_the_filled_variable(tmp_path, capsys):
 def test_space_time_covariance_of_a_window_is_positive_semidefinite(zonal):
     """The (2k+1)·N window covariance from few rough fields has no negative eigenvalue
     (beyond round-off): the lagged covariances share the divisor T (biased estimator)."""
-    from climgen.tasks.fill_oi import GaussianFieldModel
+    from climgen.tasks.fill.oi import GaussianFieldModel
 
     x = np.random.default_rng(0).standard_normal((10, 6, 12))
     model = GaussianFieldModel.fit(x, context=1, nugget=1e-8, zonal=zonal)

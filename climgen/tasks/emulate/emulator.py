@@ -184,8 +184,9 @@ class Emulator:
         per_row: bool = False,
         marginal: bool = False,
     ) -> Emulator:
-        """Fit a :class:`~climgen.tasks.calibrate.SpectralCalibration` against ``data`` (the
-        training data) from ``n_samples`` raw samples; later :meth:`sample` calls apply it.
+        """Fit a :class:`~climgen.tasks.emulate.spectral_calibration.SpectralCalibration`
+        against ``data`` (the training data) from ``n_samples`` raw samples; later :meth:`sample`
+        calls apply it.
 
         The gain g(k) = sqrt(P_data(k) / P_model(k)) per wavenumber of the diagnostics' basis
         gives calibrated samples the data's mean spectrum. Saved in the run dir
@@ -195,7 +196,7 @@ class Emulator:
         ``marginal=True`` adds an empirical quantile mapping per row onto the data's one-point
         distribution (tails, kurtosis) before the isotropic gain. Returns ``self``.
         """
-        from climgen.tasks.calibrate import SpectralCalibration
+        from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
         self._check_fitted()
         ds = as_dataset(data, self.variables)
@@ -294,7 +295,7 @@ class Emulator:
         em.template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
         em.run_dir = run_dir
         if (run_dir / _CALIBRATION).exists():
-            from climgen.tasks.calibrate import SpectralCalibration
+            from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
             em.calibration = SpectralCalibration.load(run_dir / _CALIBRATION)
         return em

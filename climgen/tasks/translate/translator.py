@@ -47,7 +47,7 @@ from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
 from climgen.families.base import check_family_options
 from climgen.tasks._common import build_seeded, field_variables, utc_stamp, zero_template
-from climgen.tasks.emulate import as_dataset
+from climgen.tasks.emulate.emulator import as_dataset
 from climgen.train import TrainConfig, Trainer, load_family
 
 __all__ = [

@@ -197,8 +197,8 @@ def downscale_report(
     """
     import json
 
-    from climgen.tasks.downscale import Downscaler
-    from climgen.tasks.emulate import as_dataset
+    from climgen.tasks.downscale.downscaler import Downscaler
+    from climgen.tasks.emulate.emulator import as_dataset
 
     if not methods:
         raise ClimgenInputError("downscale_report needs at least one method")
