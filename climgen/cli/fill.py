@@ -131,13 +131,7 @@ def run(args: argparse.Namespace) -> int:
         values=args.values,
         progress=not args.quiet,
     )
-    path = write_fields(out, args.output)
-    if args.quiet:
-        print(path)
-    else:
-        names = ", ".join(map(str, out.data_vars))
-        print(f"wrote {path} ({infiller.method}; variables {names})")
-    if args.report:
+    if args.report:  # before the output is written: a report that fails leaves no output
         from climgen.tasks.fill.cross_validation import cross_validation_report, filled_report
 
         title = f"Gap filling: {infiller.method} on {Path(args.obs).name}"
@@ -168,4 +162,10 @@ def run(args: argparse.Namespace) -> int:
                 provenance={"observations": args.obs},
             )
         print(Path(args.report) / "index.html")
+    path = write_fields(out, args.output)
+    if args.quiet:
+        print(path)
+    else:
+        names = ", ".join(map(str, out.data_vars))
+        print(f"wrote {path} ({infiller.method}; variables {names})")
     return 0

@@ -256,8 +256,10 @@ def test_lagged_covariance_blocks_equal_the_sample_lag_covariance(zonal):
         pairs = [((s - mean)[: 7 - lag], (s - mean)[lag:]) for s in series]
         a = np.concatenate([p for p, _ in pairs]).reshape(-1, 12)
         b = np.concatenate([q for _, q in pairs]).reshape(-1, 12)
-        np.testing.assert_allclose(model.block(lag, cells, cells), a.T @ b / len(a), atol=1e-12)
-        np.testing.assert_allclose(model.block(-lag, cells, cells), (a.T @ b / len(a)).T)
+        # one divisor for every lag, the number of (series, time) rows: the biased estimator
+        n = len(series) * 7
+        np.testing.assert_allclose(model.block(lag, cells, cells), a.T @ b / n, atol=1e-12)
+        np.testing.assert_allclose(model.block(-lag, cells, cells), (a.T @ b / n).T)
 
 
 def test_space_time_oi_uses_the_neighbouring_days(tmp_path):

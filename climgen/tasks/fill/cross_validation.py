@@ -293,6 +293,9 @@ def filled_report(
     returned. Returns the page's path."""
     from climgen.report.fill_page import write_fill_page
 
+    if variable is None:  # the filled variable is the one with a ``<var>_spread`` beside it
+        filled_vars = [str(v) for v in filled.data_vars if f"{v}_spread" in filled.data_vars]
+        variable = filled_vars[0] if len(filled_vars) == 1 else None
     var = _pick_variable(filled, variable, time_dim)
     da = filled[var]
     canon, _ = to_canonical(da)
