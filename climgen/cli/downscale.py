@@ -166,10 +166,10 @@ def run(args) -> int:
 
 def _report(model, out, args) -> Path:
     """Score ``out`` (and bicubic on the same input) against ``args.truth``; write the page."""
+    from climgen.data.io import as_dataset
     from climgen.report.downscale_page import write_downscale_page
     from climgen.tasks.downscale.downscaler import Downscaler
     from climgen.tasks.downscale.scoring import compare_methods
-    from climgen.tasks.emulate.emulator import as_dataset
 
     coarse = as_dataset(args.coarse)
     truth = as_dataset(args.truth)

@@ -53,7 +53,7 @@ import xarray as xr
 from climgen.data.coarsen import coarsen, coarsen_tensor
 from climgen.data.dataset import FieldDataset, to_xarray
 from climgen.data.grids import area_weights, detect_grid, restore, to_canonical
-from climgen.data.io import climgen_version, write_fields
+from climgen.data.io import as_dataset, climgen_version, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.data.patches import patch_size_pair
 from climgen.errors import ClimgenInputError
@@ -74,7 +74,6 @@ from climgen.tasks._common import (
 from climgen.tasks.downscale.covariance_correction import covariance_correction_on
 from climgen.tasks.downscale.interpolation import cell_bounds, interpolate, refine_coordinate
 from climgen.tasks.downscale.tiles import auto_tile, tiled_apply
-from climgen.tasks.emulate.emulator import as_dataset
 from climgen.train import TrainConfig, Trainer, load_family
 
 __all__ = [

@@ -32,31 +32,18 @@ import torch
 import xarray as xr
 
 from climgen.data.dataset import FieldDataset, to_xarray
-from climgen.data.io import climgen_version, open_fields, write_fields
+from climgen.data.io import as_dataset, climgen_version, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import build_seeded, default_run_dir, train_config, zero_template
 from climgen.train import TrainConfig, Trainer, load_family
 from climgen.train.distributed import is_main_process
 
-__all__ = ["Emulator", "as_dataset"]
+__all__ = ["Emulator"]
 
 _TEMPLATE = "template.nc"
 _NORMALIZER = "normalizer.json"
 _CALIBRATION = "spectral_calibration.json"
-
-
-def as_dataset(data, variables=None) -> xr.Dataset:
-    """A Dataset from a Dataset, a DataArray, or path(s)/glob of netCDF/zarr files."""
-    if isinstance(data, xr.DataArray):
-        return data.to_dataset(name=data.name or "field")
-    if isinstance(data, xr.Dataset):
-        return data
-    if isinstance(data, (str, os.PathLike, list, tuple)):
-        return open_fields(data, variables)
-    raise ClimgenInputError(
-        f"expected an xarray Dataset/DataArray or file path(s), got {type(data).__name__}"
-    )
 
 
 class Emulator:

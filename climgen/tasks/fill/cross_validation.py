@@ -21,11 +21,10 @@ import numpy as np
 import xarray as xr
 
 from climgen.data.grids import detect_grid, to_canonical
-from climgen.data.io import climgen_version
+from climgen.data.io import as_dataset, climgen_version
 from climgen.errors import ClimgenInputError
 from climgen.metrics import bias, crps_fair, mae, rmse
 from climgen.tasks._common import utc_stamp
-from climgen.tasks.emulate.emulator import as_dataset
 from climgen.tasks.fill.baselines import crps_gaussian
 from climgen.tasks.fill.infiller import Infiller, _as_mask, _pick_variable
 from climgen.tasks.fill.masks import pair_masks

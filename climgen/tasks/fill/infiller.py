@@ -59,7 +59,7 @@ import xarray as xr
 import climgen.families.infill  # noqa: F401 - registers the "partialconv" family
 from climgen.data.dataset import FieldDataset
 from climgen.data.grids import area_weights, detect_grid, restore, to_canonical
-from climgen.data.io import climgen_version, write_fields
+from climgen.data.io import as_dataset, climgen_version, write_fields
 from climgen.data.masks import MASK_ATTRS, load_mask
 from climgen.data.normalize import Normalizer
 from climgen.data.progress import progress as progress_bar
@@ -70,7 +70,6 @@ from climgen.tasks._common import (
     default_run_dir,
     sample_step,
 )
-from climgen.tasks.emulate.emulator import as_dataset
 from climgen.tasks.fill.baselines import (
     BASELINES,
     fill_kriging,
