@@ -231,7 +231,7 @@ def _gappy_obs(seed=0):
 
 
 def test_fill_methods_come_from_one_registry(monkeypatch):
-    from climgen.tasks.fill.infiller import methods
+    from climgen.tasks.fill import methods
 
     with pytest.raises(ClimgenInputError, match="unknown fill method 'magic'.*zonal-mean"):
         methods.get_method("magic")
