@@ -62,7 +62,7 @@ from climgen.data.io import open_fields
 from climgen.metrics import memorisation_ratio
 from climgen.report.evaluate import evaluate
 from climgen.sim.pack import packing_of, quantise
-from climgen.tasks.emulate import Emulator
+from climgen.tasks.emulate.emulator import Emulator
 
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 TRAIN_FRACTION = 0.8
