@@ -64,7 +64,12 @@ from climgen.data.masks import MASK_ATTRS, load_mask
 from climgen.data.normalize import Normalizer
 from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
-from climgen.tasks._common import build_seeded, default_run_dir
+from climgen.tasks._common import (
+    build_seeded,
+    check_neighbours,
+    default_run_dir,
+    sample_step,
+)
 from climgen.tasks.fill.baselines import (
     BASELINES,
     fill_kriging,
@@ -362,6 +367,7 @@ class Infiller:
         self.family = None
         self.gaussian: GaussianFieldModel | None = None
         self.normalizer: Normalizer | None = None
+        self.sample_step: float | None = None  # of the training series (context checks)
         self.template: xr.DataArray | None = None
         self.climatology: np.ndarray | None = None
         # climatology.nc of a run trained on anomalies (recipe ``anomalies: true``): fill
@@ -417,6 +423,8 @@ class Infiller:
         grid = detect_grid(da)
         canon, _ = to_canonical(da, grid)
         self.units = da.attrs.get("units")
+        times = da[self.time_dim].values if self.time_dim in da.coords else None
+        self.sample_step = sample_step(times)
         self.template = xr.zeros_like(canon.isel({self.time_dim: 0}, drop=True), np.float32)
         self.template = self.template.load()
         self.template.attrs = dict(da.attrs)
@@ -596,6 +604,12 @@ class Infiller:
         ds_obs = as_dataset(obs)
         var = _pick_variable(ds_obs, self.variable, self.time_dim)
         da = ds_obs[var]
+        n_inf = int(np.isinf(da).sum())
+        if n_inf:
+            raise ClimgenInputError(
+                f"observations '{var}' hold {n_inf} inf value(s); gaps are NaN, and inf is no "
+                f"measurement: set them to NaN (obs.where(np.isfinite(obs))) to fill them"
+            )
         observed = np.isfinite(da)
         if mask is not None:
             observed = observed & (pair_masks(_as_mask(mask), da, time_dim=self.time_dim) == 1)
@@ -617,6 +631,16 @@ class Infiller:
             raw, keep = raw[None], keep[None]
         raw, keep = raw.reshape(-1, *raw.shape[-2:]), keep.reshape(-1, *keep.shape[-2:])
         targets = np.arange(raw.shape[0]) if at is None else targets
+        if self.context and not single and self.time_dim in canon.coords:
+            check_neighbours(
+                canon[self.time_dim].values,
+                self.context,
+                step=self.sample_step,
+                targets=targets,
+                what="fields",
+                hint="give the consecutive fields around the ones to fill and choose those "
+                "with at= (--days)",
+            )
         clim = self._anomaly_base(canon)
         kind = observation_kind(values, raw, keep, clim, var)
         base = raw - clim if kind == "absolute" else raw  # what the run fills: its training kind
@@ -993,6 +1017,7 @@ class Infiller:
             "likelihood_noise": self.likelihood_noise,
             "spread_inflation": self.spread_inflation,
             "units": self.units,
+            "sample_step": self.sample_step,
         }
         if self.method == OI:
             settings["options"] = {k: self.options[k] for k in _OI_OPTIONS if k in self.options}
@@ -1033,6 +1058,7 @@ class Infiller:
             **settings.get("options", {}),
         )
         inf.units = settings.get("units")
+        inf.sample_step = settings.get("sample_step")
         if (run_dir / _OI_MODEL).exists():
             inf.gaussian = GaussianFieldModel.load(run_dir / _OI_MODEL)
         if inf.method != OI:
