@@ -63,8 +63,10 @@ from climgen.families.superres import conserve_additive
 from climgen.metrics.spectral_filter import apply_spectral_gain
 from climgen.tasks._common import (
     build_seeded,
+    check_neighbours,
     default_run_dir,
     field_variables,
+    sample_step,
     train_config,
     utc_stamp,
     zero_template,
@@ -413,6 +415,7 @@ class Downscaler:
         self.factor = _check_factor(factor)
         self.augment = _check_augment(augment)
         self.context = _check_context(context)
+        self.sample_step: float | None = None  # of the training series (context checks)
         if (
             back_projection is not None
             and back_projection != "covariance"
@@ -545,6 +548,8 @@ class Downscaler:
         else:
             ds_coarse, ds_fine = as_dataset(data, self.variables), as_dataset(fine, self.variables)
         variables = self._pick_variables(ds_fine, "the fine training data")
+        times = ds_fine[self.sample_dim].values if self.sample_dim in ds_fine.coords else None
+        self.sample_step = sample_step(times)
         if ds_coarse is not None:
             self._check_has(ds_coarse, variables, "the coarse training data")
             if self.augment:
@@ -630,6 +635,7 @@ class Downscaler:
             "patch_size": None if self.patch_size is None else list(self.patch_size),
             "augment": list(self.augment),
             "context": self.context,
+            "sample_step": self.sample_step,
             "normalizer": self.normalizer.state_dict(),
             "static": static_state,
             "grid": {
@@ -805,6 +811,14 @@ class Downscaler:
         else:
             self._check_fitted()
             self._check_has(ds, self.variables, "the coarse input")
+            if self.context and self.sample_dim in ds.coords:
+                check_neighbours(
+                    ds[self.sample_dim].values,
+                    self.context,
+                    step=self.sample_step,
+                    what="coarse fields",
+                    hint="give consecutive coarse fields (a few beyond the wanted ones)",
+                )
             out = self._network_downscale(ds, members or 1, seed, batch_size, calibrated)
         if members is not None and "member" not in out.dims:
             out = xr.concat([out] * int(members), dim="member")
@@ -1306,6 +1320,7 @@ class Downscaler:
             sample_dim=card["sample_dim"],
             context=int(card.get("context", 0)),
         )
+        ds.sample_step = card.get("sample_step")
         ds.family = family
         if corrdiff:
             ds.diffusion, dckpt = load_family(run_dir / "diffusion", which=which, ema=ema)
