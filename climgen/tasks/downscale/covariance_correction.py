@@ -152,9 +152,9 @@ def covariance_correction(
             if kind == "spherical":  # the coarse rows are no quadrature grid: none
                 return y
             if kind == "line":
-                return _filter_line(y, inverse[: y.shape[-1] // 2 + 1])
-            _, _, _, n_bins = _ring_bins_cached(*y.shape[-2:], dy * factor, dx * factor, True)
-            return _filter_planar(y, inverse[:n_bins], dy * factor, dx * factor)
+                return filter_line(y, inverse[: y.shape[-1] // 2 + 1])
+            _, n_bins = ring_index(*y.shape[-2:], dy * factor, dx * factor)
+            return filter_planar(y, inverse[:n_bins], dy * factor, dx * factor)
 
         def operator(y):
             return coarsen_tensor(sigma_up(precondition(y)), factor, weights)
