@@ -70,17 +70,17 @@ from climgen.tasks._common import (
     default_run_dir,
     sample_step,
 )
-from climgen.tasks.fill.baselines import (
-    BASELINES,
-    fill_kriging,
-    fill_nearest,
-    fill_zonal_mean,
-)
+from climgen.tasks.fill.baselines import BASELINES
 from climgen.tasks.fill.masks import (
     canonical_mask_array,
     pair_masks,
     roll_longitude,
     synthetic_masks,
+)
+from climgen.tasks.fill.methods import (
+    FillRequest,
+    available_fill_methods,
+    get_method,
 )
 from climgen.tasks.fill.oi import GaussianFieldModel
 from climgen.tasks.fill.prepare import day_positions, observation_kind, to_run_grid
@@ -95,12 +95,6 @@ FILL_METHODS = (*NETWORKS, OI, *BASELINES)
 _TEMPLATE, _NORMALIZER, _AUX, _SETTINGS = "template.nc", "normalizer.json", "aux.nc", "fill.json"
 _OI_MODEL = "gaussian.npz"
 CLIMATOLOGY = "climatology.nc"  # a run trained on anomalies: the climatology they are from
-_OI_OPTIONS = {"nugget", "hemispheric"}
-
-
-def available_fill_methods() -> list[str]:
-    """Names accepted by ``Infiller(method=...)``."""
-    return list(FILL_METHODS)
 
 
 def _pick_variable(ds: xr.Dataset, variable: str | None, time_dim: str) -> str:
@@ -311,15 +305,8 @@ class Infiller:
         prior_options: dict | None = None,
         **options,
     ):
-        if method not in FILL_METHODS:
-            raise ClimgenInputError(
-                f"unknown fill method {method!r}; choose one of {', '.join(FILL_METHODS)}"
-            )
-        if method in BASELINES or method == OI:
-            allowed = {
-                "kriging": {"max_fit_points", "nu", "seed", "blas_threads"},
-                OI: _OI_OPTIONS,
-            }.get(method, set())
+        allowed = get_method(method).options  # an unknown name raises, listing the known
+        if allowed is not None:
             unknown = sorted(set(options) - allowed)
             if unknown:
                 raise ClimgenInputError(
@@ -354,10 +341,10 @@ class Infiller:
                 f"for method {method!r}"
             )
         self.prior, self.prior_options = prior, dict(prior_options or {})
-        unknown = sorted(set(self.prior_options) - _OI_OPTIONS)
+        unknown = sorted(set(self.prior_options) - get_method(OI).options)
         if unknown:
             raise ClimgenInputError(
-                f"prior_options {unknown} unknown; valid: {sorted(_OI_OPTIONS)}"
+                f"prior_options {unknown} unknown; valid: {sorted(get_method(OI).options)}"
             )
         self.context = context if method in TRAINED else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
@@ -654,33 +641,15 @@ class Infiller:
         gappy = np.where(keep, base, np.nan).astype(np.float64)
         lat = canon[grid.y_dim].values if grid.y_dim in canon.coords else None
         lon = canon[grid.x_dim].values if grid.x_dim in canon.coords else None
-        if self.method in ("nearest", "kriging") and (grid.kind != "latlon" or lat is None):
+        method = get_method(self.method)
+        if method.needs_latlon and (grid.kind != "latlon" or lat is None):
             raise ClimgenInputError(
                 f"method {self.method!r} needs a lat/lon grid with coordinates; '{var}' is "
                 f"{grid.shape_name}"
             )
-        spread = ensemble = None
-        info: dict = {"seed": int(seed)}
-        chosen = gappy[targets]
-        if self.method == "nearest":
-            mean, _ = fill_nearest(chosen, lat, lon)
-        elif self.method == "zonal-mean":
-            lat_w = lat if lat is not None else np.zeros(gappy.shape[-2])
-            mean, _ = fill_zonal_mean(chosen, lat_w, climatology=self._climatology_for(gappy))
-        elif self.method == "kriging":
-            mean, spread, kernels = fill_kriging(
-                chosen, lat, lon, **{"progress": progress, **self.options}
-            )
-            info["kernels"] = kernels
-        elif self.method == OI:
-            mean, spread, ensemble = self._fill_gaussian(
-                gappy, keep, members, seed, targets, progress
-            )
-            info["nugget"] = self.gaussian.nugget
-        else:
-            mean, spread, ensemble = self._fill_network(
-                gappy, keep, members, seed, batch_size, targets, progress
-            )
+        request = FillRequest(gappy, keep, targets, lat, lon, members, seed, batch_size, progress)
+        mean, spread, ensemble, method_info = method.fill(self, request)
+        info: dict = {"seed": int(seed), **method_info}
         raw, keep, base = raw[targets], keep[targets], base[targets]
         out_dtype = raw.dtype if raw.dtype.kind == "f" else np.float64
         filled = np.where(keep, base, mean.astype(out_dtype))  # observed cells: the input's bits
@@ -1020,7 +989,9 @@ class Infiller:
             "sample_step": self.sample_step,
         }
         if self.method == OI:
-            settings["options"] = {k: self.options[k] for k in _OI_OPTIONS if k in self.options}
+            settings["options"] = {
+                k: self.options[k] for k in get_method(OI).options if k in self.options
+            }
         if self.prior is not None:
             settings.update(prior=self.prior, prior_options=self.prior_options)
         if self.gaussian is not None:
