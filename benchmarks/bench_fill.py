@@ -380,7 +380,12 @@ def main(argv=None) -> int:
         help="optimal interpolation: dense N x N covariance and/or the reduced-space solver "
         "(leading --oi-rank EOFs + diagonal, climgen.tasks.fill.oi_reduced); one row each",
     )
-    parser.add_argument("--oi-rank", type=int, default=200, help="reduced OI: EOFs kept")
+    parser.add_argument(
+        "--oi-rank",
+        type=lambda v: float(v) if "." in v else int(v),
+        default=200,
+        help="reduced OI: EOFs kept (an int) or fraction of the variance kept (e.g. 0.9999)",
+    )
     parser.add_argument(
         "--crps-members",
         type=int,
