@@ -468,9 +468,7 @@ def test_augmented_pairs_are_consistent_and_cover_the_symmetries():
         def __getitem__(self, i):
             return field[i]
 
-    pairs = PairDataset(
-        Fields(), 4, weights, periodic=(False, True), augment=("shift", "mirror-y")
-    )
+    pairs = PairDataset(Fields(), 4, weights, periodic=(False, True), augment=("shift", "mirror-y"))
     seen = set()
     for _ in range(200):
         item = pairs[0]
