@@ -18,20 +18,21 @@ training on random crops), SRGAN, and CorrDiff diffusion (its regression stage a
 residual-diffusion stage each get the budget; the regression stage alone, the plain L1
 regression SR of ``method="regression"``, is scored as "regression (L1)"). Every method is
 scored without and with the conservation layer (``conserve=True``, applied to the same
-output) by :func:`climgen.tasks.downscale_score.compare_methods`: area-weighted RMSE,
+output) by :func:`climgen.tasks.downscale.scoring.compare_methods`: area-weighted RMSE,
 log-spectral error in the upper half of wavenumbers, W1, |Δq99.9|, conservation error, CRPS
 (ensembles of ``--members``). Ratios are to plain bicubic in the same run.
 
 ``--calibrate`` adds, for bicubic and every network, the rows "+ spectral calibration":
 ``Downscaler.calibrate_spectrum`` fitted on ``--cal-fields`` training fields (the gain
-g(k) = sqrt(P_fine/P_method) per wavenumber, :mod:`climgen.tasks.calibrate`), then the
+g(k) = sqrt(P_fine/P_method) per wavenumber,
+:mod:`climgen.tasks.emulate.spectral_calibration`), then the
 held-out output calibrated, scored without the layer, with it as ``conserve=True`` applies
 it to calibrated outputs ("+layer": 20 iterations of smooth back-projection of the block-mean
 residual, then the exact layer) and with the plain layer straight after the gain ("+plain
 layer"), and a table of calibrated against raw ratios to bicubic. ``--covariance`` adds
 "+covariance layer" (``back_projection="covariance"``: the optimal-interpolation correction
-of :mod:`climgen.tasks.covariance_correction`, then the exact layer); ``--max-gain 1`` fits
-damping-only gains. ``--keep-runs DIR`` keeps the trained networks' run directories.
+of :mod:`climgen.tasks.downscale.covariance_correction`, then the exact layer); ``--max-gain 1``
+fits damping-only gains. ``--keep-runs DIR`` keeps the trained networks' run directories.
 
 Reference row (not a method: it reads the truth) "oracle low-pass": the held-out truth
 truncated to the modes the coarse grid can represent (zonal/periodic wavenumbers ≤ n_c/2 by
@@ -69,9 +70,9 @@ from climgen.data.io import open_fields
 from climgen.families.base import build_family
 from climgen.families.superres import conserve as conserve_layer
 from climgen.report.downscale_page import on_truth_grid, write_downscale_page
-from climgen.tasks.covariance_correction import covariance_correction_on
-from climgen.tasks.downscale import Downscaler, back_project
-from climgen.tasks.downscale_score import compare_methods
+from climgen.tasks.downscale.covariance_correction import covariance_correction_on
+from climgen.tasks.downscale.downscaler import Downscaler, back_project
+from climgen.tasks.downscale.scoring import compare_methods
 from climgen.train.callbacks import Callback
 
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -151,7 +152,7 @@ def with_layer(out: xr.DataArray, coarse: xr.DataArray, back_projection: int | s
     after ``back_projection`` iterations of smooth back-projection (what ``conserve=True``
     does for calibrated outputs, :func:`climgen.tasks.downscale.back_project`), or after the
     optimal-interpolation correction for ``"covariance"``
-    (:mod:`climgen.tasks.covariance_correction`)."""
+    (:mod:`climgen.tasks.downscale.covariance_correction`)."""
     canon, _ = to_canonical(out)
     grid = detect_grid(canon)
     ccan, _ = to_canonical(coarse)

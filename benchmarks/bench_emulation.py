@@ -39,7 +39,7 @@ import torch
 
 from climgen.data.io import open_fields
 from climgen.report.evaluate import evaluate
-from climgen.tasks.emulate import Emulator
+from climgen.tasks.emulate.emulator import Emulator
 
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 TRAIN_FRACTION = 0.8

@@ -5,7 +5,7 @@ Run:  .venv/bin/python benchmarks/bench_fill.py --budget-s 240 --threads 1 \\
 
 Data. Held–Suarez near-surface temperature (``tas``, ../shared/data/heldsuarez_train.nc, 200
 daily snapshots on the T42 Gaussian grid) regridded bilinearly to the HadCRUT4 5° grid
-(72 × 72, :func:`climgen.tasks.fill_data.regrid_bilinear`), as anomalies from the training
+(72 × 72, :func:`climgen.tasks.fill.prepare.regrid_bilinear`), as anomalies from the training
 period's time mean per cell. Split in time: the first 70 % trains the networks, the next 10 %
 is the validation split (fits the cVAE spread inflation), the last 20 % is held out and
 scored. Masks: the two real HadCRUT4 coverages bundled with climgen (1877-09, 23 %; 1893-08,
@@ -26,7 +26,7 @@ mirrored about the equator), scored raw and with the spread inflation fitted on 
 validation split; ``--networks pconv-oi`` trains the partial-conv U-Net with the
 ``zonal-hemispheric`` optimal-interpolation estimate as an extra input channel
 (``prior="optimal-interpolation"``). Scores on the hidden cells of the held-out
-fields (:func:`climgen.tasks.fill_cv.cross_validate`): area-weighted RMSE, MAE, bias,
+fields (:func:`climgen.tasks.fill.cross_validation.cross_validate`): area-weighted RMSE, MAE, bias,
 correlation, fair CRPS (ensembles) or Gaussian predictive CRPS (kriging), spread/skill.
 
 Step cost. Time per training step and peak resident memory of the partial-conv U-Net
@@ -69,7 +69,7 @@ def load_data(args):
     """(train, val, test) anomaly DataArrays on the HadCRUT grid and the real masks."""
     from climgen.data.bundled import bundled_path
     from climgen.data.io import open_fields
-    from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
+    from climgen.tasks.fill.prepare import anomalies, coverage_masks, regrid_bilinear
 
     masks = coverage_masks(bundled_path("hadcrut4_tas_1877-09_1893-08")).load()
     ds = open_fields(DATA / "heldsuarez_train.nc", "tas").load()
@@ -95,7 +95,7 @@ def paired_masks(masks: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
 def train_network(
     method, options, train, masks, budget, run_dir, seed=0, batch_size=16, **train_options
 ):
-    from climgen.tasks.fill import Infiller
+    from climgen.tasks.fill.infiller import Infiller
 
     infiller = Infiller(method, **options)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -123,7 +123,7 @@ def train_network(
 
 
 def scored(label, method, test, test_masks, members, extra=None):
-    from climgen.tasks.fill_cv import cross_validate
+    from climgen.tasks.fill.cross_validation import cross_validate
 
     c0, t0 = time.process_time(), time.perf_counter()
     s = cross_validate(method, test, test_masks, members=members)
@@ -414,8 +414,8 @@ def main(argv=None) -> int:
         f"{args.budget_s:g} CPU s/network, load {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}",
         flush=True,
     )
-    from climgen.tasks.fill import Infiller
-    from climgen.tasks.fill_cv import calibrate_spread
+    from climgen.tasks.fill.cross_validation import calibrate_spread
+    from climgen.tasks.fill.infiller import Infiller
 
     train, val, test, masks = load_data(args)
     val_masks, test_masks = paired_masks(masks, val), paired_masks(masks, test)
@@ -551,7 +551,7 @@ def main(argv=None) -> int:
         oi_labels.append(label)
 
     if args.report:
-        from climgen.tasks.fill_cv import cross_validation_report
+        from climgen.tasks.fill.cross_validation import cross_validation_report
 
         print(f"writing report page to {args.report} ...", flush=True)
         n_rep = min(8, test.sizes["time"])

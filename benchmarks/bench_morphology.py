@@ -2,8 +2,8 @@
 
 Run:  .venv/bin/python benchmarks/bench_morphology.py [--quick]
 Prints a Markdown table of best-of-N wall times and the speed-up of climgen over the loop
-(paste it into RESULTS.md). Each loop computes the same numbers the direct way, and the
-script checks that they agree before timing:
+(record it, dated, in benchmarks/notes/). Each loop computes the same numbers the direct
+way, and the script checks that they agree before timing:
 
 - Minkowski curves (25 thresholds): per threshold and per field, the binary image, its
   vertices/edges/faces by padding and OR-ing shifted masks, V − E + F, and the pixel pairs that

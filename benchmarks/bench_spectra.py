@@ -1,7 +1,8 @@
 """Benchmark: climgen.metrics.rapsd against pysteps' rapsd and against a bare batched FFT.
 
 Run:  .venv/bin/pip install pysteps && .venv/bin/python benchmarks/bench_spectra.py
-Prints a Markdown table of best-of-N wall times and the ratios; paste it into RESULTS.md.
+Prints a Markdown table of best-of-N wall times and the ratios; record it, dated, in
+benchmarks/notes/.
 pysteps handles one 2-D field per call, so it is timed on a subset of the fields and scaled
 linearly to the whole batch (stated in the table).
 """

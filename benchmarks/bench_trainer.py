@@ -16,7 +16,7 @@ Run:  .venv/bin/python benchmarks/bench_trainer.py            (--quick for a smo
    memory separates the per-item cost of the dataset from that of dask/netCDF, and a small
    table gives the time of one ``FieldDataset[i]`` per opening mode (including the default
    ``chunks="auto"``, one dask block for the whole file). ``num_workers > 0`` is not timed:
-   on the dask-backed dataset its worker stalled (see RESULTS.md).
+   on the dask-backed dataset its worker stalled (benchmarks/notes/, trainer overhead).
 
 Repetitions are interleaved (AB BA AB …, order alternating) so that slow phases of a shared
 machine hit every variant. Each repetition gives a *paired* ratio (variant / baseline of the same
@@ -24,7 +24,7 @@ repetition, run back to back), which cancels drifts slower than one pair; the ve
 median of the paired ratios over ``--repeats`` pairs, once on wall-clock samples/s and once on
 samples per process-CPU second (1 thread: insensitive to time stolen by other processes). The
 best-of-N throughput and the best/best ratio are printed beside them.
-Prints Markdown tables; paste them into RESULTS.md.
+Prints Markdown tables; record them, dated, in benchmarks/notes/.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ from climgen.report.translate_page import (
     score_translations,
     verdict_vs_baseline,
 )
-from climgen.tasks.translate import Translator
+from climgen.tasks.translate.translator import Translator
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 B_FILE = "rbc_ra2e6_train.nc"

@@ -1,6 +1,6 @@
 """Conservation after a spectral calibration: Lanczos back-projection against the
 optimal-interpolation correction (``Downscaler(back_projection="covariance")``,
-:mod:`climgen.tasks.covariance_correction`), and full against damping-only gains.
+:mod:`climgen.tasks.downscale.covariance_correction`), and full against damping-only gains.
 
 ×4 on the held-out split of ``bench_downscale.py`` (``--dataset``, default Held–Suarez
 tas). Scores every combination of {raw, calibrated, calibrated with gains ≤ 1} × {no layer,
@@ -31,8 +31,8 @@ from bench_downscale import DATA_DIR, DATASETS, FACTOR, load_split, with_layer
 
 from climgen.data.io import open_fields
 from climgen.report.downscale_page import on_truth_grid
-from climgen.tasks.downscale import Downscaler
-from climgen.tasks.downscale_score import compare_methods
+from climgen.tasks.downscale.downscaler import Downscaler
+from climgen.tasks.downscale.scoring import compare_methods
 
 LAYERS = {
     "": None,

@@ -36,10 +36,16 @@ _LAZY = {
     "Downscaler": ("climgen.tasks.downscale", "Downscaler"),
     "Infiller": ("climgen.tasks.fill", "Infiller"),
     "Translator": ("climgen.tasks.translate", "Translator"),
-    "available_translate_methods": ("climgen.tasks.translate", "available_translate_methods"),
-    "cross_validate": ("climgen.tasks.fill_cv", "cross_validate"),
+    "available_translate_methods": (
+        "climgen.tasks.translate",
+        "available_translate_methods",
+    ),
+    "cross_validate": ("climgen.tasks.fill", "cross_validate"),
     "available_fill_methods": ("climgen.tasks.fill", "available_fill_methods"),
-    "available_downscale_methods": ("climgen.tasks.downscale", "available_downscale_methods"),
+    "available_downscale_methods": (
+        "climgen.tasks.downscale",
+        "available_downscale_methods",
+    ),
     "available_families": ("climgen.families.base", "available_families"),
     "available_gan_losses": ("climgen.families.gan.losses", "available_gan_losses"),
 }

@@ -27,7 +27,7 @@ from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.metrics import rapsd
 from climgen.report.evaluate import evaluate
-from climgen.tasks.emulate import Emulator
+from climgen.tasks.emulate.emulator import Emulator
 from climgen.tasks.recipe import load_recipe
 from climgen.train import TrainConfig
 

@@ -322,7 +322,7 @@ def test_translate_command_with_quantile_mapping(tmp_path, capsys):
 
     from climgen.data.io import write_fields
     from climgen.data.samples import grf_dataarray
-    from climgen.tasks.translate import Translator
+    from climgen.tasks.translate.translator import Translator
 
     a = grf_dataarray(64, 8, 16, seed=0, name="t") * 2.0 + 1.0
     b = grf_dataarray(64, 8, 16, seed=1, name="t")

@@ -25,8 +25,8 @@ def _digest(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    from climgen.tasks.emulate import Emulator
-    from climgen.tasks.translate import Translator
+    from climgen.tasks.emulate.emulator import Emulator
+    from climgen.tasks.translate.translator import Translator
 
     d = tmp_path_factory.mktemp("outputs")
     obs = grf_dataarray(3, 8, 16, kind="latlon", seed=0, name="tas", units="K")

@@ -118,7 +118,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Downscale ``args.coarse`` with ``args.run_dir`` and write ``args.output``."""
     from climgen.data.io import write_fields
-    from climgen.tasks.downscale import DOWNSCALE_METHODS, Downscaler
+    from climgen.tasks.downscale.downscaler import DOWNSCALE_METHODS, Downscaler
 
     check_output(args.output, args.coarse, args.truth, args.run_dir, overwrite=args.overwrite)
     target = str(args.run_dir)
@@ -173,10 +173,10 @@ def run(args) -> int:
 
 def _report(model, out, args) -> Path:
     """Score ``out`` (and bicubic on the same input) against ``args.truth``; write the page."""
+    from climgen.data.io import as_dataset
     from climgen.report.downscale_page import write_downscale_page
-    from climgen.tasks.downscale import Downscaler
-    from climgen.tasks.downscale_score import compare_methods
-    from climgen.tasks.emulate import as_dataset
+    from climgen.tasks.downscale.downscaler import Downscaler
+    from climgen.tasks.downscale.scoring import compare_methods
 
     coarse = as_dataset(args.coarse)
     truth = as_dataset(args.truth)

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``climgen fill``; returns the exit status."""
     from climgen.data.io import write_fields
     from climgen.data.masks import load_mask
-    from climgen.tasks.fill import FILL_METHODS, TRAINED, Infiller
+    from climgen.tasks.fill.infiller import FILL_METHODS, TRAINED, Infiller
 
     check_output(args.output, args.obs, args.mask, args.model, overwrite=args.overwrite)
     model = Path(args.model)
@@ -131,14 +131,8 @@ def run(args: argparse.Namespace) -> int:
         values=args.values,
         progress=not args.quiet,
     )
-    path = write_fields(out, args.output)
-    if args.quiet:
-        print(path)
-    else:
-        names = ", ".join(map(str, out.data_vars))
-        print(f"wrote {path} ({infiller.method}; variables {names})")
-    if args.report:
-        from climgen.tasks.fill_cv import cross_validation_report, filled_report
+    if args.report:  # before the output is written: a report that fails leaves no output
+        from climgen.tasks.fill.cross_validation import cross_validation_report, filled_report
 
         title = f"Gap filling: {infiller.method} on {Path(args.obs).name}"
         if mask is not None:
@@ -168,4 +162,10 @@ def run(args: argparse.Namespace) -> int:
                 provenance={"observations": args.obs},
             )
         print(Path(args.report) / "index.html")
+    path = write_fields(out, args.output)
+    if args.quiet:
+        print(path)
+    else:
+        names = ", ".join(map(str, out.data_vars))
+        print(f"wrote {path} ({infiller.method}; variables {names})")
     return 0

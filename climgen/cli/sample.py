@@ -51,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Draw ``args.n`` fields, write ``args.output``, print its path; returns the exit status."""
     from climgen.data.io import write_fields
-    from climgen.tasks.emulate import Emulator
+    from climgen.tasks.emulate.emulator import Emulator
 
     check_output(args.output, args.run_dir, overwrite=args.overwrite)
     emulator = Emulator.load(args.run_dir, which=args.which)

@@ -62,7 +62,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Run ``climgen translate`` from parsed arguments; returns the exit status."""
     from climgen.data.io import open_fields, write_fields
-    from climgen.tasks.translate import Translator
+    from climgen.tasks.translate.translator import Translator
 
     if args.report and not args.reference:
         raise ClimgenInputError("--report needs --reference FILE (the domain-B fields)")

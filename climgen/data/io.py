@@ -29,7 +29,7 @@ import xarray as xr
 
 from climgen.errors import ClimgenInputError
 
-__all__ = ["open_fields", "write_fields", "select_variables", "climgen_version"]
+__all__ = ["open_fields", "as_dataset", "write_fields", "select_variables", "climgen_version"]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _CLASSIC_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
@@ -221,6 +221,23 @@ def open_fields(
         raise _open_error(culprit, exc) from exc
     source = str(resolved[0]) if len(resolved) == 1 else f"{resolved[0]} (+{len(resolved) - 1})"
     return select_variables(ds, variables, source=source)
+
+
+def as_dataset(data, variables=None) -> xr.Dataset:
+    """A Dataset from a Dataset, a DataArray, or path(s)/glob of netCDF/zarr files.
+
+    A DataArray becomes a one-variable Dataset (named ``field`` when it has no name); paths go
+    through :func:`open_fields` with ``variables``.
+    """
+    if isinstance(data, xr.DataArray):
+        return data.to_dataset(name=data.name or "field")
+    if isinstance(data, xr.Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike, list, tuple)):
+        return open_fields(data, variables)
+    raise ClimgenInputError(
+        f"expected an xarray Dataset/DataArray or file path(s), got {type(data).__name__}"
+    )
 
 
 def _history_line(path: Path) -> str:

@@ -28,6 +28,7 @@ Spatial periodicity is passed to constructors as ``periodic=(periodic_y, periodi
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -134,6 +135,24 @@ def _stored(value, annotation: str):
     return _scalar(value, kinds[0])
 
 
+def _check_number(family: str, name: str, value, annotation: str) -> None:
+    """A ``float`` option must hold a real number (a learning rate ``lr``/``lr_*`` a finite
+    one > 0), else one error naming the option: text or a negative rate in a recipe would
+    otherwise surface as a traceback from the optimiser."""
+    if annotation != "float":
+        return
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number:
+        raise ClimgenInputError(
+            f"{family} option '{name}' must be a number, got {value!r} ({type(value).__name__})"
+        )
+    if (name == "lr" or name.startswith("lr_")) and not (math.isfinite(value) and value > 0):
+        raise ClimgenInputError(
+            f"{family} option '{name}' is a learning rate: it must be a finite number > 0, "
+            f"got {value!r}"
+        )
+
+
 class FamilyModule(nn.Module):
     """The parts of the family contract every family shares; families subclass it.
 
@@ -160,6 +179,7 @@ class FamilyModule(nn.Module):
                 continue
             value = stored[name] if name in stored else values[name]
             config[name] = _stored(value, str(param.annotation))
+            _check_number(type(self).__name__, name, config[name], str(param.annotation))
         self.config = config
         return config
 

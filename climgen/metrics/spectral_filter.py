@@ -25,7 +25,7 @@ g² times the input's in :func:`climgen.metrics.field_spectrum`:
 A use: fields emulated on a band-limited (spectrally truncated) grid, or with a steep
 dissipation-range spectrum, carry small-scale power that the data do not have; a gain fitted
 on training data removes it without touching the resolved scales (see
-:class:`climgen.tasks.calibrate.SpectralCalibration`).
+:class:`climgen.tasks.emulate.spectral_calibration.SpectralCalibration`).
 
 References: Schaeffer (2013), G3 14, 751–758 (spherical harmonic transforms); Bonev et al.
 (2023), torch-harmonics.

@@ -1,7 +1,7 @@
 """The downscaling report page: maps, spectra with a ratio panel, upper-tail PDFs and scores.
 
 :func:`write_downscale_page` takes plain xarray fields and a score dict (computed by
-:func:`climgen.tasks.downscale_score.compare_methods`; this module never imports the task
+:func:`climgen.tasks.downscale.scoring.compare_methods`; this module never imports the task
 layer) and writes ``index.html`` with four PNG figures next to it:
 
 1. **maps** of one field: the coarse input, the fine truth and each method's output (member 0
@@ -293,7 +293,7 @@ def write_downscale_page(
     coarse : the coarse input the methods were given (samples..., y/f, x/f).
     outputs : label → output on the truth's grid (an optional ``member`` dim).
     scores : label → score dict (keys of :data:`SCORE_COLUMNS`), e.g. from
-        :func:`climgen.tasks.downscale_score.compare_methods`.
+        :func:`climgen.tasks.downscale.scoring.compare_methods`.
     map_index : which sample the maps show.
     """
     path = Path(path)

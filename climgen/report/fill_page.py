@@ -2,8 +2,8 @@
 
 :func:`write_fill_page` takes plain arrays (canonical orientation: row 0 southernmost,
 longitude ascending) and score dicts — it knows nothing of the task module that produced them
-(``climgen.tasks.fill_cv.cross_validation_report`` calls it) — and writes ``index.html`` with
-PNG figures next to it through :func:`climgen.report.html.render_page`:
+(``climgen.tasks.fill.cross_validation.cross_validation_report`` calls it) — and writes
+``index.html`` with PNG figures next to it through :func:`climgen.report.html.render_page`:
 
 - **maps** of one time step: the observed field (gaps blank), the hidden truth when given, and
   per method the filled field (ensemble mean), its spread (predictive std) and its error

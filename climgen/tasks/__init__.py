@@ -1,14 +1,17 @@
-"""Tasks: where xarray meets models (emulation, gap filling, downscaling, translation)."""
+"""Tasks: where xarray meets models, one package ("wing") per task.
 
-from .downscale import *  # noqa: F403
-from .downscale import __all__ as _downscale_all
-from .emulate import *  # noqa: F403
-from .emulate import __all__ as _emulate_all
-from .fill import *  # noqa: F403
-from .fill import __all__ as _fill_all
-from .fill_cv import *  # noqa: F403
-from .fill_cv import __all__ as _fill_cv_all
-from .translate import *  # noqa: F403
-from .translate import __all__ as _translate_all
+:mod:`~climgen.tasks.emulate`, :mod:`~climgen.tasks.fill`, :mod:`~climgen.tasks.downscale`,
+:mod:`~climgen.tasks.translate`; :mod:`~climgen.tasks.recipe` reads and runs recipes for all
+of them.
+"""
 
-__all__ = [*_emulate_all, *_downscale_all, *_fill_all, *_fill_cv_all, *_translate_all]
+from climgen.tasks.downscale import *  # noqa: F403
+from climgen.tasks.downscale import __all__ as _downscale_all
+from climgen.tasks.emulate import *  # noqa: F403
+from climgen.tasks.emulate import __all__ as _emulate_all
+from climgen.tasks.fill import *  # noqa: F403
+from climgen.tasks.fill import __all__ as _fill_all
+from climgen.tasks.translate import *  # noqa: F403
+from climgen.tasks.translate import __all__ as _translate_all
+
+__all__ = [*_emulate_all, *_downscale_all, *_fill_all, *_translate_all]

@@ -67,10 +67,10 @@ _MODEL_KEYS = {"name", "options"}
 # Task modules register themselves on import; imported lazily so that reading a recipe does
 # not import every task.
 _BUILTIN_TASK_MODULES = (
-    "climgen.tasks.emulate_recipe",
-    "climgen.tasks.fill_recipe",
-    "climgen.tasks.downscale_recipe",
-    "climgen.tasks.translate_recipe",
+    "climgen.tasks.emulate.recipe",
+    "climgen.tasks.fill.recipe",
+    "climgen.tasks.downscale.recipe",
+    "climgen.tasks.translate.recipe",
 )
 
 

@@ -384,7 +384,39 @@ def load_weights_into(
     if not fname.is_file():
         raise CheckpointError(f"checkpoint {path} has no {fname.name}")
     device = torch.device(device)
-    load_model(module, str(fname), strict=True, device=str(device))
+    try:
+        load_model(module, str(fname), strict=True, device=str(device))
+    except RuntimeError as exc:  # missing/unexpected keys or other shapes: another architecture
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this {type(module).__name__}: "
+            f"{_architecture_difference(Path(path), module, fname) or exc}. Resume (or load) "
+            "with the options it was trained with, or start a new run directory"
+        ) from None
+
+
+def _architecture_difference(path: Path, module: torch.nn.Module, fname: Path) -> str:
+    """The family options that differ from the checkpoint's card, else the first tensors
+    whose names or shapes differ."""
+    try:
+        saved = json.loads((path / "card.json").read_text()).get("config") or {}
+    except (OSError, ValueError):
+        saved = {}
+    now = _json_ready(dict(getattr(module, "config", {}) or {}), "config") if saved else {}
+    options = [
+        f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now"
+        for k in sorted(set(saved) | set(now))
+        if saved.get(k) != now.get(k)
+    ]
+    if options:
+        return "options differ (" + "; ".join(options[:5]) + ")"
+    stored = {k: tuple(v.shape) for k, v in load_file(str(fname)).items()}
+    current = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    tensors = [
+        f"{k}: {stored.get(k, 'absent')} in the checkpoint, {current.get(k, 'absent')} now"
+        for k in sorted(set(stored) | set(current))
+        if stored.get(k) != current.get(k)
+    ]
+    return "tensors differ (" + "; ".join(tensors[:3]) + ")" if tensors else ""
 
 
 def load_family(

@@ -47,7 +47,7 @@ class TrainConfig:
     deterministic : ``torch.use_deterministic_algorithms(True, warn_only=True)`` during fit,
         with ``torch.utils.deterministic.fill_uninitialized_memory`` off: that debugging aid
         (NaN-filling every new tensor) is not needed for reproducibility and cost ~13 % of
-        the CPU throughput of a small DCGAN (benchmarks/RESULTS.md, issue 3).
+        the CPU throughput of a small DCGAN (benchmarks/notes/2026-12-03-trainer-overhead.md).
     tensorboard : also log to ``run_dir/tensorboard`` when the package is installed.
     max_time_s : 0 (no limit), or a time budget in seconds for this call of ``fit``: training
         ends, with its final checkpoint, at the first step completed after the budget, even if

@@ -124,7 +124,7 @@ def test_row_gain_scales_each_rows_x_spectrum_and_keeps_the_descending_latitude_
 
 
 def test_per_row_calibration_carries_the_variance_profile_that_an_isotropic_gain_cannot():
-    from climgen.tasks.calibrate import SpectralCalibration
+    from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
     # "data": white-in-x rows whose amplitude grows with height; "model": the same texture
     # with a flat profile. Their x-spectra pooled over rows are identical, so the one-stage
@@ -153,7 +153,7 @@ def test_per_row_calibration_carries_the_variance_profile_that_an_isotropic_gain
 def test_calibration_json_round_trips_both_stages_and_reads_version_1(tmp_path):
     import json
 
-    from climgen.tasks.calibrate import SpectralCalibration
+    from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
     data = _walls(n=8, seed=0).to_dataset()
     model = (2 * _walls(n=8, seed=1)).to_dataset().rename(time="sample")
@@ -177,7 +177,7 @@ def _skewed_rows(n, seed, skew):
 def test_marginal_stage_maps_each_rows_one_point_distribution_and_keeps_ranks():
     from scipy.stats import wasserstein_distance
 
-    from climgen.tasks.calibrate import SpectralCalibration
+    from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
     skew = np.linspace(0.0, 1.0, 16)
     data = _skewed_rows(96, 0, skew).to_dataset(name="b")
@@ -208,7 +208,7 @@ def test_marginal_stage_maps_each_rows_one_point_distribution_and_keeps_ranks():
 
 
 def test_marginal_stage_follows_latitudes_on_descending_grids_and_round_trips(tmp_path):
-    from climgen.tasks.calibrate import SpectralCalibration
+    from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
     south_to_north = _t42(n=6, seed=0)
     offset = xr.DataArray(np.linspace(-3, 3, 64), dims="lat", coords={"lat": south_to_north.lat})

@@ -10,12 +10,12 @@ import torch
 
 from climgen.data.coarsen import coarsen_tensor
 from climgen.errors import ClimgenInputError
-from climgen.tasks.covariance_correction import (
+from climgen.tasks.downscale.covariance_correction import (
     MAX_COARSE_CELLS,
     coefficient_variance,
     covariance_correction,
 )
-from climgen.tasks.downscale import Downscaler
+from climgen.tasks.downscale.downscaler import Downscaler
 
 F = 4
 

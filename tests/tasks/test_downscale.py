@@ -22,9 +22,9 @@ from climgen.families.superres import (
     conserve_softmax,
 )
 from climgen.metrics import block_mean_error
-from climgen.tasks.downscale import Downscaler, available_downscale_methods
-from climgen.tasks.downscale_interp import interpolation_matrix, refine_coordinate
-from climgen.tasks.downscale_tiles import auto_tile, tiled_apply
+from climgen.tasks.downscale.downscaler import Downscaler, available_downscale_methods
+from climgen.tasks.downscale.interpolation import interpolation_matrix, refine_coordinate
+from climgen.tasks.downscale.tiles import auto_tile, tiled_apply
 
 SMALL_NET = dict(base_channels=8, n_blocks=1, lr=2e-3)
 
@@ -488,7 +488,7 @@ def test_augmented_pairs_are_consistent_and_cover_the_symmetries():
     (never along the bounded one) and mirrored in y or not, with the coarse input its exact
     block means; over many draws every shift and both mirrors occur."""
     from climgen.data.coarsen import coarsen_tensor
-    from climgen.tasks.downscale import _PairDataset
+    from climgen.tasks.downscale.downscaler import _PairDataset
 
     torch.manual_seed(0)
     field = torch.randn(1, 1, 8, 16)
@@ -551,7 +551,7 @@ def test_augment_is_recorded_and_bad_uses_are_named(tmp_path, grf_split):
 
 
 def test_context_indices_clamp_at_the_series_ends():
-    from climgen.tasks.downscale import context_indices
+    from climgen.tasks.downscale.downscaler import context_indices
 
     assert context_indices(5, 10, 2) == [5, 3, 4, 6, 7]
     assert context_indices(0, 10, 2) == [0, 0, 0, 1, 2]
@@ -564,7 +564,7 @@ def test_context_inputs_are_the_neighbours_coarse_fields(tmp_path):
     augmentation transform), and at downscale time a net that can only see the neighbours
     uses them: a field's fine answer changes when only its neighbour changes."""
     from climgen.data.coarsen import coarsen_tensor
-    from climgen.tasks.downscale import _PairDataset
+    from climgen.tasks.downscale.downscaler import _PairDataset
 
     torch.manual_seed(0)
     fields = torch.randn(6, 1, 8, 16)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-import climgen.tasks.downscale_recipe  # noqa: F401  (registers the task)
+import climgen.tasks.downscale.recipe  # noqa: F401  (registers the task)
 from climgen.data.io import write_fields
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError

@@ -14,8 +14,8 @@ from climgen.data.coarsen import coarsen, coarsen_tensor
 from climgen.data.io import write_fields
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
-from climgen.tasks.downscale import Downscaler, _PairDataset
-from climgen.tasks.downscale_score import compare_methods
+from climgen.tasks.downscale.downscaler import Downscaler, _PairDataset
+from climgen.tasks.downscale.scoring import compare_methods
 
 SMALL_NET = dict(base_channels=8, n_blocks=1, lr=2e-3)
 

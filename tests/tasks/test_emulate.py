@@ -13,7 +13,7 @@ from climgen.cli import main
 from climgen.data.io import write_fields
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
-from climgen.tasks.emulate import Emulator
+from climgen.tasks.emulate.emulator import Emulator
 
 
 @pytest.fixture(autouse=True)

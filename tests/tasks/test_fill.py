@@ -10,9 +10,10 @@ import xarray as xr
 from climgen.data.bundled import bundled_path
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
-from climgen.tasks.fill import Infiller, available_fill_methods
-from climgen.tasks.fill_cv import cross_validate
-from climgen.tasks.fill_masks import (
+from climgen.tasks.fill.baselines import crps_gaussian, fill_nearest, fill_zonal_mean
+from climgen.tasks.fill.cross_validation import cross_validate
+from climgen.tasks.fill.infiller import Infiller, available_fill_methods
+from climgen.tasks.fill.masks import (
     band_masks,
     blob_masks,
     pair_masks,
@@ -20,7 +21,6 @@ from climgen.tasks.fill_masks import (
     synthetic_masks,
     track_masks,
 )
-from climgen.tasks.fill_methods import crps_gaussian, fill_nearest, fill_zonal_mean
 
 HADCRUT = bundled_path("hadcrut4_tas_1877-09_1893-08")
 HADCRUT_MASK = bundled_path("hadcrut4_mask_1877-09")
@@ -173,7 +173,7 @@ def test_kriging_beats_zonal_mean_and_nearest_on_a_smooth_field():
 
 
 def test_kriging_spread_is_calibrated_on_fields_drawn_from_its_own_prior():
-    from climgen.tasks.fill_methods import sphere_kernel, unit_vectors
+    from climgen.tasks.fill.baselines import sphere_kernel, unit_vectors
 
     lat, lon = _grid(18, 36)
     points = unit_vectors(lat, lon).reshape(-1, 3)
@@ -412,7 +412,7 @@ def test_cli_fill_with_a_baseline(tmp_path):
 
 def test_roll_fields_rolls_target_and_context_together_mask_independent():
     from climgen.data.dataset import FieldDataset
-    from climgen.tasks.fill import _MaskedFields
+    from climgen.tasks.fill.infiller import _MaskedFields
 
     values = np.random.default_rng(0).standard_normal((5, 8, 16))
     da = _latlon(values)

@@ -10,11 +10,11 @@ import xarray as xr
 
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
-from climgen.tasks.fill import Infiller, available_fill_methods
-from climgen.tasks.fill_cv import calibrate_spread, cross_validate
-from climgen.tasks.fill_masks import blob_masks
-from climgen.tasks.fill_methods import sphere_kernel, unit_vectors
-from climgen.tasks.fill_oi import GaussianFieldModel
+from climgen.tasks.fill.baselines import sphere_kernel, unit_vectors
+from climgen.tasks.fill.cross_validation import calibrate_spread, cross_validate
+from climgen.tasks.fill.infiller import Infiller, available_fill_methods
+from climgen.tasks.fill.masks import blob_masks
+from climgen.tasks.fill.oi import GaussianFieldModel
 
 NY, NX = 12, 24
 
@@ -146,7 +146,7 @@ def test_optimal_interpolation_bad_inputs_are_clear_errors(tmp_path):
 def test_prior_channel_is_the_oi_estimate_under_every_roll_and_survives_load(tmp_path):
     """The partial-conv prior: the cached means of a training field rolled by s under a mask
     rolled by q equal the optimal-interpolation fill of exactly that input."""
-    from climgen.tasks.fill import _MaskedFields, _PriorMeans
+    from climgen.tasks.fill.infiller import _MaskedFields, _PriorMeans
 
     fields = _nonstationary_fields(12, seed=2)
     bank = blob_masks(2, (NY, NX), coverage=0.4, seed=1)
@@ -190,7 +190,7 @@ def test_prior_channel_is_the_oi_estimate_under_every_roll_and_survives_load(tmp
 
 
 def test_auto_nugget_maximises_held_out_likelihood_and_grows_with_rank_deficiency():
-    from climgen.tasks.fill_oi import NUGGET_GRID
+    from climgen.tasks.fill.oi import NUGGET_GRID
 
     fields = _nonstationary_fields(40, seed=3)
     few = GaussianFieldModel.fit(fields[:10])  # rank ≤ 8 of 288 cells
@@ -208,7 +208,7 @@ def test_auto_nugget_maximises_held_out_likelihood_and_grows_with_rank_deficienc
 
 
 def test_auto_nugget_widens_its_search_past_the_edge_of_the_grid():
-    from climgen.tasks.fill_oi import NUGGET_GRID
+    from climgen.tasks.fill.oi import NUGGET_GRID
 
     # 5 patterns plus white noise of variance 1e-10 (the 5 patterns' variance ≈ 5): the best
     # nugget is ≈ 1e-11, three decades below the grid's smallest candidate (1e-8).
@@ -224,7 +224,7 @@ def test_auto_nugget_widens_its_search_past_the_edge_of_the_grid():
     assert 0 < i < len(tried) - 1  # an interior optimum: both neighbours score lower
     assert scores[model.nugget] > scores[min(NUGGET_GRID)] + 10  # nats per held-out field
     # a score that peaks above the grid widens upwards, and stops at the limit
-    from climgen.tasks.fill_oi import NUGGET_LIMITS, widened_search
+    from climgen.tasks.fill.oi import NUGGET_LIMITS, widened_search
 
     up = widened_search(lambda n: -((np.log10(n) - 2.0) ** 2))
     assert max(up, key=up.get) == pytest.approx(100.0) and max(up) == pytest.approx(1000.0)
@@ -256,8 +256,10 @@ def test_lagged_covariance_blocks_equal_the_sample_lag_covariance(zonal):
         pairs = [((s - mean)[: 7 - lag], (s - mean)[lag:]) for s in series]
         a = np.concatenate([p for p, _ in pairs]).reshape(-1, 12)
         b = np.concatenate([q for _, q in pairs]).reshape(-1, 12)
-        np.testing.assert_allclose(model.block(lag, cells, cells), a.T @ b / len(a), atol=1e-12)
-        np.testing.assert_allclose(model.block(-lag, cells, cells), (a.T @ b / len(a)).T)
+        # one divisor for every lag, the number of (series, time) rows: the biased estimator
+        n = len(series) * 7
+        np.testing.assert_allclose(model.block(lag, cells, cells), a.T @ b / n, atol=1e-12)
+        np.testing.assert_allclose(model.block(-lag, cells, cells), (a.T @ b / n).T)
 
 
 def test_space_time_oi_uses_the_neighbouring_days(tmp_path):

@@ -13,10 +13,14 @@ import xarray as xr
 
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
-from climgen.tasks.fill import Infiller
-from climgen.tasks.fill_cv import calibrate_spread, cross_validate, cross_validation_report
-from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
-from climgen.tasks.fill_masks import blob_masks
+from climgen.tasks.fill.cross_validation import (
+    calibrate_spread,
+    cross_validate,
+    cross_validation_report,
+)
+from climgen.tasks.fill.infiller import Infiller
+from climgen.tasks.fill.masks import blob_masks
+from climgen.tasks.fill.prepare import anomalies, coverage_masks, regrid_bilinear
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +202,7 @@ def _write_recipe(tmp_path, method="partialconv", options="{base_channels: 4}", 
 
 
 def test_fill_recipe_trains_reports_and_the_run_dir_fills(tmp_path, capsys):
-    import climgen.tasks.fill_recipe  # noqa: F401 - registers task: fill
+    import climgen.tasks.fill.recipe  # noqa: F401 - registers task: fill
     from climgen.cli import main
     from climgen.tasks.recipe import load_recipe, run_recipe
 
@@ -225,7 +229,7 @@ def test_fill_recipe_trains_reports_and_the_run_dir_fills(tmp_path, capsys):
 
 
 def test_fill_recipe_errors_name_the_key(tmp_path):
-    import climgen.tasks.fill_recipe  # noqa: F401
+    import climgen.tasks.fill.recipe  # noqa: F401
     from climgen.tasks.recipe import load_recipe, run_recipe
 
     recipe, _ = _write_recipe(tmp_path, method="krigging", options="{}")

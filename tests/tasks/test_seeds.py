@@ -57,7 +57,7 @@ def _planar(n=16, ny=16, nx=16, seed=0, name="psi"):
 
 
 def _emulate(run_dir):
-    from climgen.tasks.emulate import Emulator
+    from climgen.tasks.emulate.emulator import Emulator
 
     em = Emulator("vae", latent_dim=4, base_channels=4)
     em.fit(_planar(), run_dir=run_dir, max_steps=2, batch_size=8, seed=5, progress=False)
@@ -65,7 +65,7 @@ def _emulate(run_dir):
 
 
 def _fill(run_dir):
-    from climgen.tasks.fill import Infiller
+    from climgen.tasks.fill.infiller import Infiller
 
     da = grf_dataarray(12, 8, 16, kind="latlon", seed=3, name="tas")
     net = Infiller("partialconv", base_channels=4, num_levels=2)
@@ -75,7 +75,7 @@ def _fill(run_dir):
 
 
 def _downscale(run_dir):
-    from climgen.tasks.downscale import Downscaler
+    from climgen.tasks.downscale.downscaler import Downscaler
 
     da = _planar(n=16, ny=16, nx=16, seed=4)
     down = Downscaler(4, "regression", base_channels=4, n_blocks=1)
@@ -84,7 +84,7 @@ def _downscale(run_dir):
 
 
 def _translate(run_dir):
-    from climgen.tasks.translate import Translator
+    from climgen.tasks.translate.translator import Translator
 
     a, b = _planar(n=8, seed=6), _planar(n=8, seed=7)
     tr = Translator("pix2pix", base_channels=4, depth=1, disc_channels=4, disc_layers=1)
@@ -103,7 +103,7 @@ def test_same_seed_gives_identical_weights_and_outputs_whatever_the_global_rng(t
 
 
 def test_another_seed_gives_other_initial_weights(tmp_path):
-    from climgen.tasks.emulate import Emulator
+    from climgen.tasks.emulate.emulator import Emulator
 
     for seed in (0, 1):
         Emulator("vae", latent_dim=4, base_channels=4).fit(

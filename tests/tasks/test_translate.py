@@ -23,7 +23,11 @@ from climgen.families.translation import (
     patch_receptive_field,
 )
 from climgen.metrics import rapsd
-from climgen.tasks.translate import QuantileMapping, Translator, available_translate_methods
+from climgen.tasks.translate.translator import (
+    QuantileMapping,
+    Translator,
+    available_translate_methods,
+)
 
 TINY = dict(base_channels=8, depth=1, disc_channels=8, disc_layers=1)
 

@@ -11,12 +11,12 @@ import torch
 import xarray as xr
 import yaml
 
-import climgen.tasks.translate_recipe  # noqa: F401  (registers task: translate)
+import climgen.tasks.translate.recipe  # noqa: F401  (registers task: translate)
 from climgen.data.samples import make_grf
 from climgen.errors import ClimgenInputError
 from climgen.tasks.recipe import load_recipe, run_recipe
-from climgen.tasks.translate import Translator
-from climgen.tasks.translate_recipe import load_translate_domains
+from climgen.tasks.translate.recipe import load_translate_domains
+from climgen.tasks.translate.translator import Translator
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

@@ -13,7 +13,7 @@ from climgen.data.samples import make_grf
 from climgen.errors import ClimgenInputError
 from climgen.families.gan.constraints import spectral_loss
 from climgen.families.translation import AugmentedCycleGAN, CycleGAN
-from climgen.tasks.translate import Translator
+from climgen.tasks.translate.translator import Translator
 
 TINY = dict(base_channels=8, depth=1, disc_channels=8, disc_layers=1)
 FIT = dict(batch_size=8, progress=False, device="cpu")

@@ -54,7 +54,7 @@ def run_emulate_recipe(
     Returns ``(emulator, EvaluationReport or None)``.
     """
     from climgen.data.io import open_fields
-    from climgen.tasks.emulate import Emulator
+    from climgen.tasks.emulate.emulator import Emulator
     from climgen.train.distributed import is_main_process
 
     data = recipe.data

@@ -14,16 +14,16 @@
     member gets the decoder's learned pixel noise N(0, s²), the aleatoric part of the error.
 ``"optimal-interpolation"``
     the Gaussian conditional of the fields under their empirical covariance, learned by
-    ``fit`` (:mod:`climgen.tasks.fill_oi`; ``roll_fields=True`` makes it zonally homogeneous,
+    ``fit`` (:mod:`climgen.tasks.fill.oi`; ``roll_fields=True`` makes it zonally homogeneous,
     ``hemispheric=True`` mirrors the fields about the equator): exact conditional mean and
     std, and ``members`` exact conditional draws. The strong linear baseline.
 ``"kriging"``, ``"nearest"``, ``"zonal-mean"``
-    baselines of :mod:`climgen.tasks.fill_methods`, usable without ``fit``; kriging gives its
+    baselines of :mod:`climgen.tasks.fill.baselines`, usable without ``fit``; kriging gives its
     Gaussian predictive std as the spread.
 
 ``fit(ds_complete, masks=...)`` trains the networks with the one trainer: each training field
 is shown under a coverage mask drawn from ``masks`` (real masks from a netCDF, any number,
-cycled) or synthetic ones (:mod:`climgen.tasks.fill_masks`), rolled randomly in longitude.
+cycled) or synthetic ones (:mod:`climgen.tasks.fill.masks`), rolled randomly in longitude.
 Optional inputs: ``context=k`` neighbouring months on each side (gappy, with their own masks)
 and ``aux`` static fields (e.g. land–sea fraction).
 
@@ -32,13 +32,14 @@ bit-for-bit the input), ``<var>_spread`` (predictive std; NaN for methods withou
 ``<var>_mask`` (the mask used: 1 = observed, kept), ``<var>_members`` (dim ``member``, for
 ensemble methods) and provenance attributes.
 
-:func:`climgen.tasks.fill_cv.cross_validate` is the honest score: hide cells with a coverage
-mask, fill, and score on the hidden cells only — on complete (simulated) fields, or on real
-observations hiding the cells observed now but not in an earlier month;
-:func:`~climgen.tasks.fill_cv.cross_validation_report` writes the scores of several methods and
-the report page, :func:`~climgen.tasks.fill_cv.calibrate_spread` fits ``spread_inflation``.
-Recipes (``task: fill``): :mod:`climgen.tasks.fill_recipe`; data preparation (regridding,
-anomalies, masks from files): :mod:`climgen.tasks.fill_data`.
+:func:`climgen.tasks.fill.cross_validation.cross_validate` is the honest score: hide cells with a
+coverage mask, fill, and score on the hidden cells only — on complete (simulated) fields, or on
+real observations hiding the cells observed now but not in an earlier month;
+:func:`~climgen.tasks.fill.cross_validation.cross_validation_report` writes the scores of several
+methods and the report page, :func:`~climgen.tasks.fill.cross_validation.calibrate_spread` fits
+``spread_inflation``.
+Recipes (``task: fill``): :mod:`climgen.tasks.fill.recipe`; data preparation (regridding,
+anomalies, masks from files): :mod:`climgen.tasks.fill.prepare`.
 
 Reference: Kadow, Hall & Ulbrich (2020), *Artificial intelligence reconstructs missing
 climate information*, Nature Geoscience 13, 408–413.
@@ -58,27 +59,26 @@ import xarray as xr
 import climgen.families.infill  # noqa: F401 - registers the "partialconv" family
 from climgen.data.dataset import FieldDataset
 from climgen.data.grids import area_weights, detect_grid, restore, to_canonical
-from climgen.data.io import climgen_version, write_fields
+from climgen.data.io import as_dataset, climgen_version, write_fields
 from climgen.data.masks import MASK_ATTRS, load_mask
 from climgen.data.normalize import Normalizer
 from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import build_seeded, default_run_dir
-from climgen.tasks.emulate import as_dataset
-from climgen.tasks.fill_data import day_positions, observation_kind, to_run_grid
-from climgen.tasks.fill_masks import (
-    canonical_mask_array,
-    pair_masks,
-    roll_longitude,
-    synthetic_masks,
-)
-from climgen.tasks.fill_methods import (
+from climgen.tasks.fill.baselines import (
     BASELINES,
     fill_kriging,
     fill_nearest,
     fill_zonal_mean,
 )
-from climgen.tasks.fill_oi import GaussianFieldModel
+from climgen.tasks.fill.masks import (
+    canonical_mask_array,
+    pair_masks,
+    roll_longitude,
+    synthetic_masks,
+)
+from climgen.tasks.fill.oi import GaussianFieldModel
+from climgen.tasks.fill.prepare import day_positions, observation_kind, to_run_grid
 from climgen.train import TrainConfig, Trainer, load_family
 
 __all__ = ["Infiller", "available_fill_methods", "FILL_METHODS", "TRAINED"]
@@ -248,7 +248,7 @@ class Infiller:
         as extra (gappy) inputs; optimal interpolation then conditions on their observed cells
         through the lagged covariances learned from consecutive training fields.
     mask_kind, coverage, n_synthetic : synthetic training masks when ``fit`` gets no masks
-        (:func:`~climgen.tasks.fill_masks.synthetic_masks`).
+        (:func:`~climgen.tasks.fill.masks.synthetic_masks`).
     roll_fields : networks and optimal interpolation — augment training by rolling each
         training field (with its context neighbours) by a random number of longitude cells,
         independently of its mask (optimal interpolation: average the covariance over every
@@ -266,18 +266,18 @@ class Infiller:
     likelihood_noise : cvae only — add the decoder's learned pixel noise to each member.
     spread_inflation : ensembles only — factor α > 0 on each member's deviation from the ensemble
         mean, ``x_i ← x̄ + α (x_i − x̄)`` (mean unchanged, spread × α). 1 = raw ensemble; fit it
-        on a validation split with :func:`climgen.tasks.fill_cv.calibrate_spread`.
+        on a validation split with :func:`climgen.tasks.fill.cross_validation.calibrate_spread`.
     prior : partialconv only — ``"optimal-interpolation"`` gives the network, as one more
         input channel, the optimal-interpolation estimate of the field from the same
         observations (the Gaussian conditional mean under the covariance learned from the
-        training fields, :mod:`climgen.tasks.fill_oi`), so that it learns a correction of the
+        training fields, :mod:`climgen.tasks.fill.oi`), so that it learns a correction of the
         best linear estimate rather than the whole map. Default None.
     prior_options : options of that prior (``nugget``, ``hemispheric``; ``roll_fields`` makes
         its covariance zonally homogeneous).
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
         options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
-        chosen by held-out likelihood, :mod:`climgen.tasks.fill_oi`; ``hemispheric``:
+        chosen by held-out likelihood, :mod:`climgen.tasks.fill.oi`; ``hemispheric``:
         also learn from every field mirrored about the equator, default False).
 
     Example

@@ -3,7 +3,7 @@
 ``Downscaler(factor=4, method=...)`` offers, in one API (:func:`available_downscale_methods`):
 
 - interpolation baselines ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos"``
-  (:mod:`climgen.tasks.downscale_interp`), which need no ``fit``;
+  (:mod:`climgen.tasks.downscale.interpolation`), which need no ``fit``;
 - ``"regression"``: an EDSR-style network with pixel-shuffle up-sampling trained on an L1 (or
   L2) loss (:class:`climgen.families.superres.SuperResolution`);
 - ``"srgan"``: the same generator with noise inputs, trained against a conditional critic with
@@ -20,18 +20,18 @@ area-weighted (cos-lat on lat/lon grids) block means of the output equal the coa
 
 ``calibrate_spectrum(ds_fine_train)`` fits a linear spectral gain g(k) = sqrt(P̄_fine(k) /
 P̄_method(k)) on the method's outputs for coarsened training fields
-(:class:`climgen.tasks.calibrate.SpectralCalibration`); ``downscale`` then applies it by
-default, *before* the conservation layer (the gain moves block means; the layer restores
-them exactly).
+(:class:`climgen.tasks.emulate.spectral_calibration.SpectralCalibration`); ``downscale`` then
+applies it by default, *before* the conservation layer (the gain moves block means; the layer
+restores them exactly).
 
 ``fit(ds_fine)`` makes the coarse inputs by area-weighted coarsening
 (:func:`climgen.data.coarsen.coarsen_tensor`); ``fit(ds_coarse, ds_fine)`` trains on paired
 data. Static high-resolution inputs (topography) are given as ``static=`` on the fine grid.
 ``downscale(ds_coarse)`` returns a Dataset on the fine grid: for trained models the training
 grid's coordinates, for the baselines coordinates computed from the coarse cell bounds
-(:func:`~climgen.tasks.downscale_interp.refine_coordinate`); variable and global attributes
+(:func:`~climgen.tasks.downscale.interpolation.refine_coordinate`); variable and global attributes
 are kept and provenance added. Networks run tiled when the field does not fit in memory
-(:mod:`climgen.tasks.downscale_tiles`).
+(:mod:`climgen.tasks.downscale.tiles`).
 
 Example
 -------
@@ -53,7 +53,7 @@ import xarray as xr
 from climgen.data.coarsen import coarsen, coarsen_tensor
 from climgen.data.dataset import FieldDataset, to_xarray
 from climgen.data.grids import area_weights, detect_grid, restore, to_canonical
-from climgen.data.io import write_fields
+from climgen.data.io import as_dataset, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.data.patches import patch_size_pair
 from climgen.data.progress import progress as progress_bar
@@ -71,10 +71,9 @@ from climgen.tasks._common import (
     train_config,
     zero_template,
 )
-from climgen.tasks.covariance_correction import covariance_correction_on
-from climgen.tasks.downscale_interp import cell_bounds, interpolate, refine_coordinate
-from climgen.tasks.downscale_tiles import auto_tile, tiled_apply
-from climgen.tasks.emulate import as_dataset
+from climgen.tasks.downscale.covariance_correction import covariance_correction_on
+from climgen.tasks.downscale.interpolation import cell_bounds, interpolate, refine_coordinate
+from climgen.tasks.downscale.tiles import auto_tile, tiled_apply
 from climgen.train import TrainConfig, Trainer, load_family
 
 __all__ = [
@@ -373,7 +372,7 @@ class Downscaler:
         (default): 20 when the output is spectrally calibrated (the layer's block-edge steps
         would otherwise undo the calibrated small scales), else 0 (the plain layer).
         "covariance": instead, the optimal-interpolation correction whose spectrum is the
-        output's own (:mod:`climgen.tasks.covariance_correction`): it keeps a calibrated
+        output's own (:mod:`climgen.tasks.downscale.covariance_correction`): it keeps a calibrated
         spectrum where Lanczos back-projection adds power beyond a band limit (grids up to
         2048 coarse cells).
     patch_size : networks ("regression", "srgan"): train on random block-aligned crops of
@@ -845,7 +844,7 @@ class Downscaler:
         fields (the first ``n_fields`` with ``context``, which needs consecutive ones;
         ``members`` draws each for the stochastic methods, default 1) are downscaled
         without calibration and without the conservation layer, and a
-        :class:`~climgen.tasks.calibrate.SpectralCalibration` is fitted so that
+        :class:`~climgen.tasks.emulate.spectral_calibration.SpectralCalibration` is fitted so that
 
         .. math:: g(k) = \\sqrt{\\bar P_{fine}(k) / \\bar P_{method}(k)}, \\qquad
                   \\hat y'(k) = g(k)\\,\\hat y(k)
@@ -863,9 +862,9 @@ class Downscaler:
         methods when ``run_dir`` is given, with the fine template, so
         :meth:`load` / ``climgen downscale RUN_DIR`` reload a calibrated baseline).
         Use training data only. Returns ``self``. Reference: Wiener (1949), linear filters
-        fixed by spectra; see :mod:`climgen.tasks.calibrate`.
+        fixed by spectra; see :mod:`climgen.tasks.emulate.spectral_calibration`.
         """
-        from climgen.tasks.calibrate import SpectralCalibration
+        from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
         if (
             isinstance(n_fields, bool)
@@ -1278,12 +1277,12 @@ class Downscaler:
         """Score this method on held-out fine ``truth`` next to interpolation ``baselines``.
 
         ``truth`` is coarsened by ``factor``, downscaled by every method and compared with
-        itself (:func:`climgen.tasks.downscale_score.compare_methods`: RMSE, high-k spectral
+        itself (:func:`climgen.tasks.downscale.scoring.compare_methods`: RMSE, high-k spectral
         error, W1, |Δq99.9|, conservation error, CRPS for ensembles of ``members``). Writes
         the page ``path`` (a ``.html`` file, or a folder that gets ``index.html``) with its
         figures and ``scores.json``; returns ``(scores, page_path)``.
         """
-        from climgen.tasks.downscale_score import downscale_report
+        from climgen.tasks.downscale.scoring import downscale_report
 
         baselines = [baselines] if isinstance(baselines, str) else list(baselines)
         if not baselines:
@@ -1378,7 +1377,7 @@ class Downscaler:
 
     def _load_calibration(self) -> None:
         if (self.run_dir / _CALIBRATION).exists():
-            from climgen.tasks.calibrate import SpectralCalibration
+            from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
             self.calibration = SpectralCalibration.load(self.run_dir / _CALIBRATION)
 

@@ -21,14 +21,13 @@ import numpy as np
 import xarray as xr
 
 from climgen.data.grids import detect_grid, to_canonical
-from climgen.data.io import climgen_version
+from climgen.data.io import as_dataset, climgen_version
 from climgen.errors import ClimgenInputError
 from climgen.metrics import bias, crps_fair, mae, rmse
 from climgen.tasks._common import utc_stamp
-from climgen.tasks.emulate import as_dataset
-from climgen.tasks.fill import Infiller, _as_mask, _pick_variable
-from climgen.tasks.fill_masks import pair_masks
-from climgen.tasks.fill_methods import crps_gaussian
+from climgen.tasks.fill.baselines import crps_gaussian
+from climgen.tasks.fill.infiller import Infiller, _as_mask, _pick_variable
+from climgen.tasks.fill.masks import pair_masks
 
 __all__ = ["cross_validate", "calibrate_spread", "cross_validation_report", "filled_report"]
 
@@ -73,7 +72,7 @@ def cross_validate(
     ``isfinite(truth) & (mask == 0)``. On real observations pass an earlier month's coverage
     as ``mask``: the cells observed now but not then are hidden and scored.
     ``mask``: DataArray or netCDF path, broadcast or paired by time
-    (:func:`~climgen.tasks.fill_masks.pair_masks`). ``method``: a name (baselines) or a
+    (:func:`~climgen.tasks.fill.masks.pair_masks`). ``method``: a name (baselines) or a
     fitted :class:`Infiller`.
 
     Returns a dict: ``rmse``, ``mae``, ``bias`` (filled − truth), ``corr`` (area-weighted
@@ -294,6 +293,9 @@ def filled_report(
     returned. Returns the page's path."""
     from climgen.report.fill_page import write_fill_page
 
+    if variable is None:  # the filled variable is the one with a ``<var>_spread`` beside it
+        filled_vars = [str(v) for v in filled.data_vars if f"{v}_spread" in filled.data_vars]
+        variable = filled_vars[0] if len(filled_vars) == 1 else None
     var = _pick_variable(filled, variable, time_dim)
     da = filled[var]
     canon, _ = to_canonical(da)

@@ -37,7 +37,7 @@ normalization):
 ``seed`` (int, 0), ``n_fields`` (int, score at most this many held-out fields, evenly spaced;
 default all) and ``baselines`` (list of interpolation methods, default ``[bicubic]``). With
 held-out fields (``train_fraction`` < 1) the run folder gets ``report/index.html`` and
-``report/scores.json`` (:func:`climgen.tasks.downscale_score.downscale_report`).
+``report/scores.json`` (:func:`climgen.tasks.downscale.scoring.downscale_report`).
 
 ``calibrate_spectrum: true`` fits the method's spectral calibration on the training split
 after training (:meth:`Downscaler.calibrate_spectrum`: gain g(k) = sqrt(P_fine/P_method) per
@@ -87,7 +87,7 @@ _RESERVED = {"factor", "conserve", "variables", "sample_dim", "normalization", "
 
 def check_downscale_method(name: str, options: dict) -> None:
     """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
-    from climgen.tasks.downscale import DOWNSCALE_METHODS, Downscaler
+    from climgen.tasks.downscale.downscaler import DOWNSCALE_METHODS, Downscaler
 
     if name not in DOWNSCALE_METHODS:
         raise ClimgenInputError(
@@ -105,7 +105,7 @@ def check_downscale_method(name: str, options: dict) -> None:
 
 def _settings(data: dict, evaluate: dict, source: str) -> dict:
     """The task's data/evaluate values, checked before any data is read."""
-    from climgen.tasks.downscale import DOWNSCALE_METHODS
+    from climgen.tasks.downscale.downscaler import DOWNSCALE_METHODS
 
     factor = data.get("factor", 4)
     if isinstance(factor, bool) or not isinstance(factor, int) or not 2 <= factor <= 8:
@@ -167,8 +167,8 @@ def run_downscale_recipe(
     Returns ``(downscaler, scores or None)``, ``scores`` = method → score dict.
     """
     from climgen.data.io import open_fields
-    from climgen.tasks.downscale import Downscaler
-    from climgen.tasks.downscale_score import downscale_report
+    from climgen.tasks.downscale.downscaler import Downscaler
+    from climgen.tasks.downscale.scoring import downscale_report
     from climgen.train.distributed import is_main_process
 
     data, source = recipe.data, recipe.source

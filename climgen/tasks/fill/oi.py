@@ -44,7 +44,11 @@ stored instead (n = T, or 2T with ``hemispheric``): rank ≤ n, so the nugget ma
 ``C^{(l)} = cov(x_t, x_{t+l})``, l ≤ 2k, and :meth:`GaussianFieldModel.condition_window`
 conditions the field at t on the observed cells of the fields t − k … t + k as well
 (space–time optimal interpolation); its members come from the Cholesky factor of the
-posterior covariance of the hidden cells.
+posterior covariance of the hidden cells. Every lag is estimated with the one divisor T,
+``C^{(l)} = (1/T) Σ_{t<T−l} a_t a_{t+l}ᵀ`` (the biased estimator; Brockwell & Davis 1991,
+§7.2): the space–time covariance of a window is then a Gram matrix of zero-padded series,
+positive semi-definite by construction, so ``C + τ²I`` always factorises (the divisor
+T − l of the unbiased estimator gave indefinite windows from a few rough fields).
 
 This is the classical statistical reconstruction of climate fields (optimal interpolation,
 the full-rank limit of Kaplan et al. 1998's reduced-space OI), here as the strong linear
@@ -54,6 +58,7 @@ References
 ----------
 Gandin (1963), *Objective Analysis of Meteorological Fields*, Gidrometeoizdat.
 Hoffman & Ribak (1991), *Constrained realizations of Gaussian fields*, ApJ 380, L5–L8.
+Brockwell & Davis (1991), *Time Series: Theory and Methods*, 2nd ed., Springer.
 Kaplan, Cane, Kushnir et al. (1998), *Analyses of global sea surface temperature
 1856–1991*, JGR 103, 18567–18589.
 """
@@ -202,7 +207,7 @@ class GaussianFieldModel:
                     n=w,
                     axis=-1,
                 )
-                / (len(specs) * (t - lag) * w)
+                / (len(specs) * t * w)
                 for lag in range(2 * context + 1)
             ]
         )
@@ -279,7 +284,7 @@ class GaussianFieldModel:
         rows = np.arange(len(self.anomalies)).reshape(-1, n)
         first, second = rows[:, : n - lag].reshape(-1), rows[:, lag:].reshape(-1)
         a = self.anomalies
-        return a[first][:, cells_a].T @ a[second][:, cells_b] / len(first)
+        return a[first][:, cells_a].T @ a[second][:, cells_b] / len(a)
 
     @property
     def tau2(self) -> float:
@@ -289,15 +294,30 @@ class GaussianFieldModel:
     # -- conditioning ----------------------------------------------------------------------
     def _solve_parts(self, observed: np.ndarray):
         """Cholesky factor of C_oo + τ²I and the cross-covariance C_ho for one mask."""
-        import scipy.linalg
 
         cov = self.covariance
         o = np.flatnonzero(observed)
         hid = np.flatnonzero(~observed)
         c_oo = cov[np.ix_(o, o)]
         c_oo[np.diag_indices_from(c_oo)] += self.tau2
-        chol = scipy.linalg.cho_factor(c_oo, lower=True, check_finite=False)
+        chol = self._cho_factor(c_oo)
         return o, hid, chol, cov[np.ix_(hid, o)]
+
+    def _cho_factor(self, c_oo: np.ndarray):
+        """Cholesky factor of the observed block, or one error saying what to change."""
+        import scipy.linalg
+
+        try:
+            return scipy.linalg.cho_factor(c_oo, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            fields = self.series_length or "the"
+            raise ClimgenInputError(
+                f"optimal interpolation: the covariance of the {len(c_oo)} observed values "
+                f"is not positive definite at nugget={self.nugget:.3g} (learned from "
+                f"{fields} training fields for {self.mean.size} cells, context="
+                f"{self.context}); give a larger nugget (e.g. nugget=1e-3) or more training "
+                "fields"
+            ) from None
 
     def condition(self, values: np.ndarray, observed: np.ndarray, *, members: int = 0, rng=None):
         """Conditional mean, std and (optionally) members of one field.
@@ -363,7 +383,7 @@ class GaussianFieldModel:
         c_oo[np.diag_indices_from(c_oo)] += self.tau2
         c_ho = np.concatenate([self.block(lag, hid, cells) for lag, cells in days], axis=1)
         y = np.concatenate([values[k + lag][cells] - mu[cells] for lag, cells in days])
-        chol = scipy.linalg.cho_factor(c_oo, lower=True, check_finite=False)
+        chol = self._cho_factor(c_oo)
         mean[hid] = mu[hid] + c_ho @ scipy.linalg.cho_solve(chol, y, check_finite=False)
         v = scipy.linalg.solve_triangular(chol[0], c_ho.T, lower=True, check_finite=False)
         posterior = self.block(0, hid, hid) - v.T @ v

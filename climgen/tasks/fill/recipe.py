@@ -24,7 +24,7 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
 ``data`` keys of this task (besides paths, variables, sample_dim, train_fraction):
 
 ``masks``
-    file(s) of coverage masks (:func:`~climgen.tasks.fill_data.coverage_masks`: a 0/1
+    file(s) of coverage masks (:func:`~climgen.tasks.fill.prepare.coverage_masks`: a 0/1
     variable, or observations whose finite cells are the observed ones), used for training
     (drawn at random, rolled in longitude) and for cross-validation. Absent: synthetic masks
     for both (``mask_kind``, ``coverage`` of the method options).
@@ -35,7 +35,7 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
     (as many masks as held-out fields) or ``broadcast`` (one mask for all).
 ``regrid``
     a file whose lat/lon grid the data are bilinearly regridded to
-    (:func:`~climgen.tasks.fill_data.regrid_bilinear`), e.g. the observations' grid.
+    (:func:`~climgen.tasks.fill.prepare.regrid_bilinear`), e.g. the observations' grid.
 ``anomalies``
     ``true``: train and score on anomalies from the training period's time mean per cell
     (written to ``RUN_DIR/climatology.nc``); ``climgen fill RUN_DIR obs.nc`` then takes
@@ -48,7 +48,7 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
 ``validation_fraction``
     ensembles only (cvae; partialconv with ``reconstruction: crps``): this fraction of the
     training fields (the last ones) is kept out of training and fits the ensemble's spread
-    inflation (:func:`~climgen.tasks.fill_cv.calibrate_spread`).
+    inflation (:func:`~climgen.tasks.fill.cross_validation.calibrate_spread`).
 
 ``evaluate`` keys (integers): ``members`` (ensemble size, 16), ``seed`` (0), ``max_fields``
 (held-out fields scored, 0 = all; default 24), ``kriging_points`` (kriging's ``max_fit_points``
@@ -102,7 +102,7 @@ _PAIRINGS = ("cycle", "paired", "broadcast")
 
 def check_fill_method(name: str, options: dict) -> None:
     """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
-    from climgen.tasks.fill import BASELINES, FILL_METHODS, OI, Infiller
+    from climgen.tasks.fill.infiller import BASELINES, FILL_METHODS, OI, Infiller
 
     if name not in FILL_METHODS:
         raise ClimgenInputError(
@@ -156,8 +156,8 @@ def run_fill_recipe(
     import xarray as xr
 
     from climgen.data.io import open_fields, write_fields
-    from climgen.tasks.fill import CLIMATOLOGY, NETWORKS, OI, Infiller
-    from climgen.tasks.fill_data import anomalies, coverage_masks, regrid_bilinear
+    from climgen.tasks.fill.infiller import CLIMATOLOGY, NETWORKS, OI, Infiller
+    from climgen.tasks.fill.prepare import anomalies, coverage_masks, regrid_bilinear
     from climgen.train.distributed import is_main_process
 
     data, source = recipe.data, recipe.source
@@ -231,11 +231,11 @@ def run_fill_recipe(
 
     def cv_masks(like: xr.DataArray) -> xr.DataArray:
         if masks is not None:
-            from climgen.tasks.fill_masks import pair_masks
+            from climgen.tasks.fill.masks import pair_masks
 
             m = masks if pairing != "broadcast" else masks.isel({sample_dim: 0}, drop=True)
             return pair_masks(m, like, time_dim=sample_dim, mode=pairing)
-        from climgen.tasks.fill_masks import synthetic_masks
+        from climgen.tasks.fill.masks import synthetic_masks
 
         shape = like.shape[-2:]
         values = synthetic_masks(like.sizes[sample_dim], shape, seed=seed)
@@ -244,7 +244,7 @@ def run_fill_recipe(
         )
 
     if val_da is not None:
-        from climgen.tasks.fill_cv import calibrate_spread
+        from climgen.tasks.fill.cross_validation import calibrate_spread
 
         alpha = calibrate_spread(
             infiller,
@@ -263,7 +263,7 @@ def run_fill_recipe(
     max_fields = ev.get("max_fields", 24)
     if max_fields:
         test = test.isel({sample_dim: slice(0, max_fields)})
-    from climgen.tasks.fill_cv import cross_validation_report
+    from climgen.tasks.fill.cross_validation import cross_validation_report
 
     compare = {name: infiller}
     kriging_points = ev.get("kriging_points", 1000)

@@ -41,7 +41,7 @@ import numpy as np
 import xarray as xr
 
 from climgen.data.grids import area_weights, detect_grid, to_canonical
-from climgen.data.io import climgen_version
+from climgen.data.io import as_dataset, climgen_version
 from climgen.errors import ClimgenInputError
 from climgen.metrics import (
     block_mean_error,
@@ -56,7 +56,7 @@ from climgen.report.downscale_page import (
     on_truth_grid,
     write_downscale_page,
 )
-from climgen.tasks._common import utc_stamp
+from climgen.tasks._common import field_variables, utc_stamp
 
 __all__ = ["score_downscaled", "compare_methods", "downscale_report", "SCORE_NAMES"]
 
@@ -197,9 +197,6 @@ def downscale_report(
     """
     import json
 
-    from climgen.tasks.downscale import Downscaler
-    from climgen.tasks.emulate import as_dataset
-
     if not methods:
         raise ClimgenInputError("downscale_report needs at least one method")
     first = next(iter(methods.values()))
@@ -208,13 +205,13 @@ def downscale_report(
     if bad:
         raise ClimgenInputError(f"methods {bad} do not have the factor {factor} of the others")
     if baseline not in methods:
-        base = Downscaler(factor, baseline, conserve=first.conserve or False)
+        # The baseline is built with the methods' own class: this module measures and never
+        # imports the Downscaler (which calls it), so the two do not import each other.
+        base = type(first)(factor, baseline, conserve=first.conserve or False)
         methods = {baseline: base, **methods}
     ds = as_dataset(truth, first.variables)
     name = variable or (first.variables[0] if first.variables else None)
     if name is None:
-        from climgen.tasks._common import field_variables
-
         name = field_variables(ds)[0]
     if name not in ds.data_vars:
         raise ClimgenInputError(

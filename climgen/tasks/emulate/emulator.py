@@ -31,7 +31,7 @@ import torch
 import xarray as xr
 
 from climgen.data.dataset import FieldDataset, to_xarray
-from climgen.data.io import open_fields, write_fields
+from climgen.data.io import as_dataset, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import (
@@ -44,24 +44,11 @@ from climgen.tasks._common import (
 from climgen.train import TrainConfig, Trainer, load_family
 from climgen.train.distributed import is_main_process
 
-__all__ = ["Emulator", "as_dataset"]
+__all__ = ["Emulator"]
 
 _TEMPLATE = "template.nc"
 _NORMALIZER = "normalizer.json"
 _CALIBRATION = "spectral_calibration.json"
-
-
-def as_dataset(data, variables=None) -> xr.Dataset:
-    """A Dataset from a Dataset, a DataArray, or path(s)/glob of netCDF/zarr files."""
-    if isinstance(data, xr.DataArray):
-        return data.to_dataset(name=data.name or "field")
-    if isinstance(data, xr.Dataset):
-        return data
-    if isinstance(data, (str, os.PathLike, list, tuple)):
-        return open_fields(data, variables)
-    raise ClimgenInputError(
-        f"expected an xarray Dataset/DataArray or file path(s), got {type(data).__name__}"
-    )
 
 
 class Emulator:
@@ -191,8 +178,9 @@ class Emulator:
         per_row: bool = False,
         marginal: bool = False,
     ) -> Emulator:
-        """Fit a :class:`~climgen.tasks.calibrate.SpectralCalibration` against ``data`` (the
-        training data) from ``n_samples`` raw samples; later :meth:`sample` calls apply it.
+        """Fit a :class:`~climgen.tasks.emulate.spectral_calibration.SpectralCalibration`
+        against ``data`` (the training data) from ``n_samples`` raw samples; later :meth:`sample`
+        calls apply it.
 
         The gain g(k) = sqrt(P_data(k) / P_model(k)) per wavenumber of the diagnostics' basis
         gives calibrated samples the data's mean spectrum. Saved in the run dir
@@ -202,7 +190,7 @@ class Emulator:
         ``marginal=True`` adds an empirical quantile mapping per row onto the data's one-point
         distribution (tails, kurtosis) before the isotropic gain. Returns ``self``.
         """
-        from climgen.tasks.calibrate import SpectralCalibration
+        from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
         self._check_fitted()
         ds = as_dataset(data, self.variables)
@@ -304,7 +292,7 @@ class Emulator:
         em.run_dir = run_dir
         em.checkpoint_step = int(ckpt.step)
         if (run_dir / _CALIBRATION).exists():
-            from climgen.tasks.calibrate import SpectralCalibration
+            from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
             em.calibration = SpectralCalibration.load(run_dir / _CALIBRATION)
         return em

@@ -71,7 +71,7 @@ TRANSLATE_EVALUATE_KEYS = frozenset({"members", "seed"})
 
 def check_translate_method(name: str, options: dict) -> None:
     """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
-    from climgen.tasks.translate import TRANSLATE_METHODS, Translator
+    from climgen.tasks.translate.translator import TRANSLATE_METHODS, Translator
 
     if name not in TRANSLATE_METHODS:
         raise ClimgenInputError(
@@ -165,7 +165,7 @@ def run_translate_recipe(
     """
     import json
 
-    from climgen.tasks.translate import Translator
+    from climgen.tasks.translate.translator import Translator
     from climgen.train.distributed import is_main_process
 
     data, source = recipe.data, recipe.source

@@ -61,6 +61,7 @@ from climgen.metrics.spectral_filter import (
     spectral_gain,
     spectrum_kind_of,
 )
+from climgen.tasks.quantile_mapping import QuantileMapping
 
 __all__ = ["SpectralCalibration"]
 
@@ -106,15 +107,11 @@ def _marginal_kind(da: xr.DataArray) -> str:
 
 def _fit_marginal(current: xr.DataArray, data: xr.DataArray, kind: str, n_q: int) -> np.ndarray:
     """Quantile tables, shape (2, columns, n_q): the model's (row 0) and the data's (row 1)."""
-    from climgen.tasks.translate import QuantileMapping
-
     qm = QuantileMapping(n_q).fit(_columns(current, kind)[0], _columns(data, kind)[0])
     return np.stack([qm.q_a.numpy(), qm.q_b.numpy()])
 
 
 def _apply_marginal(da: xr.DataArray, table: np.ndarray, kind: str) -> xr.DataArray:
-    from climgen.tasks.translate import QuantileMapping
-
     cols, canon, state = _columns(da, kind)
     if table.ndim != 3 or table.shape[0] != 2 or table.shape[1] != cols.shape[1]:
         raise ClimgenInputError(
