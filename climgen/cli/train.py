@@ -38,6 +38,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="continue from the latest valid checkpoint of the run directory",
     )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: continue even if the recipe's learning keys (batch size, model "
+        "options, data, ...) differ from the run's recipe.yaml",
+    )
     train.add_argument("--run-dir", metavar="DIR", help="override the recipe's run_dir")
     train.add_argument(
         "--max-steps", type=positive_int, metavar="N", help="override train.max_steps"
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         progress=not args.quiet,
         overrides=overrides,
+        force=args.force,
     )
     if not is_main_process():
         return 0

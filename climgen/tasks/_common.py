@@ -23,6 +23,8 @@ __all__ = [
     "build_seeded",
     "provenance_attrs",
     "keep_input_layout",
+    "sample_step",
+    "check_neighbours",
 ]
 
 # Global attributes a generated file keeps from its input: the CF descriptive ones. Everything
@@ -137,3 +139,67 @@ def keep_input_layout(out: xr.Dataset, like: xr.Dataset | xr.DataArray) -> xr.Da
         lat_in = np.asarray(ref[y].values)
         out = out.sortby(y, ascending=bool(lat_in[-1] >= lat_in[0]))
     return out
+
+
+def _sample_numbers(coord) -> tuple[np.ndarray | None, bool]:
+    """A sample coordinate as float numbers (seconds for datetimes), and whether it is time."""
+    if coord is None:
+        return None, False
+    v = np.asarray(coord)
+    if np.issubdtype(v.dtype, np.datetime64):
+        return v.astype("datetime64[s]").astype(np.float64), True
+    if np.issubdtype(v.dtype, np.number) and v.ndim == 1:
+        return v.astype(np.float64), False
+    return None, False  # cftime objects, labels: cannot tell
+
+
+def sample_step(coord) -> float | None:
+    """The training series' step: the median positive difference of its sample coordinate
+    (seconds for datetimes); None without a usable coordinate."""
+    x, _ = _sample_numbers(coord)
+    if x is None or x.size < 2:
+        return None
+    d = np.diff(x)
+    d = d[d > 0]
+    return float(np.median(d)) if d.size else None
+
+
+def check_neighbours(coord, context: int, *, step=None, targets=None, what: str, hint: str):
+    """With ``context`` > 0 a field is given its neighbours by position (i ± 1 … i ± k):
+    refuse input whose samples are not consecutive, naming the missing neighbours.
+
+    Neighbour j of sample i is present when the sample at position i + j lies j·step from
+    sample i (± step/2, which also lets calendar months vary); ``step`` is the training
+    series' (:func:`sample_step`), else the input's smallest spacing. Beyond either end of
+    the input a neighbour counts as unobserved, as before. ``targets``: the positions
+    filled (default: all).
+    """
+    x, is_time = _sample_numbers(coord)
+    if not context or x is None or x.size < 2:
+        return
+    if not step:
+        d = np.diff(x)
+        d = d[d > 0]
+        if not d.size:
+            return
+        step = float(d.min())
+    n = x.size
+    missing = []
+    for i in range(n) if targets is None else targets:
+        for j in [*range(-context, 0), *range(1, context + 1)]:
+            if 0 <= i + j < n and abs(x[i + j] - x[i] - j * step) > 0.5 * step:
+                missing.append((x[i] + j * step, x[i]))
+
+    def label(t: float) -> str:
+        if not is_time:
+            return f"{t:g}"
+        return str(np.datetime64(int(round(t)), "s")).removesuffix("T00:00:00")
+
+    if missing:
+        shown = ", ".join(f"{label(t)} (of {label(s)})" for t, s in missing[:6])
+        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        raise ClimgenInputError(
+            f"context={context} gives each field its {context} neighbouring {what} on each "
+            f"side by position, but the input skips some: missing neighbours {shown}{more} "
+            f"(step {label(step) if not is_time else f'{step / 86400:g} days'}); {hint}"
+        )

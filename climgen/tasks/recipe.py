@@ -56,6 +56,7 @@ __all__ = [
     "check_data_files",
     "split_samples",
     "prepare_run_dir",
+    "check_resume",
     "suggest",
 ]
 
@@ -369,6 +370,67 @@ def prepare_run_dir(recipe: Recipe, run_dir: str | os.PathLike | None = None) ->
     return path
 
 
+# Keys a resumed run may change: how long and how it is run, logged and reported, not what
+# it learns (``--resume --max-steps N`` continues a run further).
+RESUMABLE_CHANGES = (
+    "make_data",
+    "run_dir",
+    "evaluate",
+    "train.max_steps",
+    "train.max_time_s",
+    "train.time_clock",
+    "train.progress",
+    "train.log_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.keep_last",
+    "train.num_workers",
+    "train.tensorboard",
+    "train.device",
+)
+
+
+def _flat(value, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"seed": 0}}`` → ``{"train.seed": 0}`` (lists are leaves)."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def changed_keys(saved: dict, recipe: dict) -> list[str]:
+    """``"key: old → new"`` for every recipe key that differs from ``saved``, except the
+    :data:`RESUMABLE_CHANGES`."""
+    old, new = _flat(saved), _flat(recipe)
+    free = tuple(RESUMABLE_CHANGES)
+    return [
+        f"{k}: {old.get(k, '(absent)')!r} → {new.get(k, '(absent)')!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and not any(k == f or k.startswith(f + ".") for f in free)
+    ]
+
+
+def check_resume(recipe: Recipe, run_dir: str | os.PathLike) -> None:
+    """Refuse to resume ``run_dir`` with a recipe whose learning keys differ from the
+    ``recipe.yaml`` it was trained with; the error lists them."""
+    saved_path = Path(run_dir) / "recipe.yaml"
+    try:
+        saved = yaml.safe_load(saved_path.read_text())
+    except (OSError, yaml.YAMLError):
+        return  # nothing recorded (a run from the Python API): nothing to compare
+    if not isinstance(saved, dict):
+        return
+    changes = changed_keys(saved, recipe.to_dict())
+    if changes:
+        raise ClimgenInputError(
+            f"{recipe.source}: --resume of {run_dir} with other values than it was trained "
+            f"with ({saved_path}): {'; '.join(changes)}. Restore them, start a new run_dir, "
+            "or pass --force to continue with the new values"
+        )
+
+
 def run_recipe(
     recipe: Recipe,
     *,
@@ -376,12 +438,14 @@ def run_recipe(
     run_dir: str | None = None,
     progress: bool = True,
     overrides: dict | None = None,
+    force: bool = False,
 ):
     """Run the recipe's task: train its model, then (when data are held out) score it and
     write the report into the run folder.
 
     Returns ``(model, report_or_None)``; the resolved recipe is saved as
-    ``RUN_DIR/recipe.yaml``.
+    ``RUN_DIR/recipe.yaml``. ``resume=True`` first compares the recipe with that file and
+    stops, listing the changed keys, unless ``force`` (see :func:`check_resume`).
     """
     _load_builtin_tasks()
     if recipe.task not in _TASKS:
@@ -389,6 +453,8 @@ def run_recipe(
             f"{recipe.source}: unknown task {recipe.task!r}; valid tasks: "
             f"{', '.join(sorted(_TASKS))}"
         )
+    if resume and not force:
+        check_resume(recipe, run_dir or recipe.run_dir)
     try:
         return _TASKS[recipe.task].run(
             recipe, resume=resume, run_dir=run_dir, progress=progress, overrides=overrides

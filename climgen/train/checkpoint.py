@@ -23,11 +23,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ FORMAT = "climgen-checkpoint"
 FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _TMP_PREFIX = ".tmp-"
+LOGGER = logging.getLogger(__name__)
 
 
 class CheckpointError(ClimgenInputError):
@@ -288,8 +289,9 @@ def verify_checkpoint(path: str | os.PathLike) -> dict:
 def find_latest_valid(run_dir: str | os.PathLike, *, warn: bool = True) -> Path:
     """The newest intact checkpoint of ``run_dir``: ``latest`` if valid, else older ones.
 
-    Skipped (corrupt or incomplete) checkpoints are reported with a warning. Raises
-    :class:`CheckpointError` when there is none.
+    A fallback past corrupt or incomplete checkpoints is logged as a warning (logger
+    ``climgen.train.checkpoint``) naming the step it falls back to and why the newer ones
+    were skipped. Raises :class:`CheckpointError` when there is none.
     """
     ck = checkpoint_dir(run_dir)
     candidates = list(reversed(list_checkpoints(run_dir)))
@@ -302,9 +304,16 @@ def find_latest_valid(run_dir: str | os.PathLike, *, warn: bool = True) -> Path:
             verify_checkpoint(path)
         except CheckpointError as exc:
             problems.append(str(exc))
-            if warn:
-                warnings.warn(f"skipping unusable checkpoint: {exc}", stacklevel=2)
             continue
+        if problems and warn:
+            LOGGER.warning(
+                "climgen: warning: falling back to checkpoint step %d (%s); skipped %d "
+                "unusable newer checkpoint(s): %s",
+                int(_STEP_DIR.match(path.name).group(1)),
+                path,
+                len(problems),
+                "; ".join(problems),
+            )
         return path
     detail = f" ({'; '.join(problems)})" if problems else ""
     raise CheckpointError(f"no valid checkpoint in {ck}{detail}")

@@ -139,17 +139,21 @@ def test_crash_mid_write_keeps_previous_checkpoint_and_pointer(tmp_path, monkeyp
     assert load_checkpoint(tmp_path).step == 10
 
 
-def test_truncated_latest_falls_back_to_previous_with_a_clear_error(tmp_path):
+def test_truncated_latest_falls_back_to_previous_with_a_clear_error(tmp_path, caplog):
     train(tmp_path, steps=20, every=10)
     newest = tmp_path / "checkpoints" / "step_0000020"
     weights = newest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-7])
     with pytest.raises(CheckpointError, match=r"model.safetensors.*truncated.*step_0000010"):
         load_checkpoint(newest)
-    with pytest.warns(UserWarning, match="skipping unusable checkpoint"):
+    with caplog.at_level("WARNING", logger="climgen.train.checkpoint"):
         assert find_latest_valid(tmp_path).name == "step_0000010"
-    with pytest.warns(UserWarning):
-        assert load_checkpoint(tmp_path).step == 10
+    (record,) = caplog.records  # a logged warning naming the step, not a Python warning
+    assert "falling back to checkpoint step 10" in record.getMessage()
+    assert "step_0000020" in record.getMessage() and "truncated" in record.getMessage()
+    caplog.clear()
+    assert load_checkpoint(tmp_path).step == 10
+    assert "step 10" in caplog.text
 
 
 def test_flipped_byte_is_detected_by_checksum(tmp_path):
@@ -162,7 +166,7 @@ def test_flipped_byte_is_detected_by_checksum(tmp_path):
         load_checkpoint(tmp_path / "checkpoints" / "step_0000010")
 
 
-def test_resume_falls_back_past_a_corrupt_latest(tmp_path):
+def test_resume_falls_back_past_a_corrupt_latest(tmp_path, caplog, recwarn):
     train(tmp_path, steps=20, every=10)
     (tmp_path / "checkpoints" / "step_0000020" / "card.json").write_text("{not json")
     torch.manual_seed(0)
@@ -171,8 +175,10 @@ def test_resume_falls_back_past_a_corrupt_latest(tmp_path):
         TrainConfig(max_steps=20, batch_size=4, device="cpu", checkpoint_every=10, progress=False),
         tmp_path,
     )
-    with pytest.warns(UserWarning, match="card.json"):
+    with caplog.at_level("WARNING", logger="climgen.train.checkpoint"):
         result = trainer.fit(data(), resume=True)
+    assert "falling back to checkpoint step 10" in caplog.text and "card.json" in caplog.text
+    assert not [w for w in recwarn if "checkpoint" in str(w.message)]
     assert result.step == 20 and latest_name(tmp_path) == "step_0000020"
     assert load_checkpoint(tmp_path).step == 20
 

@@ -34,12 +34,14 @@ import torch
 from climgen.data.coarsen import coarsen_tensor
 from climgen.data.grids import detect_grid
 from climgen.errors import ClimgenInputError
-from climgen.metrics.spectra import _lat_grid_kind, _ring_bins_cached, _sht
+from climgen.metrics.spectra import lat_grid_kind
 from climgen.metrics.spectral_filter import (
-    _filter_line,
-    _filter_planar,
-    _filter_spherical,
+    filter_line,
+    filter_planar,
+    filter_spherical,
+    ring_index,
     spectrum_kind_of,
+    spherical_coefficients,
 )
 
 __all__ = [
@@ -52,18 +54,12 @@ __all__ = [
 MAX_COARSE_CELLS = 2048  # K is dense (cells²) and factorised by SVD (cells³)
 
 
-def _ring_index(ny: int, nx: int, dy: float, dx: float) -> tuple[torch.Tensor, int]:
-    _, pair_index, _, n_bins = _ring_bins_cached(ny, nx, dy, dx, True)
-    index = np.minimum(pair_index[::2], n_bins - 1).reshape(ny, nx // 2 + 1)
-    return torch.as_tensor(index, dtype=torch.long), n_bins
-
-
 def coefficient_variance(x: torch.Tensor, kind: str, *, lat_grid="legendre-gauss", dy=1.0, dx=1.0):
     """Mean power per spectral coefficient σ²(k) of (n, H, W) fields, indexed like the gains
     of :func:`climgen.metrics.spectral_filter.apply_spectral_gain` for ``kind``: per degree ℓ
     (averaged over orders m ≤ ℓ), per ring of |k| or per x-wavenumber (averaged over rows)."""
     if kind == "spherical":
-        coeffs = _sht(x.shape[-2], x.shape[-1], lat_grid)(x.flip(-2))
+        coeffs = spherical_coefficients(x, lat_grid)
         power = (coeffs.abs() ** 2).mean(0)
         ell = torch.arange(power.shape[0])[:, None]
         order = torch.arange(power.shape[1])[None, :]
@@ -72,7 +68,7 @@ def coefficient_variance(x: torch.Tensor, kind: str, *, lat_grid="legendre-gauss
     if kind == "line":
         return (torch.fft.rfft(x, dim=-1).abs() ** 2).mean(dim=(0, 1))
     if kind == "planar":
-        index, n_bins = _ring_index(x.shape[-2], x.shape[-1], dy, dx)
+        index, n_bins = ring_index(x.shape[-2], x.shape[-1], dy, dx)
         power = (torch.fft.rfft2(x).abs() ** 2).mean(0).reshape(-1)
         total = torch.zeros(n_bins, dtype=power.dtype).index_add_(0, index.reshape(-1), power)
         count = torch.bincount(index.reshape(-1), minlength=n_bins).to(power.dtype)
@@ -112,10 +108,10 @@ def covariance_correction(
 
     def sigma(x):
         if kind == "spherical":
-            return _filter_spherical(x, gain, lat_grid)
+            return filter_spherical(x, gain, lat_grid)
         if kind == "line":
-            return _filter_line(x, gain)
-        return _filter_planar(x, gain, dy, dx)
+            return filter_line(x, gain)
+        return filter_planar(x, gain, dy, dx)
 
     def sigma_up(z):
         return sigma(z.repeat_interleave(factor, -2).repeat_interleave(factor, -1))
@@ -146,7 +142,7 @@ def covariance_correction_on(template, fine, coarse, factor: int, weights=None) 
     grid = detect_grid(template)
     lat_grid = "legendre-gauss"
     if kind == "spherical":
-        lat_grid = _lat_grid_kind(np.asarray(template[grid.y_dim].values, dtype=float))
+        lat_grid = lat_grid_kind(np.asarray(template[grid.y_dim].values, dtype=float))
     flat_coarse = coarse.expand(*fine.shape[:-2], *coarse.shape[-2:])
     out = covariance_correction(
         fine.reshape(-1, *fine.shape[-2:]),

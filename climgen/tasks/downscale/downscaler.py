@@ -64,10 +64,12 @@ from climgen.families.superres import conserve_additive
 from climgen.metrics.spectral_filter import apply_spectral_gain
 from climgen.tasks._common import (
     build_seeded,
+    check_neighbours,
     default_run_dir,
     field_variables,
     keep_input_layout,
     provenance_attrs,
+    sample_step,
     train_config,
     zero_template,
 )
@@ -417,6 +419,7 @@ class Downscaler:
         self.factor = _check_factor(factor)
         self.augment = _check_augment(augment)
         self.context = _check_context(context)
+        self.sample_step: float | None = None  # of the training series (context checks)
         if (
             back_projection is not None
             and back_projection != "covariance"
@@ -550,6 +553,8 @@ class Downscaler:
         else:
             ds_coarse, ds_fine = as_dataset(data, self.variables), as_dataset(fine, self.variables)
         variables = self._pick_variables(ds_fine, "the fine training data")
+        times = ds_fine[self.sample_dim].values if self.sample_dim in ds_fine.coords else None
+        self.sample_step = sample_step(times)
         if ds_coarse is not None:
             self._check_has(ds_coarse, variables, "the coarse training data")
             if self.augment:
@@ -635,6 +640,7 @@ class Downscaler:
             "patch_size": None if self.patch_size is None else list(self.patch_size),
             "augment": list(self.augment),
             "context": self.context,
+            "sample_step": self.sample_step,
             "normalizer": self.normalizer.state_dict(),
             "static": static_state,
             "grid": {
@@ -814,6 +820,14 @@ class Downscaler:
         else:
             self._check_fitted()
             self._check_has(ds, self.variables, "the coarse input")
+            if self.context and self.sample_dim in ds.coords:
+                check_neighbours(
+                    ds[self.sample_dim].values,
+                    self.context,
+                    step=self.sample_step,
+                    what="coarse fields",
+                    hint="give consecutive coarse fields (a few beyond the wanted ones)",
+                )
             out = self._network_downscale(
                 ds, members or 1, seed, batch_size, calibrated, show=progress
             )
@@ -1331,6 +1345,7 @@ class Downscaler:
             sample_dim=card["sample_dim"],
             context=int(card.get("context", 0)),
         )
+        ds.sample_step = card.get("sample_step")
         ds.family = family
         ds.checkpoint_step = int(ckpt.step)
         if corrdiff:

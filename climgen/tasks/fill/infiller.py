@@ -64,18 +64,23 @@ from climgen.data.masks import MASK_ATTRS, load_mask
 from climgen.data.normalize import Normalizer
 from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
-from climgen.tasks._common import build_seeded, default_run_dir
-from climgen.tasks.fill.baselines import (
-    BASELINES,
-    fill_kriging,
-    fill_nearest,
-    fill_zonal_mean,
+from climgen.tasks._common import (
+    build_seeded,
+    check_neighbours,
+    default_run_dir,
+    sample_step,
 )
+from climgen.tasks.fill.baselines import BASELINES
 from climgen.tasks.fill.masks import (
     canonical_mask_array,
     pair_masks,
     roll_longitude,
     synthetic_masks,
+)
+from climgen.tasks.fill.methods import (
+    FillRequest,
+    available_fill_methods,
+    get_method,
 )
 from climgen.tasks.fill.oi import GaussianFieldModel
 from climgen.tasks.fill.prepare import day_positions, observation_kind, to_run_grid
@@ -90,12 +95,6 @@ FILL_METHODS = (*NETWORKS, OI, *BASELINES)
 _TEMPLATE, _NORMALIZER, _AUX, _SETTINGS = "template.nc", "normalizer.json", "aux.nc", "fill.json"
 _OI_MODEL = "gaussian.npz"
 CLIMATOLOGY = "climatology.nc"  # a run trained on anomalies: the climatology they are from
-_OI_OPTIONS = {"nugget", "hemispheric"}
-
-
-def available_fill_methods() -> list[str]:
-    """Names accepted by ``Infiller(method=...)``."""
-    return list(FILL_METHODS)
 
 
 def _pick_variable(ds: xr.Dataset, variable: str | None, time_dim: str) -> str:
@@ -306,15 +305,8 @@ class Infiller:
         prior_options: dict | None = None,
         **options,
     ):
-        if method not in FILL_METHODS:
-            raise ClimgenInputError(
-                f"unknown fill method {method!r}; choose one of {', '.join(FILL_METHODS)}"
-            )
-        if method in BASELINES or method == OI:
-            allowed = {
-                "kriging": {"max_fit_points", "nu", "seed", "blas_threads"},
-                OI: _OI_OPTIONS,
-            }.get(method, set())
+        allowed = get_method(method).options  # an unknown name raises, listing the known
+        if allowed is not None:
             unknown = sorted(set(options) - allowed)
             if unknown:
                 raise ClimgenInputError(
@@ -349,10 +341,10 @@ class Infiller:
                 f"for method {method!r}"
             )
         self.prior, self.prior_options = prior, dict(prior_options or {})
-        unknown = sorted(set(self.prior_options) - _OI_OPTIONS)
+        unknown = sorted(set(self.prior_options) - get_method(OI).options)
         if unknown:
             raise ClimgenInputError(
-                f"prior_options {unknown} unknown; valid: {sorted(_OI_OPTIONS)}"
+                f"prior_options {unknown} unknown; valid: {sorted(get_method(OI).options)}"
             )
         self.context = context if method in TRAINED else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
@@ -362,6 +354,7 @@ class Infiller:
         self.family = None
         self.gaussian: GaussianFieldModel | None = None
         self.normalizer: Normalizer | None = None
+        self.sample_step: float | None = None  # of the training series (context checks)
         self.template: xr.DataArray | None = None
         self.climatology: np.ndarray | None = None
         # climatology.nc of a run trained on anomalies (recipe ``anomalies: true``): fill
@@ -417,6 +410,8 @@ class Infiller:
         grid = detect_grid(da)
         canon, _ = to_canonical(da, grid)
         self.units = da.attrs.get("units")
+        times = da[self.time_dim].values if self.time_dim in da.coords else None
+        self.sample_step = sample_step(times)
         self.template = xr.zeros_like(canon.isel({self.time_dim: 0}, drop=True), np.float32)
         self.template = self.template.load()
         self.template.attrs = dict(da.attrs)
@@ -596,6 +591,12 @@ class Infiller:
         ds_obs = as_dataset(obs)
         var = _pick_variable(ds_obs, self.variable, self.time_dim)
         da = ds_obs[var]
+        n_inf = int(np.isinf(da).sum())
+        if n_inf:
+            raise ClimgenInputError(
+                f"observations '{var}' hold {n_inf} inf value(s); gaps are NaN, and inf is no "
+                f"measurement: set them to NaN (obs.where(np.isfinite(obs))) to fill them"
+            )
         observed = np.isfinite(da)
         if mask is not None:
             observed = observed & (pair_masks(_as_mask(mask), da, time_dim=self.time_dim) == 1)
@@ -617,6 +618,16 @@ class Infiller:
             raw, keep = raw[None], keep[None]
         raw, keep = raw.reshape(-1, *raw.shape[-2:]), keep.reshape(-1, *keep.shape[-2:])
         targets = np.arange(raw.shape[0]) if at is None else targets
+        if self.context and not single and self.time_dim in canon.coords:
+            check_neighbours(
+                canon[self.time_dim].values,
+                self.context,
+                step=self.sample_step,
+                targets=targets,
+                what="fields",
+                hint="give the consecutive fields around the ones to fill and choose those "
+                "with at= (--days)",
+            )
         clim = self._anomaly_base(canon)
         kind = observation_kind(values, raw, keep, clim, var)
         base = raw - clim if kind == "absolute" else raw  # what the run fills: its training kind
@@ -630,33 +641,15 @@ class Infiller:
         gappy = np.where(keep, base, np.nan).astype(np.float64)
         lat = canon[grid.y_dim].values if grid.y_dim in canon.coords else None
         lon = canon[grid.x_dim].values if grid.x_dim in canon.coords else None
-        if self.method in ("nearest", "kriging") and (grid.kind != "latlon" or lat is None):
+        method = get_method(self.method)
+        if method.needs_latlon and (grid.kind != "latlon" or lat is None):
             raise ClimgenInputError(
                 f"method {self.method!r} needs a lat/lon grid with coordinates; '{var}' is "
                 f"{grid.shape_name}"
             )
-        spread = ensemble = None
-        info: dict = {"seed": int(seed)}
-        chosen = gappy[targets]
-        if self.method == "nearest":
-            mean, _ = fill_nearest(chosen, lat, lon)
-        elif self.method == "zonal-mean":
-            lat_w = lat if lat is not None else np.zeros(gappy.shape[-2])
-            mean, _ = fill_zonal_mean(chosen, lat_w, climatology=self._climatology_for(gappy))
-        elif self.method == "kriging":
-            mean, spread, kernels = fill_kriging(
-                chosen, lat, lon, **{"progress": progress, **self.options}
-            )
-            info["kernels"] = kernels
-        elif self.method == OI:
-            mean, spread, ensemble = self._fill_gaussian(
-                gappy, keep, members, seed, targets, progress
-            )
-            info["nugget"] = self.gaussian.nugget
-        else:
-            mean, spread, ensemble = self._fill_network(
-                gappy, keep, members, seed, batch_size, targets, progress
-            )
+        request = FillRequest(gappy, keep, targets, lat, lon, members, seed, batch_size, progress)
+        mean, spread, ensemble, method_info = method.fill(self, request)
+        info: dict = {"seed": int(seed), **method_info}
         raw, keep, base = raw[targets], keep[targets], base[targets]
         out_dtype = raw.dtype if raw.dtype.kind == "f" else np.float64
         filled = np.where(keep, base, mean.astype(out_dtype))  # observed cells: the input's bits
@@ -993,9 +986,12 @@ class Infiller:
             "likelihood_noise": self.likelihood_noise,
             "spread_inflation": self.spread_inflation,
             "units": self.units,
+            "sample_step": self.sample_step,
         }
         if self.method == OI:
-            settings["options"] = {k: self.options[k] for k in _OI_OPTIONS if k in self.options}
+            settings["options"] = {
+                k: self.options[k] for k in get_method(OI).options if k in self.options
+            }
         if self.prior is not None:
             settings.update(prior=self.prior, prior_options=self.prior_options)
         if self.gaussian is not None:
@@ -1033,6 +1029,7 @@ class Infiller:
             **settings.get("options", {}),
         )
         inf.units = settings.get("units")
+        inf.sample_step = settings.get("sample_step")
         if (run_dir / _OI_MODEL).exists():
             inf.gaussian = GaussianFieldModel.load(run_dir / _OI_MODEL)
         if inf.method != OI:
