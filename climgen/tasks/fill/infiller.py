@@ -83,6 +83,7 @@ from climgen.tasks.fill.methods import (
     get_method,
 )
 from climgen.tasks.fill.oi import GaussianFieldModel
+from climgen.tasks.fill.oi_reduced import DEFAULT_RANK, fit_field_model, load_field_model
 from climgen.tasks.fill.prepare import day_positions, observation_kind, to_run_grid
 from climgen.train import TrainConfig, Trainer, load_family
 
@@ -277,7 +278,11 @@ class Infiller:
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
         options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
         chosen by held-out likelihood, :mod:`climgen.tasks.fill.oi`; ``hemispheric``:
-        also learn from every field mirrored about the equator, default False).
+        also learn from every field mirrored about the equator, default False; ``solver``:
+        ``"dense"`` (the exact N × N covariance), ``"reduced"`` (the leading ``rank`` EOFs plus
+        a diagonal, solved by Woodbury identities: any grid size,
+        :mod:`climgen.tasks.fill.oi_reduced`) or ``"auto"`` (default: dense up to 20,000
+        cells); ``rank``: EOFs kept by the reduced solver, default 200).
 
     Example
     -------
@@ -501,8 +506,10 @@ class Infiller:
             raise ClimgenInputError(
                 f"hemispheric=True needs a lat/lon grid; '{self.variable}' is {grid.shape_name}"
             )
-        self.gaussian = GaussianFieldModel.fit(
+        self.gaussian = fit_field_model(
             values,
+            solver=options.get("solver", "auto"),
+            rank=options.get("rank", DEFAULT_RANK),
             zonal=self.roll_fields,
             hemispheric=hemispheric,
             nugget=options.get("nugget", "auto"),
@@ -732,7 +739,7 @@ class Infiller:
             stats = (self.normalizer.center[self.variable], self.normalizer.scale[self.variable])
         elif self.gaussian is not None:
             g = self.gaussian
-            stats = (float(g.mean.mean()), float(np.sqrt(np.mean(np.diag(g.covariance)))))
+            stats = (float(g.mean.mean()), float(np.sqrt(np.mean(g.variance))))
         if stats is not None:
             values = np.asarray(canon.values, dtype=np.float64)
             finite = values[np.isfinite(values)]
@@ -1031,7 +1038,7 @@ class Infiller:
         inf.units = settings.get("units")
         inf.sample_step = settings.get("sample_step")
         if (run_dir / _OI_MODEL).exists():
-            inf.gaussian = GaussianFieldModel.load(run_dir / _OI_MODEL)
+            inf.gaussian = load_field_model(run_dir / _OI_MODEL)
         if inf.method != OI:
             inf.family, ckpt = load_family(run_dir, which=which, ema=ema)
             inf.checkpoint_step = int(ckpt.step)

@@ -143,7 +143,7 @@ for _method in (
         "statistical",
         _optimal_interpolation,
         trained=True,
-        options=frozenset({"nugget", "hemispheric"}),
+        options=frozenset({"nugget", "hemispheric", "solver", "rank"}),
         description="Gaussian conditioning on a fitted covariance (Gandin 1963)",
     ),
     FillMethod(
