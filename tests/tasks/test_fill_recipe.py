@@ -224,6 +224,12 @@ def test_fill_recipe_trains_reports_and_the_run_dir_fills(tmp_path, capsys):
     filled = xr.load_dataset(tmp_path / "filled.nc")
     assert np.isfinite(filled.tas.values).all()
     assert filled.attrs["climgen_fill_method"] == "partialconv"
+    # anomalies in (recognised as such), absolute values out too: anomaly + climatology
+    clim = xr.load_dataset(run / "climatology.nc")["tas_climatology"]
+    assert filled.attrs["climgen_fill_values"].startswith("anomalies")
+    np.testing.assert_allclose(
+        filled.tas_absolute.values, filled.tas.values + clim.values[None], atol=1e-5
+    )
     assert (tmp_path / "page" / "index.html").exists()
     assert "index.html" in capsys.readouterr().out
 

@@ -667,7 +667,9 @@ class Infiller:
             ensemble = np.where(keep[None], base[None], ensemble.astype(out_dtype))
         extra = {}
         if kind is not None:
-            absolute = np.where(keep, raw, (filled + clim).astype(out_dtype))
+            absolute = (filled + clim).astype(out_dtype)
+            if kind == "absolute":  # observed cells: the input's bits
+                absolute = np.where(keep, raw, absolute)
             info["values"] = kind
             if kind == "absolute":
                 extra[f"{var}_anomaly"] = (filled, "anomaly from the run's climatology")
