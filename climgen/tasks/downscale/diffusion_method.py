@@ -84,6 +84,8 @@ class DiffusionMethod(NetworkMethod):
         chunks = []
         for start in range(0, mean.shape[0], batch):
             mu = mean[start : start + batch].float()
+            if down._bar is not None:
+                down._bar.update(mu.shape[0])
             cond = (
                 mu
                 if static is None

@@ -58,11 +58,11 @@ import xarray as xr
 
 from climgen.data.coarsen import coarsen
 from climgen.data.grids import detect_grid
-from climgen.data.io import as_dataset, climgen_version
+from climgen.data.io import as_dataset
 from climgen.data.normalize import Normalizer
 from climgen.data.patches import patch_size_pair
 from climgen.errors import ClimgenInputError
-from climgen.tasks._common import field_variables, utc_stamp
+from climgen.tasks._common import field_variables, keep_input_layout, provenance_attrs
 from climgen.tasks.downscale.calibration import calibrate_spectrum
 from climgen.tasks.downscale.conservation import (
     back_project,
@@ -156,6 +156,8 @@ class Downscaler:
         ``n_blocks=4``, ``adversarial="hinge"``, ``spectral_weight=0.1``).
     """
 
+    _bar = None  # the progress bar of a running downscale (networks count fields on it)
+
     def __init__(
         self,
         factor: int = 4,
@@ -220,6 +222,7 @@ class Downscaler:
         self.residual_scale = 1.0
         self.run_dir: Path | None = None
         self.result = None
+        self.checkpoint_step: int | None = None  # of the network that downscales
         self.calibration = None
 
     # -- helpers -----------------------------------------------------------------------------
@@ -312,6 +315,7 @@ class Downscaler:
         seed: int = 0,
         batch_size: int | None = None,
         calibrated: bool | None = None,
+        progress: bool = False,
     ) -> xr.Dataset:
         """Fine fields for ``coarse`` (Dataset, DataArray or file paths).
 
@@ -320,8 +324,10 @@ class Downscaler:
         noise. ``calibrated``: apply the spectral calibration of :meth:`calibrate_spectrum`
         (default: when one was fitted); it acts on the method's output *before* the
         conservation layer, so the coarse means stay exact. ``True`` without a fitted
-        calibration is an error. Returns a Dataset on the fine grid with the input's
-        attributes.
+        calibration is an error. ``progress``: a bar over the fields (networks; on a
+        terminal). Returns a Dataset on the fine grid in the input's layout (longitude
+        convention, axis directions), with the input's variable attributes and its own
+        provenance (:func:`~climgen.tasks._common.provenance_attrs`).
         """
         if members is not None and (int(members) != members or members < 1):
             raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
@@ -334,12 +340,13 @@ class Downscaler:
                 f"that has {CALIBRATION})"
             )
         ds = as_dataset(coarse, self.variables)
-        out = self.kind.downscale(self, ds, members, seed, batch_size, calibrated)
+        out = self.kind.downscale(self, ds, members, seed, batch_size, calibrated, progress)
         if members is not None and "member" not in out.dims:
             out = xr.concat([out] * int(members), dim="member")
         if "member" in out.dims:
             out = out.assign_coords(member=np.arange(out.sizes["member"]))
-        return self._provenance(out, ds, calibrated)
+        out = keep_input_layout(out, ds)  # the input's longitude convention and axis order
+        return self._provenance(out, ds, calibrated, seed)
 
     # -- spectral calibration ------------------------------------------------------------------
     def calibrate_spectrum(
@@ -393,33 +400,33 @@ class Downscaler:
             run_dir=run_dir,
         )
 
-    def _provenance(self, out: xr.Dataset, ds: xr.Dataset, calibrated: bool = False):
-        old = str(ds.attrs.get("history", ""))
-        line = (
-            f"{utc_stamp()} climgen {climgen_version()}: Downscaler(factor={self.factor}, "
-            f"method={self.method!r}, conserve={self.conserve!r}).downscale"
-        )
-        out.attrs = dict(ds.attrs)
-        out.attrs.update(
-            {
-                "history": f"{line}\n{old}".strip(),
-                "climgen_version": climgen_version(),
-                "climgen_method": self.method,
-                "climgen_downscale_factor": self.factor,
-                "climgen_conservation": self.conserve or "none",
-            }
-        )
+    def _provenance(self, out: xr.Dataset, ds: xr.Dataset, calibrated: bool, seed: int):
+        """The output's own global attributes (:func:`~climgen.tasks._common.provenance_attrs`:
+        not the input's or the training data's)."""
+        calibration = None
         if calibrated:
             kinds = " then ".join(
                 dict.fromkeys(k for chain in self.calibration.stages.values() for k, _ in chain)
             )
-            out.attrs["climgen_spectral_calibration"] = (
+            calibration = (
                 f"linear spectral gain sqrt(P_fine/P_{self.method}) per {kinds} wavenumber, "
                 f"fitted on {self.calibration.n_fit} training fields, applied before the "
                 "conservation layer"
             )
-        if self.run_dir is not None:
-            out.attrs["climgen_run_dir"] = str(self.run_dir)
+        stochastic = self.kind.trained
+        out.attrs = provenance_attrs(
+            ds.attrs,
+            f"Downscaler(factor={self.factor}, method={self.method!r}, "
+            f"conserve={self.conserve!r}).downscale",
+            method=self.method,
+            downscale_factor=self.factor,
+            conservation=self.conserve or "none",
+            calibrated=bool(calibrated),
+            spectral_calibration=calibration,
+            run_dir=None if self.run_dir is None else str(self.run_dir),
+            checkpoint_step=self.checkpoint_step,
+            seed=int(seed) if stochastic else None,
+        )
         return out
 
     # -- evaluation -----------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class InterpolationMethod:
     def fit(self, down, *args, **kwargs):
         return down
 
-    def downscale(self, down, ds, members, seed, batch_size, calibrated) -> xr.Dataset:
+    def downscale(self, down, ds, members, seed, batch_size, calibrated, progress=False):
         names = down.variables or field_variables(ds)
         down._check_has(ds, names, "the coarse input")
         out, bounds = xr.Dataset(), {}

@@ -16,6 +16,7 @@ from climgen.data.dataset import FieldDataset, to_xarray
 from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import as_dataset, write_fields
 from climgen.data.normalize import Normalizer
+from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.families.base import check_family_options
 from climgen.families.superres import conserve as conserve_layer
@@ -74,6 +75,7 @@ class NetworkMethod:
         )
         ds.sample_step = card.get("sample_step")
         ds.family = family
+        ds.checkpoint_step = int(ckpt.step)
         if corrdiff:
             ds.diffusion, dckpt = load_family(run_dir / "diffusion", which=which, ema=ema)
             ds.residual_scale = float(dckpt.card["residual_scale"])
@@ -104,7 +106,7 @@ class NetworkMethod:
     def after_regression(self, down, pairs, grid, shape, config, callbacks, resume) -> None:
         """A later training stage (none for a plain network)."""
 
-    def downscale(self, down, ds, members, seed, batch_size, calibrated) -> xr.Dataset:
+    def downscale(self, down, ds, members, seed, batch_size, calibrated, progress=False):
         down._check_fitted()
         down._check_has(ds, down.variables, "the coarse input")
         if down.context and down.sample_dim in ds.coords:
@@ -115,7 +117,9 @@ class NetworkMethod:
                 what="coarse fields",
                 hint="give consecutive coarse fields (a few beyond the wanted ones)",
             )
-        return self.network_downscale(down, ds, members or 1, seed, batch_size, calibrated)
+        return self.network_downscale(
+            down, ds, members or 1, seed, batch_size, calibrated, show=progress
+        )
 
     def draw(self, down, cond: torch.Tensor, gen, batch_size, cache: dict) -> torch.Tensor:
         """One member's fine fields (normalised) for the conditioning ``cond``."""
@@ -258,6 +262,7 @@ class NetworkMethod:
         reg_dir = self.regression_dir(down)
         trainer = Trainer(down.family, config, reg_dir, callbacks=callbacks, card=card)
         down.result = trainer.fit(pairs, resume=resume)
+        down.checkpoint_step = int(down.result.step)
         down.family.eval()
         if trainer.ema is not None:
             down.family, _ = load_family(reg_dir, ema=True)
@@ -310,7 +315,7 @@ class NetworkMethod:
                     )
 
     def network_downscale(
-        self, down, ds, members: int, seed: int, batch_size, calibrated: bool = False
+        self, down, ds, members: int, seed: int, batch_size, calibrated: bool = False, show=False
     ) -> xr.Dataset:
         self.check_coarse_grid(down, ds)
         for v in down.variables:
@@ -326,29 +331,37 @@ class NetworkMethod:
             cond = torch.cat(
                 [cond[context_indices(i, n, down.context)].flatten(0, 1)[None] for i in range(n)]
             )
-        w_t = self.finerow_weights(down)
+        w_t = self.fine_row_weights(down)
         cache: dict = {}
         outputs = []
-        for m in range(members):
-            gen = torch.Generator().manual_seed(int(seed) * 100_003 + m)
-            fine_n = self.draw(down, cond, gen, batch_size, cache)
-            fine = down.normalizer.inverse_transform(fine_n)
-            if calibrated:  # before the layer, which restores the block means the gain moved
-                fine = calibrate_tensor(down, fine)
-            if down.conserve:
-                fine = smooth_correction(
-                    fine,
-                    raw,
-                    down.factor,
-                    w_t,
-                    self.periodic(down),
-                    conserve=down.conserve,
-                    back_projection=down.back_projection,
-                    calibrated=calibrated,
-                    template=to_canonical(down.fine_template[down.variables[0]])[0],
-                )
-                fine = conserve_layer(fine, raw, down.factor, w_t, down.conserve)
-            outputs.append(fine)
+        n_fields = cond.shape[0] * (members + (down.diffusion is not None))
+        down._bar = progress_bar(
+            total=n_fields, desc=f"downscale ({down.method})", unit="field", enabled=show
+        )
+        try:
+            for m in range(members):
+                gen = torch.Generator().manual_seed(int(seed) * 100_003 + m)
+                fine_n = self.draw(down, cond, gen, batch_size, cache)
+                fine = down.normalizer.inverse_transform(fine_n)
+                if calibrated:  # before the layer, which restores the block means it moved
+                    fine = calibrate_tensor(down, fine)
+                if down.conserve:
+                    fine = smooth_correction(
+                        fine,
+                        raw,
+                        down.factor,
+                        w_t,
+                        self.periodic(down),
+                        conserve=down.conserve,
+                        back_projection=down.back_projection,
+                        calibrated=calibrated,
+                        template=to_canonical(down.fine_template[down.variables[0]])[0],
+                    )
+                    fine = conserve_layer(fine, raw, down.factor, w_t, down.conserve)
+                outputs.append(fine)
+        finally:
+            down._bar.close()
+            down._bar = None
         out = torch.stack(outputs) if members > 1 else outputs[0]
         return self.to_fine_dataset(down, out, ds, members > 1, has_sample)
 
@@ -356,7 +369,7 @@ class NetworkMethod:
         grid = detect_grid(to_canonical(down.fine_template[down.variables[0]])[0])
         return grid.periodic_y, grid.periodic_x
 
-    def finerow_weights(self, down) -> torch.Tensor | None:
+    def fine_row_weights(self, down) -> torch.Tensor | None:
         fine_canon, _ = to_canonical(down.fine_template[down.variables[0]])
         weights = row_weights(fine_canon)
         return None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
@@ -372,11 +385,13 @@ class NetworkMethod:
         if down.tile_size is not None:
             tile = down.tile_size or None
         batch = batch_size or auto_batch
-        w_t = self.finerow_weights(down) if family.config["constraint"] == "additive" else None
+        w_t = self.fine_row_weights(down) if family.config["constraint"] == "additive" else None
         static = down.static_tensor
         chunks = []
         for start in range(0, n, batch):
             c = cond[start : start + batch]
+            if down._bar is not None:
+                down._bar.update(c.shape[0])
             s = None if static is None else static[None].expand(c.shape[0], -1, -1, -1)
             with torch.no_grad():
                 coarse_in, fine_in = family.inputs(c, s, gen)

@@ -1,6 +1,6 @@
 """Optimal interpolation in gap filling: fitting the Gaussian field model of the training
-fields (:class:`~climgen.tasks.fill.oi.GaussianFieldModel`) and filling with its exact
-conditional mean, standard deviation and conditional draws.
+fields (:func:`~climgen.tasks.fill.oi_reduced.fit_field_model`: the dense or the reduced-rank
+model) and filling with its exact conditional mean, standard deviation and conditional draws.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import default_run_dir
 from climgen.tasks.fill.names import OI
-from climgen.tasks.fill.oi import GaussianFieldModel
+from climgen.tasks.fill.oi_reduced import DEFAULT_RANK, fit_field_model
 from climgen.tasks.fill.run_dir import save_settings
 
 __all__ = ["fit_gaussian", "fill_gaussian"]
@@ -32,8 +32,10 @@ def fit_gaussian(inf, values: np.ndarray, grid, run_dir, options):
         raise ClimgenInputError(
             f"hemispheric=True needs a lat/lon grid; '{inf.variable}' is {grid.shape_name}"
         )
-    inf.gaussian = GaussianFieldModel.fit(
+    inf.gaussian = fit_field_model(
         values,
+        solver=options.get("solver", "auto"),
+        rank=options.get("rank", DEFAULT_RANK),
         zonal=inf.roll_fields,
         hemispheric=hemispheric,
         nugget=options.get("nugget", "auto"),

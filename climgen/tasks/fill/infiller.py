@@ -154,7 +154,11 @@ class Infiller:
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
         options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
         chosen by held-out likelihood, :mod:`climgen.tasks.fill.oi`; ``hemispheric``:
-        also learn from every field mirrored about the equator, default False).
+        also learn from every field mirrored about the equator, default False; ``solver``:
+        ``"dense"`` (the exact N × N covariance), ``"reduced"`` (the leading ``rank`` EOFs plus
+        a diagonal, solved by Woodbury identities: any grid size,
+        :mod:`climgen.tasks.fill.oi_reduced`) or ``"auto"`` (default: dense up to 20,000
+        cells); ``rank``: EOFs kept by the reduced solver, default 200).
 
     Example
     -------
@@ -421,7 +425,9 @@ class Infiller:
             ensemble = np.where(keep[None], base[None], ensemble.astype(out_dtype))
         extra = {}
         if kind is not None:
-            absolute = np.where(keep, raw, (filled + clim).astype(out_dtype))
+            absolute = (filled + clim).astype(out_dtype)
+            if kind == "absolute":  # observed cells: the input's bits
+                absolute = np.where(keep, raw, absolute)
             info["values"] = kind
             if kind == "absolute":
                 extra[f"{var}_anomaly"] = (filled, "anomaly from the run's climatology")

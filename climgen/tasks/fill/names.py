@@ -9,6 +9,6 @@ __all__ = ["NETWORKS", "OI", "OI_OPTIONS", "TRAINED", "BASELINES", "FILL_METHODS
 
 NETWORKS = ("partialconv", "cvae")
 OI = "optimal-interpolation"
-OI_OPTIONS = frozenset({"nugget", "hemispheric"})  # options of optimal interpolation
+OI_OPTIONS = frozenset({"nugget", "hemispheric", "solver", "rank"})  # optimal interpolation
 TRAINED = (*NETWORKS, OI)  # methods that need ``fit`` (and a run directory) before ``fill``
 FILL_METHODS = (*NETWORKS, OI, *BASELINES)

@@ -292,7 +292,7 @@ def check_observations(infiller, canon: xr.DataArray, var: str) -> None:
         stats = (normalizer.center[v], normalizer.scale[v])
     elif infiller.gaussian is not None:
         g = infiller.gaussian
-        stats = (float(g.mean.mean()), float(np.sqrt(np.mean(np.diag(g.covariance)))))
+        stats = (float(g.mean.mean()), float(np.sqrt(np.mean(g.variance))))
     if stats is not None:
         values = np.asarray(canon.values, dtype=np.float64)
         finite = values[np.isfinite(values)]

@@ -15,7 +15,7 @@ from climgen.data.masks import load_mask
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.tasks.fill.names import OI, OI_OPTIONS, TRAINED
-from climgen.tasks.fill.oi import GaussianFieldModel
+from climgen.tasks.fill.oi_reduced import load_field_model
 from climgen.train import load_family
 
 __all__ = ["CLIMATOLOGY", "save_settings", "load_infiller", "fill_settings", "as_mask"]
@@ -94,7 +94,7 @@ def load_infiller(
     inf.units = settings.get("units")
     inf.sample_step = settings.get("sample_step")
     if (run_dir / _OI_MODEL).exists():
-        inf.gaussian = GaussianFieldModel.load(run_dir / _OI_MODEL)
+        inf.gaussian = load_field_model(run_dir / _OI_MODEL)
     if inf.method != OI:
         inf.family, ckpt = load_family(run_dir, which=which, ema=ema)
         inf.checkpoint_step = int(ckpt.step)
