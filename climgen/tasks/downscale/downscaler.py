@@ -53,7 +53,7 @@ import xarray as xr
 from climgen.data.coarsen import coarsen, coarsen_tensor
 from climgen.data.dataset import FieldDataset, to_xarray
 from climgen.data.grids import area_weights, detect_grid, restore, to_canonical
-from climgen.data.io import as_dataset, climgen_version, write_fields
+from climgen.data.io import as_dataset, climgen_version, load_run_file, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.data.patches import patch_size_pair
 from climgen.errors import ClimgenInputError
@@ -1326,11 +1326,11 @@ class Downscaler:
             ds.diffusion, dckpt = load_family(run_dir / "diffusion", which=which, ema=ema)
             ds.residual_scale = float(dckpt.card["residual_scale"])
         ds.normalizer = Normalizer.from_state_dict(card["normalizer"])
-        ds.fine_template = xr.load_dataset(run_dir / _FINE_TEMPLATE, engine="netcdf4")
-        ds.coarse_template = xr.load_dataset(run_dir / _COARSE_TEMPLATE, engine="netcdf4")
+        ds.fine_template = load_run_file(run_dir / _FINE_TEMPLATE)
+        ds.coarse_template = load_run_file(run_dir / _COARSE_TEMPLATE)
         state = card.get("static")
         if state:
-            static = xr.load_dataset(run_dir / _STATIC, engine="netcdf4")
+            static = load_run_file(run_dir / _STATIC)
             ds.static = static
             ds.static_tensor = torch.as_tensor(
                 np.stack(
@@ -1359,7 +1359,7 @@ class Downscaler:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ClimgenInputError(f"{run_dir / _BASELINE}: not a baseline card ({exc})") from exc
-        down.fine_template = xr.load_dataset(run_dir / _FINE_TEMPLATE, engine="netcdf4")
+        down.fine_template = load_run_file(run_dir / _FINE_TEMPLATE)
         down.run_dir = run_dir
         down._load_calibration()
         return down
