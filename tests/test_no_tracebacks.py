@@ -50,7 +50,7 @@ def test_recipe_with_a_bad_learning_rate_exits_2(tmp_path, capsys, value):
 
 
 def test_resume_with_another_architecture_names_the_option(tmp_path):
-    from climgen.tasks.emulate import Emulator
+    from climgen.tasks.emulate.emulator import Emulator
 
     data = grf_dataarray(8, 8, 8, seed=2, name="psi")
     kw = dict(run_dir=tmp_path, batch_size=4, progress=False)
@@ -85,7 +85,7 @@ def test_space_time_covariance_of_a_window_is_positive_semidefinite(zonal):
 
 
 def test_space_time_oi_on_few_rough_fields_fills_without_linalg_error():
-    from climgen.tasks.fill import Infiller
+    from climgen.tasks.fill.infiller import Infiller
 
     rng = np.random.default_rng(1)
     da = grf_dataarray(12, 12, 24, kind="latlon", slope=0.0, seed=4, name="tas")

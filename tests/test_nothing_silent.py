@@ -53,7 +53,7 @@ def test_resume_with_changed_recipe_keys_stops_listing_them(tmp_path, capsys):
 
 @pytest.mark.parametrize("method", ["nearest", "zonal-mean"])
 def test_inf_in_observations_is_an_error_naming_the_count(method):
-    from climgen.tasks.fill import Infiller
+    from climgen.tasks.fill.infiller import Infiller
 
     obs = _daily(2, seed=3)
     obs[0, 1, 2], obs[1, 3, 4], obs[1, 0, 0] = np.inf, -np.inf, np.nan
@@ -63,7 +63,7 @@ def test_inf_in_observations_is_an_error_naming_the_count(method):
 
 @pytest.fixture(scope="module")
 def oi_context():
-    from climgen.tasks.fill import Infiller
+    from climgen.tasks.fill.infiller import Infiller
 
     return Infiller("optimal-interpolation", context=1, nugget=1e-2).fit(_daily(20, seed=4))
 
@@ -96,7 +96,7 @@ def test_context_fill_of_consecutive_days_and_chosen_days_works(oi_context):
 
 
 def test_context_downscale_of_non_consecutive_samples_names_the_missing_neighbours(tmp_path):
-    from climgen.tasks.downscale import Downscaler
+    from climgen.tasks.downscale.downscaler import Downscaler
 
     fine = _daily(16, ny=8, nx=8, kind="planar", seed=7, name="u")
     down = Downscaler(2, "regression", context=1, base_channels=2, n_blocks=1)

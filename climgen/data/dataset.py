@@ -290,6 +290,11 @@ class FieldDataset(torch.utils.data.Dataset):
         cols = (torch.arange(w) + j) % self.shape[1]
         return x.index_select(-2, rows).index_select(-1, cols)
 
+    def template(self) -> xr.DataArray:
+        """The first variable in the layout of the yielded fields (canonical orientation: y
+        ascending, sample dim first), lazily, with its coordinates: the fields' grid."""
+        return self._canonical[self.variables[0]]
+
     def to_xarray(self, tensor, like: xr.Dataset | xr.DataArray, **kwargs):
         """:func:`to_xarray` with this dataset's variables and sample dim."""
         kwargs.setdefault("variables", self.variables)

@@ -57,7 +57,7 @@ class OptimizerSpec:
     """Parameters of one optimiser group and how to optimise them.
 
     ``kind`` names an optimiser: "adam", "adamw", "rmsprop", "sgd", or a two-player
-    optimiser from :mod:`climgen.families.gan.optim` ("optimistic-adam", "extragradient").
+    optimiser from :mod:`climgen.train.two_player` ("optimistic-adam", "extragradient").
     """
 
     params: list[torch.nn.Parameter]

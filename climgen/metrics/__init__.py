@@ -24,6 +24,8 @@ from .skill import *  # noqa: F403
 from .skill import __all__ as _skill_all
 from .spectra import *  # noqa: F403
 from .spectra import __all__ as _spectra_all
+from .spectral_filter import *  # noqa: F403
+from .spectral_filter import __all__ as _spectral_filter_all
 from .structure import *  # noqa: F403
 from .structure import __all__ as _structure_all
 from .surrogate import *  # noqa: F403
@@ -31,6 +33,7 @@ from .surrogate import __all__ as _surrogate_all
 
 __all__ = [
     *_spectra_all,
+    *_spectral_filter_all,
     *_distributions_all,
     *_structure_all,
     *_morphology_all,

@@ -38,6 +38,9 @@ __all__ = [
     "line_spectrum",
     "spectral_errors",
     "log_spectral_distance",
+    "lat_grid_kind",
+    "mean_spectrum",
+    "high_k_error",
 ]
 
 
@@ -294,8 +297,10 @@ def zonal_spectrum(da: xr.DataArray, *, radius: float = 6.371e6) -> xr.DataArray
     )
 
 
-def _lat_grid_kind(lat_deg: np.ndarray) -> str:
-    """'legendre-gauss', 'equiangular' (poles included) or 'cell-centred' (uniform, no poles)."""
+def lat_grid_kind(lat_deg: np.ndarray) -> str:
+    """The global latitude grid of ``lat_deg`` (degrees, any order): 'legendre-gauss' (the n
+    Gauss–Legendre nodes), 'equiangular' (−90 + 180 i/(n−1), poles included) or 'cell-centred'
+    (−90 + 180 (i + ½)/n). Raises :class:`ClimgenInputError` for anything else (regional)."""
     lat = np.sort(lat_deg)
     n = lat.size
     if np.allclose(lat, np.sort(_gauss_lat(n)), atol=1e-3):
@@ -367,7 +372,7 @@ def spherical_spectrum(field, *, grid: str = "legendre-gauss", lat=None, reduce:
     t, kind = as_tensor(field, "field")
     check_finite(t, "spherical_spectrum field")
     if lat is not None:
-        grid = _lat_grid_kind(np.asarray(lat, dtype=float))
+        grid = lat_grid_kind(np.asarray(lat, dtype=float))
     if grid == "cell-centred":
         t, grid = _to_equiangular(t), "equiangular"
     if grid not in ("legendre-gauss", "equiangular"):
@@ -488,7 +493,7 @@ def field_spectrum(da: xr.DataArray) -> xr.DataArray:
         lat = np.asarray(da[grid.y_dim].values, dtype=float)
         if grid.periodic_x and lat.size >= 4 and np.abs(lat).max() > 90 - 1.5 * grid.dy:
             try:
-                _lat_grid_kind(lat)
+                lat_grid_kind(lat)
                 return spherical_spectrum(da)
             except ClimgenInputError:
                 pass
@@ -553,3 +558,36 @@ def spectral_errors(p_gen, p_ref, k=None) -> dict:
         "log_spectral_distance": float(np.sqrt((logr**2).mean())),
         "effective_resolution": float(axis[first]) if first is not None else float("nan"),
     }
+
+
+def mean_spectrum(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """(k, P̄): :func:`climgen.metrics.field_spectrum` of ``da`` averaged over all sample dims.
+
+    k is the wavenumber (cycles per unit of the coordinate) or spherical degree, P̄ ≥ 0.
+    """
+    spec = field_spectrum(da)
+    kdim = spec.dims[-1]
+    power = spec.mean([d for d in spec.dims if d != kdim]) if spec.ndim > 1 else spec
+    k = spec[kdim].values if kdim in spec.coords else np.arange(spec.sizes[kdim])
+    return np.asarray(k, dtype=float), np.asarray(power.values, dtype=float)
+
+
+def high_k_error(k, p_gen, p_truth, fraction: float = 0.5) -> float:
+    """Log-spectral error (decades) over the upper ``fraction`` of wavenumbers:
+
+    .. math:: E = \\sqrt{\\operatorname{mean}_{k ≥ (1 − f)\\,k_{max}}
+              \\big(\\log_{10} \\max(P_{gen}(k), ε) − \\log_{10} P_{truth}(k)\\big)^2}
+
+    over bins with k > 0 and P_truth > 0, ε = 10⁻¹² max P_truth (a generated spectrum with no
+    power there counts as 12 decades short). f = 0.5: the upper half, where interpolation
+    loses power (docs/diagnostics.md). NaN when no bin qualifies.
+    """
+    k, g, t = (np.asarray(a, dtype=float) for a in (k, p_gen, p_truth))
+    valid = (k > 0) & (t > 0) & np.isfinite(g)
+    if not valid.any():
+        return float("nan")
+    kmax = k[valid].max()
+    sel = valid & (k >= (1.0 - fraction) * kmax)
+    floor = 1e-12 * t[valid].max()
+    d = np.log10(np.maximum(g[sel], floor)) - np.log10(t[sel])
+    return float(np.sqrt(np.mean(d**2)))

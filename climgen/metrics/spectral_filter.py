@@ -41,9 +41,19 @@ import xarray as xr
 
 from climgen.data.grids import detect_grid, restore, to_canonical
 from climgen.errors import ClimgenInputError, require
-from climgen.metrics.spectra import _lat_grid_kind, _ring_bins_cached, _sht
+from climgen.metrics.spectra import _ring_bins_cached, _sht, lat_grid_kind
 
-__all__ = ["spectrum_kind_of", "spectral_gain", "apply_spectral_gain", "row_spectrum"]
+__all__ = [
+    "spectrum_kind_of",
+    "spectral_gain",
+    "apply_spectral_gain",
+    "row_spectrum",
+    "filter_line",
+    "filter_planar",
+    "filter_spherical",
+    "ring_index",
+    "spherical_coefficients",
+]
 
 FILTER_KINDS = ("line", "planar", "spherical", "rows")
 
@@ -59,7 +69,7 @@ def spectrum_kind_of(da: xr.DataArray) -> str:
         lat = np.asarray(da[grid.y_dim].values, dtype=float)
         if grid.periodic_x:
             try:
-                if _lat_grid_kind(lat) in ("legendre-gauss", "equiangular"):
+                if lat_grid_kind(lat) in ("legendre-gauss", "equiangular"):
                     return "spherical"
             except ClimgenInputError:
                 pass
@@ -98,7 +108,14 @@ def _isht(nlat: int, nlon: int, grid: str):
     return th.InverseRealSHT(nlat, nlon, grid=grid, norm="ortho")
 
 
-def _filter_line(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+def filter_line(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """Filter every row of (..., H, W) ``x`` along x (periodic):
+
+    .. math:: f'(y, \\cdot) = \\mathrm{irfft}_x\\big(g(m)\\,\\mathrm{rfft}_x f(y, \\cdot)\\big),
+              \\qquad m = 0 … W/2,
+
+    ``gain`` of length W/2 + 1 (the ``"line"`` basis of :func:`field_spectrum`).
+    """
     n = x.shape[-1]
     f = torch.fft.rfft(x, dim=-1)
     _check_length(gain, f.shape[-1], "line (n_x/2 + 1 x-wavenumbers)")
@@ -136,19 +153,51 @@ def row_spectrum(da: xr.DataArray) -> np.ndarray:
     return p.reshape(-1, *p.shape[-2:]).mean(0).numpy()
 
 
-def _filter_planar(x: torch.Tensor, gain: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+def ring_index(ny: int, nx: int, dy: float = 1.0, dx: float = 1.0) -> tuple[torch.Tensor, int]:
+    """The ring of |k| of every rfft2 coefficient of a (ny, nx) grid: ``(index, n_bins)``.
+
+    ``index`` (ny, nx/2 + 1), int64: ring i holds |k| ∈ [(i − ½)Δk, (i + ½)Δk) with
+    Δk = 1 / max(nx·dx, ny·dy), the rings of :func:`climgen.metrics.rapsd`; modes beyond
+    Nyquist (the corners) are put in the last ring, ``n_bins − 1``.
+    """
+    _, pair_index, _, n_bins = _ring_bins_cached(ny, nx, float(dy), float(dx), True)
+    index = np.minimum(pair_index[::2], n_bins - 1).reshape(ny, nx // 2 + 1)
+    return torch.as_tensor(index, dtype=torch.long), n_bins
+
+
+def filter_planar(x: torch.Tensor, gain: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    """Filter doubly periodic (..., H, W) ``x`` isotropically:
+
+    .. math:: f' = \\mathrm{irfft2}\\big(g(i(k))\\,\\mathrm{rfft2} f\\big),
+
+    with i(k) the ring of |k| (:func:`ring_index`, grid spacings ``dy``, ``dx``); ``gain`` has
+    one value per ring (the ``"planar"`` basis of :func:`field_spectrum`).
+    """
     ny, nx = x.shape[-2:]
-    _, pair_index, _, n_bins = _ring_bins_cached(ny, nx, dy, dx, True)
+    index, n_bins = ring_index(ny, nx, dy, dx)
     _check_length(gain, n_bins, "planar (rings of rapsd)")
-    index = torch.as_tensor(np.minimum(pair_index[::2], n_bins - 1), dtype=torch.long)
-    g = gain[index].reshape(ny, nx // 2 + 1)
-    return torch.fft.irfft2(torch.fft.rfft2(x) * g, s=(ny, nx))
+    return torch.fft.irfft2(torch.fft.rfft2(x) * gain[index], s=(ny, nx))
 
 
-def _filter_spherical(x: torch.Tensor, gain: torch.Tensor, grid: str) -> torch.Tensor:
+def spherical_coefficients(x: torch.Tensor, grid: str) -> torch.Tensor:
+    """Orthonormal real spherical-harmonic coefficients a_ℓm, shape (..., L, M), of global
+    (..., nlat, nlon) fields with rows south → north on a ``grid`` of
+    :func:`climgen.metrics.lat_grid_kind` ("legendre-gauss" or "equiangular"):
+    f = Σ_ℓm a_ℓm Y_ℓm (torch-harmonics ``RealSHT``, ``norm="ortho"``)."""
     nlat, nlon = x.shape[-2:]
-    sht = _sht(nlat, nlon, grid)
-    coeffs = sht(x.flip(-2))  # torch-harmonics wants north → south
+    return _sht(nlat, nlon, grid)(x.flip(-2))  # torch-harmonics wants north → south
+
+
+def filter_spherical(x: torch.Tensor, gain: torch.Tensor, grid: str) -> torch.Tensor:
+    """Filter global (..., nlat, nlon) ``x`` (rows south → north) per spherical degree:
+
+    .. math:: f' = \\sum_{ℓ, m} g(ℓ)\\, a_{ℓm} Y_{ℓm}, \\qquad a_{ℓm} = ⟨f, Y_{ℓm}⟩,
+
+    ``gain`` of one value per degree ℓ (the ``"spherical"`` basis of :func:`field_spectrum`);
+    ``grid`` as for :func:`spherical_coefficients`.
+    """
+    nlat, nlon = x.shape[-2:]
+    coeffs = spherical_coefficients(x, grid)
     _check_length(gain, coeffs.shape[-2], "spherical (degrees ℓ)")
     coeffs = coeffs * gain.to(coeffs.real.dtype)[:, None]
     return _isht(nlat, nlon, grid)(coeffs).flip(-2)
@@ -186,11 +235,11 @@ def apply_spectral_gain(da: xr.DataArray, gain, kind: str | None = None) -> xr.D
         return restore(out, state)
     g = g.reshape(-1)
     if kind == "line":
-        y = _filter_line(x, g)
+        y = filter_line(x, g)
     elif kind == "planar":
-        y = _filter_planar(x, g, grid.dy, grid.dx)
+        y = filter_planar(x, g, grid.dy, grid.dx)
     else:
         lat = np.asarray(canon[grid.y_dim].values, dtype=float)
-        y = _filter_spherical(x, g, _lat_grid_kind(lat))
+        y = filter_spherical(x, g, lat_grid_kind(lat))
     out = canon.copy(data=y.numpy().astype(canon.dtype, copy=False))
     return restore(out, state)

@@ -65,7 +65,7 @@ def _abs_moments(inc: torch.Tensor, orders: tuple[float, ...]) -> torch.Tensor:
 _CHUNK_ELEMENTS = 32768
 
 
-def _structure_functions_inplace(rows: torch.Tensor, orders, lag_max: int, periodic: bool):
+def _structure_functions_inplace(rows: torch.Tensor, orders, lags: list[int], periodic: bool):
     """Same numbers as the autograd path, from (rows, n) lines with reused chunk buffers."""
     n_rows, n = rows.shape
     rows = rows.contiguous()
@@ -74,8 +74,8 @@ def _structure_functions_inplace(rows: torch.Tensor, orders, lag_max: int, perio
     power = torch.empty_like(buf)
     integer = all(p.is_integer() for p in orders)
     top = int(max(orders)) if integer else 0
-    out = torch.zeros((len(orders), lag_max), dtype=rows.dtype, device=rows.device)
-    for r in range(1, lag_max + 1):
+    out = torch.zeros((len(orders), len(lags)), dtype=rows.dtype, device=rows.device)
+    for j, r in enumerate(lags):
         width = n if periodic else n - r
         sums = [0.0] * len(orders)
         for start in range(0, n_rows, chunk):
@@ -97,8 +97,8 @@ def _structure_functions_inplace(rows: torch.Tensor, orders, lag_max: int, perio
                 for i, p in enumerate(orders):
                     torch.pow(b, p, out=pw)
                     sums[i] = sums[i] + pw.sum()
-        out[:, r - 1] = torch.stack([torch.as_tensor(v, dtype=rows.dtype) for v in sums])
-        out[:, r - 1] /= n_rows * width
+        out[:, j] = torch.stack([torch.as_tensor(v, dtype=rows.dtype) for v in sums])
+        out[:, j] /= n_rows * width
     return out
 
 
@@ -109,6 +109,7 @@ def structure_functions(
     orders=(1, 2, 3, 4, 5, 6),
     max_lag: int | None = None,
     periodic: bool = True,
+    lags=None,
 ):
     r"""Structure functions :math:`S_p(r) = \langle |f(x + r) - f(x)|^p \rangle` along ``axis``.
 
@@ -116,7 +117,8 @@ def structure_functions(
     ``periodic=True`` the increment wraps around (``roll``); otherwise only pairs that lie
     inside the domain are used (n − r pairs per line). Lags are integers r = 1 … max_lag in
     grid steps (multiply by the spacing for physical distance); the default ``max_lag`` is
-    n // 2. Units: (field units)^p.
+    n // 2. ``lags`` (integers in 1 … n − 1, e.g. octaves 1, 2, 4, …) computes only those
+    lags instead. Units: (field units)^p.
 
     Returns ``(lags, S)`` with ``S`` shaped ``(len(orders), n_lags)``; differentiable for
     torch input. Reference: Frisch (1995), *Turbulence*, §8.2.
@@ -131,15 +133,24 @@ def structure_functions(
     if ax is None:
         raise ClimgenInputError(f"axis {axis} is out of range for field of shape {tuple(t.shape)}")
     n = t.shape[ax]
-    lag_max = n // 2 if max_lag is None else int(max_lag)
-    if not 1 <= lag_max <= n - 1:
-        raise ClimgenInputError(
-            f"max_lag must be between 1 and {n - 1} (axis {axis} has {n} points), got {max_lag}"
-        )
+    if lags is None:
+        lag_max = n // 2 if max_lag is None else int(max_lag)
+        if not 1 <= lag_max <= n - 1:
+            raise ClimgenInputError(
+                f"max_lag must be between 1 and {n - 1} (axis {axis} has {n} points), got {max_lag}"
+            )
+        lag_list = list(range(1, lag_max + 1))
+    else:
+        lag_list = [int(r) for r in lags]
+        if not lag_list or any(not 1 <= r <= n - 1 for r in lag_list):
+            raise ClimgenInputError(
+                f"lags must be integers between 1 and {n - 1} (axis {axis} has {n} points), "
+                f"got {lags}"
+            )
     ps = _orders(orders)
     if t.requires_grad and torch.is_grad_enabled():
         columns = []
-        for r in range(1, lag_max + 1):
+        for r in lag_list:
             if periodic:
                 inc = torch.roll(t, shifts=-r, dims=ax) - t
             else:
@@ -147,19 +158,27 @@ def structure_functions(
             columns.append(_abs_moments(inc, ps))
         s = torch.stack(columns, dim=1)
     else:
-        s = _structure_functions_inplace(t.movedim(ax, -1).reshape(-1, n), ps, lag_max, periodic)
-    lags = torch.arange(1, lag_max + 1, device=t.device)
-    return to_like(lags, kind), to_like(s, kind)
+        s = _structure_functions_inplace(t.movedim(ax, -1).reshape(-1, n), ps, lag_list, periodic)
+    lags_out = torch.as_tensor(lag_list, device=t.device)
+    return to_like(lags_out, kind), to_like(s, kind)
 
 
-def flatness(field: Any, *, axis: int = -1, max_lag: int | None = None, periodic: bool = True):
+def flatness(
+    field: Any,
+    *,
+    axis: int = -1,
+    max_lag: int | None = None,
+    periodic: bool = True,
+    lags=None,
+):
     r"""Flatness :math:`F(r) = S_4(r) / S_2(r)^2` of the increments (3 for Gaussian increments).
 
-    Same conventions as :func:`structure_functions`; returns ``(lags, F)`` with F shaped
-    ``(n_lags,)``. Growth of F at small r is the signature of intermittency (Frisch 1995, §8.4).
+    Same conventions as :func:`structure_functions` (``lags`` picks a few lags, e.g. octaves
+    1, 2, 4, … along the periodic axis); returns ``(lags, F)`` with F shaped ``(n_lags,)``.
+    Growth of F at small r is the signature of intermittency (Frisch 1995, §8.4).
     """
     lags, s = structure_functions(
-        field, axis=axis, orders=(2, 4), max_lag=max_lag, periodic=periodic
+        field, axis=axis, orders=(2, 4), max_lag=max_lag, periodic=periodic, lags=lags
     )
     return lags, s[1] / s[0] ** 2
 

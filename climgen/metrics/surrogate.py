@@ -33,8 +33,8 @@ __all__ = ["iaaft_surrogate"]
 
 def _rank_remap(y: torch.Tensor, target_sorted: torch.Tensor) -> torch.Tensor:
     """Give ``y`` the values of ``target_sorted`` in the rank order of ``y`` (last axis)."""
-    ranks = torch.argsort(torch.argsort(y, dim=-1), dim=-1)
-    return torch.gather(target_sorted, -1, ranks)
+    order = torch.argsort(y, dim=-1)
+    return torch.empty_like(target_sorted).scatter_(-1, order, target_sorted)
 
 
 def _pooled(x: torch.Tensor, row_marginal: bool) -> torch.Tensor:

@@ -7,17 +7,18 @@ layer) and writes ``index.html`` with four PNG figures next to it:
 1. **maps** of one field: the coarse input, the fine truth and each method's output (member 0
    for ensembles), on one colour scale;
 2. **spectra**: the sample-mean spectrum P̄(k) of the truth and of each method
-   (:func:`mean_spectrum`), and below it the ratio P̄_method / P̄_truth; the shaded band is the
-   upper half of wavenumbers scored by :func:`high_k_error`. Interpolation lies below 1 there
-   (missing small-scale variance), a good generative method stays near 1;
+   (:func:`climgen.metrics.mean_spectrum`), and below it the ratio P̄_method / P̄_truth; the
+   shaded band is the upper half of wavenumbers scored by :func:`climgen.metrics.high_k_error`.
+   Interpolation lies below 1 there (missing small-scale variance), a good generative method
+   stays near 1;
 3. **upper-tail PDFs**: the area-weighted density of values above the truth's 95th
    percentile, log scale, normalised by *all* values (so the curves show how often each
    extreme occurs); the dashed line is the truth's 99.9th percentile;
 4. the **score table**, best RMSE row in green.
 
-:func:`high_k_error` (decades) = √(mean_{k ≥ k_max/2} (log10 P̄_y − log10 P̄_x)²) over the
-bins with positive truth power; a method's zero power is floored at 10⁻¹² · max P̄_x so that it
-counts as a large error instead of dropping out.
+:func:`climgen.metrics.high_k_error` (decades) = √(mean_{k ≥ k_max/2} (log10 P̄_y − log10 P̄_x)²)
+over the bins with positive truth power; a method's zero power is floored at 10⁻¹² · max P̄_x so
+that it counts as a large error instead of dropping out.
 """
 
 from __future__ import annotations
@@ -30,13 +31,11 @@ import xarray as xr
 
 from climgen.data.grids import area_weights, detect_grid, to_canonical
 from climgen.errors import ClimgenInputError
-from climgen.metrics import field_spectrum
+from climgen.metrics import field_spectrum, mean_spectrum
 from climgen.report.html import Figure, Section, Table, render_page
 from climgen.report.plots import _label, _save
 
 __all__ = [
-    "mean_spectrum",
-    "high_k_error",
     "on_truth_grid",
     "write_downscale_page",
     "SCORE_COLUMNS",
@@ -53,31 +52,6 @@ SCORE_COLUMNS = (
     ("crps", "CRPS"),
 )
 _TRUTH_COLOR = "black"
-
-
-def mean_spectrum(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
-    """(k, P̄): :func:`climgen.metrics.field_spectrum` of ``da`` averaged over all sample dims.
-
-    k is the wavenumber (cycles per unit of the coordinate) or spherical degree, P̄ ≥ 0.
-    """
-    spec = field_spectrum(da)
-    kdim = spec.dims[-1]
-    power = spec.mean([d for d in spec.dims if d != kdim]) if spec.ndim > 1 else spec
-    k = spec[kdim].values if kdim in spec.coords else np.arange(spec.sizes[kdim])
-    return np.asarray(k, dtype=float), np.asarray(power.values, dtype=float)
-
-
-def high_k_error(k, p_gen, p_truth, fraction: float = 0.5) -> float:
-    """Log-spectral error (decades) over the bins k ≥ (1 − fraction)·k_max (upper half)."""
-    k, g, t = (np.asarray(a, dtype=float) for a in (k, p_gen, p_truth))
-    valid = (k > 0) & (t > 0) & np.isfinite(g)
-    if not valid.any():
-        return float("nan")
-    kmax = k[valid].max()
-    sel = valid & (k >= (1.0 - fraction) * kmax)
-    floor = 1e-12 * t[valid].max()
-    d = np.log10(np.maximum(g[sel], floor)) - np.log10(t[sel])
-    return float(np.sqrt(np.mean(d**2)))
 
 
 def on_truth_grid(

@@ -24,6 +24,7 @@ from climgen.report.eval_inputs import subsample
 
 __all__ = [
     "REFERENCE_ROWS",
+    "SURROGATE_ITERATIONS",
     "SURROGATE_MAX_FIELDS",
     "SURROGATE_ROW",
     "TRAINING_ROW",
@@ -34,8 +35,11 @@ __all__ = [
 TRAINING_ROW = "training data"
 SURROGATE_ROW = "surrogate (IAAFT)"
 REFERENCE_ROWS = (TRAINING_ROW, SURROGATE_ROW)
-#: At most this many training fields (evenly spaced) are turned into surrogates.
-SURROGATE_MAX_FIELDS = 512
+#: At most this many training fields (evenly spaced) are turned into surrogates, with this
+#: many IAAFT iterations: the rings up to half the Nyquist wavenumber converge within ~10,
+#: the far tail of a steep spectrum slowly (docs/diagnostics.md); this bounds the cost.
+SURROGATE_MAX_FIELDS = 128
+SURROGATE_ITERATIONS = 50
 
 
 def reference_candidates(
@@ -50,7 +54,9 @@ def reference_candidates(
 
     n = max(4, min(int(n_generated), SURROGATE_MAX_FIELDS))
     src = subsample(train, n)
-    values = iaaft_surrogate(np.asarray(src.values, dtype=np.float64), seed=seed)
+    values = iaaft_surrogate(
+        np.asarray(src.values, dtype=np.float64), n_iter=SURROGATE_ITERATIONS, seed=seed
+    )
     surrogate = src.copy(data=values)
     surrogate.attrs["surrogate"] = "IAAFT (Schreiber & Schmitz 1996) of the training fields"
     return {TRAINING_ROW: train, SURROGATE_ROW: surrogate}

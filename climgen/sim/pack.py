@@ -27,7 +27,15 @@ import xarray as xr
 
 from climgen.errors import ClimgenInputError
 
-__all__ = ["pack_int16", "write_packed", "PACKING_NOTE", "INT16_LEVELS", "INT16_FILL"]
+__all__ = [
+    "pack_int16",
+    "write_packed",
+    "quantise",
+    "packing_of",
+    "PACKING_NOTE",
+    "INT16_LEVELS",
+    "INT16_FILL",
+]
 
 INT16_LEVELS = 65000
 INT16_FILL = np.int16(-32768)
@@ -129,3 +137,32 @@ def write_packed(ds: xr.Dataset, path: str | PathLike, **pack_options) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     packed.to_netcdf(path, encoding=encoding, format="NETCDF4", engine="netcdf4")
     return path
+
+
+def packing_of(da: xr.DataArray) -> tuple[float, float] | None:
+    """``(scale_factor, add_offset)`` of a variable read from a packed file, else None.
+
+    Reads the variable's ``encoding`` as xarray's decoder leaves it (open the file with
+    :func:`xarray.open_dataset`; :func:`climgen.data.io.open_fields` drops it).
+    """
+    scale = da.encoding.get("scale_factor")
+    if scale is None:
+        return None
+    return float(scale), float(da.encoding.get("add_offset", 0.0))
+
+
+def quantise(values, scale: float, offset: float = 0.0):
+    """Put values through the same int16 packing as data packed with ``(scale, offset)``.
+
+    x̂ = o + s·clip(round((x − o)/s), −32767, 32767): what writing ``values`` with that
+    ``scale_factor``/``add_offset`` and reading them back gives. Use it on generated fields
+    before comparing their spectra with packed data: beyond a model's truncation the data's
+    spectrum is the white quantisation floor (variance s²/12), which unpacked model output
+    lacks. Works on numpy arrays and DataArrays (coords and attrs kept).
+    """
+    if not (np.isfinite(scale) and scale > 0 and np.isfinite(offset)):
+        raise ClimgenInputError(f"scale must be positive and finite, got {scale}, offset {offset}")
+    if isinstance(values, xr.DataArray):
+        return values.copy(data=quantise(values.values, scale, offset))
+    q = np.clip(np.round((np.asarray(values, dtype=np.float64) - offset) / scale), -32767, 32767)
+    return (offset + scale * q).astype(np.asarray(values).dtype, copy=False)

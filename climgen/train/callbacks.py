@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from climgen.errors import ClimgenInputError
@@ -48,10 +49,18 @@ class SpectralEvalCallback(Callback):
     Logged (``eval.csv``; lower is better):
 
     - ``lsd``: log-spectral distance sqrt(mean_k (log10 P̄_gen(k) − log10 P̄_ref(k))²) in
-      decades, P̄ the sample-mean radially averaged power spectrum
-      (:func:`climgen.metrics.rapsd`, unit grid spacing), over all channels' bins;
+      decades over all channels' bins with k > 0 and both powers positive, P̄ the sample-mean
+      spectrum;
     - ``w1``: Wasserstein-1 distance of the pooled values (:func:`climgen.metrics.wasserstein1`),
       averaged over channels, in normalised units.
+
+    With the fields' grid known (``like``, or validation data given as a
+    :class:`~climgen.data.dataset.FieldDataset`) these are the report's measures
+    (:func:`climgen.evaluate`): the spectrum of the grid (:func:`climgen.metrics.field_spectrum`:
+    spherical-harmonic C_ℓ on a global lat/lon grid, x-spectrum on a channel, rings of |k|
+    on a periodic plane) and area-weighted values (w ∝ cos φ), so the checkpoint marked "best"
+    is best by the report's numbers. Without a grid: the planar ring spectrum
+    (:func:`climgen.metrics.rapsd`, unit spacing) and unweighted values.
 
     Parameters
     ----------
@@ -63,6 +72,8 @@ class SpectralEvalCallback(Callback):
     use_ema : sample with the EMA weights when the trainer keeps them.
     best_by : "lsd", "w1" or "sum" — the score whose improvement marks the checkpoint "best";
         ``None`` never marks.
+    like : a DataArray on the fields' grid (spatial dims and coordinates; any orientation);
+        default: the grid of the validation FieldDataset, if any.
     """
 
     def __init__(
@@ -73,6 +84,7 @@ class SpectralEvalCallback(Callback):
         seed: int = 0,
         use_ema: bool = True,
         best_by: str | None = "lsd",
+        like=None,
     ):
         if best_by not in ("lsd", "w1", "sum", None):
             raise ClimgenInputError(f"best_by must be 'lsd', 'w1', 'sum' or None, got {best_by!r}")
@@ -85,6 +97,8 @@ class SpectralEvalCallback(Callback):
         self.best_by = best_by
         self.best_score = math.inf
         self.history: list[dict[str, float]] = []
+        self.like = like
+        self._grid = None  # (canonical template, area weights (H, W)), set on first use
 
     @staticmethod
     def _as_reference(ref) -> torch.Tensor:
@@ -104,10 +118,35 @@ class SpectralEvalCallback(Callback):
                     "fit(..., val_data=...)"
                 )
             self.reference = self._as_reference(batch)
+        if self.like is None:
+            template = getattr(trainer.val_data, "template", None)
+            self.like = template() if callable(template) else None
+
+    def _grid_of(self, shape) -> tuple | None:
+        if self.like is None:
+            return None
+        if self._grid is None:
+            from climgen.data.grids import area_weights, detect_grid, to_canonical
+
+            grid = detect_grid(self.like)
+            canon, _ = to_canonical(self.like, grid)
+            canon = canon.isel({d: 0 for d in canon.dims if d not in grid.spatial_dims})
+            weights = area_weights(canon, grid).values
+            self._grid = (
+                canon.drop_vars([c for c in canon.coords if c not in canon.dims]),
+                weights,
+            )
+        canon = self._grid[0]
+        if tuple(canon.shape) != tuple(shape):
+            raise ClimgenInputError(
+                f"SpectralEvalCallback: fields of shape {tuple(shape)} on a grid 'like' of "
+                f"shape {tuple(canon.shape)}"
+            )
+        return self._grid
 
     def scores(self, samples: torch.Tensor) -> dict[str, float]:
         """``{"lsd", "w1"}`` of ``samples`` (n, C, H, W) against the reference."""
-        from climgen.metrics import log_spectral_distance, rapsd, wasserstein1
+        from climgen.metrics import log_spectral_distance, mean_spectrum, rapsd, wasserstein1
 
         gen = samples.detach().to("cpu", torch.float64)
         ref = self.reference
@@ -116,10 +155,38 @@ class SpectralEvalCallback(Callback):
                 f"samples have shape {tuple(gen.shape[1:])} per field, the reference "
                 f"{tuple(ref.shape[1:])}"
             )
-        _, p_gen = rapsd(gen)
-        _, p_ref = rapsd(ref)
-        lsd = float(log_spectral_distance(p_gen.mean(0), p_ref.mean(0)))
-        w1 = sum(float(wasserstein1(gen[:, c], ref[:, c])) for c in range(gen.shape[1]))
+        grid = self._grid_of(gen.shape[-2:])
+        if grid is None:
+            k, p_gen = rapsd(gen)
+            _, p_ref = rapsd(ref)
+            k = torch.as_tensor(k).expand_as(p_ref[0])
+            p_gen, p_ref, weights = p_gen.mean(0), p_ref.mean(0), None
+        else:
+            canon, weights = grid
+            spectra = [
+                (
+                    mean_spectrum(_on_grid(gen[:, c], canon)),
+                    mean_spectrum(_on_grid(ref[:, c], canon)),
+                )
+                for c in range(gen.shape[1])
+            ]
+            k = torch.as_tensor(np.concatenate([g[0] for g, _ in spectra]))
+            p_gen = torch.as_tensor(np.concatenate([g[1] for g, _ in spectra]))
+            p_ref = torch.as_tensor(np.concatenate([r[1] for _, r in spectra]))
+            weights = torch.as_tensor(weights)
+        keep = k > 0  # the mean (k = 0) is the report's distribution measures' business
+        lsd = float(log_spectral_distance(p_gen[keep], p_ref[keep]))
+        w1 = 0.0
+        for c in range(gen.shape[1]):
+            a, b = gen[:, c], ref[:, c]
+            if weights is None:
+                w1 += float(wasserstein1(a, b))
+            else:
+                w1 += float(
+                    wasserstein1(
+                        a, b, weights_a=weights.expand_as(a), weights_b=weights.expand_as(b)
+                    )
+                )
         return {"lsd": lsd, "w1": w1 / gen.shape[1]}
 
     def on_eval(self, trainer: Trainer, step: int) -> None:
@@ -141,3 +208,15 @@ class SpectralEvalCallback(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = float(state.get("best_score", math.inf))
+
+
+def _on_grid(values: torch.Tensor, canon) -> Any:
+    """(n, H, W) values as a DataArray on the canonical template's grid (sample dim first)."""
+    import xarray as xr
+
+    return xr.DataArray(
+        values.numpy(),
+        dims=("sample", *canon.dims),
+        coords={d: canon[d] for d in canon.dims if d in canon.coords},
+        name=canon.name,
+    )

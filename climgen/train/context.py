@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from climgen.errors import ClimgenInputError
+from climgen.train.two_player import TWO_PLAYER_OPTIMIZERS
 
 if TYPE_CHECKING:  # no runtime import: families may import this registry without a cycle
     from climgen.families.base import OptimizerSpec
@@ -68,6 +69,7 @@ _OPTIMIZERS: dict[str, OptimizerFactory] = {
     "adamw": _adamw,
     "rmsprop": _rmsprop,
     "sgd": _sgd,
+    **TWO_PLAYER_OPTIMIZERS,  # optimistic Adam, extra-Adam, competitive gradient descent
 }
 
 
@@ -87,15 +89,6 @@ def register_optimizer(kind: str, factory: OptimizerFactory) -> None:
     _OPTIMIZERS[kind] = factory
 
 
-def _load_plugin_optimizers() -> None:
-    # The two-player optimisers live with the GAN family (families sit below train, so they
-    # cannot register themselves here); adopt them without overriding user registrations.
-    from climgen.families.gan.optim import TWO_PLAYER_OPTIMIZERS
-
-    for kind, factory in TWO_PLAYER_OPTIMIZERS.items():
-        _OPTIMIZERS.setdefault(kind, factory)
-
-
 def available_optimizers() -> list[str]:
     """Names accepted as ``OptimizerSpec.kind``."""
     return sorted(_OPTIMIZERS)
@@ -103,8 +96,6 @@ def available_optimizers() -> list[str]:
 
 def build_optimizer(spec: OptimizerSpec, group: str = "main") -> torch.optim.Optimizer:
     """Build the optimiser named by ``spec.kind`` (built-in or registered)."""
-    if spec.kind not in _OPTIMIZERS:
-        _load_plugin_optimizers()
     if spec.kind not in _OPTIMIZERS:
         raise ClimgenInputError(
             f"optimizer group {group!r}: unknown optimizer kind {spec.kind!r}; choose one of "

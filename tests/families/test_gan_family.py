@@ -9,7 +9,8 @@ import torch
 
 from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family
-from climgen.families.gan import GAN, TWO_PLAYER_OPTIMIZERS, available_gan_losses, slerp
+from climgen.families.gan import GAN, available_gan_losses, slerp
+from climgen.train.two_player import TWO_PLAYER_OPTIMIZERS
 
 MU, SIGMA = 1.5, 0.5  # toy data: every pixel i.i.d. N(MU, SIGMA²)
 

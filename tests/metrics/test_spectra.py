@@ -15,8 +15,10 @@ from climgen.data.samples import (
 from climgen.errors import ClimgenInputError
 from climgen.metrics.spectra import (
     field_spectrum,
+    high_k_error,
     line_spectrum,
     log_spectral_distance,
+    mean_spectrum,
     rapsd,
     ring_bins,
     spectral_errors,
@@ -250,3 +252,23 @@ def test_field_spectrum_between_walls_is_taken_along_the_periodic_axis():
     peak = float(spec["wavenumber"][int(spec.isel(time=0).argmax("wavenumber"))])
     assert peak == pytest.approx(2.0)
     assert float(spec.isel(time=0).sum()) == pytest.approx(0.05**2 / 2, rel=1e-8)
+
+
+def test_high_k_error_counts_decades_in_the_upper_half():
+    k = np.arange(33.0)
+    truth = np.where(k > 0, (k + 1e-9) ** -3.0, 0.0)
+    assert high_k_error(k, truth, truth) == 0.0
+    assert high_k_error(k, 10 * truth, truth) == pytest.approx(1.0)
+    # Only k ≥ k_max/2 counts: a wrong low-k half changes nothing.
+    low_wrong = np.where(k < 16, 100 * truth, truth)
+    assert high_k_error(k, low_wrong, truth) == pytest.approx(0.0)
+    # Zero power is floored (10⁻¹² of the peak), a large error rather than a dropped bin.
+    assert high_k_error(k, np.where(k >= 16, 0.0, truth), truth) > 5
+
+
+def test_mean_spectrum_averages_samples():
+    da = grf_dataarray(4, 16, 32, seed=1)
+    k, p = mean_spectrum(da)
+    k1, p1 = mean_spectrum(da.isel(time=slice(0, 1)))
+    assert k.shape == p.shape == k1.shape and (p >= 0).all()
+    assert not np.allclose(p, p1)  # an average over 4 fields, not the first one

@@ -56,6 +56,25 @@ def test_flatness_of_gaussian_field_is_three():
     np.testing.assert_allclose(f_y, 3.0, atol=0.1)
 
 
+def test_flatness_at_chosen_lags_equals_those_of_the_full_curve():
+    rng = np.random.default_rng(1)
+    field = np.sign(_smooth_fields(rng, 20, 16, 32, length=2.0)) + 0.1 * rng.normal(
+        size=(20, 16, 32)
+    )  # sharp fronts: intermittent increments, flatness ≫ 3 at small lags
+    _, full = flatness(field, max_lag=16)
+    lags, few = flatness(field, lags=(1, 2, 4, 8, 16))
+    assert lags.tolist() == [1, 2, 4, 8, 16]
+    np.testing.assert_allclose(few, full[[0, 1, 3, 7, 15]], rtol=1e-12)
+    assert few[0] > 5
+    t = torch.from_numpy(field).requires_grad_()
+    _, f_t = flatness(t, lags=(1, 4))
+    np.testing.assert_allclose(f_t.detach().numpy(), full[[0, 3]], rtol=1e-12)
+    with pytest.raises(ClimgenInputError, match="lags"):
+        flatness(field, lags=(0, 2))
+    with pytest.raises(ClimgenInputError, match="lags"):
+        flatness(field, lags=(40,))
+
+
 def test_structure_functions_torch_and_errors():
     t = torch.randn(4, 8, 8, dtype=torch.float64, requires_grad=True)
     lags, s = structure_functions(t, orders=(2,))

@@ -7,7 +7,14 @@ import pytest
 import xarray as xr
 
 from climgen.errors import ClimgenInputError
-from climgen.sim.pack import INT16_LEVELS, PACKING_NOTE, pack_int16, write_packed
+from climgen.sim.pack import (
+    INT16_LEVELS,
+    PACKING_NOTE,
+    pack_int16,
+    packing_of,
+    quantise,
+    write_packed,
+)
 
 
 def _dataset(rng) -> xr.Dataset:
@@ -83,3 +90,24 @@ def test_all_nan_variable_is_refused():
     ds = xr.Dataset({"gap": (("n",), np.full(3, np.nan))})
     with pytest.raises(ClimgenInputError, match="gap"):
         pack_int16(ds)
+
+
+def test_quantise_is_what_a_packed_round_trip_gives(tmp_path, rng):
+    ds = _dataset(rng).drop_vars("count").fillna(280.0)
+    with xr.open_dataset(write_packed(ds, tmp_path / "packed.nc"), engine="netcdf4") as back:
+        scale, offset = packing_of(back["tas"])
+    # other values (a model's output) written with the data's scale_factor/add_offset …
+    other = ds["tas"] + rng.normal(scale=0.3, size=ds["tas"].shape)
+    other = other.clip(float(ds["tas"].min()), float(ds["tas"].max()))
+    enc = {"tas": {"dtype": "int16", "scale_factor": scale, "add_offset": offset}}
+    other.to_dataset(name="tas").to_netcdf(tmp_path / "other.nc", encoding=enc)
+    with xr.open_dataset(tmp_path / "other.nc", engine="netcdf4") as read:
+        written = read["tas"].values
+    # … and read back are what quantise gives, within the float round-off of the decoder
+    q = quantise(other, scale, offset)
+    assert isinstance(q, xr.DataArray) and q.dims == other.dims
+    np.testing.assert_allclose(q.values, written, rtol=0, atol=1e-9 * abs(offset))
+    assert np.abs(q.values - other.values).max() <= 0.5 * scale * (1 + 1e-9)
+    assert packing_of(ds["tas"]) is None
+    with pytest.raises(ClimgenInputError, match="scale"):
+        quantise(np.zeros(3), 0.0)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from climgen.data.coarsen import coarsen_tensor
+from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
 from climgen.tasks.downscale.covariance_correction import (
     MAX_COARSE_CELLS,
@@ -113,8 +114,39 @@ def test_downscaler_option_conserves_and_errors():
     big = int(np.sqrt(MAX_COARSE_CELLS)) + 1
     with pytest.raises(ClimgenInputError, match="coarse cell"):
         covariance_correction(
-            torch.zeros(1, big * F, big * F), torch.zeros(1, big, big), F, kind="planar"
+            torch.zeros(1, big * F, big * F),
+            torch.zeros(1, big, big),
+            F,
+            kind="planar",
+            solver="dense",
         )
+    with pytest.raises(ClimgenInputError, match="solver"):
+        covariance_correction(
+            torch.zeros(1, 8, 8), torch.zeros(1, 2, 2), F, kind="planar", solver="lu"
+        )
+
+
+@pytest.mark.parametrize("kind", ["line", "planar"])
+def test_conjugate_gradients_equal_the_dense_solve(kind):
+    truth = torch.as_tensor(grf_dataarray(2, 32, 64, seed=1).values, dtype=torch.float64)
+    y = truth + 0.3 * torch.as_tensor(grf_dataarray(2, 32, 64, seed=2, slope=-2).values)
+    c = coarsen_tensor(truth, F)
+    dense = covariance_correction(y, c, F, kind=kind, solver="dense")
+    cg = covariance_correction(y, c, F, kind=kind, solver="cg", tol=1e-13, max_iter=2000)
+    assert float((dense - y).abs().max()) > 0.1  # a real correction
+    assert float((cg - dense).abs().max()) < 1e-9 * float((dense - y).abs().max())
+
+
+def test_conjugate_gradients_run_past_the_dense_limit_and_conserve():
+    """180×360 with 4×4 blocks: 4,050 coarse cells, beyond MAX_COARSE_CELLS (K alone would be
+    131 MB and its SVD minutes); "auto" takes CG, nothing cells² is formed."""
+    truth = torch.as_tensor(grf_dataarray(1, 180, 360, seed=3).values, dtype=torch.float64)
+    y = truth + 0.3 * torch.as_tensor(grf_dataarray(1, 180, 360, seed=4, slope=-2).values)
+    c = coarsen_tensor(truth, F)
+    assert c.numel() > MAX_COARSE_CELLS
+    out = covariance_correction(y, c, F, kind="planar", tol=1e-8)
+    before = float((coarsen_tensor(y, F) - c).abs().max())
+    assert float((coarsen_tensor(out, F) - c).abs().max()) < 1e-6 * before
 
 
 def test_cli_back_projection_option(tmp_path, capsys):

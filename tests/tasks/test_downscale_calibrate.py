@@ -13,8 +13,8 @@ from climgen.data.coarsen import coarsen
 from climgen.data.io import write_fields
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
+from climgen.metrics import high_k_error, mean_spectrum
 from climgen.metrics.spectral_filter import row_spectrum
-from climgen.report.downscale_page import high_k_error, mean_spectrum
 from climgen.tasks.downscale.downscaler import Downscaler
 
 SMALL_NET = dict(base_channels=8, n_blocks=1, lr=2e-3)

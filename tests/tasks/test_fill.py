@@ -230,6 +230,32 @@ def _gappy_obs(seed=0):
     return da.to_dataset().assign_attrs(title="gappy")
 
 
+def test_fill_methods_come_from_one_registry(monkeypatch):
+    from climgen.tasks.fill import methods
+
+    with pytest.raises(ClimgenInputError, match="unknown fill method 'magic'.*zonal-mean"):
+        methods.get_method("magic")
+    assert available_fill_methods() == list(methods._METHODS)
+
+    def global_mean(infiller, request):  # a new method: the observed mean of each field
+        mean = np.broadcast_to(
+            np.nanmean(request.gappy[request.targets], axis=(-2, -1))[:, None, None],
+            request.gappy[request.targets].shape,
+        )
+        return mean, None, None, {"note": "global mean"}
+
+    monkeypatch.setitem(methods._METHODS, "global-mean", None)  # restored after the test
+    methods.register_fill_method(methods.FillMethod("global-mean", "baseline", global_mean))
+    ds = _gappy_obs()
+    out = Infiller("global-mean").fill(ds)
+    observed = np.isfinite(ds.tas.values)
+    expected = np.nanmean(ds.tas.values, axis=(-2, -1))[:, None, None]
+    filled = np.where(observed, ds.tas.values, np.broadcast_to(expected, ds.tas.shape))
+    np.testing.assert_allclose(out.tas.values, filled, rtol=1e-6)
+    with pytest.raises(ClimgenInputError, match="no option"):
+        Infiller("global-mean", nu=1.5)
+
+
 @pytest.mark.parametrize("method", ["nearest", "zonal-mean", "kriging"])
 def test_baselines_keep_observed_values_bit_for_bit_and_layout(method):
     ds = _gappy_obs()

@@ -53,9 +53,10 @@ import xarray as xr
 from climgen.data.coarsen import coarsen, coarsen_tensor
 from climgen.data.dataset import FieldDataset, to_xarray
 from climgen.data.grids import area_weights, detect_grid, restore, to_canonical
-from climgen.data.io import as_dataset, climgen_version, load_run_file, write_fields
+from climgen.data.io import as_dataset, load_run_file, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.data.patches import patch_size_pair
+from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.families.base import check_family_options
 from climgen.families.superres import conserve as conserve_layer
@@ -66,9 +67,10 @@ from climgen.tasks._common import (
     check_neighbours,
     default_run_dir,
     field_variables,
+    keep_input_layout,
+    provenance_attrs,
     sample_step,
     train_config,
-    utc_stamp,
     zero_template,
 )
 from climgen.tasks.downscale.covariance_correction import covariance_correction_on
@@ -394,6 +396,8 @@ class Downscaler:
         ``n_blocks=4``, ``adversarial="hinge"``, ``spectral_weight=0.1``).
     """
 
+    _bar = None  # the progress bar of a running downscale (networks count fields on it)
+
     def __init__(
         self,
         factor: int = 4,
@@ -490,6 +494,7 @@ class Downscaler:
         self.residual_scale = 1.0
         self.run_dir: Path | None = None
         self.result = None
+        self.checkpoint_step: int | None = None  # of the network that downscales
         self.calibration = None
 
     # -- helpers -----------------------------------------------------------------------------
@@ -668,6 +673,7 @@ class Downscaler:
         reg_dir = self.run_dir / "regression" if corrdiff else self.run_dir
         trainer = Trainer(self.family, config, reg_dir, callbacks=callbacks, card=card)
         self.result = trainer.fit(pairs, resume=resume)
+        self.checkpoint_step = int(self.result.step)
         self.family.eval()
         if trainer.ema is not None:
             self.family, _ = load_family(reg_dir, ema=True)
@@ -778,6 +784,7 @@ class Downscaler:
         seed: int = 0,
         batch_size: int | None = None,
         calibrated: bool | None = None,
+        progress: bool = False,
     ) -> xr.Dataset:
         """Fine fields for ``coarse`` (Dataset, DataArray or file paths).
 
@@ -786,8 +793,10 @@ class Downscaler:
         noise. ``calibrated``: apply the spectral calibration of :meth:`calibrate_spectrum`
         (default: when one was fitted); it acts on the method's output *before* the
         conservation layer, so the coarse means stay exact. ``True`` without a fitted
-        calibration is an error. Returns a Dataset on the fine grid with the input's
-        attributes.
+        calibration is an error. ``progress``: a bar over the fields (networks; on a
+        terminal). Returns a Dataset on the fine grid in the input's layout (longitude
+        convention, axis directions), with the input's variable attributes and its own
+        provenance (:func:`~climgen.tasks._common.provenance_attrs`).
         """
         if members is not None and (int(members) != members or members < 1):
             raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
@@ -819,12 +828,15 @@ class Downscaler:
                     what="coarse fields",
                     hint="give consecutive coarse fields (a few beyond the wanted ones)",
                 )
-            out = self._network_downscale(ds, members or 1, seed, batch_size, calibrated)
+            out = self._network_downscale(
+                ds, members or 1, seed, batch_size, calibrated, show=progress
+            )
         if members is not None and "member" not in out.dims:
             out = xr.concat([out] * int(members), dim="member")
         if "member" in out.dims:
             out = out.assign_coords(member=np.arange(out.sizes["member"]))
-        return self._provenance(out, ds, calibrated)
+        out = keep_input_layout(out, ds)  # the input's longitude convention and axis order
+        return self._provenance(out, ds, calibrated, seed)
 
     # -- spectral calibration ------------------------------------------------------------------
     def calibrate_spectrum(
@@ -1071,7 +1083,7 @@ class Downscaler:
                     )
 
     def _network_downscale(
-        self, ds, members: int, seed: int, batch_size, calibrated: bool = False
+        self, ds, members: int, seed: int, batch_size, calibrated: bool = False, show=False
     ) -> xr.Dataset:
         self._check_coarse_grid(ds)
         for v in self.variables:
@@ -1090,20 +1102,29 @@ class Downscaler:
         w_t = self._fine_row_weights()
         mean = None
         outputs = []
-        for m in range(members):
-            gen = torch.Generator().manual_seed(int(seed) * 100_003 + m)
-            if self.diffusion is None:
-                fine_n = self._generate(cond, gen, batch_size)
-            else:
-                mean = self._generate(cond, None, batch_size) if mean is None else mean
-                fine_n = mean + self.residual_scale * self._sample_residual(mean, gen, batch_size)
-            fine = self.normalizer.inverse_transform(fine_n)
-            if calibrated:  # before the layer, which restores the block means the gain moved
-                fine = self._calibrate_tensor(fine)
-            if self.conserve:
-                fine = self._smooth_correction(fine, raw, w_t, self._periodic(), calibrated)
-                fine = conserve_layer(fine, raw, self.factor, w_t, self.conserve)
-            outputs.append(fine)
+        n_fields = cond.shape[0] * (members + (self.diffusion is not None))
+        self._bar = progress_bar(
+            total=n_fields, desc=f"downscale ({self.method})", unit="field", enabled=show
+        )
+        try:
+            for m in range(members):
+                gen = torch.Generator().manual_seed(int(seed) * 100_003 + m)
+                if self.diffusion is None:
+                    fine_n = self._generate(cond, gen, batch_size)
+                else:
+                    mean = self._generate(cond, None, batch_size) if mean is None else mean
+                    residual = self._sample_residual(mean, gen, batch_size)
+                    fine_n = mean + self.residual_scale * residual
+                fine = self.normalizer.inverse_transform(fine_n)
+                if calibrated:  # before the layer, which restores the block means it moved
+                    fine = self._calibrate_tensor(fine)
+                if self.conserve:
+                    fine = self._smooth_correction(fine, raw, w_t, self._periodic(), calibrated)
+                    fine = conserve_layer(fine, raw, self.factor, w_t, self.conserve)
+                outputs.append(fine)
+        finally:
+            self._bar.close()
+            self._bar = None
         out = torch.stack(outputs) if members > 1 else outputs[0]
         return self._to_fine_dataset(out, ds, members > 1, has_sample)
 
@@ -1166,6 +1187,8 @@ class Downscaler:
         chunks = []
         for start in range(0, n, batch):
             c = cond[start : start + batch]
+            if self._bar is not None:
+                self._bar.update(c.shape[0])
             s = None if static is None else static[None].expand(c.shape[0], -1, -1, -1)
             with torch.no_grad():
                 coarse_in, fine_in = family.inputs(c, s, gen)
@@ -1194,6 +1217,8 @@ class Downscaler:
         chunks = []
         for start in range(0, mean.shape[0], batch):
             mu = mean[start : start + batch].float()
+            if self._bar is not None:
+                self._bar.update(mu.shape[0])
             cond = (
                 mu
                 if static is None
@@ -1223,33 +1248,33 @@ class Downscaler:
             fine[v].attrs = dict(ds[v].attrs)
         return fine
 
-    def _provenance(self, out: xr.Dataset, ds: xr.Dataset, calibrated: bool = False):
-        old = str(ds.attrs.get("history", ""))
-        line = (
-            f"{utc_stamp()} climgen {climgen_version()}: Downscaler(factor={self.factor}, "
-            f"method={self.method!r}, conserve={self.conserve!r}).downscale"
-        )
-        out.attrs = dict(ds.attrs)
-        out.attrs.update(
-            {
-                "history": f"{line}\n{old}".strip(),
-                "climgen_version": climgen_version(),
-                "climgen_method": self.method,
-                "climgen_downscale_factor": self.factor,
-                "climgen_conservation": self.conserve or "none",
-            }
-        )
+    def _provenance(self, out: xr.Dataset, ds: xr.Dataset, calibrated: bool, seed: int):
+        """The output's own global attributes (:func:`~climgen.tasks._common.provenance_attrs`:
+        not the input's or the training data's)."""
+        calibration = None
         if calibrated:
             kinds = " then ".join(
                 dict.fromkeys(k for chain in self.calibration.stages.values() for k, _ in chain)
             )
-            out.attrs["climgen_spectral_calibration"] = (
+            calibration = (
                 f"linear spectral gain sqrt(P_fine/P_{self.method}) per {kinds} wavenumber, "
                 f"fitted on {self.calibration.n_fit} training fields, applied before the "
                 "conservation layer"
             )
-        if self.run_dir is not None:
-            out.attrs["climgen_run_dir"] = str(self.run_dir)
+        stochastic = self.spec.kind != "interpolation"
+        out.attrs = provenance_attrs(
+            ds.attrs,
+            f"Downscaler(factor={self.factor}, method={self.method!r}, "
+            f"conserve={self.conserve!r}).downscale",
+            method=self.method,
+            downscale_factor=self.factor,
+            conservation=self.conserve or "none",
+            calibrated=bool(calibrated),
+            spectral_calibration=calibration,
+            run_dir=None if self.run_dir is None else str(self.run_dir),
+            checkpoint_step=self.checkpoint_step,
+            seed=int(seed) if stochastic else None,
+        )
         return out
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -1322,6 +1347,7 @@ class Downscaler:
         )
         ds.sample_step = card.get("sample_step")
         ds.family = family
+        ds.checkpoint_step = int(ckpt.step)
         if corrdiff:
             ds.diffusion, dckpt = load_family(run_dir / "diffusion", which=which, ema=ema)
             ds.residual_scale = float(dckpt.card["residual_scale"])

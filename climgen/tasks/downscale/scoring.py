@@ -46,13 +46,13 @@ from climgen.errors import ClimgenInputError
 from climgen.metrics import (
     block_mean_error,
     crps_fair,
+    high_k_error,
+    mean_spectrum,
     quantile_errors,
     rmse,
     wasserstein1,
 )
 from climgen.report.downscale_page import (
-    high_k_error,
-    mean_spectrum,
     on_truth_grid,
     write_downscale_page,
 )

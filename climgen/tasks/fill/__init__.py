@@ -1,6 +1,7 @@
 """Gap filling: complete fields observed on a partial coverage mask.
 
 - :mod:`~climgen.tasks.fill.infiller` — :class:`Infiller` (fit, fill, save/load), all methods;
+- :mod:`~climgen.tasks.fill.methods` — the registry of fill methods (:func:`get_method`);
 - :mod:`~climgen.tasks.fill.baselines` — nearest neighbour, zonal mean, kriging, CRPS;
 - :mod:`~climgen.tasks.fill.oi` — optimal interpolation with a fitted Gaussian field model;
 - :mod:`~climgen.tasks.fill.masks` — synthetic and observed coverage masks, pairing;
@@ -15,5 +16,6 @@ from climgen.tasks.fill.cross_validation import __all__ as _cv_all
 from climgen.tasks.fill.infiller import *  # noqa: F403
 from climgen.tasks.fill.infiller import BASELINES, NETWORKS, OI  # noqa: F401
 from climgen.tasks.fill.infiller import __all__ as _infiller_all
+from climgen.tasks.fill.methods import FillMethod, get_method, register_fill_method  # noqa: F401
 
 __all__ = [*_infiller_all, *_cv_all]

@@ -70,19 +70,20 @@ from climgen.tasks._common import (
     default_run_dir,
     sample_step,
 )
-from climgen.tasks.fill.baselines import (
-    BASELINES,
-    fill_kriging,
-    fill_nearest,
-    fill_zonal_mean,
-)
+from climgen.tasks.fill.baselines import BASELINES
 from climgen.tasks.fill.masks import (
     canonical_mask_array,
     pair_masks,
     roll_longitude,
     synthetic_masks,
 )
+from climgen.tasks.fill.methods import (
+    FillRequest,
+    available_fill_methods,
+    get_method,
+)
 from climgen.tasks.fill.oi import GaussianFieldModel
+from climgen.tasks.fill.oi_reduced import DEFAULT_RANK, fit_field_model, load_field_model
 from climgen.tasks.fill.prepare import day_positions, observation_kind, to_run_grid
 from climgen.train import TrainConfig, Trainer, load_family
 
@@ -95,12 +96,6 @@ FILL_METHODS = (*NETWORKS, OI, *BASELINES)
 _TEMPLATE, _NORMALIZER, _AUX, _SETTINGS = "template.nc", "normalizer.json", "aux.nc", "fill.json"
 _OI_MODEL = "gaussian.npz"
 CLIMATOLOGY = "climatology.nc"  # a run trained on anomalies: the climatology they are from
-_OI_OPTIONS = {"nugget", "hemispheric"}
-
-
-def available_fill_methods() -> list[str]:
-    """Names accepted by ``Infiller(method=...)``."""
-    return list(FILL_METHODS)
 
 
 def _pick_variable(ds: xr.Dataset, variable: str | None, time_dim: str) -> str:
@@ -283,7 +278,11 @@ class Infiller:
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
         options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
         chosen by held-out likelihood, :mod:`climgen.tasks.fill.oi`; ``hemispheric``:
-        also learn from every field mirrored about the equator, default False).
+        also learn from every field mirrored about the equator, default False; ``solver``:
+        ``"dense"`` (the exact N × N covariance), ``"reduced"`` (the leading ``rank`` EOFs plus
+        a diagonal, solved by Woodbury identities: any grid size,
+        :mod:`climgen.tasks.fill.oi_reduced`) or ``"auto"`` (default: dense up to 20,000
+        cells); ``rank``: EOFs kept by the reduced solver, default 200).
 
     Example
     -------
@@ -311,15 +310,8 @@ class Infiller:
         prior_options: dict | None = None,
         **options,
     ):
-        if method not in FILL_METHODS:
-            raise ClimgenInputError(
-                f"unknown fill method {method!r}; choose one of {', '.join(FILL_METHODS)}"
-            )
-        if method in BASELINES or method == OI:
-            allowed = {
-                "kriging": {"max_fit_points", "nu", "seed", "blas_threads"},
-                OI: _OI_OPTIONS,
-            }.get(method, set())
+        allowed = get_method(method).options  # an unknown name raises, listing the known
+        if allowed is not None:
             unknown = sorted(set(options) - allowed)
             if unknown:
                 raise ClimgenInputError(
@@ -354,10 +346,10 @@ class Infiller:
                 f"for method {method!r}"
             )
         self.prior, self.prior_options = prior, dict(prior_options or {})
-        unknown = sorted(set(self.prior_options) - _OI_OPTIONS)
+        unknown = sorted(set(self.prior_options) - get_method(OI).options)
         if unknown:
             raise ClimgenInputError(
-                f"prior_options {unknown} unknown; valid: {sorted(_OI_OPTIONS)}"
+                f"prior_options {unknown} unknown; valid: {sorted(get_method(OI).options)}"
             )
         self.context = context if method in TRAINED else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
@@ -514,8 +506,10 @@ class Infiller:
             raise ClimgenInputError(
                 f"hemispheric=True needs a lat/lon grid; '{self.variable}' is {grid.shape_name}"
             )
-        self.gaussian = GaussianFieldModel.fit(
+        self.gaussian = fit_field_model(
             values,
+            solver=options.get("solver", "auto"),
+            rank=options.get("rank", DEFAULT_RANK),
             zonal=self.roll_fields,
             hemispheric=hemispheric,
             nugget=options.get("nugget", "auto"),
@@ -654,33 +648,15 @@ class Infiller:
         gappy = np.where(keep, base, np.nan).astype(np.float64)
         lat = canon[grid.y_dim].values if grid.y_dim in canon.coords else None
         lon = canon[grid.x_dim].values if grid.x_dim in canon.coords else None
-        if self.method in ("nearest", "kriging") and (grid.kind != "latlon" or lat is None):
+        method = get_method(self.method)
+        if method.needs_latlon and (grid.kind != "latlon" or lat is None):
             raise ClimgenInputError(
                 f"method {self.method!r} needs a lat/lon grid with coordinates; '{var}' is "
                 f"{grid.shape_name}"
             )
-        spread = ensemble = None
-        info: dict = {"seed": int(seed)}
-        chosen = gappy[targets]
-        if self.method == "nearest":
-            mean, _ = fill_nearest(chosen, lat, lon)
-        elif self.method == "zonal-mean":
-            lat_w = lat if lat is not None else np.zeros(gappy.shape[-2])
-            mean, _ = fill_zonal_mean(chosen, lat_w, climatology=self._climatology_for(gappy))
-        elif self.method == "kriging":
-            mean, spread, kernels = fill_kriging(
-                chosen, lat, lon, **{"progress": progress, **self.options}
-            )
-            info["kernels"] = kernels
-        elif self.method == OI:
-            mean, spread, ensemble = self._fill_gaussian(
-                gappy, keep, members, seed, targets, progress
-            )
-            info["nugget"] = self.gaussian.nugget
-        else:
-            mean, spread, ensemble = self._fill_network(
-                gappy, keep, members, seed, batch_size, targets, progress
-            )
+        request = FillRequest(gappy, keep, targets, lat, lon, members, seed, batch_size, progress)
+        mean, spread, ensemble, method_info = method.fill(self, request)
+        info: dict = {"seed": int(seed), **method_info}
         raw, keep, base = raw[targets], keep[targets], base[targets]
         out_dtype = raw.dtype if raw.dtype.kind == "f" else np.float64
         filled = np.where(keep, base, mean.astype(out_dtype))  # observed cells: the input's bits
@@ -691,7 +667,9 @@ class Infiller:
             ensemble = np.where(keep[None], base[None], ensemble.astype(out_dtype))
         extra = {}
         if kind is not None:
-            absolute = np.where(keep, raw, (filled + clim).astype(out_dtype))
+            absolute = (filled + clim).astype(out_dtype)
+            if kind == "absolute":  # observed cells: the input's bits
+                absolute = np.where(keep, raw, absolute)
             info["values"] = kind
             if kind == "absolute":
                 extra[f"{var}_anomaly"] = (filled, "anomaly from the run's climatology")
@@ -763,7 +741,7 @@ class Infiller:
             stats = (self.normalizer.center[self.variable], self.normalizer.scale[self.variable])
         elif self.gaussian is not None:
             g = self.gaussian
-            stats = (float(g.mean.mean()), float(np.sqrt(np.mean(np.diag(g.covariance)))))
+            stats = (float(g.mean.mean()), float(np.sqrt(np.mean(g.variance))))
         if stats is not None:
             values = np.asarray(canon.values, dtype=np.float64)
             finite = values[np.isfinite(values)]
@@ -1020,7 +998,9 @@ class Infiller:
             "sample_step": self.sample_step,
         }
         if self.method == OI:
-            settings["options"] = {k: self.options[k] for k in _OI_OPTIONS if k in self.options}
+            settings["options"] = {
+                k: self.options[k] for k in get_method(OI).options if k in self.options
+            }
         if self.prior is not None:
             settings.update(prior=self.prior, prior_options=self.prior_options)
         if self.gaussian is not None:
@@ -1060,7 +1040,7 @@ class Infiller:
         inf.units = settings.get("units")
         inf.sample_step = settings.get("sample_step")
         if (run_dir / _OI_MODEL).exists():
-            inf.gaussian = GaussianFieldModel.load(run_dir / _OI_MODEL)
+            inf.gaussian = load_field_model(run_dir / _OI_MODEL)
         if inf.method != OI:
             inf.family, ckpt = load_family(run_dir, which=which, ema=ema)
             inf.checkpoint_step = int(ckpt.step)

@@ -287,9 +287,19 @@ class GaussianFieldModel:
         return a[first][:, cells_a].T @ a[second][:, cells_b] / len(a)
 
     @property
+    def variance(self) -> np.ndarray:
+        """diag C (N,), without building the dense covariance."""
+        if self._cov is not None:
+            return np.diag(self._cov).copy()
+        if self.anomalies is not None:
+            return np.einsum("tn,tn->n", self.anomalies, self.anomalies) / len(self.anomalies)
+        h, w = self.shape
+        return np.repeat(np.diagonal(self.cross_cov[0][:, :, 0]), w)
+
+    @property
     def tau2(self) -> float:
         """The nugget τ² in the field's units squared."""
-        return self.nugget * float(np.mean(np.diag(self.covariance)))
+        return self.nugget * float(np.mean(self.variance))
 
     # -- conditioning ----------------------------------------------------------------------
     def _solve_parts(self, observed: np.ndarray):

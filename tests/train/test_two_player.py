@@ -7,7 +7,7 @@ import torch
 
 from climgen.errors import ClimgenInputError
 from climgen.families.base import OptimizerSpec
-from climgen.families.gan.optim import (
+from climgen.train.two_player import (
     TWO_PLAYER_OPTIMIZERS,
     CompetitiveGradientDescent,
     ExtraAdam,

@@ -12,9 +12,10 @@ diverges even on the bilinear game min_x max_y x·y, while these methods converg
   descent*): the Nash equilibrium of the local bilinear approximation of the game, solved with
   conjugate gradients on Hessian-vector products from autograd.
 
-:data:`TWO_PLAYER_OPTIMIZERS` maps the trainer's ``OptimizerSpec.kind`` names to factories
-``factory(spec) -> torch.optim.Optimizer`` for the trainer's optimiser registry (the trainer
-reads this dict: families may not import ``climgen.train``).
+:data:`TWO_PLAYER_OPTIMIZERS` maps ``OptimizerSpec.kind`` names to factories
+``factory(spec) -> torch.optim.Optimizer``; they are built into the trainer's optimiser
+registry (:func:`climgen.train.context.build_optimizer`), so a family names them by kind
+(e.g. "optimistic-adam", "extragradient") without importing ``climgen.train``.
 """
 
 from __future__ import annotations
