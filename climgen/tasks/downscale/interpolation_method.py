@@ -14,6 +14,7 @@ import torch
 import xarray as xr
 
 from climgen.data.grids import detect_grid, to_canonical
+from climgen.data.io import load_run_file
 from climgen.errors import ClimgenInputError
 from climgen.families.superres import conserve as conserve_layer
 from climgen.tasks._common import field_variables
@@ -54,7 +55,7 @@ class InterpolationMethod:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ClimgenInputError(f"{run_dir / BASELINE}: not a baseline card ({exc})") from exc
-        down.fine_template = xr.load_dataset(run_dir / FINE_TEMPLATE, engine="netcdf4")
+        down.fine_template = load_run_file(run_dir / FINE_TEMPLATE)
         down.run_dir = run_dir
         down._load_calibration()
         return down

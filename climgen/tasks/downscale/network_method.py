@@ -14,7 +14,7 @@ import xarray as xr
 
 from climgen.data.dataset import FieldDataset, to_xarray
 from climgen.data.grids import detect_grid, to_canonical
-from climgen.data.io import as_dataset, write_fields
+from climgen.data.io import as_dataset, load_run_file, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
@@ -80,11 +80,11 @@ class NetworkMethod:
             ds.diffusion, dckpt = load_family(run_dir / "diffusion", which=which, ema=ema)
             ds.residual_scale = float(dckpt.card["residual_scale"])
         ds.normalizer = Normalizer.from_state_dict(card["normalizer"])
-        ds.fine_template = xr.load_dataset(run_dir / FINE_TEMPLATE, engine="netcdf4")
-        ds.coarse_template = xr.load_dataset(run_dir / COARSE_TEMPLATE, engine="netcdf4")
+        ds.fine_template = load_run_file(run_dir / FINE_TEMPLATE)
+        ds.coarse_template = load_run_file(run_dir / COARSE_TEMPLATE)
         state = card.get("static")
         if state:
-            static = xr.load_dataset(run_dir / STATIC, engine="netcdf4")
+            static = load_run_file(run_dir / STATIC)
             ds.static = static
             ds.static_tensor = torch.as_tensor(
                 np.stack(

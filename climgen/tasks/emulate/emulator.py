@@ -31,7 +31,7 @@ import torch
 import xarray as xr
 
 from climgen.data.dataset import FieldDataset, to_xarray
-from climgen.data.io import as_dataset, write_fields
+from climgen.data.io import as_dataset, load_run_file, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import (
@@ -288,7 +288,7 @@ class Emulator:
         em.family = family
         em.family_options = dict(card.get("config", {}))
         em.normalizer = Normalizer.from_state_dict(card["normalizer"])
-        em.template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
+        em.template = load_run_file(run_dir / _TEMPLATE)
         em.run_dir = run_dir
         em.checkpoint_step = int(ckpt.step)
         if (run_dir / _CALIBRATION).exists():

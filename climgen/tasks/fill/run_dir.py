@@ -10,7 +10,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from climgen.data.io import write_fields
+from climgen.data.io import load_run_file, write_fields
 from climgen.data.masks import load_mask
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
@@ -99,12 +99,12 @@ def load_infiller(
         inf.family, ckpt = load_family(run_dir, which=which, ema=ema)
         inf.checkpoint_step = int(ckpt.step)
         inf.normalizer = Normalizer.from_json(run_dir / _NORMALIZER)
-    template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
+    template = load_run_file(run_dir / _TEMPLATE)
     inf.template = template[settings["variable"]]
     if (run_dir / _AUX).exists():
-        inf.aux = xr.load_dataset(run_dir / _AUX, engine="netcdf4")["aux"].values
+        inf.aux = load_run_file(run_dir / _AUX)["aux"].values
     if (run_dir / CLIMATOLOGY).exists():
-        clim = xr.load_dataset(run_dir / CLIMATOLOGY, engine="netcdf4")
+        clim = load_run_file(run_dir / CLIMATOLOGY)
         inf.anomaly_climatology = clim[list(clim.data_vars)[0]]
     inf.run_dir = run_dir
     return inf
