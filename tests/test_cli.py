@@ -242,6 +242,28 @@ def test_one_module_per_subcommand_and_one_dispatch():
         assert f"``{name}" in cli.__doc__
 
 
+def test_every_subcommand_has_quiet(tmp_path, capsys):
+    """-q everywhere; with it, downscale prints the output path and nothing else."""
+    import climgen.cli as cli
+
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():
+        flags = {s for a in parser._actions for s in a.option_strings}
+        if name == "data":  # its solvers are subcommands of their own
+            inner = next(a for a in parser._actions if a.dest and a.choices)
+            flags = set.intersection(
+                *({s for a in p._actions for s in a.option_strings} for p in inner.choices.values())
+            )
+        assert {"-q", "--quiet"} <= flags, name
+    coarse = grf_dataarray(2, 8, 16, kind="latlon", name="tas", units="K")
+    coarse.to_dataset().to_netcdf(tmp_path / "c.nc")
+    out = tmp_path / "f.nc"
+    argv = ["downscale", "bicubic", str(tmp_path / "c.nc"), "-o", str(out), "--factor", "2"]
+    assert main([*argv, "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out) and captured.err == ""
+
+
 def test_training_stopped_by_a_signal_exits_128_plus_signum(monkeypatch, capsys):
     """The dispatch turns TrainingInterrupted into the shell's exit status; other errors
     (bugs) keep their traceback."""

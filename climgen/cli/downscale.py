@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from climgen.cli._argtypes import positive_int
+from climgen.cli._argtypes import add_quiet, positive_int
 from climgen.cli._output import add_overwrite, check_output
 from climgen.errors import ClimgenInputError
 
@@ -40,6 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_quiet(p, help="no progress bar")
     p.add_argument(
         "run_dir",
         metavar="RUN_DIR",
@@ -156,7 +157,13 @@ def run(args) -> int:
             )
         model.back_projection = back if back == "covariance" else int(back)
     calibrated = False if getattr(args, "no_calibration", False) else None
-    out = model.downscale(args.coarse, members=args.members, seed=args.seed, calibrated=calibrated)
+    out = model.downscale(
+        args.coarse,
+        members=args.members,
+        seed=args.seed,
+        calibrated=calibrated,
+        progress=not args.quiet,
+    )
     path = write_fields(out, args.output)
     print(path)
     if args.report is not None:

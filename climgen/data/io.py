@@ -29,7 +29,14 @@ import xarray as xr
 
 from climgen.errors import ClimgenInputError
 
-__all__ = ["open_fields", "as_dataset", "write_fields", "select_variables", "climgen_version"]
+__all__ = [
+    "open_fields",
+    "as_dataset",
+    "write_fields",
+    "select_variables",
+    "climgen_version",
+    "load_run_file",
+]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _CLASSIC_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
@@ -144,24 +151,45 @@ def select_variables(
 ) -> xr.Dataset:
     """Return a Dataset holding only ``variables`` (all data variables when ``None``).
 
-    Raises :class:`ClimgenInputError` naming each missing variable and listing those available.
+    Raises :class:`ClimgenInputError` naming each missing variable and listing those available,
+    or a variable of two or more dims that holds text instead of numbers.
     """
     if isinstance(ds, xr.DataArray):
         ds = ds.to_dataset(name=ds.name or "field")
-    if variables is None:
-        return ds
-    names = [variables] if isinstance(variables, str) else list(variables)
-    missing = [v for v in names if v not in ds.data_vars]
-    if missing:
-        where = f" in '{source}'" if source else ""
-        raise ClimgenInputError(
-            f"variable(s) {missing} not found{where}; available: {sorted(map(str, ds.data_vars))}"
-        )
-    return ds[names]
+    where = f" in '{source}'" if source else ""
+    if variables is not None:
+        names = [variables] if isinstance(variables, str) else list(variables)
+        missing = [v for v in names if v not in ds.data_vars]
+        if missing:
+            raise ClimgenInputError(
+                f"variable(s) {missing} not found{where}; available: "
+                f"{sorted(map(str, ds.data_vars))}"
+            )
+        ds = ds[names]
+    for name, var in ds.data_vars.items():
+        # Text where a field belongs (wrong dtype); 1-byte char arrays are netCDF strings.
+        text = var.dtype.kind in "UO" or (var.dtype.kind == "S" and var.dtype.itemsize > 1)
+        if text and var.ndim >= 2:
+            raise ClimgenInputError(
+                f"variable '{name}'{where} holds text (dtype {var.dtype}), not numbers; "
+                "climgen reads numeric fields"
+            )
+    return ds
 
 
 def _open_error(path: str, exc: Exception) -> ClimgenInputError:
     return ClimgenInputError(f"cannot read '{path}': the file is corrupt or unreadable ({exc})")
+
+
+def load_run_file(path: str | os.PathLike) -> xr.Dataset:
+    """Read a small netCDF file of a run directory (a template, statics, a climatology) into
+    memory; a missing, empty, truncated or corrupt file is one error naming it."""
+    path = Path(path)
+    _check_netcdf_file(path)
+    try:
+        return xr.load_dataset(path, engine="netcdf4")
+    except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError, ValueError, ...
+        raise _open_error(str(path), exc) from None
 
 
 def open_fields(

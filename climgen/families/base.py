@@ -137,8 +137,16 @@ def _stored(value, annotation: str):
 
 def _check_number(family: str, name: str, value, annotation: str) -> None:
     """A ``float`` option must hold a real number (a learning rate ``lr``/``lr_*`` a finite
-    one > 0), else one error naming the option: text or a negative rate in a recipe would
-    otherwise surface as a traceback from the optimiser."""
+    one > 0), an ``int`` option (or ``int | None`` other than None) an integer ≥ 0 (sizes,
+    counts, steps), else one error naming the option: text or a negative size in a recipe
+    would otherwise surface as a traceback from torch."""
+    if annotation in ("int", "int | None") and not (annotation != "int" and value is None):
+        integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not integer or value < 0:
+            raise ClimgenInputError(
+                f"{family} option '{name}' must be an integer ≥ 0, got {value!r}"
+            )
+        return
     if annotation != "float":
         return
     number = isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -21,9 +21,16 @@ __all__ = [
     "train_config",
     "default_run_dir",
     "build_seeded",
+    "provenance_attrs",
+    "keep_input_layout",
     "sample_step",
     "check_neighbours",
 ]
+
+# Global attributes a generated file keeps from its input: the CF descriptive ones. Everything
+# else (``source``, a simulation's diagnostics such as Nu_vol_mean, packing, status, …)
+# describes how the input was made, not the generated fields.
+_KEPT_GLOBAL_ATTRS = ("Conventions", "title", "institution", "references")
 
 
 def utc_stamp() -> str:
@@ -79,6 +86,59 @@ def build_seeded(seed: int, name: str, **options):
     global RNG state, so two runs of one recipe are identical from step 0."""
     with seeded(seed):
         return build_family(name, **options)
+
+
+def provenance_attrs(input_attrs: dict, history: str, **fields) -> dict:
+    """Global attributes of a file climgen generated (samples, fills, downscaled fields).
+
+    Only the CF descriptive attributes (``Conventions``, ``title``, ``institution``,
+    ``references``) are kept from ``input_attrs``: the others describe how those data were
+    made (``source``, a solver's diagnostics), not the generated ones; ``history`` gets the
+    line ``history`` (prefixed with the UTC time and climgen's version) on top of the
+    input's; ``fields`` become ``climgen_<name>`` attributes (None values are left out,
+    booleans written as "true"/"false" — netCDF has no boolean attributes).
+    """
+    from climgen.data.io import climgen_version
+
+    attrs = {k: input_attrs[k] for k in _KEPT_GLOBAL_ATTRS if k in input_attrs}
+    line = f"{utc_stamp()} climgen {climgen_version()}: {history}"
+    old = str(input_attrs.get("history", ""))
+    attrs["history"] = f"{line}\n{old}".strip()
+    attrs["climgen_version"] = climgen_version()
+    for name, value in fields.items():
+        if value is None:
+            continue
+        attrs[f"climgen_{name}"] = (
+            ("true" if value else "false") if isinstance(value, bool) else value
+        )
+    return attrs
+
+
+def keep_input_layout(out: xr.Dataset, like: xr.Dataset | xr.DataArray) -> xr.Dataset:
+    """``out`` (a field on another lat/lon grid than ``like``) in ``like``'s layout: the
+    longitude convention ([−180, 180) when ``like``'s longitudes go negative, else
+    [0, 360)) and the direction of both axes. Bounds variables along longitude move with
+    their cells. Other grids are returned unchanged."""
+    ref = like if isinstance(like, xr.DataArray) else like[field_variables(like)[0]]
+    grid = detect_grid(ref)
+    y, x = grid.spatial_dims
+    if grid.kind != "latlon" or x not in ref.coords or x not in out.coords:
+        return out
+    lon_in = np.asarray(ref[x].values, dtype=np.float64)
+    lon = np.asarray(out[x].values, dtype=np.float64)
+    wrapped = (lon + 180.0) % 360.0 - 180.0 if lon_in.min() < 0 else lon % 360.0
+    if not np.array_equal(wrapped, lon):
+        shift = xr.DataArray(wrapped - lon, dims=(x,))
+        for name in list(out.coords):
+            if name != x and x in out[name].dims:  # e.g. lon_bnds (lon, nv)
+                out = out.assign_coords({name: out[name] + shift})
+        out = out.assign_coords({x: (x, wrapped, out[x].attrs)})
+    if lon_in.size > 1:
+        out = out.sortby(x, ascending=bool(lon_in[-1] >= lon_in[0]))
+    if y in ref.coords and y in out.coords and ref.sizes[y] > 1:
+        lat_in = np.asarray(ref[y].values)
+        out = out.sortby(y, ascending=bool(lat_in[-1] >= lat_in[0]))
+    return out
 
 
 def _sample_numbers(coord) -> tuple[np.ndarray | None, bool]:

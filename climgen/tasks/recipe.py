@@ -274,6 +274,10 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     _check_keys("evaluate", evaluate, types, where)
     for k in evaluate:
         _expect(evaluate[k], types[k], f"evaluate.{k}", where)
+        if types[k] is int and evaluate[k] < 0:  # counts, seeds, indices: checked before
+            raise ClimgenInputError(  # training, not when the report is made
+                f"{where}: 'evaluate.{k}' must be an integer ≥ 0, got {evaluate[k]!r}"
+            )
 
     make_data = raw.get("make_data") or []
     make_data = [make_data] if isinstance(make_data, str) else make_data

@@ -291,6 +291,40 @@ def test_regression_output_grid_and_reload(trained_regression, tmp_path):
     assert single["tas"].dims == ("lat", "lon")
 
 
+def _to_180(da):
+    """``da`` with longitudes in [−180, 180), ascending (the same fields, rolled)."""
+    return da.assign_coords(lon=(da.lon + 180.0) % 360.0 - 180.0).sortby("lon")
+
+
+def test_output_keeps_the_input_longitude_convention_and_own_provenance(trained_regression):
+    down, da = trained_regression
+    coarse = down.coarsen(da.isel(time=slice(0, 2)))
+    coarse.attrs.update(Nu_vol_mean=3.1, packing="zlib", status="ok", title="tas")
+    ref = down.downscale(coarse)  # 0…360 in, 0…360 out
+    out = down.downscale(_to_180(coarse), seed=3)
+    lon = out.lon.values
+    assert lon.min() >= -180 and lon.max() < 180 and np.all(np.diff(lon) > 0)
+    xr.testing.assert_allclose(out["tas"], _to_180(ref["tas"]), atol=1e-4, rtol=0)
+    assert not {"Nu_vol_mean", "packing", "status"} & set(out.attrs)
+    assert out.attrs["title"] == "tas" and out.attrs["climgen_run_dir"] == str(down.run_dir)
+    assert out.attrs["climgen_checkpoint_step"] == 15 and out.attrs["climgen_seed"] == 3
+    assert out.attrs["climgen_calibrated"] == "false"
+    # an interpolation baseline on a grid whose first longitude is −180 (cell centre)
+    edge = xr.DataArray(
+        np.random.default_rng(0).standard_normal((1, 8, 16)),
+        dims=("time", "lat", "lon"),
+        coords={"lat": -90 + 22.5 * (np.arange(8) + 0.5), "lon": -180.0 + 22.5 * np.arange(16)},
+        name="tas",
+    )
+    fine = Downscaler(4, "bicubic").downscale(edge)
+    lon = fine.lon.values
+    assert lon.min() >= -180 and lon.max() < 180 and np.all(np.diff(lon) > 0)
+    shifted = Downscaler(4, "bicubic").downscale(
+        edge.assign_coords(lon=edge.lon % 360).sortby("lon")
+    )
+    xr.testing.assert_allclose(fine["tas"], _to_180(shifted["tas"]), atol=1e-10)
+
+
 def test_tiled_inference_equals_untiled(trained_regression):
     down, da = trained_regression
     coarse = down.coarsen(da.isel(time=slice(0, 2)))
@@ -454,7 +488,7 @@ def test_augmented_pairs_are_consistent_and_cover_the_symmetries():
     (never along the bounded one) and mirrored in y or not, with the coarse input its exact
     block means; over many draws every shift and both mirrors occur."""
     from climgen.data.coarsen import coarsen_tensor
-    from climgen.tasks.downscale.downscaler import _PairDataset
+    from climgen.tasks.downscale.pairs import PairDataset
 
     torch.manual_seed(0)
     field = torch.randn(1, 1, 8, 16)
@@ -468,9 +502,7 @@ def test_augmented_pairs_are_consistent_and_cover_the_symmetries():
         def __getitem__(self, i):
             return field[i]
 
-    pairs = _PairDataset(
-        Fields(), 4, weights, periodic=(False, True), augment=("shift", "mirror-y")
-    )
+    pairs = PairDataset(Fields(), 4, weights, periodic=(False, True), augment=("shift", "mirror-y"))
     seen = set()
     for _ in range(200):
         item = pairs[0]
@@ -517,7 +549,7 @@ def test_augment_is_recorded_and_bad_uses_are_named(tmp_path, grf_split):
 
 
 def test_context_indices_clamp_at_the_series_ends():
-    from climgen.tasks.downscale.downscaler import context_indices
+    from climgen.tasks.downscale.pairs import context_indices
 
     assert context_indices(5, 10, 2) == [5, 3, 4, 6, 7]
     assert context_indices(0, 10, 2) == [0, 0, 0, 1, 2]
@@ -530,7 +562,7 @@ def test_context_inputs_are_the_neighbours_coarse_fields(tmp_path):
     augmentation transform), and at downscale time a net that can only see the neighbours
     uses them: a field's fine answer changes when only its neighbour changes."""
     from climgen.data.coarsen import coarsen_tensor
-    from climgen.tasks.downscale.downscaler import _PairDataset
+    from climgen.tasks.downscale.pairs import PairDataset
 
     torch.manual_seed(0)
     fields = torch.randn(6, 1, 8, 16)
@@ -542,7 +574,7 @@ def test_context_inputs_are_the_neighbours_coarse_fields(tmp_path):
         def __getitem__(self, i):
             return fields[i]
 
-    pairs = _PairDataset(Fields(), 4, None, periodic=(False, True), augment=("shift",), context=1)
+    pairs = PairDataset(Fields(), 4, None, periodic=(False, True), augment=("shift",), context=1)
     for i in (0, 3, 5):
         item = pairs[i]
         assert item["cond"].shape == (3, 2, 4)

@@ -41,6 +41,7 @@ def _latlon_dataset(n=48):
 
 def test_emulator_keeps_grid_coords_and_attrs(tmp_path):
     ds = _latlon_dataset()
+    ds.attrs.update(Nu_vol_mean=3.1, packing="zlib", status="converged")  # the solver's own
     em = Emulator("vae", latent_dim=4, base_channels=4).fit(
         ds, run_dir=tmp_path / "run", max_steps=4, batch_size=8, progress=False
     )
@@ -52,6 +53,11 @@ def test_emulator_keeps_grid_coords_and_attrs(tmp_path):
     assert out["tas"].attrs["units"] == "K" and out["pr"].attrs["units"] == "kg m-2 s-1"
     assert out.attrs["climgen_model"] == "vae" and "Emulator(vae)" in out.attrs["history"]
     assert "made by a test" in out.attrs["history"]
+    # the samples carry their own provenance, not the training file's global attributes
+    assert not {"Nu_vol_mean", "packing", "status"} & set(out.attrs)
+    assert out.attrs["climgen_checkpoint_step"] == 4 and out.attrs["climgen_seed"] == 0
+    assert out.attrs["climgen_calibrated"] == "false"
+    assert out.attrs["climgen_run_dir"] == str(tmp_path / "run")
     # De-normalised: values near the data's scale, not unit-normal.
     assert abs(float(out["tas"].mean()) - 280.0) < 5.0
 

@@ -224,6 +224,12 @@ def test_fill_recipe_trains_reports_and_the_run_dir_fills(tmp_path, capsys):
     filled = xr.load_dataset(tmp_path / "filled.nc")
     assert np.isfinite(filled.tas.values).all()
     assert filled.attrs["climgen_fill_method"] == "partialconv"
+    # anomalies in (recognised as such), absolute values out too: anomaly + climatology
+    clim = xr.load_dataset(run / "climatology.nc")["tas_climatology"]
+    assert filled.attrs["climgen_fill_values"].startswith("anomalies")
+    np.testing.assert_allclose(
+        filled.tas_absolute.values, filled.tas.values + clim.values[None], atol=1e-5
+    )
     assert (tmp_path / "page" / "index.html").exists()
     assert "index.html" in capsys.readouterr().out
 
@@ -311,3 +317,26 @@ def test_cli_fills_absolute_observations_on_another_grid_with_the_runs_climatolo
     by_hand.attrs, by_hand.name = dict(series.attrs), "tas"
     expected = loaded.fill(by_hand, members=16, values="anomalies", at=[1])
     np.testing.assert_allclose(out.tas_anomaly.values, expected.tas.values, atol=1e-4)
+
+
+def test_fill_recipe_trains_on_all_days_and_cross_validates_on_another_file(tmp_path):
+    from climgen.tasks.recipe import load_recipe, run_recipe
+
+    recipe_path, series = _write_recipe(tmp_path, method="optimal-interpolation", options="{}")
+    other = grf_dataarray(6, 8, 16, kind="latlon", slope=-4.0, seed=9, name="tas", units="K")
+    other.to_dataset().to_netcdf(tmp_path / "other_run.nc")
+    text = recipe_path.read_text().replace("  train_fraction: 0.8\n", "  held_out: other_run.nc\n")
+    recipe_path.write_text(text)
+    infiller, scores = run_recipe(load_recipe(recipe_path), progress=False)
+    assert infiller.gaussian is not None
+    # every one of the 20 days trained; the 6 fields of the other file were scored
+    clim = xr.load_dataset(tmp_path / "run" / "climatology.nc")["tas_climatology"]
+    np.testing.assert_allclose(clim.values, series.mean("time").values, atol=1e-5)
+    assert scores["optimal-interpolation"]["n_hidden"] > 0
+    assert (
+        "6 held-out fields of other_run.nc"
+        in (tmp_path / "run" / "report" / "index.html").read_text()
+    )
+    recipe_path.write_text(text.replace("  held_out:", "  train_fraction: 0.8\n  held_out:"))
+    with pytest.raises(ClimgenInputError, match="held_out"):
+        run_recipe(load_recipe(recipe_path), progress=False)

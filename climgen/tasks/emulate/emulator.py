@@ -23,7 +23,6 @@ Example
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from pathlib import Path
 
@@ -32,10 +31,16 @@ import torch
 import xarray as xr
 
 from climgen.data.dataset import FieldDataset, to_xarray
-from climgen.data.io import as_dataset, climgen_version, write_fields
+from climgen.data.io import as_dataset, load_run_file, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
-from climgen.tasks._common import build_seeded, default_run_dir, train_config, zero_template
+from climgen.tasks._common import (
+    build_seeded,
+    default_run_dir,
+    provenance_attrs,
+    train_config,
+    zero_template,
+)
 from climgen.train import TrainConfig, Trainer, load_family
 from climgen.train.distributed import is_main_process
 
@@ -79,6 +84,7 @@ class Emulator:
         self.template: xr.Dataset | None = None
         self.run_dir: Path | None = None
         self.result = None
+        self.checkpoint_step: int | None = None
         self.calibration = None
 
     # -- training --------------------------------------------------------------------------
@@ -155,6 +161,7 @@ class Emulator:
         }
         trainer = Trainer(self.family, config, self.run_dir, callbacks=callbacks, card=card)
         self.result = trainer.fit(dataset, resume=resume)
+        self.checkpoint_step = int(self.result.step)
         self.family.eval()
         if trainer.ema is not None:
             # Sample with the averaged weights, as a reloaded emulator does.
@@ -246,19 +253,21 @@ class Emulator:
                     "calibrate_spectrum(training_data) first"
                 )
             out = self.calibration.apply(out)
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        history = f"{stamp} climgen {climgen_version()}: Emulator({self.family_name}).sample({n})"
-        old = self.template.attrs.get("history", "")
-        out.attrs.update(
-            {
-                "history": f"{history}\n{old}".strip(),
-                "climgen_version": climgen_version(),
-                "climgen_model": self.family_name,
-                "climgen_run_dir": str(self.run_dir),
-                "source": f"climgen {self.family_name} emulator trained on "
-                f"{self.template.attrs.get('title', 'unnamed data')}",
-            }
+        trained_on = self.template.attrs.get("title", "unnamed data")
+        calibration = {k: v for k, v in out.attrs.items() if k.startswith("climgen_spectral")}
+        out.attrs = provenance_attrs(
+            self.template.attrs,
+            f"Emulator({self.family_name}).sample({n})",
+            model=self.family_name,
+            run_dir=None if self.run_dir is None else str(self.run_dir),
+            checkpoint_step=self.checkpoint_step,
+            seed=seed if seed is not None else 0,
+            calibrated=bool(calibrated),
         )
+        # The training data's title names the data, not these samples of a model of them.
+        out.attrs["title"] = f"samples of a climgen {self.family_name} emulator"
+        out.attrs["source"] = f"climgen {self.family_name} emulator trained on {trained_on}"
+        out.attrs.update(calibration)  # what the calibration applied, if it did
         return out
 
     # -- persistence -----------------------------------------------------------------------
@@ -279,8 +288,9 @@ class Emulator:
         em.family = family
         em.family_options = dict(card.get("config", {}))
         em.normalizer = Normalizer.from_state_dict(card["normalizer"])
-        em.template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
+        em.template = load_run_file(run_dir / _TEMPLATE)
         em.run_dir = run_dir
+        em.checkpoint_step = int(ckpt.step)
         if (run_dir / _CALIBRATION).exists():
             from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 

@@ -41,6 +41,10 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
     (written to ``RUN_DIR/climatology.nc``); ``climgen fill RUN_DIR obs.nc`` then takes
     absolute observations (on any lat/lon grid: regridded to the run's), subtracts that
     climatology, fills, and writes anomalies and absolute values.
+``held_out``
+    file(s) of complete fields to cross-validate on instead of the last ``1 − train_fraction``
+    of ``paths`` (which then all train): e.g. train on every day of one run and score on
+    another run. Regridded like ``paths``; anomalies from the training climatology.
 ``validation_fraction``
     ensembles only (cvae; partialconv with ``reconstruction: crps``): this fraction of the
     training fields (the last ones) is kept out of training and fits the ensemble's spread
@@ -68,7 +72,15 @@ from climgen.tasks.recipe import (
 __all__ = ["run_fill_recipe", "check_fill_method", "FILL_DATA_KEYS", "FILL_EVALUATE_KEYS"]
 
 FILL_DATA_KEYS = frozenset(
-    {"masks", "mask_variable", "mask_pairing", "regrid", "anomalies", "validation_fraction"}
+    {
+        "masks",
+        "mask_variable",
+        "mask_pairing",
+        "regrid",
+        "anomalies",
+        "validation_fraction",
+        "held_out",
+    }
 )
 FILL_EVALUATE_KEYS = frozenset({"members", "seed", "max_fields", "kriging_points", "map_index"})
 _INFILLER_KEYS = {
@@ -180,6 +192,17 @@ def run_fill_recipe(
     if "masks" in data:
         masks = coverage_masks(data["masks"], variable=mask_variable, time_dim=sample_dim)
     train_ds, held_out = split_samples(da.to_dataset(name=var), data, source)
+    if "held_out" in data:
+        if held_out is not None:
+            raise ClimgenInputError(
+                f"{source}: data.held_out names the fields to cross-validate on; with it, "
+                "train on all of data.paths (leave train_fraction out or set it to 1)"
+            )
+        other = open_fields(data["held_out"], [var])
+        held = other[var].load()
+        if "regrid" in data:
+            held = regrid_bilinear(held, target)
+        held_out = held.to_dataset(name=var)
     train_da = train_ds[var]
     climatology = None
     if use_anomalies:
@@ -261,7 +284,8 @@ def run_fill_recipe(
         index=min(ev.get("map_index", 0), n_test - 1),
         title=f"Gap filling: {name} on held-out {var} ({Path(source).name})",
         notes=(
-            f"{n_test} held-out fields of {', '.join(Path(p).name for p in data['paths'])}"
+            f"{n_test} held-out fields of "
+            + ", ".join(Path(p).name for p in data.get("held_out") or data["paths"])
             + (" (anomalies from the training time mean)" if climatology is not None else "")
             + (
                 f", masks from {', '.join(Path(p).name for p in data['masks'])} ({pairing})"
@@ -285,7 +309,7 @@ register_recipe_task(
         check_model=check_fill_method,
         run=run_fill_recipe,
         data_keys=FILL_DATA_KEYS,
-        path_keys=("masks", "regrid"),
+        path_keys=("masks", "regrid", "held_out"),
         evaluate_keys=FILL_EVALUATE_KEYS,
         description="gap filling: train an infiller under coverage masks, cross-validate it",
     )

@@ -41,7 +41,7 @@ import xarray as xr
 
 from climgen.data.dataset import FieldDataset, to_xarray
 from climgen.data.grids import detect_grid, to_canonical
-from climgen.data.io import as_dataset, climgen_version, write_fields
+from climgen.data.io import as_dataset, climgen_version, load_run_file, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
@@ -483,7 +483,7 @@ class Translator:
                 f"{run_dir} is not a translation run directory (no {_TEMPLATE}); give the "
                 "directory that Translator.fit(..., run_dir=...) wrote"
             )
-        template = xr.load_dataset(run_dir / _TEMPLATE, engine="netcdf4")
+        template = load_run_file(run_dir / _TEMPLATE)
         if (run_dir / _QUANTILES).exists():
             tr = cls("quantile-mapping", variables=list(template.data_vars))
             with np.load(run_dir / _QUANTILES) as state:
