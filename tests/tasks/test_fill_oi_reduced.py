@@ -28,6 +28,9 @@ def _assert_same_conditional(dense, reduced, y, observed, scale):
     assert (draws[:, observed] == y[observed]).all()
     assert np.all(np.abs(draws.mean(0) - m_d)[hid] < 5 * s_d[hid] / np.sqrt(len(draws)))
     np.testing.assert_allclose(draws.var(0)[hid], s_d[hid] ** 2, rtol=0.1)
+    # the dense members carry the nugget at the hidden cells too (their variance is s_d²)
+    _, _, dense_draws = dense.condition(y, observed, members=4000, rng=4)
+    np.testing.assert_allclose(dense_draws.var(0)[hid], s_d[hid] ** 2, rtol=0.1)
 
 
 @pytest.mark.parametrize("zonal", [False, True])
