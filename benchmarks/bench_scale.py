@@ -18,6 +18,9 @@ Tasks.
 - ``bicubic-conserve``: ``Downscaler(4, "bicubic", conserve=True)``: ``--fields`` coarse
   fields (block means of the fine ones) back to the fine grid with exact block means.
 
+``--rank-sweep RANK ...`` instead compares the dense and the reduced OI (those ranks) on the
+72 × 72 HadCRUT-grid data of ``bench_fill.py`` (see :func:`_rank_sweep`).
+
 Reported per (task, size): CPU s and wall s per field filled/downscaled (fit excluded; the
 OI fit's CPU separately), peak RSS, and the log–log slope of CPU per field against the
 number of cells N (least squares over the sizes run): cost ∝ N^slope.
@@ -89,6 +92,60 @@ def _one(task: str, h: int, w: int, args) -> dict:
     return out
 
 
+def _rank_sweep(args) -> list[dict]:
+    """Dense vs reduced OI on the 72×72 HadCRUT-grid data of bench_fill.py (Held–Suarez
+    ``tas`` anomalies, zonal + hemispheric covariance, the dense model's auto nugget for
+    both): RMSE and Gaussian CRPS on the hidden cells of the first ``--fields`` held-out
+    days under the real masks, unweighted."""
+    from types import SimpleNamespace
+
+    from bench_fill import load_data
+
+    from climgen.data.grids import to_canonical
+    from climgen.tasks.fill.baselines import crps_gaussian
+    from climgen.tasks.fill.oi import GaussianFieldModel
+    from climgen.tasks.fill.oi_reduced import ReducedGaussianFieldModel
+
+    train, _, test, masks = load_data(SimpleNamespace(quick=False, n_test=args.fields))
+    x, xt = to_canonical(train)[0].values, to_canonical(test)[0].values
+    seen = to_canonical(masks)[0].values > 0
+    kw = {"zonal": True, "hemispheric": True}
+    dense = GaussianFieldModel.fit(x, **kw)
+    models = {"dense": dense}
+    for rank in args.rank_sweep:
+        rank = float(rank) if "." in rank else int(rank)
+        models[f"reduced {rank}"] = ReducedGaussianFieldModel.fit(
+            x, **kw, nugget=dense.nugget, rank=rank
+        )
+    rows = []
+    for label, model in models.items():
+        c0 = time.process_time()
+        sq, crps = [], []
+        for i in range(len(xt)):
+            m = seen[i % len(seen)]
+            mean, std, _ = model.condition(xt[i], m)
+            sq.append((mean - xt[i])[~m] ** 2)
+            crps.append(crps_gaussian(mean[~m], std[~m], xt[i][~m]))
+        rows.append(
+            {
+                "model": label,
+                "eofs": getattr(model, "rank", None),
+                "nugget": model.nugget,
+                "rmse": float(np.sqrt(np.mean(np.concatenate(sq)))),
+                "crps": float(np.mean(np.concatenate(crps))),
+                "cpu_s_per_field": (time.process_time() - c0) / len(xt),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def torch_threads_one() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _slope(rows: list[dict]) -> float | None:
     if len(rows) < 2:
         return None
@@ -111,6 +168,13 @@ def main() -> int:
     parser.add_argument("--members", type=int, default=8, help="OI members")
     parser.add_argument("--rank", type=int, default=64, help="OI EOFs kept")
     parser.add_argument("--nugget", type=float, default=1e-3, help="OI nugget (fixed)")
+    parser.add_argument(
+        "--rank-sweep",
+        nargs="+",
+        metavar="RANK",
+        help="instead: dense vs reduced OI (these ranks: ints or variance fractions) on the "
+        "72x72 data of bench_fill.py (needs ../shared/data)",
+    )
     parser.add_argument("--json", metavar="OUT", help="write the rows as JSON")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 small sizes")
     parser.add_argument("--one", nargs=3, metavar=("TASK", "H", "W"), help=argparse.SUPPRESS)
@@ -121,6 +185,12 @@ def main() -> int:
     args.tmp = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     if args.one:
         print(json.dumps(_one(args.one[0], int(args.one[1]), int(args.one[2]), args)))
+        return 0
+    if args.rank_sweep:
+        torch_threads_one()
+        rows = _rank_sweep(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
         return 0
     if args.quick:
         args.sizes, args.train, args.fields, args.members = ["20x40", "36x72"], 16, 2, 4
