@@ -77,6 +77,14 @@ def test_zonal_truncation_keeps_zonal_symmetry_and_cos_sin_pairs():
     assert model.rank in (5, 6)  # a cos/sin pair is kept or dropped whole
     total = ReducedGaussianFieldModel.fit(x, zonal=True, nugget=1e-2, rank=48)
     np.testing.assert_allclose(model.variance, total.variance, atol=1e-12)  # residual fills in
+    # a float rank keeps the fewest EOFs that explain that fraction of the variance
+    for zonal in (False, True):
+        fraction = ReducedGaussianFieldModel.fit(x, zonal=zonal, nugget=1e-2, rank=0.9)
+        explained = 1 - fraction.residual.sum() / fraction.variance.sum()
+        assert explained >= 0.9
+        drop = 2 if zonal and fraction.rank > 1 else 1
+        fewer = fraction.loadings[:, :-drop]
+        assert (fewer**2).sum() / fraction.variance.sum() < 0.9
 
 
 def test_reduced_solver_through_the_infiller_is_close_to_dense_and_reloads(tmp_path, monkeypatch):
