@@ -8,6 +8,7 @@
 - :mod:`~climgen.tasks.fill.run_dir` — the run directory: settings, ``load_infiller``;
 - :mod:`~climgen.tasks.fill.baselines` — nearest neighbour, zonal mean, kriging, CRPS;
 - :mod:`~climgen.tasks.fill.oi` — optimal interpolation with a fitted Gaussian field model;
+- :mod:`~climgen.tasks.fill.oi_reduced` — reduced-space (EOF + diagonal) OI for any grid size;
 - :mod:`~climgen.tasks.fill.masks` — synthetic and observed coverage masks, pairing;
 - :mod:`~climgen.tasks.fill.prepare` — regridding, anomalies, coverage masks from files;
 - :mod:`~climgen.tasks.fill.cross_validation` — scores on hidden observed points, spread
