@@ -12,6 +12,11 @@ structure functions, and for ≤ 1024 grid points D × D covariances, for the wh
 each atom). Differences from the in-memory report: W1, KS and the tail error come from the
 binned CDFs (error bounds returned under ``binning``); ``covariance_error`` is omitted above
 1024 grid points; the figures' sample maps and value PDFs show the first chunk only.
+
+With a ``distributed.Client`` the chunks are read and summarised on its workers (each task
+fills an evaluator from :meth:`~climgen.metrics.streaming.StreamingEvaluator.spawn`) and
+merged on the client in chunk order: every accumulator merges exactly, so the result is the
+one-process result.
 """
 
 from __future__ import annotations
