@@ -63,6 +63,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="evaluate N samples at a time in bounded memory (large sets; default: in memory)",
     )
     ev.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --chunk-size: summarise the chunks on the dask.distributed cluster at "
+        "ADDRESS (e.g. tcp://host:8786; needs climgen[dask])",
+    )
+    ev.add_argument(
         "--sample-dim",
         metavar="DIM",
         help="dim that indexes samples (default: all non-spatial dims, stacked)",
@@ -91,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         sample_dim=args.sample_dim,
         max_samples=args.max_samples,
         chunk_size=args.chunk_size,
+        client=args.scheduler,
         progress=not args.quiet,
         train=args.train,
     )
