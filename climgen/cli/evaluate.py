@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from climgen.cli._argtypes import add_quiet, positive_int
-from climgen.cli._output import add_overwrite, check_output, replacing_folder
+from climgen.cli._output import add_overwrite, check_output
 
 __all__ = ["add_parser", "run"]
 
@@ -101,9 +101,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         train=args.train,
     )
-    with replacing_folder(out) as tmp:
-        report.to_html(tmp)
-    index = out / "index.html"
+    index = report.to_html(out, overwrite=True)  # check_output above refused what it must
     if not args.quiet:
         print(report.summary())
     print(index)

@@ -47,6 +47,7 @@ climate information*, Nature Geoscience 13, 408–413.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -57,6 +58,7 @@ import climgen.families.infill  # noqa: F401 - registers the "partialconv" famil
 from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import as_dataset
 from climgen.data.normalize import Normalizer
+from climgen.data.units import affine, to_units
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import (
     check_neighbours,
@@ -90,6 +92,8 @@ from climgen.tasks.fill.prepare import (
 )
 from climgen.tasks.fill.run_dir import CLIMATOLOGY, as_mask, load_infiller  # noqa: F401
 from climgen.train import TrainConfig
+
+LOGGER = logging.getLogger(__name__)
 
 __all__ = ["Infiller", "available_fill_methods", "FILL_METHODS", "TRAINED"]
 
@@ -362,6 +366,19 @@ class Infiller:
                 f"observations '{var}' hold {n_inf} inf value(s); gaps are NaN, and inf is no "
                 f"measurement: set them to NaN (obs.where(np.isfinite(obs))) to fill them"
             )
+        units_given = da.attrs.get("units")
+        da, units_note = to_units(
+            var,
+            da,
+            self.units,
+            src=str(obs) if isinstance(obs, (str, os.PathLike)) else "the data given to fill()",
+            target_src=str(self.run_dir) if self.run_dir else "the data given to fit()",
+            role="observations",
+            target_role="training data",
+            difference=values == "anomalies",
+        )
+        # an affine conversion (degC → K) adds its offset to absolute values only
+        shift = affine(units_given, self.units)[1] if units_note and values != "anomalies" else 0
         observed = np.isfinite(da)
         if mask is not None:
             observed = observed & (pair_masks(as_mask(mask), da, time_dim=self.time_dim) == 1)
@@ -394,7 +411,14 @@ class Infiller:
                 "with at= (--days)",
             )
         clim = self._anomaly_base(canon)
-        kind = observation_kind(values, raw, keep, clim, var)
+        kind = observation_kind(
+            values, raw - shift, keep, None if clim is None else clim - shift, var
+        )
+        if kind == "anomalies" and shift:  # anomalies are differences: no offset
+            raw = raw - shift
+            units_note += f"; read as anomalies (differences): without the offset {shift:.10g}"
+        if units_note:
+            LOGGER.info("'%s': %s", var, units_note)
         base = raw - clim if kind == "absolute" else raw  # what the run fills: its training kind
         check_observations(self, canon.copy(data=base.reshape(canon.shape)), var)
         empty = targets[~keep[targets].any(axis=(1, 2))]
@@ -438,6 +462,8 @@ class Infiller:
                 extra[f"{var}_absolute"] = (absolute, "anomaly plus the run's climatology")
         if regrid_note:
             info["regrid"] = regrid_note
+        if units_note:
+            info["units"] = units_note
         if at is not None:
             canon = canon.isel({self.time_dim: targets})
         return assemble(

@@ -103,6 +103,8 @@ def assemble(
         )
     if "regrid" in info:
         attrs["climgen_fill_regrid"] = info["regrid"]
+    if "units" in info:
+        attrs["climgen_fill_units"] = info["units"]
     if ensemble is not None and inf.spread_inflation != 1.0:
         attrs["climgen_fill_spread_inflation"] = inf.spread_inflation
     if "nugget" in info:

@@ -264,14 +264,10 @@ def day_positions(da: xr.DataArray, at, time_dim: str) -> np.ndarray:
 
 
 def check_observations(infiller, canon: xr.DataArray, var: str) -> None:
-    """Refuse observations that cannot be what ``infiller`` was fitted on: other units, another
-    grid, or a mean more than 10 training standard deviations off (absolute vs anomalies)."""
-    units = canon.attrs.get("units")
-    if infiller.units is not None and units is not None and str(units) != str(infiller.units):
-        raise ClimgenInputError(
-            f"observations '{var}' are in '{units}' but the infiller was fitted on data in "
-            f"'{infiller.units}': convert them (e.g. to anomalies) first"
-        )
+    """Refuse observations that cannot be what ``infiller`` was fitted on: another grid, or a
+    mean more than 10 training standard deviations off (absolute vs anomalies). Units were
+    brought to the run's before (:func:`climgen.data.units.to_units`)."""
+    units = canon.attrs.get("units")  # already the run's (climgen.data.units.to_units)
     if infiller.template is not None:
         t = infiller.template
         shape = tuple(canon.shape[-2:])
