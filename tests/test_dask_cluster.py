@@ -1,11 +1,15 @@
-"""evaluate(chunk_size=…, client=…): chunks summarised on a dask.distributed cluster equal the
-in-process streaming evaluation; and the evaluator's spawn/merge that makes this possible."""
+"""On a dask.distributed cluster (a 2-worker LocalCluster): evaluate(chunk_size=…, client=…)
+equals the in-process streaming evaluation, and data preparation (Normalizer.fit) runs on
+the workers with the same statistics; plus the evaluator's spawn/merge behind the former."""
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pytest
+import xarray as xr
 
+from climgen.data.normalize import Normalizer
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
 from climgen.metrics.streaming import StreamingEvaluator
@@ -67,30 +71,59 @@ def test_client_needs_chunk_size_and_a_client_or_address():
         evaluate(gen, ref, progress=False, chunk_size=4, client=42)
 
 
-def test_evaluation_on_a_local_cluster_equals_the_in_process_one(tmp_path):
+@pytest.fixture(scope="module")
+def client():
     distributed = pytest.importorskip("distributed")
-    ref_path = tmp_path / "reference.nc"
-    _grf(30, 0).to_dataset().to_netcdf(ref_path)  # workers read their chunks from the file
-    gen = _grf(21, 1, slope=-2.5).chunk({"time": 8})
-    local = evaluate(gen, ref_path, progress=False, chunk_size=6)
     with (
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        remote = evaluate(gen, ref_path, progress=False, chunk_size=6, client=client)
-        assert len(client.scheduler_info()["workers"]) == 2
+        yield client
+
+
+def test_evaluation_on_a_local_cluster_equals_the_in_process_one(client, tmp_path):
+    ref_path = tmp_path / "reference.nc"
+    _grf(30, 0).to_dataset().to_netcdf(ref_path)  # workers read their chunks from the file
+    gen = _grf(21, 1, slope=-2.5).chunk({"time": 8})
+    with dask.config.set(scheduler="synchronous"):
+        local = evaluate(gen, ref_path, progress=False, chunk_size=6)
+    remote = evaluate(gen, ref_path, progress=False, chunk_size=6, client=client)
+    assert len(client.scheduler_info()["workers"]) == 2
     assert remote.provenance["dask_cluster"].startswith("2 worker(s) at ")
-    a, b = local.variables["v"], remote.variables["v"]
-    assert set(b.distances) == set(a.distances) and "covariance_error" in a.distances
-    for key, d in a.distances.items():
-        assert b.distances[key].value == pytest.approx(d.value, rel=1e-12, abs=1e-15), key
-        assert b.distances[key].floor == pytest.approx(d.floor, rel=1e-12, abs=1e-15), key
-        assert b.distances[key].status == d.status
-    for role in ("generated", "reference"):
-        assert b.moments[role] == pytest.approx(a.moments[role], rel=1e-12)
-    for key in ("generated", "reference", "reference_half_a", "k"):
-        np.testing.assert_allclose(b.spectrum[key], a.spectrum[key], rtol=1e-12)
-    np.testing.assert_array_equal(b.generated_fields, a.generated_fields)
-    assert remote.provenance["binning"] == local.provenance["binning"]
+    # A scheduler address instead of a Client: climgen connects, and closes its client after.
+    by_address = evaluate(
+        gen, ref_path, progress=False, chunk_size=6, client=client.scheduler.address
+    )
+    a = local.variables["v"]
+    assert set(a.distances) >= {"covariance_error", "wasserstein1", "spectrum_lsd"}
+    for other in (remote, by_address):
+        b = other.variables["v"]
+        assert set(b.distances) == set(a.distances)
+        for key, d in a.distances.items():
+            assert b.distances[key].value == pytest.approx(d.value, rel=1e-12, abs=1e-15), key
+            assert b.distances[key].floor == pytest.approx(d.floor, rel=1e-12, abs=1e-15), key
+            assert b.distances[key].status == d.status
+        for role in ("generated", "reference"):
+            assert b.moments[role] == pytest.approx(a.moments[role], rel=1e-12)
+        for key in ("generated", "reference", "reference_half_a", "k"):
+            np.testing.assert_allclose(b.spectrum[key], a.spectrum[key], rtol=1e-12)
+        np.testing.assert_array_equal(b.generated_fields, a.generated_fields)
+        assert other.provenance["binning"] == local.provenance["binning"]
+
+
+@pytest.mark.parametrize("method", ["standard", "robust"])
+def test_normalizer_fit_runs_on_the_cluster_with_the_same_statistics(client, tmp_path, method):
+    from distributed import get_task_stream
+
+    path = tmp_path / "fields.nc"
+    _grf(24, 3).to_dataset().to_netcdf(path)
+    with xr.open_dataset(path, chunks={"time": 5}) as ds:
+        with dask.config.set(scheduler="synchronous"):
+            local = Normalizer.fit(ds, method=method)
+        with get_task_stream(client) as stream:
+            remote = Normalizer.fit(ds, method=method)  # the active Client runs the graph
+    assert len(stream.data) > 0  # tasks ran on the workers
+    assert remote.center["v"] == pytest.approx(local.center["v"], rel=1e-12)
+    assert remote.scale["v"] == pytest.approx(local.scale["v"], rel=1e-12)
