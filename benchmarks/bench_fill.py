@@ -373,6 +373,20 @@ def main(argv=None) -> int:
         "values: one row each",
     )
     parser.add_argument(
+        "--oi-solver",
+        nargs="+",
+        choices=("dense", "reduced"),
+        default=["dense"],
+        help="optimal interpolation: dense N x N covariance and/or the reduced-space solver "
+        "(leading --oi-rank EOFs + diagonal, climgen.tasks.fill.oi_reduced); one row each",
+    )
+    parser.add_argument(
+        "--oi-rank",
+        type=lambda v: float(v) if "." in v else int(v),
+        default=200,
+        help="reduced OI: EOFs kept (an int) or fraction of the variance kept (e.g. 0.9999)",
+    )
+    parser.add_argument(
         "--crps-members",
         type=int,
         default=4,
@@ -534,13 +548,17 @@ def main(argv=None) -> int:
         res[label]["spread_by_distance"] = distance
 
     oi_labels = []
-    for variant, k in [(v, k) for v in args.oi for k in args.oi_context]:
+    rows = [(v, k, s) for v in args.oi for k in args.oi_context for s in args.oi_solver]
+    for variant, k, solver in rows:
         label = f"oi-{variant}" + (f"-context{k}" if k else "")
+        label += f"-reduced{args.oi_rank}" if solver == "reduced" else ""
         options = {
             "roll_fields": variant != "plain",
             "hemispheric": variant == "zonal-hemispheric",
             "nugget": args.oi_nugget,
             "context": k,
+            "solver": solver,
+            **({"rank": args.oi_rank} if solver == "reduced" else {}),
         }
         c0 = time.process_time()
         nets[label] = Infiller("optimal-interpolation", **options).fit(train, run_dir=tmp / label)

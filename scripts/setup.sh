@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv with CPU PyTorch and climgen (editable, with dev + sphere extras).
+# Create .venv with CPU PyTorch and climgen (editable, with dev + sphere + dask extras).
 # Safe to re-run: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,8 @@ if ! .venv/bin/python -c "import torch_harmonics" 2>/dev/null; then
   pip_q setuptools wheel numpy
   pip_q --no-build-isolation "torch-harmonics==0.8.0"
 fi
-# Re-install when a dependency added since the venv was made is missing (cf_units: units).
-.venv/bin/python -c "import climgen, pytest, hypothesis, cf_units" 2>/dev/null || pip_q -e ".[dev,sphere]"
+# Re-install when a dependency added since the venv was made is missing (cf_units: units;
+# distributed: the dask extra, for the cluster evaluation test).
+.venv/bin/python -c "import climgen, pytest, hypothesis, cf_units, distributed" 2>/dev/null \
+  || pip_q -e ".[dev,sphere,dask]"
 .venv/bin/python -c "import climgen, torch_harmonics" || { echo "setup: climgen failed to install" >&2; exit 1; }

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import xarray as xr
 from climgen.cli import main
 from climgen.data.io import write_fields
 from climgen.data.samples import grf_dataarray
+from climgen.errors import ClimgenInputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -142,14 +144,37 @@ def test_a_failure_while_writing_leaves_the_old_output(d, tmp_path, monkeypatch)
         main([*_commands(d)["downscale"], "-o", str(out), "--overwrite"])
     assert out.read_bytes() == b"old contents"
 
-    from climgen.report import eval_results
+    from climgen.report import html
 
-    def broken(self, directory):
-        (Path(directory) / "index.html").write_text("half")
+    def broken(report, figures, path):
+        Path(path).write_text("half")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(eval_results.EvaluationReport, "to_html", broken)
+    monkeypatch.setattr(html, "render_html", broken)
     with pytest.raises(OSError, match="No space"):
         main([*_commands(d)["evaluate"], "-o", str(report), "--overwrite"])
     assert (report / "index.html").read_text() == "old report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nc", "report"]
+
+
+def test_report_to_html_refuses_an_existing_path_unless_overwrite(d, tmp_path):
+    """The Python API as the CLI: one error naming the path, ``overwrite=True`` replaces."""
+    from climgen.report.evaluate import evaluate
+
+    report = evaluate(str(d / "gen.nc"), str(d / "ref.nc"), progress=False)
+    file = tmp_path / "report.html"
+    file.write_text("not a folder")
+    for overwrite in (False, True):
+        with pytest.raises(ClimgenInputError, match=re.escape(f"'{file}' is an existing file")):
+            report.to_html(file, overwrite=overwrite)
+    assert file.read_text() == "not a folder"
+    old = tmp_path / "rep"
+    old.mkdir()
+    (old / "index.html").write_text("old report")
+    with pytest.raises(ClimgenInputError, match=re.escape(f"'{old}' already exists; pass ove")):
+        report.to_html(old)
+    assert (old / "index.html").read_text() == "old report"
+    assert report.to_html(old, overwrite=True) == old / "index.html"
+    assert "old report" not in (old / "index.html").read_text()
+    assert (old / "metrics.json").exists() and list(old.glob("*.png"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "report.html"]  # no temporaries

@@ -5,18 +5,18 @@ any work: PATH that is (or lies inside) one of the command's inputs is refused w
 flags, since replacing a file that is still being read loses the data; an existing PATH is
 refused unless ``--overwrite``. Files are then written to a temporary file in the same folder
 and renamed into place (:func:`climgen.data.io.write_fields`), report folders to a temporary
-folder beside PATH (:func:`replacing_folder`), so a failure midway leaves the old output intact.
+folder beside PATH (:func:`climgen.data.outputs.replacing_folder`, shared with the Python
+API), so a failure midway leaves the old output intact.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import os
-import shutil
 from pathlib import Path
 
+from climgen.data.outputs import refuse_existing, replacing_folder
 from climgen.errors import ClimgenInputError
 
 __all__ = ["add_overwrite", "check_output", "replacing_folder"]
@@ -68,36 +68,7 @@ def check_output(output, *inputs, overwrite: bool = False, folder: bool = False)
                     f"refusing to write -o {output}: it is {what} {path}; "
                     "choose another output path"
                 )
-    if folder and out.exists() and not out.is_dir():
-        raise ClimgenInputError(
-            f"-o {output} is an existing file, not a folder; give a folder for the report"
-        )
-    if out.exists() and not overwrite and not (folder and not any(out.iterdir())):
-        raise ClimgenInputError(
-            f"-o {output} already exists; pass --overwrite to replace it, or choose "
-            "another output path"
-        )
+    refuse_existing(
+        out, overwrite=overwrite, folder=folder, label=f"-o {output}", how="pass --overwrite"
+    )
     return out
-
-
-@contextlib.contextmanager
-def replacing_folder(folder: Path):
-    """Yield a temporary folder beside ``folder``; on success it replaces ``folder``.
-
-    On an error the temporary folder is removed and ``folder`` is left as it was.
-    """
-    folder = Path(folder)
-    if not folder.parent.exists():
-        raise ClimgenInputError(f"cannot write '{folder}': folder '{folder.parent}' does not exist")
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    trash = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if folder.exists():
-            os.replace(folder, trash)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(trash, ignore_errors=True)

@@ -147,7 +147,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     gen_path = write_fields(gen, out / "generated.nc")
     ref_path = write_fields(ref, out / "reference.nc")
     report = evaluate(gen_path, ref_path, progress=not args.quiet)
-    index = report.to_html(out / "report")
+    index = report.to_html(out / "report", overwrite=True)  # the demo folder is its own
     if not args.quiet:
         print(report.summary())
         print(f"demo finished in {time.perf_counter() - start:.1f} s")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from climgen.cli._argtypes import add_quiet, positive_int
-from climgen.cli._output import add_overwrite, check_output, replacing_folder
+from climgen.cli._output import add_overwrite, check_output
 
 __all__ = ["add_parser", "run"]
 
@@ -63,6 +63,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="evaluate N samples at a time in bounded memory (large sets; default: in memory)",
     )
     ev.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --chunk-size: summarise the chunks on the dask.distributed cluster at "
+        "ADDRESS (e.g. tcp://host:8786; needs climgen[dask])",
+    )
+    ev.add_argument(
         "--sample-dim",
         metavar="DIM",
         help="dim that indexes samples (default: all non-spatial dims, stacked)",
@@ -91,12 +97,11 @@ def run(args: argparse.Namespace) -> int:
         sample_dim=args.sample_dim,
         max_samples=args.max_samples,
         chunk_size=args.chunk_size,
+        client=args.scheduler,
         progress=not args.quiet,
         train=args.train,
     )
-    with replacing_folder(out) as tmp:
-        report.to_html(tmp)
-    index = out / "index.html"
+    index = report.to_html(out, overwrite=True)  # check_output above refused what it must
     if not args.quiet:
         print(report.summary())
     print(index)

@@ -22,6 +22,7 @@ computation of covariances and arbitrary-order statistical moments*.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -242,14 +243,18 @@ class StreamingEvaluator:
             self.generated = self._new_summary(self._shape)
         self._update(self.generated, chunk)
 
-    def add_reference(self, chunk: Any) -> None:
-        """Add the next (n, ny, nx) chunk of reference fields (in sample order)."""
+    def add_reference(self, chunk: Any, start: int | None = None) -> None:
+        """Add a (n, ny, nx) chunk of reference fields: by default the next one in sample
+        order; with ``start``, the samples ``start … start + n − 1`` (chunks may then come in
+        any order or to different evaluators, merged afterwards with :meth:`merge`)."""
         self._init(chunk)
         n = chunk_values(chunk).shape[0] if not isinstance(chunk, xr.DataArray) else chunk.shape[0]
-        start, stop = self._ref_seen, self._ref_seen + n
-        if stop > self.n_reference:
+        start = self._ref_seen if start is None else int(start)
+        stop = start + n
+        if start < 0 or stop > self.n_reference:
             raise ClimgenInputError(
-                f"more reference samples than n_reference={self.n_reference} were added"
+                f"reference samples {start}–{stop - 1} were added but n_reference is "
+                f"{self.n_reference}"
             )
         atoms = self._atom_of[start:stop]
         for atom in np.unique(atoms):
@@ -258,7 +263,58 @@ class StreamingEvaluator:
             if self._atoms[atom] is None:
                 self._atoms[atom] = self._new_summary(self._shape)
             self._update(self._atoms[atom], part)
-        self._ref_seen = stop
+        self._ref_seen += n
+
+    # -- splitting the work --------------------------------------------------------------------
+    def set_binning(self, chunk: Any) -> StreamingEvaluator:
+        """Fix the grid shape and (unless given) the value range from ``chunk``, exactly as
+        the first chunk added would; needed before :meth:`spawn`. Returns self."""
+        self._init(chunk)
+        return self
+
+    def spawn(self) -> StreamingEvaluator:
+        """An empty evaluator with this one's settings, splits and binning, to be fed
+        elsewhere (another process, a dask worker) and merged back (:meth:`merge`)."""
+        if self.range is None or self._shape is None:
+            raise ClimgenInputError(
+                "the value range and grid are not fixed yet: call set_binning(first_chunk) or "
+                "give range= before spawn()"
+            )
+        out = copy.copy(self)
+        out._atoms = [None] * len(self._atoms)
+        out.generated, out._ref_seen = None, 0
+        return out
+
+    def merge(self, other: StreamingEvaluator) -> StreamingEvaluator:
+        """Add in place the summaries of ``other`` (an evaluator from :meth:`spawn`, fed
+        with other chunks); returns self. Every accumulator merges exactly (Chan/Pébay for
+        moments and covariances, sums for histograms and curves), so feeding the chunks to
+        one evaluator or to several and merging in chunk order gives the same numbers."""
+        if (
+            other.n_reference != self.n_reference
+            or other.range != self.range
+            or other.n_bins != self.n_bins
+            or len(other._atoms) != len(self._atoms)
+        ):
+            raise ClimgenInputError(
+                "cannot merge streaming evaluators with different n_reference, splits or "
+                "binning: make both with spawn() from the same evaluator"
+            )
+        if other._shape is not None and self._shape not in (None, other._shape):
+            raise ClimgenInputError(
+                f"cannot merge streaming evaluators of grids {self._shape} and {other._shape}"
+            )
+        self._shape = self._shape or other._shape
+        if other.generated is not None:
+            if self.generated is None:
+                self.generated = other.generated.copy()
+            else:
+                self.generated.merge(other.generated)
+        for a, s in enumerate(other._atoms):
+            if s is not None:
+                self._atoms[a] = s.copy() if self._atoms[a] is None else self._atoms[a].merge(s)
+        self._ref_seen += other._ref_seen
+        return self
 
     def run(self, generated: Iterable[Any], reference: Iterable[Any]) -> StreamingEvaluator:
         """Feed every chunk of both iterables (reference first); returns self."""

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from climgen.data import grids
+from climgen.data.units import to_units
 from climgen.errors import ClimgenInputError
 
 __all__ = [
@@ -97,64 +98,18 @@ def select_variables(
     return list(variables)
 
 
-def _parse_unit(text: str, role: str, name: str, src: str):
-    from cf_units import Unit
-
-    try:
-        return Unit(text)
-    except ValueError:
-        raise ClimgenInputError(
-            f"variable '{name}': units '{text}' of the {role} data ({src}) are not a UDUNITS "
-            "unit (CF conventions), so they cannot be compared; fix the 'units' attribute "
-            "(e.g. 'K', 'degC', 'm s-1', '1')"
-        ) from None
-
-
 def reconcile_units(
     name: str, gen: xr.DataArray, ref: xr.DataArray, gen_src: str, ref_src: str
 ) -> tuple[xr.DataArray, str | None]:
     """``gen`` in the reference's units, and a note when it had to be converted.
 
-    Units are compared by meaning with UDUNITS-2 (``cf_units``, the CF conventions' units
-    library): 'K' and 'kelvin', 'm s-1' and 'm/s' are the same unit and pass unchanged;
-    convertible units (degC → K: x + 273.15, hPa → Pa: 100 x) convert the generated data to
-    the reference's units, and the returned note says so; incompatible units (K vs m s-1)
+    Units are compared by meaning with UDUNITS-2 (:func:`climgen.data.units.to_units`):
+    'K' and 'kelvin', 'm s-1' and 'm/s' are the same unit and pass unchanged; convertible
+    units (degC → K: x + 273.15, hPa → Pa: 100 x) convert the generated data to the
+    reference's units, and the returned note says so; incompatible units (K vs m s-1)
     raise. A set without a ``units`` attribute is not checked (nothing to compare).
-    Lazily loaded data stay lazy.
     """
-    g_units, r_units = gen.attrs.get("units"), ref.attrs.get("units")
-    if g_units is None or r_units is None:
-        return gen, None
-    g_text, r_text = " ".join(str(g_units).split()), " ".join(str(r_units).split())
-    if g_text == r_text:
-        return gen, None
-    ug = _parse_unit(g_text, "generated", name, gen_src)
-    ur = _parse_unit(r_text, "reference", name, ref_src)
-    if ug == ur:
-        return gen, None
-    if not ug.is_convertible(ur):
-        raise ClimgenInputError(
-            f"variable '{name}': units differ: '{g_units}' in the generated data ({gen_src}) "
-            f"but '{r_units}' in the reference ({ref_src}), and one cannot be converted to the "
-            "other; check that both files hold the same quantity"
-        )
-    offset = float(ug.convert(0.0, ur))
-    scale = float(ug.convert(1.0, ur)) - offset
-    converted = xr.apply_ufunc(
-        lambda v: ug.convert(np.asarray(v, dtype=np.float64), ur),
-        gen,
-        dask="parallelized",
-        output_dtypes=[np.float64],
-        keep_attrs=True,
-    )
-    converted.attrs["units"] = str(r_units)
-    formula = ("x" if scale == 1 else f"{scale:.10g} x") + (
-        f" {'+' if offset >= 0 else '−'} {abs(offset):.10g}" if offset else ""
-    )
-    note = (
-        f"generated data converted from '{g_units}' to the reference's '{r_units}' (x ↦ {formula})"
-    )
-    return converted, note
+    return to_units(name, gen, ref.attrs.get("units"), src=gen_src, target_src=ref_src)
 
 
 def check_same_grid(name: str, gen: xr.DataArray, ref: xr.DataArray) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from climgen.data.outputs import refuse_existing, replacing_folder
 from climgen.metrics.floor import Verdict
 
 __all__ = [
@@ -237,16 +238,24 @@ class EvaluationReport:
         path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False), encoding="utf-8")
         return path
 
-    def to_html(self, directory: str | Path) -> Path:
-        """Write DIR/index.html, one PNG per figure and DIR/metrics.json; return index.html."""
+    def to_html(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write DIR/index.html, one PNG per figure and DIR/metrics.json; return index.html.
+
+        An existing ``directory`` is refused unless it is an empty folder or ``overwrite=True``
+        (as ``climgen evaluate -o DIR --overwrite``); an existing file is always refused. The
+        report is written to a temporary folder beside ``directory`` and renamed into place,
+        so a failure midway leaves an old report intact.
+        """
         from climgen.report.eval_figures import draw_figures
         from climgen.report.html import render_html
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.to_json(directory / "metrics.json")
-        figures = {name: draw_figures(var, directory) for name, var in self.variables.items()}
-        return render_html(self.to_dict(), figures, directory / "index.html")
+        directory = refuse_existing(directory, overwrite=overwrite, folder=True)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        with replacing_folder(directory) as tmp:
+            self.to_json(tmp / "metrics.json")
+            figures = {name: draw_figures(var, tmp) for name, var in self.variables.items()}
+            render_html(self.to_dict(), figures, tmp / "index.html")
+        return directory / "index.html"
 
     def summary(self) -> str:
         """A plain-text table: one row per variable and distance."""

@@ -12,9 +12,16 @@ structure functions, and for ≤ 1024 grid points D × D covariances, for the wh
 each atom). Differences from the in-memory report: W1, KS and the tail error come from the
 binned CDFs (error bounds returned under ``binning``); ``covariance_error`` is omitted above
 1024 grid points; the figures' sample maps and value PDFs show the first chunk only.
+
+With a ``distributed.Client`` the chunks are read and summarised on its workers (each task
+fills an evaluator from :meth:`~climgen.metrics.streaming.StreamingEvaluator.spawn`) and
+merged on the client in chunk order: every accumulator merges exactly, so the result is the
+one-process result.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -40,19 +47,99 @@ FIGURE_SAMPLES = 64
 COVARIANCE_MAX_POINTS = 1024
 
 
-def _chunks(da: xr.DataArray, size: int, role: str, name: str, src: str):
+def _load_chunk(part: xr.DataArray, start: int, role: str, name: str, src: str) -> xr.DataArray:
+    """Read one chunk (a sample slice starting at ``start``) as float64; refuse NaN/inf."""
+    chunk = part.load().astype(np.float64)
+    bad = int((~np.isfinite(chunk.values)).sum())
+    if bad:
+        raise ClimgenInputError(
+            f"variable '{name}' of the {role} data ({src}) holds {bad} NaN/inf value(s) in "
+            f"samples {start}–{start + chunk.shape[0] - 1}; evaluation needs complete "
+            "fields: fill or crop the missing points first"
+        )
+    return chunk
+
+
+def _slices(da: xr.DataArray, size: int):
     dim = da.dims[0]
     for start in range(0, da.sizes[dim], size):
-        chunk = da.isel({dim: slice(start, start + size)}).load()
-        chunk = chunk.astype(np.float64)
-        bad = int((~np.isfinite(chunk.values)).sum())
-        if bad:
+        yield start, da.isel({dim: slice(start, start + size)})
+
+
+def _chunks(da: xr.DataArray, size: int, role: str, name: str, src: str):
+    for start, part in _slices(da, size):
+        yield _load_chunk(part, start, role, name, src)
+
+
+def _summarise(template, part, start, role, name, src):
+    """On a dask worker: one chunk read and summarised into an evaluator from ``spawn``."""
+    import dask
+
+    # Read with the synchronous scheduler: a lazy chunk computed inside a task must not
+    # submit tasks back to the cluster (a worker with one thread would wait on itself).
+    with dask.config.set(scheduler="synchronous"):
+        chunk = _load_chunk(part, start, role, name, src)
+    ev = template.spawn()
+    if role == "reference":
+        ev.add_reference(chunk, start=start)
+    else:
+        ev.add_generated(chunk)
+    return ev
+
+
+def resolve_client(client: Any):
+    """``(client, owned)`` for ``client=``: a ``distributed.Client`` as given, or a new one
+    connected to a scheduler address (``owned``: close it when done)."""
+    try:
+        import distributed
+    except ImportError:
+        raise ClimgenInputError(
+            "client=/--scheduler evaluates on a dask.distributed cluster, but the package "
+            "'distributed' is not installed: pip install 'climgen[dask]'"
+        ) from None
+    if isinstance(client, distributed.Client):
+        return client, False
+    if isinstance(client, str):
+        try:
+            return distributed.Client(client, timeout="30s"), True
+        except OSError as err:
             raise ClimgenInputError(
-                f"variable '{name}' of the {role} data ({src}) holds {bad} NaN/inf value(s) in "
-                f"samples {start}–{start + chunk.shape[0] - 1}; evaluation needs complete "
-                "fields: fill or crop the missing points first"
-            )
-        yield chunk
+                f"cannot reach the dask scheduler at '{client}' (client=/--scheduler): {err}"
+            ) from None
+    raise ClimgenInputError(
+        f"client must be a distributed.Client or a scheduler address such as "
+        f"'tcp://host:8786', got {type(client).__name__}"
+    )
+
+
+def _feed_distributed(ev, client, jobs, name, bar):
+    """Summarise every chunk on the cluster, merge the summaries on the client in chunk
+    order (the same arithmetic as feeding them in one process). At most a few chunks per
+    worker thread are in flight, so the cluster's memory stays bounded too."""
+    template = client.scatter(ev.spawn(), broadcast=True)
+    threads = max(1, sum(client.nthreads().values()))
+    window = 2 * threads
+    pending: list = []
+    jobs = iter(jobs)
+
+    def submit() -> bool:
+        job = next(jobs, None)
+        if job is None:
+            return False
+        role, start, part, src = job
+        pending.append(
+            client.submit(_summarise, template, part, start, role, name, src, pure=False)
+        )
+        return True
+
+    while len(pending) < window and submit():
+        pass
+    while pending:
+        future = pending.pop(0)
+        ev.merge(future.result())
+        future.release()
+        bar.update()
+        submit()
 
 
 class _SpectrumWithAttrs:
@@ -82,8 +169,10 @@ def evaluate_streaming(
     factor: float,
     sources: tuple[str, str],
     progress: bool,
+    client: Any = None,
 ):
-    """The :class:`~climgen.report.eval_results.VariableResult` of one variable, streamed."""
+    """The :class:`~climgen.report.eval_results.VariableResult` of one variable, streamed
+    (chunks summarised on the workers of a ``distributed.Client`` when ``client`` is one)."""
     gen_src, ref_src = sources
     n_ref, n_gen = ref.shape[0], gen.shape[0]
     if n_ref < MIN_REFERENCE_SAMPLES:
@@ -108,17 +197,32 @@ def evaluate_streaming(
     )
     first: dict[str, np.ndarray] = {}
     n_chunks = -(-n_ref // chunk_size) + -(-n_gen // chunk_size)
+    sets = (("reference", ref, ref_src), ("generated", gen, gen_src))
     with progress_bar(n_chunks, progress) as bar:
         bar.set_description(f"{name}: streaming")
-        for role, da, src, add in (
-            ("reference", ref, ref_src, ev.add_reference),
-            ("generated", gen, gen_src, ev.add_generated),
-        ):
-            for chunk in _chunks(da, chunk_size, role, name, src):
-                if role not in first:
-                    first[role] = np.asarray(chunk.values[:FIGURE_SAMPLES])
-                add(chunk)
-                bar.update()
+        if client is None:
+            for role, da, src in sets:
+                add = ev.add_reference if role == "reference" else ev.add_generated
+                for chunk in _chunks(da, chunk_size, role, name, src):
+                    if role not in first:
+                        first[role] = np.asarray(chunk.values[:FIGURE_SAMPLES])
+                    add(chunk)
+                    bar.update()
+        else:
+            # The client reads the first chunk of each set (figures; the reference's fixes
+            # the binning, as in one process); the workers read and summarise every chunk.
+            for role, da, src in sets:
+                chunk = next(_chunks(da, chunk_size, role, name, src))
+                first[role] = np.asarray(chunk.values[:FIGURE_SAMPLES])
+                if role == "reference":
+                    ev.set_binning(chunk)
+                    spectrum(chunk[:1])
+            jobs = (
+                (role, start, part, src)
+                for role, da, src in sets
+                for start, part in _slices(da, chunk_size)
+            )
+            _feed_distributed(ev, client, jobs, name, bar)
     pairs = ev.distances()
     atol = {"wasserstein1": 1e-9 * max(ev.reference().moments.result()["std"], 1e-300)}
     distances = {

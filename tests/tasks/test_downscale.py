@@ -488,7 +488,7 @@ def test_augmented_pairs_are_consistent_and_cover_the_symmetries():
     (never along the bounded one) and mirrored in y or not, with the coarse input its exact
     block means; over many draws every shift and both mirrors occur."""
     from climgen.data.coarsen import coarsen_tensor
-    from climgen.tasks.downscale.downscaler import _PairDataset
+    from climgen.tasks.downscale.pairs import PairDataset
 
     torch.manual_seed(0)
     field = torch.randn(1, 1, 8, 16)
@@ -502,9 +502,7 @@ def test_augmented_pairs_are_consistent_and_cover_the_symmetries():
         def __getitem__(self, i):
             return field[i]
 
-    pairs = _PairDataset(
-        Fields(), 4, weights, periodic=(False, True), augment=("shift", "mirror-y")
-    )
+    pairs = PairDataset(Fields(), 4, weights, periodic=(False, True), augment=("shift", "mirror-y"))
     seen = set()
     for _ in range(200):
         item = pairs[0]
@@ -551,7 +549,7 @@ def test_augment_is_recorded_and_bad_uses_are_named(tmp_path, grf_split):
 
 
 def test_context_indices_clamp_at_the_series_ends():
-    from climgen.tasks.downscale.downscaler import context_indices
+    from climgen.tasks.downscale.pairs import context_indices
 
     assert context_indices(5, 10, 2) == [5, 3, 4, 6, 7]
     assert context_indices(0, 10, 2) == [0, 0, 0, 1, 2]
@@ -564,7 +562,7 @@ def test_context_inputs_are_the_neighbours_coarse_fields(tmp_path):
     augmentation transform), and at downscale time a net that can only see the neighbours
     uses them: a field's fine answer changes when only its neighbour changes."""
     from climgen.data.coarsen import coarsen_tensor
-    from climgen.tasks.downscale.downscaler import _PairDataset
+    from climgen.tasks.downscale.pairs import PairDataset
 
     torch.manual_seed(0)
     fields = torch.randn(6, 1, 8, 16)
@@ -576,7 +574,7 @@ def test_context_inputs_are_the_neighbours_coarse_fields(tmp_path):
         def __getitem__(self, i):
             return fields[i]
 
-    pairs = _PairDataset(Fields(), 4, None, periodic=(False, True), augment=("shift",), context=1)
+    pairs = PairDataset(Fields(), 4, None, periodic=(False, True), augment=("shift",), context=1)
     for i in (0, 3, 5):
         item = pairs[i]
         assert item["cond"].shape == (3, 2, 4)

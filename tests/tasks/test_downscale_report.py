@@ -14,7 +14,8 @@ from climgen.data.coarsen import coarsen, coarsen_tensor
 from climgen.data.io import write_fields
 from climgen.data.samples import grf_dataarray
 from climgen.errors import ClimgenInputError
-from climgen.tasks.downscale.downscaler import Downscaler, _PairDataset
+from climgen.tasks.downscale.downscaler import Downscaler
+from climgen.tasks.downscale.pairs import PairDataset
 from climgen.tasks.downscale.scoring import compare_methods
 
 SMALL_NET = dict(base_channels=8, n_blocks=1, lr=2e-3)
@@ -97,7 +98,7 @@ def test_patch_pairs_are_block_aligned_crops():
 
     da = grf_dataarray(2, 16, 24, seed=4, name="psi")
     fine = FieldDataset(da.to_dataset(), ["psi"], sample_dim="time")
-    pairs = _PairDataset(fine, 4, None, patch=(2, 3), periodic=(False, True))
+    pairs = PairDataset(fine, 4, None, patch=(2, 3), periodic=(False, True))
     torch.manual_seed(0)
     for i in range(6):
         item = pairs[i % 2]

@@ -294,9 +294,9 @@ def test_fill_with_extra_mask_and_bad_inputs():
 def test_units_and_magnitude_mismatch_are_caught():
     anomalies = _latlon(_smooth_fields(3), units="K")
     fitted = Infiller("zonal-mean").fit(anomalies)
-    obs_c = _latlon(np.where(np.eye(18, 36) > 0, 1.0, np.nan), units="degC")
-    with pytest.raises(ClimgenInputError, match="'degC'.*'K'"):
-        fitted.fill(obs_c)
+    obs_v = _latlon(np.where(np.eye(18, 36) > 0, 1.0, np.nan), units="m s-1")
+    with pytest.raises(ClimgenInputError, match="'m s-1'.*'K'"):  # degC converts: test_units.py
+        fitted.fill(obs_v)
     # observations on another lat/lon grid are regridded to the training grid, gaps kept
     coarse = np.ones((9, 36))
     coarse[4, 5] = np.nan
@@ -438,16 +438,14 @@ def test_cli_fill_with_a_baseline(tmp_path):
 
 def test_roll_fields_rolls_target_and_context_together_mask_independent():
     from climgen.data.dataset import FieldDataset
-    from climgen.tasks.fill.infiller import _MaskedFields
+    from climgen.tasks.fill.networks import MaskedFields
 
     values = np.random.default_rng(0).standard_normal((5, 8, 16))
     da = _latlon(values)
     fields = FieldDataset(da.to_dataset(), ["tas"], sample_dim="time")
     bank = blob_masks(3, (8, 16), coverage=0.4, seed=1)
-    plain = _MaskedFields(fields, bank, context=1, aux=None, style="partialconv", seed=0)
-    rolled = _MaskedFields(
-        fields, bank, context=1, aux=None, style="partialconv", seed=0, roll=True
-    )
+    plain = MaskedFields(fields, bank, context=1, aux=None, style="partialconv", seed=0)
+    rolled = MaskedFields(fields, bank, context=1, aux=None, style="partialconv", seed=0, roll=True)
     assert torch.equal(plain[2]["x"][0], torch.from_numpy(values[2]).float())  # default: as is
     shifts, mask_shifts = set(), set()
     for _ in range(12):

@@ -146,12 +146,12 @@ def test_optimal_interpolation_bad_inputs_are_clear_errors(tmp_path):
 def test_prior_channel_is_the_oi_estimate_under_every_roll_and_survives_load(tmp_path):
     """The partial-conv prior: the cached means of a training field rolled by s under a mask
     rolled by q equal the optimal-interpolation fill of exactly that input."""
-    from climgen.tasks.fill.infiller import _MaskedFields, _PriorMeans
+    from climgen.tasks.fill.networks import MaskedFields, PriorMeans
 
     fields = _nonstationary_fields(12, seed=2)
     bank = blob_masks(2, (NY, NX), coverage=0.4, seed=1)
     model = GaussianFieldModel.fit(fields, zonal=True)
-    prior = _PriorMeans(model, fields, bank, center=0.5, scale=2.0)
+    prior = PriorMeans(model, fields, bank, center=0.5, scale=2.0)
     for i, shift, b, q in [(0, 0, 0, 0), (3, 5, 1, 2), (7, 23, 0, 11)]:
         rolled = np.roll(fields[i], shift, axis=-1)
         mask = np.roll(bank[b], q, axis=-1) > 0
@@ -162,7 +162,7 @@ def test_prior_channel_is_the_oi_estimate_under_every_roll_and_survives_load(tmp
     from climgen.data.dataset import FieldDataset
 
     ds = _latlon(fields).to_dataset()
-    items = _MaskedFields(
+    items = MaskedFields(
         FieldDataset(ds, ["tas"]),
         bank,
         context=0,

@@ -28,6 +28,9 @@ def _assert_same_conditional(dense, reduced, y, observed, scale):
     assert (draws[:, observed] == y[observed]).all()
     assert np.all(np.abs(draws.mean(0) - m_d)[hid] < 5 * s_d[hid] / np.sqrt(len(draws)))
     np.testing.assert_allclose(draws.var(0)[hid], s_d[hid] ** 2, rtol=0.1)
+    # the dense members carry the nugget at the hidden cells too (their variance is s_d²)
+    _, _, dense_draws = dense.condition(y, observed, members=4000, rng=4)
+    np.testing.assert_allclose(dense_draws.var(0)[hid], s_d[hid] ** 2, rtol=0.1)
 
 
 @pytest.mark.parametrize("zonal", [False, True])
@@ -77,6 +80,14 @@ def test_zonal_truncation_keeps_zonal_symmetry_and_cos_sin_pairs():
     assert model.rank in (5, 6)  # a cos/sin pair is kept or dropped whole
     total = ReducedGaussianFieldModel.fit(x, zonal=True, nugget=1e-2, rank=48)
     np.testing.assert_allclose(model.variance, total.variance, atol=1e-12)  # residual fills in
+    # a float rank keeps the fewest EOFs that explain that fraction of the variance
+    for zonal in (False, True):
+        fraction = ReducedGaussianFieldModel.fit(x, zonal=zonal, nugget=1e-2, rank=0.9)
+        explained = 1 - fraction.residual.sum() / fraction.variance.sum()
+        assert explained >= 0.9
+        drop = 2 if zonal and fraction.rank > 1 else 1
+        fewer = fraction.loadings[:, :-drop]
+        assert (fewer**2).sum() / fraction.variance.sum() < 0.9
 
 
 def test_reduced_solver_through_the_infiller_is_close_to_dense_and_reloads(tmp_path, monkeypatch):

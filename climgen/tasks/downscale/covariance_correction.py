@@ -18,14 +18,17 @@ diagnostics (spherical harmonics on a global lat/lon grid, rfft2 rings on a doub
 plane, rfft along x for a channel with walls) and σ²(k) the mean power per spectral
 coefficient of ``y`` at wavenumber k. The correction lives where ``y`` has power, so it does
 not change the shape of ``y``'s spectrum. K = A Σ U is built one coarse cell at a time and
-solved by truncated-SVD least squares up to :data:`MAX_COARSE_CELLS` coarse cells; above,
-by conjugate gradients on the normal equations (CGLS, :func:`_cgls`), which only applies
-K = A Σ U (one spectral filter of the replicated coarse field and one block mean) and its
-transpose, so nothing of size cells² is formed: memory O(n·H·W), cost O(iterations ·
-filter), right-preconditioned on the plane and along x by the inverse spectrum on the
-coarse grid (the coarse FFT's rings are the fine grid's: ~30 iterations to 1e-8 at 180×360
-in the test) and unpreconditioned on the sphere (the block-mean rows are no quadrature
-grid; it converges slowly on large grids, stopping at ``max_iter``). Where K is singular
+solved by truncated-SVD least squares up to :data:`MAX_COARSE_CELLS` coarse cells. Above,
+K is never formed: Σ, U and A all commute with a shift by one coarse cell along the
+periodic x axis (longitude), so in the Fourier basis of x, K is block diagonal — one h × h
+block per zonal wavenumber, got from h probes (:func:`_zonal_block_solve`; memory
+O(h·W + (w/2 + 1)·h²), time O(h filters + w·h³), the same pseudo-inverse as the dense solve:
+at 180×360 on the sphere, the same residual to 1e-9 and δ to 3e-4 in 0.9 s instead of 33 s).
+``solver="cg"`` instead runs conjugate gradients on the normal equations (CGLS,
+:func:`_cgls`), applying only K and its transpose (memory O(n·H·W)), right-preconditioned
+on the plane and along x by the inverse spectrum on the coarse grid (~30 iterations to
+1e-8 at 180×360) and unpreconditioned on the sphere (the block-mean rows are no quadrature
+grid; it converges slowly there, stopping at ``max_iter``). Where K is singular
 (near the poles a band-limited field cannot vary zonally) a small remainder is left,
 which the exact additive layer that follows takes.
 
@@ -62,7 +65,7 @@ __all__ = [
 ]
 
 MAX_COARSE_CELLS = 2048  # K is dense (cells²) and factorised by SVD (cells³)
-CORRECTION_SOLVERS = ("auto", "dense", "cg")
+CORRECTION_SOLVERS = ("auto", "dense", "fourier", "cg")
 PRECONDITIONER_FLOOR = 1e-8  # smallest relative power the CG preconditioner inverts
 
 
@@ -109,10 +112,11 @@ def covariance_correction(
     block means are then close to ``coarse`` but not exact: follow it with the additive layer.
 
     ``solver``: ``"dense"`` builds K and solves it by truncated SVD (≤
-    :data:`MAX_COARSE_CELLS` coarse cells), ``"cg"`` runs conjugate gradients on the normal
-    equations (:func:`_cgls`: only K and Kᵀ applied, memory O(n·H·W), stopping at the relative
-    residual ``tol`` or after ``max_iter`` steps), ``"auto"`` the dense solve up to
-    :data:`MAX_COARSE_CELLS` coarse cells and CG above.
+    :data:`MAX_COARSE_CELLS` coarse cells); ``"fourier"`` solves the same system one zonal
+    wavenumber at a time (:func:`_zonal_block_solve`, any size); ``"cg"`` runs conjugate
+    gradients on the normal equations (:func:`_cgls`: only K and Kᵀ applied, memory
+    O(n·H·W), stopping at the relative residual ``tol`` or after ``max_iter`` steps);
+    ``"auto"``: dense up to :data:`MAX_COARSE_CELLS` coarse cells, fourier above.
     """
     if solver not in CORRECTION_SOLVERS:
         raise ClimgenInputError(
@@ -120,12 +124,12 @@ def covariance_correction(
         )
     n_cells = coarse.shape[-2] * coarse.shape[-1]
     if solver == "auto":
-        solver = "dense" if n_cells <= MAX_COARSE_CELLS else "cg"
+        solver = "dense" if n_cells <= MAX_COARSE_CELLS else "fourier"
     if solver == "dense" and n_cells > MAX_COARSE_CELLS:
         raise ClimgenInputError(
             f"back_projection='covariance' with the dense solver solves a system of one row per "
             f"coarse cell: {coarse.shape[-2]}×{coarse.shape[-1]} = {n_cells} cells is more "
-            f"than {MAX_COARSE_CELLS}; use the conjugate-gradient solver (solver='cg')"
+            f"than {MAX_COARSE_CELLS}; use solver='fourier' (or 'cg')"
         )
     fine, coarse = fine.double(), coarse.double()
     variance = coefficient_variance(fine, kind, lat_grid=lat_grid, dy=dy, dx=dx)
@@ -145,6 +149,11 @@ def covariance_correction(
 
     shape = coarse.shape[-2:]
     residual = coarse - coarsen_tensor(fine, factor, weights)
+    if solver == "fourier":
+        z = _zonal_block_solve(
+            lambda z: coarsen_tensor(sigma_up(z), factor, weights), residual, rcond
+        )
+        return fine + sigma_up(z)
     if solver == "cg":
         inverse = 1.0 / gain.clamp(min=PRECONDITIONER_FLOOR)
 
@@ -169,6 +178,30 @@ def covariance_correction(
     residual = residual.reshape(-1, n_cells)
     z = torch.linalg.lstsq(k_matrix, residual.T, rcond=rcond, driver="gelsd").solution
     return fine + sigma_up(z.T.reshape(-1, *shape))
+
+
+def _zonal_block_solve(operator, rhs: torch.Tensor, rcond: float) -> torch.Tensor:
+    """Pseudo-inverse solution of ``operator(z) = rhs`` (n, h, w) for an operator that
+    commutes with shifts by one coarse cell along the periodic x axis (the spectral filters
+    and the block means all do): in the Fourier basis of x it is block diagonal, one h × h
+    block K_m per zonal wavenumber m, so its h probes (a unit at x = 0 in each row) give
+    every block, K_m[j, i] = rfft_x(K e_(i, 0))[j, m], and the solve is h × h per m
+    (truncated SVD with singular values below ``rcond`` × the largest of all blocks dropped,
+    as the dense solve: the blocks' singular values are K's). Memory O(h·W + (w/2+1)·h²)."""
+    n_rows, width = rhs.shape[-2:]
+    responses = []
+    for start in range(0, n_rows, 16):
+        rows = torch.arange(start, min(start + 16, n_rows))
+        probe = torch.zeros(len(rows), n_rows, width, dtype=rhs.dtype)
+        probe[torch.arange(len(rows)), rows, 0] = 1.0
+        responses.append(torch.fft.rfft(operator(probe), dim=-1))  # (i, j, m)
+    blocks = torch.cat(responses).permute(2, 1, 0)  # (m, j, i): K_m
+    u, sv, vh = torch.linalg.svd(blocks)
+    keep = sv > rcond * sv.max()
+    inv_s = torch.where(keep, 1.0 / torch.where(keep, sv, 1.0), 0.0).to(blocks.dtype)
+    r_hat = torch.fft.rfft(rhs, dim=-1).permute(2, 1, 0)  # (m, j, n)
+    z_hat = vh.mH @ (inv_s[..., None] * (u.mH @ r_hat))  # (m, i, n)
+    return torch.fft.irfft(z_hat.permute(2, 1, 0), n=width, dim=-1)
 
 
 def _cgls(operator, rhs: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:

@@ -98,7 +98,7 @@ def run_emulate_recipe(
             progress=progress,
             train=train_rows,
         )
-        report.to_html(Path(run_dir) / "report")
+        report.to_html(Path(run_dir) / "report", overwrite=True)  # the run's own
         if emulator.calibration is not None:
             # The model without its calibration, same seed, for an honest side-by-side.
             raw = emulator.sample(n_samples, seed=seed, calibrated=False)
@@ -110,7 +110,7 @@ def run_emulate_recipe(
                 sample_dim="sample",
                 progress=False,
                 train=train_rows,
-            ).to_html(Path(run_dir) / "report-raw")
+            ).to_html(Path(run_dir) / "report-raw", overwrite=True)
     return emulator, report
 
 

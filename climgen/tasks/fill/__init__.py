@@ -2,8 +2,13 @@
 
 - :mod:`~climgen.tasks.fill.infiller` — :class:`Infiller` (fit, fill, save/load), all methods;
 - :mod:`~climgen.tasks.fill.methods` — the registry of fill methods (:func:`get_method`);
+- :mod:`~climgen.tasks.fill.networks` — partialconv and cvae: training items, training, filling;
+- :mod:`~climgen.tasks.fill.gaussian` — fitting and filling by optimal interpolation;
+- :mod:`~climgen.tasks.fill.output` — the filled Dataset (spread, mask, members, provenance);
+- :mod:`~climgen.tasks.fill.run_dir` — the run directory: settings, ``load_infiller``;
 - :mod:`~climgen.tasks.fill.baselines` — nearest neighbour, zonal mean, kriging, CRPS;
 - :mod:`~climgen.tasks.fill.oi` — optimal interpolation with a fitted Gaussian field model;
+- :mod:`~climgen.tasks.fill.oi_reduced` — reduced-space (EOF + diagonal) OI for any grid size;
 - :mod:`~climgen.tasks.fill.masks` — synthetic and observed coverage masks, pairing;
 - :mod:`~climgen.tasks.fill.prepare` — regridding, anomalies, coverage masks from files;
 - :mod:`~climgen.tasks.fill.cross_validation` — scores on hidden observed points, spread

@@ -26,8 +26,9 @@ from climgen.errors import ClimgenInputError
 from climgen.metrics import bias, crps_fair, mae, rmse
 from climgen.tasks._common import utc_stamp
 from climgen.tasks.fill.baselines import crps_gaussian
-from climgen.tasks.fill.infiller import Infiller, _as_mask, _pick_variable
+from climgen.tasks.fill.infiller import Infiller, _pick_variable
 from climgen.tasks.fill.masks import pair_masks
+from climgen.tasks.fill.run_dir import as_mask, save_settings
 
 __all__ = ["cross_validate", "calibrate_spread", "cross_validation_report", "filled_report"]
 
@@ -43,7 +44,7 @@ def _hide(truth, mask, infiller, variable, time_dim):
     ds = as_dataset(truth)
     var = _pick_variable(ds, variable or infiller.variable, time_dim)
     da = ds[var]
-    paired = pair_masks(_as_mask(mask), da, time_dim=time_dim)
+    paired = pair_masks(as_mask(mask), da, time_dim=time_dim)
     hidden = np.isfinite(da) & (paired == 0)
     if int(hidden.sum()) == 0:
         raise ClimgenInputError(
@@ -184,7 +185,7 @@ def calibrate_spread(
     alpha = float(np.sqrt(mse / ((members + 1) / members * var_mean)))
     infiller.spread_inflation = alpha
     if infiller.run_dir is not None and (infiller.normalizer or infiller.gaussian) is not None:
-        infiller._save_settings()
+        save_settings(infiller)
     return alpha
 
 

@@ -19,6 +19,9 @@ import numpy as np
 
 from climgen.errors import ClimgenInputError
 from climgen.tasks.fill.baselines import fill_kriging, fill_nearest, fill_zonal_mean
+from climgen.tasks.fill.gaussian import fill_gaussian
+from climgen.tasks.fill.names import OI, OI_OPTIONS
+from climgen.tasks.fill.networks import fill_network
 
 __all__ = [
     "FillMethod",
@@ -90,15 +93,15 @@ def available_fill_methods() -> list[str]:
 
 
 def _network(infiller, r: FillRequest) -> tuple:
-    mean, spread, ensemble = infiller._fill_network(
-        r.gappy, r.keep, r.members, r.seed, r.batch_size, r.targets, r.progress
+    mean, spread, ensemble = fill_network(
+        infiller, r.gappy, r.keep, r.members, r.seed, r.batch_size, r.targets, r.progress
     )
     return mean, spread, ensemble, {}
 
 
 def _optimal_interpolation(infiller, r: FillRequest) -> tuple:
-    mean, spread, ensemble = infiller._fill_gaussian(
-        r.gappy, r.keep, r.members, r.seed, r.targets, r.progress
+    mean, spread, ensemble = fill_gaussian(
+        infiller, r.gappy, r.keep, r.members, r.seed, r.targets, r.progress
     )
     return mean, spread, ensemble, {"nugget": infiller.gaussian.nugget}
 
@@ -139,11 +142,11 @@ for _method in (
         description="conditional VAE (an ensemble of fills)",
     ),
     FillMethod(
-        "optimal-interpolation",
+        OI,
         "statistical",
         _optimal_interpolation,
         trained=True,
-        options=frozenset({"nugget", "hemispheric", "solver", "rank"}),
+        options=OI_OPTIONS,
         description="Gaussian conditioning on a fitted covariance (Gandin 1963)",
     ),
     FillMethod(

@@ -25,7 +25,8 @@ then refits on all fields: a large nugget where few fields give a rank-deficient
 covariance, a tiny one where symmetries give a well-determined one. Members are exact
 draws from the conditional by conditioning unconditional draws (Journel & Huijbregts 1978;
 Hoffman & Ribak 1991): ``x* ~ N(0, C)``, ``ε ~ N(0, τ²I)``, then
-``x_h = \\hat x_h + x*_h − C_{ho}(C_{oo} + τ²I)^{-1}(x*_o + ε_o)``.
+``x_h = \\hat x_h + x*_h + ε_h − C_{ho}(C_{oo} + τ²I)^{-1}(x*_o + ε_o)`` (the nugget at the
+hidden cells too, so that the members' variance is the ``diag P_h`` above, τ² included).
 
 Symmetries stretch the few training fields into a well-conditioned covariance:
 
@@ -363,8 +364,9 @@ class GaussianFieldModel:
             noise = rng.standard_normal((members, o.size)) * np.sqrt(self.tau2)
             rhs = (z[:, o] + noise).T  # (o, M)
             correction = c_ho @ scipy.linalg.cho_solve(chol, rhs, check_finite=False)
+            nugget_h = rng.standard_normal((members, hid.size)) * np.sqrt(self.tau2)
             draws = np.broadcast_to(mean, (members, mu.size)).copy()
-            draws[:, hid] += z[:, hid] - correction.T
+            draws[:, hid] += z[:, hid] + nugget_h - correction.T  # x* + ε: C + τ²I, as std
         return mean.reshape(self.shape), std.reshape(self.shape), _shaped(draws, self.shape)
 
     def condition_window(

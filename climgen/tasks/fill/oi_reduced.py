@@ -97,9 +97,10 @@ class ReducedGaussianFieldModel:
         zonal: bool = False,
         hemispheric: bool = False,
         nugget: float | str = "auto",
-        rank: int = DEFAULT_RANK,
+        rank: int | float = DEFAULT_RANK,
     ) -> ReducedGaussianFieldModel:
-        """Mean, leading ``rank`` EOFs and residual variance of complete fields (T, H, W)."""
+        """Mean, leading ``rank`` EOFs (a float in (0, 1): as many as explain that fraction of
+        the variance) and residual variance of complete fields (T, H, W)."""
         x = np.asarray(fields, dtype=np.float64)
         if x.ndim != 3 or x.shape[0] < 2:
             raise ClimgenInputError(
@@ -110,8 +111,13 @@ class ReducedGaussianFieldModel:
                 "optimal interpolation is fitted on complete fields: the training data have "
                 f"{int((~np.isfinite(x)).sum())} NaN/inf values"
             )
-        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
-            raise ClimgenInputError(f"rank must be an int ≥ 1, got {rank!r}")
+        valid_int = isinstance(rank, (int, np.integer)) and rank >= 1
+        valid_fraction = isinstance(rank, float) and 0.0 < rank < 1.0
+        if isinstance(rank, bool) or not (valid_int or valid_fraction):
+            raise ClimgenInputError(
+                f"rank must be an int ≥ 1 (EOFs kept) or a float in (0, 1) (fraction of the "
+                f"variance kept), got {rank!r}"
+            )
         if nugget == "auto":
             n_hold = max(1, int(round(HOLDOUT_FRACTION * len(x))))
             if len(x) - n_hold < 2:
@@ -278,9 +284,21 @@ def _gram_loadings(anomalies: np.ndarray, rank: int) -> np.ndarray:
     E Λ^{1/2} = Aᵀ V / √n."""
     n = len(anomalies)
     lam, vecs = np.linalg.eigh(anomalies @ anomalies.T / n)
-    keep = np.argsort(lam)[::-1][:rank]
+    lam = np.clip(lam, 0.0, None)
+    keep = np.argsort(lam)[::-1]
+    keep = keep[: _n_kept(lam[keep], np.ones(len(keep)), rank)]
     keep = keep[lam[keep] > 1e-12 * max(float(lam.max()), 1e-300)]
     return anomalies.T @ vecs[:, keep] / np.sqrt(n)
+
+
+def _n_kept(lam: np.ndarray, mult: np.ndarray, rank) -> int:
+    """How many of the eigenvalues ``lam`` (descending, each standing for ``mult`` EOFs)
+    to keep: enough for ``rank`` EOFs (an int; a cos/sin pair is kept whole) or for the
+    fraction ``rank`` of the variance (a float in (0, 1))."""
+    if isinstance(rank, float):
+        explained = np.cumsum(lam * mult) / max(float(np.sum(lam * mult)), 1e-300)
+        return int(np.searchsorted(explained, rank)) + 1
+    return int(np.searchsorted(np.cumsum(mult), rank)) + 1
 
 
 def _zonal_loadings(anomalies: np.ndarray, rank: int) -> np.ndarray:
@@ -298,8 +316,7 @@ def _zonal_loadings(anomalies: np.ndarray, rank: int) -> np.ndarray:
     lam = np.clip(lam, 0.0, None)
     mult = np.where(real, 1, 2)[:, None] * np.ones(lam.shape, dtype=int)
     order = np.argsort(lam, axis=None)[::-1]
-    counts = np.cumsum(mult.reshape(-1)[order])
-    order = order[: int(np.searchsorted(counts, rank)) + 1]  # a cos/sin pair is kept whole
+    order = order[: _n_kept(lam.reshape(-1)[order], mult.reshape(-1)[order], rank)]
     order = order[lam.reshape(-1)[order] > 1e-12 * max(float(lam.max()), 1e-300)]
     phase = np.exp(-2j * np.pi * np.arange(w) / w)
     columns = []

@@ -32,6 +32,7 @@ from climgen.data.masks import MASK_ATTRS, load_mask, mask_from_nans
 from climgen.errors import ClimgenInputError
 
 __all__ = [
+    "check_observations",
     "regrid_bilinear",
     "anomalies",
     "coverage_masks",
@@ -260,3 +261,43 @@ def day_positions(da: xr.DataArray, at, time_dim: str) -> np.ndarray:
             )
         out.extend(np.arange(n)[loc].reshape(-1).tolist())
     return np.unique(np.asarray(out, dtype=int))
+
+
+def check_observations(infiller, canon: xr.DataArray, var: str) -> None:
+    """Refuse observations that cannot be what ``infiller`` was fitted on: another grid, or a
+    mean more than 10 training standard deviations off (absolute vs anomalies). Units were
+    brought to the run's before (:func:`climgen.data.units.to_units`)."""
+    units = canon.attrs.get("units")  # already the run's (climgen.data.units.to_units)
+    if infiller.template is not None:
+        t = infiller.template
+        shape = tuple(canon.shape[-2:])
+        if shape != tuple(t.shape) or any(
+            d in canon.coords
+            and d in t.coords
+            and not np.allclose(canon[d].values, t[d].values, atol=1e-6)
+            for d in t.dims
+        ):
+            raise ClimgenInputError(
+                f"observations '{var}' are on grid {dict(zip(canon.dims[-2:], shape))} but "
+                f"the infiller was fitted on {dict(t.sizes)} (or other coordinates): "
+                "regrid the observations to the training grid"
+            )
+    stats = None
+    if infiller.normalizer is not None:
+        normalizer, v = infiller.normalizer, infiller.variable
+        stats = (normalizer.center[v], normalizer.scale[v])
+    elif infiller.gaussian is not None:
+        g = infiller.gaussian
+        stats = (float(g.mean.mean()), float(np.sqrt(np.mean(g.variance))))
+    if stats is not None:
+        values = np.asarray(canon.values, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        center, scale = stats
+        z = (finite.mean() - center) / scale
+        if abs(z) > 10:
+            raise ClimgenInputError(
+                f"observations '{var}' average {finite.mean():.4g} {units or ''}, "
+                f"{abs(z):.0f} training standard deviations from the training mean "
+                f"{center:.4g}: absolute values vs anomalies? Use the "
+                "same kind of data (and units) as in training"
+            )

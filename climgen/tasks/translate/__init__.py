@@ -2,6 +2,8 @@
 
 - :mod:`~climgen.tasks.translate.translator` — :class:`Translator` (quantile mapping, pix2pix,
   CycleGAN, augmented CycleGAN), :class:`QuantileMapping`;
+- :mod:`~climgen.tasks.translate.networks` — the networks' training pairs, training and
+  translation;
 - :mod:`~climgen.tasks.translate.recipe` — ``task: translate`` in recipes.
 """
 

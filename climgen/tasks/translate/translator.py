@@ -31,7 +31,6 @@ Example
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from pathlib import Path
 
@@ -39,16 +38,24 @@ import numpy as np
 import torch
 import xarray as xr
 
-from climgen.data.dataset import FieldDataset, to_xarray
-from climgen.data.grids import detect_grid, to_canonical
+from climgen.data.dataset import to_xarray
+from climgen.data.grids import detect_grid
 from climgen.data.io import as_dataset, climgen_version, load_run_file, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
 from climgen.families.base import check_family_options
-from climgen.tasks._common import build_seeded, field_variables, utc_stamp, zero_template
+from climgen.tasks._common import field_variables, utc_stamp, zero_template
 from climgen.tasks.quantile_mapping import QuantileMapping
-from climgen.train import TrainConfig, Trainer, load_family
+from climgen.tasks.translate.networks import (
+    FAMILY,
+    STOCHASTIC,
+    TEMPLATE,
+    canonical_values,
+    fit_network,
+    network_translate,
+)
+from climgen.train import TrainConfig, load_family
 
 __all__ = [
     "Translator",
@@ -63,33 +70,12 @@ TRANSLATE_METHODS: dict[str, str] = {
     "cyclegan": "unpaired: two generators, two PatchGAN critics, cycle + identity losses",
     "augmented-cyclegan": "unpaired, many-to-many: CycleGAN with latent codes and encoders",
 }
-_FAMILY = {m: m for m in ("pix2pix", "cyclegan", "augmented-cyclegan")}
-_STOCHASTIC = ("augmented-cyclegan",)
-_TEMPLATE = "b_template.nc"
 _QUANTILES = "quantiles.npz"
 
 
 def available_translate_methods() -> list[str]:
     """Names accepted as ``Translator(method=...)``: the baseline first, then networks."""
     return list(TRANSLATE_METHODS)
-
-
-class _TranslationPairs(torch.utils.data.Dataset):
-    """Items ``{"x": A field, "y": B field}``: paired by index, or B drawn at random.
-
-    Unpaired draws use numpy's global RNG, which the trainer seeds, so runs are reproducible.
-    """
-
-    def __init__(self, a: FieldDataset, b: FieldDataset, paired: bool):
-        self.a, self.b, self.paired = a, b, paired
-
-    def __len__(self) -> int:
-        return len(self.a) if self.paired else max(len(self.a), len(self.b))
-
-    def __getitem__(self, i: int) -> dict:
-        if self.paired:
-            return {"x": self.a[i], "y": self.b[i]}
-        return {"x": self.a[i % len(self.a)], "y": self.b[int(np.random.randint(len(self.b)))]}
 
 
 class Translator:
@@ -131,7 +117,7 @@ class Translator:
                     f"method 'quantile-mapping' takes only n_quantiles, not {unknown}"
                 )
         else:
-            check_family_options(_FAMILY[method], method_options)
+            check_family_options(FAMILY[method], method_options)
         self.family = None
         self.mapping: QuantileMapping | None = None
         self.norm_a: Normalizer | None = None
@@ -194,65 +180,9 @@ class Translator:
             if self.run_dir is not None:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 np.savez(self.run_dir / _QUANTILES, **self.mapping.state())
-                write_fields(self.b_template, self.run_dir / _TEMPLATE)
+                write_fields(self.b_template, self.run_dir / TEMPLATE)
             return self
-        return self._fit_network(ds_a, ds_b, variables, resume, train, callbacks, train_options)
-
-    def _fit_network(self, ds_a, ds_b, variables, resume, train, callbacks, train_options):
-        base = train.to_dict() if isinstance(train, TrainConfig) else dict(train or {})
-        base.update(train_options)
-        config = TrainConfig.from_dict(base)
-        paired = self.method == "pix2pix"
-        if paired and ds_a.sizes[self.sample_dim] != ds_b.sizes[self.sample_dim]:
-            raise ClimgenInputError(
-                f"pix2pix needs paired data: domain A has {ds_a.sizes[self.sample_dim]} fields, "
-                f"domain B {ds_b.sizes[self.sample_dim]} along '{self.sample_dim}'"
-            )
-        if self.run_dir is None:
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            self.run_dir = Path("runs") / f"translate-{self.method}-{stamp}"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.norm_a = Normalizer.fit(ds_a, variables, method=self.normalization)
-        self.norm_b = Normalizer.fit(ds_b, variables, method=self.normalization)
-        set_a = FieldDataset(ds_a, variables, sample_dim=self.sample_dim, normalizer=self.norm_a)
-        set_b = FieldDataset(ds_b, variables, sample_dim=self.sample_dim, normalizer=self.norm_b)
-        grid = detect_grid(ds_a[variables[0]])
-        self.family = build_seeded(
-            config.seed,
-            _FAMILY[self.method],
-            channels=len(variables),
-            shape=set_a.shape,
-            periodic=(grid.periodic_y, grid.periodic_x),
-            **self.method_options,
-        )
-        write_fields(self.b_template, self.run_dir / _TEMPLATE)
-        card = {
-            "task": "translate",
-            "method": self.method,
-            "variables": variables,
-            "sample_dim": self.sample_dim,
-            "normalizer_a": self.norm_a.state_dict(),
-            "normalizer_b": self.norm_b.state_dict(),
-            "grid": {
-                "kind": grid.kind,
-                "dims": list(grid.spatial_dims),
-                "shape": list(set_a.shape),
-                "periodic": [grid.periodic_y, grid.periodic_x],
-            },
-            "data": {
-                "paired": paired,
-                "n_samples_a": len(set_a),
-                "n_samples_b": len(set_b),
-                "title_a": str(ds_a.attrs.get("title", "")),
-                "title_b": str(ds_b.attrs.get("title", "")),
-            },
-        }
-        trainer = Trainer(self.family, config, self.run_dir, callbacks=callbacks, card=card)
-        self.result = trainer.fit(_TranslationPairs(set_a, set_b, paired), resume=resume)
-        if trainer.ema is not None:
-            self.family, _ = load_family(self.run_dir, ema=True)
-        self.family.eval()
-        return self
+        return fit_network(self, ds_a, ds_b, variables, resume, train, callbacks, train_options)
 
     # -- translation -----------------------------------------------------------------------
     def translate(
@@ -264,7 +194,7 @@ class Translator:
         codes seeded by ``seed`` and adds a ``member`` dim; the other methods are
         deterministic maps, so ``members`` must be None or 1 for them.
         """
-        stochastic = self.method in _STOCHASTIC
+        stochastic = self.method in STOCHASTIC
         if members is not None and (
             isinstance(members, bool) or not isinstance(members, int) or members < 1
         ):
@@ -280,7 +210,7 @@ class Translator:
             outs = [flat.reshape(flat.shape[0], len(self.variables), *self.shape)]
         else:
             outs = [
-                self._network_translate(ds, batch_size, int(seed) * 100_003 + m)
+                network_translate(self, ds, batch_size, int(seed) * 100_003 + m)
                 for m in range(members or 1)
             ]
         result = self._assemble(outs, ds, has_sample, stacked=members is not None)
@@ -303,7 +233,9 @@ class Translator:
             )
         ds, has_sample = self._prepare_input(ds_a)
         x = self.norm_a.transform(
-            torch.as_tensor(self._canonical(ds, self.variables), dtype=torch.float64)
+            torch.as_tensor(
+                canonical_values(ds, self.variables, self.sample_dim), dtype=torch.float64
+            )
         ).float()
         gen = torch.Generator().manual_seed(int(seed) * 100_003)
         chunks = []
@@ -432,28 +364,8 @@ class Translator:
             result = result.isel({self.sample_dim: 0}, drop=True)
         return result
 
-    def _network_translate(self, ds: xr.Dataset, batch_size: int, seed: int) -> np.ndarray:
-        x = torch.as_tensor(self._canonical(ds, self.variables), dtype=torch.float64)
-        x = self.norm_a.transform(x).float()
-        gen = torch.Generator().manual_seed(seed)
-        chunks = []
-        with torch.no_grad():
-            for start in range(0, x.shape[0], batch_size):
-                chunk = x[start : start + batch_size]
-                if self.method in ("cyclegan", *_STOCHASTIC):  # noise / codes drawn with gen
-                    y = self.family.translate(chunk, gen)
-                else:
-                    y = self.family.translate(chunk)
-                chunks.append(y.double())
-        return self.norm_b.inverse_transform(torch.cat(chunks)).numpy()
-
-    def _canonical(self, ds: xr.Dataset, variables) -> np.ndarray:
-        """(N, C, H, W) values in canonical orientation (what networks and to_xarray use)."""
-        arrays = [to_canonical(ds[v])[0].transpose(self.sample_dim, ...) for v in variables]
-        return np.stack([a.values for a in arrays], axis=1)
-
     def _flat(self, ds: xr.Dataset, variables) -> np.ndarray:
-        values = self._canonical(ds, variables)
+        values = canonical_values(ds, variables, self.sample_dim)
         return values.reshape(values.shape[0], -1)
 
     def _provenance(self, out: xr.Dataset, ds: xr.Dataset, call: str = "translate") -> xr.Dataset:
@@ -478,12 +390,12 @@ class Translator:
     def load(cls, run_dir: str | os.PathLike, *, which: str = "latest", ema: bool = True):
         """Reload a fitted translator from the run directory ``fit`` wrote."""
         run_dir = Path(run_dir)
-        if not (run_dir / _TEMPLATE).exists():
+        if not (run_dir / TEMPLATE).exists():
             raise ClimgenInputError(
-                f"{run_dir} is not a translation run directory (no {_TEMPLATE}); give the "
+                f"{run_dir} is not a translation run directory (no {TEMPLATE}); give the "
                 "directory that Translator.fit(..., run_dir=...) wrote"
             )
-        template = load_run_file(run_dir / _TEMPLATE)
+        template = load_run_file(run_dir / TEMPLATE)
         if (run_dir / _QUANTILES).exists():
             tr = cls("quantile-mapping", variables=list(template.data_vars))
             with np.load(run_dir / _QUANTILES) as state:

@@ -1,0 +1,239 @@
+"""Benchmark: cost and memory of gap filling and downscaling as the grid grows (issue 26).
+
+Run:  .venv/bin/python benchmarks/bench_scale.py --sizes 36x72 72x144 180x360 \\
+          --json bench_scale.json                                   (--quick: 2 small sizes)
+
+Data: Gaussian random fields with a k⁻³ spectrum on global cell-centred lat/lon grids
+(:func:`climgen.data.samples.grf_dataarray`), float64. Each (task, size) runs in a fresh
+subprocess, so its peak RSS (``getrusage``'s ``ru_maxrss``, the whole process: Python,
+numpy, torch and the data included) is its own.
+
+Tasks.
+
+- ``oi-reduced``: ``Infiller("optimal-interpolation", solver="reduced", rank=--rank,
+  nugget=--nugget)`` fitted on ``--train`` fields (the EOFs from the Gram matrix of the
+  anomalies), then ``--fields`` fields filled under blob masks of 20–40 % coverage with
+  ``--members`` members. The dense OI would hold an N × N covariance: its size is printed
+  alongside (``dense_cov_gb``), never allocated.
+- ``bicubic-conserve``: ``Downscaler(4, "bicubic", conserve=True)``: ``--fields`` coarse
+  fields (block means of the fine ones) back to the fine grid with exact block means.
+- ``bicubic-covariance`` (not run by default): the same on the Gaussian grid of as many
+  rows, with a spectrum calibrated on the fields and ``back_projection="covariance"`` (the
+  block-mean correction shaped by the output's spectrum; above 2,048 coarse cells solved
+  by zonal wavenumber).
+
+``--rank-sweep RANK ...`` instead compares the dense and the reduced OI (those ranks) on the
+72 × 72 HadCRUT-grid data of ``bench_fill.py`` (see :func:`_rank_sweep`).
+
+Reported per (task, size): CPU s and wall s per field filled/downscaled (fit excluded; the
+OI fit's CPU separately), peak RSS, and the log–log slope of CPU per field against the
+number of cells N (least squares over the sizes run): cost ∝ N^slope.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _one(task: str, h: int, w: int, args) -> dict:
+    """Run one (task, size) in this process; returns its measurements."""
+    import torch
+
+    torch.set_num_threads(1)
+    from climgen.data.samples import grf_dataarray
+
+    n_cells = h * w
+    out = {"task": task, "ny": h, "nx": w, "cells": n_cells}
+    if task == "oi-reduced":
+        from climgen.tasks.fill.infiller import Infiller
+        from climgen.tasks.fill.masks import blob_masks
+
+        data = grf_dataarray(args.train + args.fields, h, w, kind="latlon", seed=0, name="tas")
+        data = data.astype(np.float64)
+        train, truth = data.isel(time=slice(0, args.train)), data.isel(time=slice(args.train, None))
+        masks = blob_masks(args.fields, (h, w), coverage=(0.2, 0.4), seed=1).astype(bool)
+        obs = truth.where(truth.copy(data=masks))
+        oi = Infiller("optimal-interpolation", solver="reduced", rank=args.rank, nugget=args.nugget)
+        c0 = time.process_time()
+        oi.fit(train, run_dir=args.tmp / f"oi_{h}x{w}")
+        out["fit_cpu_s"] = time.process_time() - c0
+        c0, t0 = time.process_time(), time.perf_counter()
+        filled = oi.fill(obs, members=args.members, seed=0)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        hidden = ~masks
+        err = (filled.tas.values - truth.values)[hidden]
+        out.update(
+            rank=oi.gaussian.rank,
+            model_mb=oi.gaussian.loadings.nbytes / 2**20,
+            dense_cov_gb=n_cells**2 * 8 / 2**30,
+            rmse_over_std=float(np.sqrt(np.mean(err**2)) / truth.values.std()),
+        )
+    elif task in ("bicubic-conserve", "bicubic-covariance"):
+        from climgen.tasks.downscale.downscaler import Downscaler
+
+        fine = grf_dataarray(args.fields, h, w, kind="latlon", seed=2, name="tas").to_dataset()
+        if task == "bicubic-conserve":
+            down = Downscaler(4, "bicubic", conserve=True)
+        else:  # calibrated spectrum, then the covariance-shaped block-mean correction
+            gauss = np.rad2deg(np.arcsin(np.polynomial.legendre.leggauss(h)[0]))
+            fine = fine.assign_coords(lat=np.sort(gauss))  # a Gaussian grid: exact SHT
+            down = Downscaler(4, "bicubic", conserve=True, back_projection="covariance")
+            c0 = time.process_time()
+            down.calibrate_spectrum(fine, n_fields=args.fields)
+            out["calibration_cpu_s"] = time.process_time() - c0
+        coarse = down.coarsen(fine)
+        c0, t0 = time.process_time(), time.perf_counter()
+        result = down.downscale(coarse)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        back = down.coarsen(result)["tas"].values - coarse["tas"].values
+        out["max_block_mean_error"] = float(np.abs(back).max())
+    else:
+        raise SystemExit(f"unknown task {task!r}")
+    out.update(
+        cpu_s_per_field=cpu / args.fields,
+        wall_s_per_field=wall / args.fields,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    return out
+
+
+def _rank_sweep(args) -> list[dict]:
+    """Dense vs reduced OI on the 72×72 HadCRUT-grid data of bench_fill.py (Held–Suarez
+    ``tas`` anomalies, zonal + hemispheric covariance, the dense model's auto nugget for
+    both): RMSE and Gaussian CRPS on the hidden cells of the first ``--fields`` held-out
+    days under the real masks, unweighted."""
+    from types import SimpleNamespace
+
+    from bench_fill import load_data
+
+    from climgen.data.grids import to_canonical
+    from climgen.tasks.fill.baselines import crps_gaussian
+    from climgen.tasks.fill.oi import GaussianFieldModel
+    from climgen.tasks.fill.oi_reduced import ReducedGaussianFieldModel
+
+    train, _, test, masks = load_data(SimpleNamespace(quick=False, n_test=args.fields))
+    x, xt = to_canonical(train)[0].values, to_canonical(test)[0].values
+    seen = to_canonical(masks)[0].values > 0
+    kw = {"zonal": True, "hemispheric": True}
+    dense = GaussianFieldModel.fit(x, **kw)
+    models = {"dense": dense}
+    for rank in args.rank_sweep:
+        rank = float(rank) if "." in rank else int(rank)
+        models[f"reduced {rank}"] = ReducedGaussianFieldModel.fit(
+            x, **kw, nugget=dense.nugget, rank=rank
+        )
+    rows = []
+    for label, model in models.items():
+        c0 = time.process_time()
+        sq, crps = [], []
+        for i in range(len(xt)):
+            m = seen[i % len(seen)]
+            mean, std, _ = model.condition(xt[i], m)
+            sq.append((mean - xt[i])[~m] ** 2)
+            crps.append(crps_gaussian(mean[~m], std[~m], xt[i][~m]))
+        rows.append(
+            {
+                "model": label,
+                "eofs": getattr(model, "rank", None),
+                "nugget": model.nugget,
+                "rmse": float(np.sqrt(np.mean(np.concatenate(sq)))),
+                "crps": float(np.mean(np.concatenate(crps))),
+                "cpu_s_per_field": (time.process_time() - c0) / len(xt),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def torch_threads_one() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _slope(rows: list[dict]) -> float | None:
+    if len(rows) < 2:
+        return None
+    n = np.log([r["cells"] for r in rows])
+    c = np.log([r["cpu_s_per_field"] for r in rows])
+    return float(np.polyfit(n, c, 1)[0])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["36x72", "72x144", "180x360"])
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["oi-reduced", "bicubic-conserve"],
+        choices=("oi-reduced", "bicubic-conserve", "bicubic-covariance"),
+    )
+    parser.add_argument("--train", type=int, default=64, help="OI training fields")
+    parser.add_argument("--fields", type=int, default=4, help="fields filled/downscaled")
+    parser.add_argument("--members", type=int, default=8, help="OI members")
+    parser.add_argument("--rank", type=int, default=64, help="OI EOFs kept")
+    parser.add_argument("--nugget", type=float, default=1e-3, help="OI nugget (fixed)")
+    parser.add_argument(
+        "--rank-sweep",
+        nargs="+",
+        metavar="RANK",
+        help="instead: dense vs reduced OI (these ranks: ints or variance fractions) on the "
+        "72x72 data of bench_fill.py (needs ../shared/data)",
+    )
+    parser.add_argument("--json", metavar="OUT", help="write the rows as JSON")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 small sizes")
+    parser.add_argument("--one", nargs=3, metavar=("TASK", "H", "W"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    import tempfile
+    from pathlib import Path
+
+    args.tmp = Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    if args.one:
+        print(json.dumps(_one(args.one[0], int(args.one[1]), int(args.one[2]), args)))
+        return 0
+    if args.rank_sweep:
+        torch_threads_one()
+        rows = _rank_sweep(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return 0
+    if args.quick:
+        args.sizes, args.train, args.fields, args.members = ["20x40", "36x72"], 16, 2, 4
+    rows = []
+    passthrough = [
+        f"--{k}={getattr(args, k)}" for k in ("train", "fields", "members", "rank", "nugget")
+    ]
+    for task in args.tasks:
+        for size in args.sizes:
+            h, w = (int(v) for v in size.lower().split("x"))
+            cmd = [sys.executable, __file__, "--one", task, str(h), str(w), *passthrough]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(done.stderr[-2000:], file=sys.stderr)
+                return 1
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print("\n| task | grid | cells | CPU s/field | wall s/field | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['task']} | {r['ny']}×{r['nx']} | {r['cells']} | {r['cpu_s_per_field']:.3g} "
+            f"| {r['wall_s_per_field']:.3g} | {r['peak_rss_mb']:.0f} |"
+        )
+    slopes = {t: _slope([r for r in rows if r["task"] == t]) for t in args.tasks}
+    print("log–log slope of CPU per field vs cells:", json.dumps(slopes))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "slopes": slopes}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,357 @@
+"""The network methods of gap filling ("partialconv", "cvae"): training items (a complete
+field under a random coverage mask), training, and filling field by field or in batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+import climgen.families.infill  # noqa: F401 - registers the "partialconv" family
+from climgen.data.dataset import FieldDataset
+from climgen.data.grids import area_weights, to_canonical
+from climgen.data.normalize import Normalizer
+from climgen.data.progress import progress as progress_bar
+from climgen.errors import ClimgenInputError
+from climgen.tasks._common import build_seeded, default_run_dir
+from climgen.tasks.fill.gaussian import fit_gaussian
+from climgen.tasks.fill.masks import (
+    canonical_mask_array,
+    pair_masks,
+    roll_longitude,
+    synthetic_masks,
+)
+from climgen.tasks.fill.run_dir import as_mask, save_settings
+from climgen.train import TrainConfig, Trainer, load_family
+
+__all__ = ["MaskedFields", "PriorMeans", "fit_network", "fill_network"]
+
+
+class MaskedFields(torch.utils.data.Dataset):
+    """Training items: a normalised complete field under a random (rolled) coverage mask.
+
+    ``style="partialconv"`` gives ``{"x", "mask", "cond", "cond_mask"}``; ``style="cvae"``
+    gives ``{"x", "cond"}`` with ``cond = [x·m, m, neighbours·m', m', aux]``.
+    """
+
+    def __init__(
+        self,
+        fields: FieldDataset,
+        bank: np.ndarray,
+        *,
+        context,
+        aux,
+        style,
+        seed,
+        roll=False,
+        prior=None,
+    ):
+        self.fields, self.bank, self.context, self.style = fields, bank, context, style
+        self.aux = None if aux is None else torch.from_numpy(aux.astype(np.float32))
+        self.seed, self.draws, self.roll = int(seed), 0, bool(roll)
+        self.prior = prior
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def _mask(self, rng: np.random.Generator, which: list | None = None) -> torch.Tensor:
+        b, q = int(rng.integers(len(self.bank))), int(rng.integers(self.bank.shape[-1]))
+        if which is not None:
+            which += [b, q]
+        m = roll_longitude(self.bank[b][None], q)
+        return torch.from_numpy(m.astype(np.float32))
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, int(i), self.draws])
+        self.draws += 1
+        # roll_fields: the target and its neighbours shifted together by one random number
+        # of longitude cells (a symmetry of zonally homogeneous training data).
+        shift = int(rng.integers(self.bank.shape[-1])) if self.roll else 0
+
+        def field(k: int) -> torch.Tensor:
+            f = self.fields[k]
+            return torch.roll(f, shift, dims=-1) if shift else f
+
+        x = field(i)
+        which: list = []
+        mask = self._mask(rng, which)
+        cond, cond_mask = [], []
+        for j in [*range(-self.context, 0), *range(1, self.context + 1)]:
+            if 0 <= i + j < len(self.fields):
+                cond.append(field(i + j))
+                cond_mask.append(self._mask(rng).expand_as(x))
+            else:
+                cond.append(torch.zeros_like(x))
+                cond_mask.append(torch.zeros_like(x))
+        if self.aux is not None:
+            cond.append(self.aux)
+            cond_mask.append(torch.ones_like(self.aux))
+        if self.prior is not None:
+            cond.append(torch.from_numpy(self.prior(i, shift, *which))[None])
+            cond_mask.append(torch.ones_like(x))
+        return network_item(x, mask, cond, cond_mask, self.style)
+
+
+class PriorMeans:
+    """Normalised optimal-interpolation means of the training fields under the training masks,
+    the ``prior`` input channel of a partial-conv infiller, cached per (mask, roll).
+
+    Field i rolled by ``shift`` under bank mask b rolled by q: with a zonally homogeneous
+    covariance (``roll_fields``, the only case with shift ≠ 0),
+    fill(S_s x, S_q m) = S_s fill(x, S_(q−s) m), so one factorisation per
+    (b, (q − s) mod W) serves every field and every shift. ``max_entries`` bounds the cache
+    (each entry holds T fields).
+    """
+
+    def __init__(self, model, fields, bank, center, scale, max_entries: int = 256):
+        self.model, self.fields, self.bank = model, fields, bank
+        self.center, self.scale, self.max_entries = center, scale, max_entries
+        self.cache: dict = {}
+
+    def __call__(self, i: int, shift: int, b: int, q: int) -> np.ndarray:
+        key = (b, (q - shift) % self.bank.shape[-1])
+        if key not in self.cache:
+            if len(self.cache) >= self.max_entries:
+                self.cache.pop(next(iter(self.cache)))
+            mask = roll_longitude(self.bank[b][None], key[1])[0] > 0
+            means = self.model.conditional_means(self.fields, mask)
+            self.cache[key] = ((means - self.center) / self.scale).astype(np.float32)
+        return np.roll(self.cache[key][i], shift, axis=-1)
+
+
+def network_item(x, mask, cond, cond_mask, style) -> dict:
+    """One item (C, H, W) tensors → the batch dict of ``style``."""
+    if style == "partialconv":
+        item = {"x": x, "mask": mask}
+        if cond:
+            item["cond"], item["cond_mask"] = torch.cat(cond), torch.cat(cond_mask)
+        return item
+    parts = [x * mask, mask.expand_as(x)]
+    for c, cm in zip(cond, cond_mask):
+        parts += [c * cm, cm]
+    return {"x": x, "cond": torch.cat(parts)}
+
+
+def fit_network(
+    inf,
+    ds,
+    da,
+    canon,
+    grid,
+    values,
+    masks,
+    aux,
+    run_dir,
+    resume,
+    train,
+    seed,
+    callbacks,
+    train_options,
+):
+    """:meth:`Infiller.fit` of a network (partialconv, cvae): masks, training items, family,
+    trainer. ``values``: the canonical training fields (T, H, W), loaded only for a prior."""
+    var = inf.variable
+    shape = (canon.sizes[grid.y_dim], canon.sizes[grid.x_dim])
+    bank = mask_bank(inf, masks, da, shape, seed)
+    inf.aux = aux_array(inf, aux, da)
+    if inf.roll_fields and (inf.aux is not None or not grid.periodic_x):
+        why = (
+            "aux inputs are fixed in space"
+            if inf.aux is not None
+            else (f"the grid ({grid.shape_name}) is not periodic in longitude")
+        )
+        raise ClimgenInputError(f"roll_fields=True cannot be used here: {why}")
+    inf.run_dir = Path(run_dir) if run_dir else default_run_dir("fill", inf.method)
+    inf.run_dir.mkdir(parents=True, exist_ok=True)
+    inf.normalizer = Normalizer.fit(ds, [var])
+    fields = FieldDataset(ds, [var], sample_dim=inf.time_dim, normalizer=inf.normalizer)
+    prior = None
+    if inf.prior is not None:
+        fit_gaussian(inf, values, grid, None, inf.prior_options)
+        center, scale = inf.normalizer.center[var], inf.normalizer.scale[var]
+        prior = PriorMeans(inf.gaussian, values, bank, center, scale)
+    dataset = MaskedFields(
+        fields,
+        bank,
+        context=inf.context,
+        aux=inf.aux,
+        style=inf.method,
+        seed=seed,
+        roll=inf.roll_fields,
+        prior=prior,
+    )
+    n_cond = 2 * inf.context + (0 if inf.aux is None else len(inf.aux))
+    n_cond += inf.prior is not None
+    periodic = (grid.periodic_y, grid.periodic_x)
+    if inf.method == "partialconv":
+        options = {"cond_channels": n_cond, **inf.options}
+        if isinstance(options.get("row_weights"), str):
+            if options["row_weights"] != "area":
+                raise ClimgenInputError(
+                    f"row_weights must be 'area', a list of {shape[0]} numbers or None, "
+                    f"got {options['row_weights']!r}"
+                )
+            # cos φ per row of the canonical grid (uniform on planar grids)
+            options["row_weights"] = area_weights(canon).values[:, 0].tolist()
+    else:
+        # cond = [x·m, m] and one (value·mask, mask) pair per extra input.
+        options = {"cond_channels": 2 + 2 * n_cond, **inf.options}
+    config = TrainConfig.from_dict({**as_dict(train), **train_options})
+    inf.family = build_seeded(
+        config.seed, inf.method, channels=1, shape=shape, periodic=periodic, **options
+    )
+    save_settings(inf)
+    card = {
+        "task": "fill",
+        "method": inf.method,
+        "variables": [var],
+        "sample_dim": inf.time_dim,
+        "normalizer": inf.normalizer.state_dict(),
+        "grid": {"kind": grid.kind, "dims": list(grid.spatial_dims), "shape": list(shape)},
+    }
+    trainer = Trainer(inf.family, config, inf.run_dir, callbacks=callbacks, card=card)
+    inf.result = trainer.fit(dataset, resume=resume)
+    inf.checkpoint_step = int(inf.result.step)
+    inf.family.eval()
+    if trainer.ema is not None:
+        inf.family, _ = load_family(inf.run_dir, ema=True)
+    return inf
+
+
+def mask_bank(inf, masks, da, shape, seed) -> np.ndarray:
+    if masks is None or (isinstance(masks, str) and masks == "synthetic"):
+        return synthetic_masks(
+            inf.n_synthetic, shape, kind=inf.mask_kind, coverage=inf.coverage, seed=seed
+        )
+    mask = as_mask(masks)
+    like = da.isel({inf.time_dim: 0}, drop=True)
+    if inf.time_dim in mask.dims:
+        stacked = [
+            pair_masks(mask.isel({inf.time_dim: [k]}), like)
+            for k in range(mask.sizes[inf.time_dim])
+        ]
+        mask = xr.concat(stacked, inf.time_dim)
+    else:
+        mask = pair_masks(mask, like)
+    bank = canonical_mask_array(mask)
+    if not bank.any(axis=(1, 2)).all():
+        raise ClimgenInputError("some training masks observe nothing; drop the empty ones")
+    return bank
+
+
+def aux_array(inf, aux, da) -> np.ndarray | None:
+    if aux is None:
+        return None
+    items = list(aux.data_vars.values()) if isinstance(aux, xr.Dataset) else aux
+    items = [items] if isinstance(items, xr.DataArray) else list(items)
+    like = da.isel({inf.time_dim: 0}, drop=True)
+    out = []
+    for a in items:
+        if not isinstance(a, xr.DataArray):
+            raise ClimgenInputError(f"aux inputs must be DataArrays, got {type(a).__name__}")
+        pair_masks(xr.ones_like(a, dtype=np.int8), like)  # grid check
+        values = np.asarray(to_canonical(a)[0].values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ClimgenInputError(f"aux input '{a.name}' has NaN/inf values")
+        std = values.std()
+        out.append((values - values.mean()) / (std if std > 0 else 1.0))
+    return np.stack(out)
+
+
+def fill_network(inf, gappy, keep, members, seed, batch_size, targets, show=False):
+    v = inf.variable
+    center, scale = inf.normalizer.center[v], inf.normalizer.scale[v]
+    x_all = torch.from_numpy(np.nan_to_num((gappy - center) / scale).astype(np.float32))
+    m_all = torch.from_numpy(keep.astype(np.float32))
+    aux = None if inf.aux is None else torch.from_numpy(inf.aux.astype(np.float32))
+    prior = None
+    if inf.prior is not None:
+        means = np.zeros(gappy.shape)
+        for t in targets:  # the prior channel of the fields filled (not of the context)
+            means[t] = inf.gaussian.conditional_means(np.nan_to_num(gappy[t])[None], keep[t])
+        prior = torch.from_numpy(((means - center) / scale).astype(np.float32))
+    n = len(targets)
+    generator = torch.Generator().manual_seed(int(seed))
+    outs = []  # per batch: (T_b, H, W) means, or (M, T_b, H, W) members
+    step = batch_size if inf.method == "partialconv" else 1
+    bar = progress_bar(total=n, desc=f"fill ({inf.method})", unit="field", enabled=show)
+    with torch.no_grad(), bar:
+        for start in range(0, n, step):
+            items = [
+                fill_item(inf, x_all, m_all, aux, int(i), prior)
+                for i in targets[start : start + step]
+            ]
+            bar.update(len(items))
+            if inf.method == "partialconv":
+                batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+                if inf.is_ensemble:
+                    out = torch.stack(
+                        [rolled_infill(inf, batch, generator, member=k) for k in range(members)]
+                    )[:, :, 0]
+                else:
+                    out = rolled_infill(inf, batch)[:, 0]
+            else:
+                cond = items[0]["cond"][None]
+                draws = inf.family.sample(members, generator, cond=cond)
+                if inf.likelihood_noise:
+                    s = inf.family.log_scale.exp().view(1, -1, 1, 1)
+                    draws = draws + s * torch.randn(draws.shape, generator=generator)
+                out = draws  # (M, 1, H, W): the member axis, then one field
+            outs.append(out.numpy().astype(np.float64) * scale + center)
+    if not inf.is_ensemble:
+        return np.concatenate(outs), None, None
+    ens = np.concatenate(outs, axis=1)  # (M, T, H, W)
+    keep, gappy = keep[targets], gappy[targets]
+    ens = np.where(keep[None], gappy, ens)
+    if inf.spread_inflation != 1.0:
+        centre = ens.mean(axis=0, keepdims=True)
+        ens = np.where(keep[None], gappy, centre + inf.spread_inflation * (ens - centre))
+    std = ens.std(axis=0, ddof=1) if members > 1 else np.full(ens.shape[1:], np.nan)
+    return ens.mean(axis=0), std, ens
+
+
+def rolled_infill(inf, batch: dict, generator=None, member: int | None = None):
+    """Partial-conv infill of ``batch``, averaged over ``fill_rolls`` longitude rolls; for
+    ``member`` k of a stochastic infiller, one draw under roll ``k mod fill_rolls``."""
+    width = batch["x"].shape[-1]
+    shifts = sorted({round(k * width / inf.fill_rolls) % width for k in range(inf.fill_rolls)})
+    if member is not None:
+        shifts = [shifts[member % len(shifts)]]
+    total = None
+    for shift in shifts:
+        b = {k: torch.roll(v, shift, dims=-1) for k, v in batch.items()}
+        out = inf.family.infill(
+            b["x"], b["mask"], b.get("cond"), b.get("cond_mask"), generator=generator
+        )
+        out = torch.roll(out, -shift, dims=-1)
+        total = out if total is None else total + out
+    return total / len(shifts)
+
+
+def fill_item(inf, x_all, m_all, aux, i, prior=None) -> dict:
+    n = x_all.shape[0]
+    x, mask = x_all[i][None], m_all[i][None]
+    cond, cond_mask = [], []
+    for j in [*range(-inf.context, 0), *range(1, inf.context + 1)]:
+        if 0 <= i + j < n:
+            cond.append(x_all[i + j][None])
+            cond_mask.append(m_all[i + j][None])
+        else:
+            cond.append(torch.zeros_like(x))
+            cond_mask.append(torch.zeros_like(x))
+    if aux is not None:
+        cond.append(aux)
+        cond_mask.append(torch.ones_like(aux))
+    if prior is not None:
+        cond.append(prior[i][None])
+        cond_mask.append(torch.ones_like(x))
+    return network_item(x, mask, cond, cond_mask, inf.method)
+
+
+def as_dict(train) -> dict:
+    if isinstance(train, TrainConfig):
+        return train.to_dict()
+    return dict(train or {})

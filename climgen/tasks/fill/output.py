@@ -1,0 +1,114 @@
+"""The Dataset a fill returns: the filled field with the observed cells bit for bit, its
+spread, the observation mask, the members, the extra absolute/anomaly variable, and
+provenance attributes (CF ``ancillary_variables``, history).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+
+import numpy as np
+import xarray as xr
+
+from climgen.data.grids import restore
+from climgen.data.io import climgen_version
+from climgen.data.masks import MASK_ATTRS
+from climgen.tasks.fill.run_dir import fill_settings
+
+__all__ = ["assemble"]
+
+
+def assemble(
+    inf,
+    canon,
+    state,
+    var,
+    da,
+    ds_attrs,
+    filled,
+    spread,
+    keep,
+    ensemble,
+    members,
+    info,
+    extra=None,
+):
+    shape = canon.shape
+
+    def back(values, name, attrs, extra_dim=None):
+        values = values.reshape(((values.shape[0],) if extra_dim else ()) + shape)
+        dims = ((extra_dim,) if extra_dim else ()) + canon.dims
+        coords = {d: canon[d] for d in canon.dims if d in canon.coords}
+        out = xr.DataArray(values, dims=dims, coords=coords, name=name, attrs=attrs)
+        return restore(out, state)
+
+    units = {"units": da.attrs["units"]} if "units" in da.attrs else {}
+    data_vars = {
+        var: back(
+            filled,
+            var,
+            {**da.attrs, "ancillary_variables": f"{var}_spread {var}_mask"},
+        ),
+        f"{var}_spread": back(
+            spread,
+            f"{var}_spread",
+            {
+                **units,
+                "long_name": f"predictive standard deviation of {var} ({inf.method})",
+                "comment": "0 at observed cells; NaN where the method gives no uncertainty",
+            },
+        ),
+        f"{var}_mask": back(
+            keep.astype(np.int8),
+            f"{var}_mask",
+            {**MASK_ATTRS, "comment": "cells observed in the input (kept bit for bit)"},
+        ),
+    }
+    for name, (values, what) in (extra or {}).items():
+        data_vars[name] = back(values, name, {**da.attrs, "long_name": f"filled {var}, {what}"})
+    if ensemble is not None:
+        ens = ensemble.reshape(ensemble.shape[0], -1)
+        data_vars[f"{var}_members"] = back(
+            ens,
+            f"{var}_members",
+            {**da.attrs, "long_name": f"ensemble of filled {var}"},
+            extra_dim="member",
+        ).assign_coords(member=np.arange(ens.shape[0]))
+    for name in list(data_vars):
+        for cname, coord in da.coords.items():
+            if cname not in data_vars[name].coords and set(coord.dims) <= set(data_vars[name].dims):
+                data_vars[name] = data_vars[name].assign_coords({cname: coord})
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    settings = fill_settings(inf)
+    history = f"{stamp} climgen {climgen_version()}: Infiller({inf.method!r}).fill"
+    attrs = dict(ds_attrs)
+    attrs.update(
+        {
+            "history": f"{history}\n{attrs.get('history', '')}".strip(),
+            "climgen_version": climgen_version(),
+            "climgen_fill_method": inf.method,
+            "climgen_fill_options": json.dumps(settings),
+            "climgen_fill_members": int(members) if ensemble is not None else 1,
+            "climgen_fill_seed": info["seed"],
+        }
+    )
+    if inf.run_dir is not None:
+        attrs["climgen_run_dir"] = str(inf.run_dir)
+    if inf.checkpoint_step is not None:
+        attrs["climgen_checkpoint_step"] = int(inf.checkpoint_step)
+    if "values" in info:
+        attrs["climgen_fill_values"] = (
+            f"{info['values']}; the run was trained on anomalies from its climatology.nc"
+        )
+    if "regrid" in info:
+        attrs["climgen_fill_regrid"] = info["regrid"]
+    if "units" in info:
+        attrs["climgen_fill_units"] = info["units"]
+    if ensemble is not None and inf.spread_inflation != 1.0:
+        attrs["climgen_fill_spread_inflation"] = inf.spread_inflation
+    if "nugget" in info:
+        attrs["climgen_oi_nugget"] = info["nugget"]  # τ² / mean variance actually used
+    if info.get("kernels"):
+        attrs["climgen_kriging_kernels"] = "; ".join(info["kernels"][:12])
+    return xr.Dataset(data_vars, attrs=attrs)
