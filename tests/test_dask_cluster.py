@@ -127,3 +127,10 @@ def test_normalizer_fit_runs_on_the_cluster_with_the_same_statistics(client, tmp
     assert len(stream.data) > 0  # tasks ran on the workers
     assert remote.center["v"] == pytest.approx(local.center["v"], rel=1e-12)
     assert remote.scale["v"] == pytest.approx(local.scale["v"], rel=1e-12)
+
+
+def test_a_bad_chunk_on_a_worker_gives_the_one_clear_error(client):
+    ref, gen = _grf(12, 0), _grf(18, 1)
+    gen[13, 2, 3] = np.nan
+    with pytest.raises(ClimgenInputError, match=r"'v' of the generated data .*samples 12–17"):
+        evaluate(gen.chunk({"time": 6}), ref, progress=False, chunk_size=6, client=client)
