@@ -49,26 +49,60 @@ def _unpooled(x: torch.Tensor, shape, row_marginal: bool) -> torch.Tensor:
     return x.reshape(ny, n, nx).permute(1, 0, 2) if row_marginal else x.reshape(n, ny, nx)
 
 
-def _iaaft(fields: torch.Tensor, n_iter: int, rng: np.random.Generator, row_marginal: bool):
+def _with_amplitudes(x: torch.Tensor, amp: torch.Tensor) -> torch.Tensor:
+    """x with its 2-D Fourier amplitudes replaced by ``amp`` (its phases kept)."""
+    spec = torch.fft.rfft2(x)
+    mag = spec.abs()
+    phase = torch.where(
+        mag > 0, spec / mag.clamp_min(torch.finfo(mag.dtype).tiny), torch.ones_like(spec)
+    )
+    return torch.fft.irfft2(amp * phase, s=tuple(x.shape[-2:]))
+
+
+def _with_columns(x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """The training field's zonal Fourier columns ĉ_m(y), each turned by the one phase e^{iθ_m}
+    that best aligns it with x's column (θ_m = arg Σ_y x̂_m(y) conj ĉ_m(y))."""
+    z = (torch.fft.rfft(x, dim=-1) * cols.conj()).sum(dim=-2, keepdim=True)
+    mag = z.abs()
+    phase = torch.where(mag > 0, z / mag.clamp_min(torch.finfo(mag.dtype).tiny), torch.ones_like(z))
+    return torch.fft.irfft(cols * phase, n=x.shape[-1], dim=-1)
+
+
+def _iaaft(
+    fields: torch.Tensor,
+    n_iter: int,
+    rng: np.random.Generator,
+    row_marginal: bool,
+    end: str,
+    phases: str = "2d",
+):
     shape = fields.shape
-    amp = torch.fft.rfft2(fields).abs()
+    if phases == "x":
+        cols = torch.fft.rfft(fields, dim=-1)
+
+        def impose(x):
+            return _with_columns(x, cols)
+    else:
+        amp = torch.fft.rfft2(fields).abs()
+
+        def impose(x):
+            return _with_amplitudes(x, amp)
+
     pooled = _pooled(fields, row_marginal)
     target = torch.sort(pooled, dim=-1).values
     # Start: each pooled set shuffled — the right marginal, random phases.
     perm = torch.as_tensor(rng.random(pooled.shape).argsort(axis=-1), device=fields.device)
     x = torch.gather(pooled, -1, perm)
     for _ in range(int(n_iter)):
-        spec = torch.fft.rfft2(_unpooled(x, shape, row_marginal))
-        mag = spec.abs()
-        phase = torch.where(
-            mag > 0, spec / mag.clamp_min(torch.finfo(mag.dtype).tiny), torch.ones_like(spec)
-        )
-        y = torch.fft.irfft2(amp * phase, s=tuple(shape[-2:]))
+        y = impose(_unpooled(x, shape, row_marginal))
         new = _rank_remap(_pooled(y, row_marginal), target)
         if torch.equal(new, x):  # the rank order is a fixed point: converged
             break
         x = new
-    return _unpooled(x, shape, row_marginal).contiguous()
+    out = _unpooled(x, shape, row_marginal)
+    if end == "spectrum":
+        out = impose(out)
+    return out.contiguous()
 
 
 def iaaft_surrogate(
@@ -78,6 +112,8 @@ def iaaft_surrogate(
     n_iter: int = 200,
     row_marginal: bool = True,
     seed: Any = None,
+    end: str = "marginal",
+    phases: str = "2d",
 ):
     r"""IAAFT surrogates of a set of training fields (Schreiber & Schmitz 1996).
 
@@ -98,6 +134,14 @@ def iaaft_surrogate(
     strongly skewed marginals). Phases are random, so structure
     beyond the spectrum and marginals (sharp edges, coherent blobs, skewed fronts) is gone.
 
+    ``phases="x"`` (for grids periodic in x only: lat/lon, walls in y) randomises only the
+    zonal phases: step 1 gives each zonal Fourier column ĉ_m(y) of the training field one
+    phase e^{iθ_m}, the one closest to the current field. That keeps the 2-D amplitudes too,
+    and moreover each row's spectrum along x, the coherence between rows per wavenumber, and
+    on the sphere |a_ℓm|, hence C_ℓ — whereas 2-D random phases spread a truncated model's
+    power over all rows and degrees. ``end="spectrum"`` ends on step 1 instead: spectra
+    exact, marginals approximate.
+
     ``train`` is (..., ny, nx) (leading dims are samples) or a DataArray (canonical
     orientation inside; coords and attrs kept, ``attrs["surrogate"]`` added). ``seed``:
     anything :func:`numpy.random.default_rng` accepts; the same seed gives the same
@@ -109,6 +153,10 @@ def iaaft_surrogate(
         raise ClimgenInputError(
             f"train must be (..., ny, nx) with ny, nx ≥ 2, got {tuple(t.shape)}"
         )
+    if phases not in ("2d", "x"):
+        raise ClimgenInputError(f"phases must be '2d' or 'x', got {phases!r}")
+    if end not in ("marginal", "spectrum"):
+        raise ClimgenInputError(f"end must be 'marginal' or 'spectrum', got {end!r}")
     if int(n_iter) < 1:
         raise ClimgenInputError(f"n_iter must be a positive integer, got {n_iter}")
     ny, nx = t.shape[-2:]
@@ -121,7 +169,7 @@ def iaaft_surrogate(
         raise ClimgenInputError(f"n_surrogates must be a positive integer, got {n_surrogates}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     src = fields[torch.arange(n_out) % n_train]
-    out = _iaaft(src, n_iter, rng, row_marginal)
+    out = _iaaft(src, n_iter, rng, row_marginal, end, phases)
     if isinstance(train, xr.DataArray):
         return _as_dataarray(train, out.cpu().numpy(), n_surrogates, n_iter, row_marginal)
     if n_surrogates is None:

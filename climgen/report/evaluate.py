@@ -269,7 +269,9 @@ def evaluate(
             rows: dict[str, dict[str, Distance]] = {}
             memo: dict[str, float] = {}
             if t_can is not None:
-                candidates = reference_candidates(t_can, gen.shape[0], seed=seed)
+                candidates = reference_candidates(
+                    t_can, gen.shape[0], seed=seed, periodic_y=bool(grid.periodic_y)
+                )
                 for row, c_can in candidates.items():
                     bar.set_description(f"{name}: {row}")
                     rows[row] = _measure(name, c_can, r_can, grid, weights, factor, floors)[0]
