@@ -178,3 +178,23 @@ def test_report_to_html_refuses_an_existing_path_unless_overwrite(d, tmp_path):
     assert "old report" not in (old / "index.html").read_text()
     assert (old / "metrics.json").exists() and list(old.glob("*.png"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "report.html"]  # no temporaries
+
+
+def test_a_runs_own_samples_may_be_replaced_with_overwrite(d, capsys):
+    """RUN/samples.nc (written by `climgen train`, read by no command) is no input: replaced
+    with --overwrite; the run's other files stay refused, and the error says why."""
+    samples = d / "em" / "samples.nc"
+    samples.write_bytes(b"old samples")
+    try:
+        argv = [*_commands(d)["sample"], "-o", str(samples)]
+        assert main(argv) == 2
+        assert "already exists; pass --overwrite" in capsys.readouterr().err
+        assert main([*argv, "--overwrite"]) == 0
+        assert xr.open_dataset(samples).sizes["sample"] == 2
+    finally:
+        samples.unlink()
+    before = _digest(d / "em")
+    assert main([*_commands(d)["sample"], "-o", str(d / "em" / "template.nc"), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "whose files the command reads" in err and "-o template.nc" in err
+    assert _digest(d / "em") == before

@@ -93,3 +93,38 @@ def test_space_time_oi_on_few_rough_fields_fills_without_linalg_error():
     obs = da.isel(time=slice(0, 3)).where(rng.random((3, 12, 24)) > 0.5)
     out = infiller.fill(obs, members=2)
     assert np.isfinite(out["tas"]).all()
+
+
+@pytest.mark.parametrize(
+    "family, option, value, least",
+    [
+        ("vae", "base_channels", 0, 1),  # built a zero-channel network, failing later in torch
+        ("vae", "latent_dim", 0, 1),
+        ("gan", "base_channels", 0, 1),
+        ("superres", "n_blocks", 0, 1),
+        ("diffusion", "num_steps", 1, 2),
+        ("pixelcnn", "bins", 1, 2),
+        ("flow", "hidden_channels", 0, 1),
+        ("vae", "kl_warmup_steps", -1, 0),  # a count that may be 0
+    ],
+)
+def test_integer_option_below_its_minimum_names_the_option(family, option, value, least):
+    from climgen.families.base import build_family
+
+    with pytest.raises(ClimgenInputError, match=rf"'{option}' must be an integer ≥ {least}"):
+        build_family(family, channels=1, shape=(8, 8), **{option: value})
+    build_family(family, channels=1, shape=(8, 8), **{option: max(least, 1)})  # the least works
+
+
+def test_recipe_with_zero_base_channels_exits_2(tmp_path, capsys):
+    write_fields(grf_dataarray(10, 8, 8, seed=1, name="psi").to_dataset(), tmp_path / "d.nc")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "task: emulate\ndata: {paths: d.nc, variables: [psi]}\n"
+        "family: {name: vae, options: {latent_dim: 2, base_channels: 0}}\n"
+        "train: {max_steps: 1, batch_size: 4}\nrun_dir: run\n"
+    )
+    assert main(["train", str(recipe), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "'base_channels' must be an integer ≥ 1" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

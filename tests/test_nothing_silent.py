@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 import yaml
 
 from climgen.cli import main
@@ -108,3 +109,22 @@ def test_context_downscale_of_non_consecutive_samples_names_the_missing_neighbou
     loaded = Downscaler.load(tmp_path)  # the training step is saved with the run
     with pytest.raises(ClimgenInputError, match="missing neighbours"):
         loaded.downscale(coarse.isel(time=[2, 9, 16 - 1]))
+
+
+@pytest.mark.parametrize("calendar", ["360_day", "noleap"])
+def test_context_fill_checks_neighbours_on_cftime_calendars(calendar):
+    """Model calendars (xarray's CFTimeIndex) are understood: a jump is named in its dates."""
+    from climgen.tasks.fill.infiller import Infiller
+
+    times = xr.date_range("2000-02-25", periods=12, freq="D", calendar=calendar, use_cftime=True)
+    train = _daily(12, seed=4).assign_coords(time=times)
+    inf = Infiller("optimal-interpolation", context=1, nugget=1e-2).fit(train)
+    obs = _gappy(train)
+    assert np.isfinite(inf.fill(obs.isel(time=slice(2, 6)), members=1)["tas"]).all()
+    # the neighbours by the calendar's own dates (360_day has 02-29 and 02-30, noleap no 02-29)
+    with pytest.raises(ClimgenInputError, match="missing neighbours") as err:
+        inf.fill(obs.isel(time=[2, 3, 7]), members=1)
+    day = [str(t)[:10] for t in times]
+    assert f"{day[4]} (of {day[3]})" in str(err.value)
+    assert f"{day[6]} (of {day[7]})" in str(err.value)
+    assert day[4] == ("2000-02-29" if calendar == "360_day" else "2000-03-01")

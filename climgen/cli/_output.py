@@ -16,7 +16,7 @@ import glob
 import os
 from pathlib import Path
 
-from climgen.data.outputs import refuse_existing, replacing_folder
+from climgen.data.outputs import RUN_OUTPUTS, refuse_existing, replacing_folder
 from climgen.errors import ClimgenInputError
 
 __all__ = ["add_overwrite", "check_output", "replacing_folder"]
@@ -49,24 +49,43 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def _run_output(out: Path, folder: Path) -> bool:
+    """Whether ``out`` is one of a run directory's own outputs (:data:`RUN_OUTPUTS`), directly
+    in ``folder``: written by the run's recipe, read by no command."""
+    return (
+        folder.suffix != ".zarr"
+        and out.name in RUN_OUTPUTS
+        and out.resolve().parent == folder.resolve()
+    )
+
+
 def check_output(output, *inputs, overwrite: bool = False, folder: bool = False) -> Path:
     """Refuse ``output`` when it is an input, or exists without ``overwrite``; return it.
 
     ``inputs``: the command's input paths (files, globs, zarr stores, run directories; None
     entries are skipped). An output equal to an input, or an existing output inside an input
     directory (a run directory's files, a zarr store's chunks), is refused even with
-    ``overwrite``. ``folder=True``: the output is a report folder, refused when it is an
-    existing file; an existing empty folder is fine.
+    ``overwrite``, except a run's own outputs (:data:`~climgen.data.outputs.RUN_OUTPUTS`:
+    ``RUN/samples.nc``, ``RUN/report``), which ``overwrite`` replaces. ``folder=True``: the
+    output is a report folder, refused when it is an existing file; an existing empty folder
+    is fine.
     """
     out = Path(output)
     for spec in inputs:
         for path in _existing(spec):
-            inside = path.is_dir() and out.exists() and path.resolve() in out.resolve().parents
-            if _same(out, path) or inside:
-                what = "inside the input" if inside else "the input"
+            if _same(out, path):
                 raise ClimgenInputError(
-                    f"refusing to write -o {output}: it is {what} {path}; "
+                    f"refusing to write -o {output}: it is the input {path}; "
                     "choose another output path"
+                )
+            inside = path.is_dir() and out.exists() and path.resolve() in out.resolve().parents
+            if inside and not _run_output(out, path):
+                raise ClimgenInputError(
+                    f"refusing to write -o {output}: it is inside the input {path}, whose "
+                    "files the command reads (a run's weights, template and statistics, a "
+                    "zarr store's chunks), so even --overwrite does not replace it; write "
+                    f"elsewhere, e.g. -o {out.name}. Only a run's own outputs "
+                    f"({', '.join(RUN_OUTPUTS)}) may be replaced with --overwrite"
                 )
     refuse_existing(
         out, overwrite=overwrite, folder=folder, label=f"-o {output}", how="pass --overwrite"

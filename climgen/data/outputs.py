@@ -21,7 +21,12 @@ from pathlib import Path
 
 from climgen.errors import ClimgenInputError
 
-__all__ = ["refuse_existing", "replacing_folder"]
+__all__ = ["RUN_OUTPUTS", "refuse_existing", "replacing_folder"]
+
+# What a run directory holds for its user, written by the recipes (``climgen train``) and read
+# by no loader: ``-o RUN/samples.nc --overwrite`` may replace these, never the run's other
+# files (weights, template.nc, climatology.nc, normaliser and card), which a command reads.
+RUN_OUTPUTS = ("samples.nc", "samples_raw.nc", "report", "report-raw")
 
 
 def refuse_existing(

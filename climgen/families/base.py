@@ -135,16 +135,38 @@ def _stored(value, annotation: str):
     return _scalar(value, kinds[0])
 
 
+# The least value of each integer option that is a size or a count of parts (a network of
+# 0 channels or a diffusion of 0 steps fails inside torch, or not at all); other integer
+# options (optional channels, warm-up steps, depths that may be 0) take any integer ≥ 0.
+INT_OPTION_MINIMUM: dict[str, int] = {
+    **dict.fromkeys(
+        (
+            "channels", "base_channels", "hidden_channels", "disc_channels", "max_channels",
+            "latent_dim", "encoder_features", "min_bottleneck", "n_blocks", "num_res_blocks",
+            "num_levels", "levels", "steps_per_level", "n_layers", "kernel_size",
+            "first_kernel", "mixtures", "mixture_components", "sample_steps",
+            "n_critic", "factor", "covariance_patch",
+        ),
+        1,
+    ),
+    "bins": 2,
+    "num_steps": 2,
+    "crps_members": 2,
+}  # fmt: skip
+
+
 def _check_number(family: str, name: str, value, annotation: str) -> None:
     """A ``float`` option must hold a real number (a learning rate ``lr``/``lr_*`` a finite
-    one > 0), an ``int`` option (or ``int | None`` other than None) an integer ≥ 0 (sizes,
-    counts, steps), else one error naming the option: text or a negative size in a recipe
-    would otherwise surface as a traceback from torch."""
+    one > 0), an ``int`` option (or ``int | None`` other than None) an integer ≥ its
+    minimum (:data:`INT_OPTION_MINIMUM`: 1 for sizes such as ``base_channels``, else 0),
+    else one error naming the option: text, a zero or a negative size in a recipe would
+    otherwise surface as a traceback from torch."""
     if annotation in ("int", "int | None") and not (annotation != "int" and value is None):
         integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-        if not integer or value < 0:
+        least = INT_OPTION_MINIMUM.get(name, 0)
+        if not integer or value < least:
             raise ClimgenInputError(
-                f"{family} option '{name}' must be an integer ≥ 0, got {value!r}"
+                f"{family} option '{name}' must be an integer ≥ {least}, got {value!r}"
             )
         return
     if annotation != "float":
@@ -301,6 +323,10 @@ def check_family_options(name: str, options: dict) -> type:
                 f"family {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
                 f"valid options: {', '.join(sorted(accepted))}"
             )
+    for key, value in options.items():  # before the constructor builds layers of that size
+        if key in accepted:
+            annotation = str(accepted[key].annotation)
+            _check_number(name, key, _stored(value, annotation), annotation)
     return cls
 
 

@@ -141,16 +141,38 @@ def keep_input_layout(out: xr.Dataset, like: xr.Dataset | xr.DataArray) -> xr.Da
     return out
 
 
-def _sample_numbers(coord) -> tuple[np.ndarray | None, bool]:
-    """A sample coordinate as float numbers (seconds for datetimes), and whether it is time."""
+_EPOCH = "seconds since 1970-01-01"
+
+
+def _sample_numbers(coord) -> tuple[np.ndarray | None, str | None]:
+    """A sample coordinate as float numbers, and its calendar: seconds since 1970 for
+    numpy datetimes (``"datetime64"``) and cftime dates (their calendar, e.g. ``"360_day"``,
+    ``"noleap"``: xarray's CFTimeIndex), the numbers themselves (None) otherwise."""
     if coord is None:
-        return None, False
+        return None, None
     v = np.asarray(coord)
     if np.issubdtype(v.dtype, np.datetime64):
-        return v.astype("datetime64[s]").astype(np.float64), True
+        return v.astype("datetime64[s]").astype(np.float64), "datetime64"
     if np.issubdtype(v.dtype, np.number) and v.ndim == 1:
-        return v.astype(np.float64), False
-    return None, False  # cftime objects, labels: cannot tell
+        return v.astype(np.float64), None
+    if v.dtype == object and v.ndim == 1 and v.size:
+        import cftime
+
+        if all(isinstance(t, cftime.datetime) for t in v):
+            calendar = v[0].calendar
+            return np.asarray(cftime.date2num(v, _EPOCH, calendar), dtype=np.float64), calendar
+    return None, None  # labels: cannot tell
+
+
+def _label(t: float, calendar: str | None) -> str:
+    """A sample coordinate value back as text (a date for times)."""
+    if calendar is None:
+        return f"{t:g}"
+    if calendar == "datetime64":
+        return str(np.datetime64(int(round(t)), "s")).removesuffix("T00:00:00")
+    import cftime
+
+    return cftime.num2date(round(t), _EPOCH, calendar).isoformat().removesuffix("T00:00:00")
 
 
 def sample_step(coord) -> float | None:
@@ -169,12 +191,13 @@ def check_neighbours(coord, context: int, *, step=None, targets=None, what: str,
     refuse input whose samples are not consecutive, naming the missing neighbours.
 
     Neighbour j of sample i is present when the sample at position i + j lies j·step from
-    sample i (± step/2, which also lets calendar months vary); ``step`` is the training
+    sample i (± step/2, which also lets calendar months vary): numbers, numpy datetimes or
+    cftime dates of any calendar (360_day, noleap, …); ``step`` is the training
     series' (:func:`sample_step`), else the input's smallest spacing. Beyond either end of
     the input a neighbour counts as unobserved, as before. ``targets``: the positions
     filled (default: all).
     """
-    x, is_time = _sample_numbers(coord)
+    x, calendar = _sample_numbers(coord)
     if not context or x is None or x.size < 2:
         return
     if not step:
@@ -190,16 +213,14 @@ def check_neighbours(coord, context: int, *, step=None, targets=None, what: str,
             if 0 <= i + j < n and abs(x[i + j] - x[i] - j * step) > 0.5 * step:
                 missing.append((x[i] + j * step, x[i]))
 
-    def label(t: float) -> str:
-        if not is_time:
-            return f"{t:g}"
-        return str(np.datetime64(int(round(t)), "s")).removesuffix("T00:00:00")
-
     if missing:
-        shown = ", ".join(f"{label(t)} (of {label(s)})" for t, s in missing[:6])
+        shown = ", ".join(
+            f"{_label(t, calendar)} (of {_label(s, calendar)})" for t, s in missing[:6]
+        )
         more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
         raise ClimgenInputError(
             f"context={context} gives each field its {context} neighbouring {what} on each "
             f"side by position, but the input skips some: missing neighbours {shown}{more} "
-            f"(step {label(step) if not is_time else f'{step / 86400:g} days'}); {hint}"
+            f"(step {_label(step, None) if calendar is None else f'{step / 86400:g} days'}); "
+            f"{hint}"
         )
