@@ -194,8 +194,15 @@ def test_demo_end_to_end(tmp_path, capsys):
 
 def test_trained_demo_on_bundled_data(tmp_path, capsys):
     """The default demo: train on the bundled RBC sample, sample, report vs held-out data."""
+    import torch
+
     out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out), "--steps", "4", "-q"]) == 0
+    threads = torch.get_num_threads()
+    # A CPU budget of 1 s ends training long before --steps; the thread count is restored.
+    assert main(["demo", "-o", str(out), "--steps", "1000", "--budget", "1", "-q"]) == 0
+    assert torch.get_num_threads() == threads
+    steps = [int(p.name.split("_")[-1]) for p in (out / "checkpoints").glob("step_*")]
+    assert steps and max(steps) < 1000
     data = _metrics(out / "report")
     assert data["variables"]["b"]["shape"] == [32, 128]
     assert (out / "samples.nc").exists() and (out / "checkpoints").is_dir()
@@ -209,6 +216,10 @@ def test_trained_demo_on_bundled_data(tmp_path, capsys):
 def test_demo_rejects_too_few_samples(tmp_path, capsys):
     err = _error(["demo", "--synthetic", "-o", str(tmp_path), "--samples", "2"], capsys)
     assert "--samples" in err
+
+
+def test_demo_rejects_a_negative_budget(tmp_path, capsys):
+    assert "--budget" in _error(["demo", "-o", str(tmp_path), "--budget", "-1"], capsys)
 
 
 @pytest.mark.parametrize("sub", ["evaluate", "demo"])
