@@ -16,10 +16,9 @@ import glob
 import os
 from pathlib import Path
 
-from climgen.data.outputs import RUN_OUTPUTS, refuse_existing, replacing_folder
 from climgen.errors import ClimgenInputError
 
-__all__ = ["add_overwrite", "check_output", "replacing_folder"]
+__all__ = ["add_overwrite", "check_output"]
 
 
 def add_overwrite(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +51,8 @@ def _same(a: Path, b: Path) -> bool:
 def _run_output(out: Path, folder: Path) -> bool:
     """Whether ``out`` is one of a run directory's own outputs (:data:`RUN_OUTPUTS`), directly
     in ``folder``: written by the run's recipe, read by no command."""
+    from climgen.data.outputs import RUN_OUTPUTS
+
     return (
         folder.suffix != ".zarr"
         and out.name in RUN_OUTPUTS
@@ -70,6 +71,8 @@ def check_output(output, *inputs, overwrite: bool = False, folder: bool = False)
     output is a report folder, refused when it is an existing file; an existing empty folder
     is fine.
     """
+    from climgen.data.outputs import RUN_OUTPUTS, refuse_existing  # climgen.data: numpy, torch
+
     out = Path(output)
     for spec in inputs:
         for path in _existing(spec):
