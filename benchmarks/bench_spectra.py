@@ -46,8 +46,9 @@ def bench(n: int, ny: int, nx: int, repeats: int, pysteps_fields: int) -> dict:
     else:
         m = min(pysteps_fields, n)
         sub = x[:m]  # the same float32 fields every contender gets
-        per_batch = best_time(lambda: [pysteps_rapsd(f, fft_method=np.fft) for f in sub],
-                              max(1, repeats // 2))
+        per_batch = best_time(
+            lambda: [pysteps_rapsd(f, fft_method=np.fft) for f in sub], max(1, repeats // 2)
+        )
         row["pysteps"] = per_batch * n / m
         row["pysteps fields timed"] = m
     return row
@@ -61,18 +62,24 @@ def main(argv=None) -> None:
     shapes = [(512, 256, 256), (64, 721, 1440)]
     if args.quick:
         shapes = [(16, 64, 64), (4, 91, 180)]
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}")
-    print("| fields | climgen numpy-in (s) | climgen torch-in (s) | numpy rfft2 (s) | "
-          "torch rfft2 (s) | pysteps (s) | × faster than pysteps | ÷ bare torch FFT |")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}"
+    )
+    print(
+        "| fields | climgen numpy-in (s) | climgen torch-in (s) | numpy rfft2 (s) | "
+        "torch rfft2 (s) | pysteps (s) | × faster than pysteps | ÷ bare torch FFT |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n, ny, nx in shapes:
         r = bench(n, ny, nx, args.repeats, pysteps_fields=16 if ny < 512 else 2)
         ours = r["climgen (torch in)"]
-        print(f"| {r['shape']} | {r['climgen (numpy in)']:.3f} | {ours:.3f} | "
-              f"{r['numpy.fft.rfft2']:.3f} | {r['torch.fft.rfft2']:.3f} | "
-              f"{r['pysteps']:.2f} (from {r.get('pysteps fields timed', 0)} fields) | "
-              f"{r['pysteps'] / ours:.0f}× | {ours / r['torch.fft.rfft2']:.2f} |")
+        print(
+            f"| {r['shape']} | {r['climgen (numpy in)']:.3f} | {ours:.3f} | "
+            f"{r['numpy.fft.rfft2']:.3f} | {r['torch.fft.rfft2']:.3f} | "
+            f"{r['pysteps']:.2f} (from {r.get('pysteps fields timed', 0)} fields) | "
+            f"{r['pysteps'] / ours:.0f}× | {ours / r['torch.fft.rfft2']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from climgen.errors import ClimgenInputError
 
+# climgen.data.outputs is imported inside the functions: importing any climgen.data module
+# runs climgen.data's __init__, which loads torch, and `climgen --help` must stay instant.
+
 __all__ = ["add_overwrite", "check_output"]
 
 
@@ -71,7 +74,7 @@ def check_output(output, *inputs, overwrite: bool = False, folder: bool = False)
     output is a report folder, refused when it is an existing file; an existing empty folder
     is fine.
     """
-    from climgen.data.outputs import RUN_OUTPUTS, refuse_existing  # climgen.data: numpy, torch
+    from climgen.data.outputs import RUN_OUTPUTS, refuse_existing
 
     out = Path(output)
     for spec in inputs:

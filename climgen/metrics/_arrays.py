@@ -140,3 +140,22 @@ def check_same_shape(gen: torch.Tensor, ref: torch.Tensor, gen_name: str, ref_na
             f"{gen_name} has shape {tuple(gen.shape)} but {ref_name} has shape "
             f"{tuple(ref.shape)}; they must match"
         )
+
+
+def periodic_pair(field: Any, periodic) -> tuple[bool, bool]:
+    """``(periodic_y, periodic_x)`` from a bool, a pair, or (``None``) the grid of a DataArray
+    (:func:`climgen.data.grids.detect_grid`); plain arrays default to not periodic."""
+    if periodic is None:
+        if isinstance(field, xr.DataArray) and field.ndim >= 2:
+            g = grids.detect_grid(field)
+            return bool(g.periodic_y), bool(g.periodic_x)
+        return False, False
+    if isinstance(periodic, bool):
+        return periodic, periodic
+    try:
+        py, px = periodic
+    except (TypeError, ValueError) as exc:
+        raise ClimgenInputError(
+            f"periodic must be a bool or a pair (periodic_y, periodic_x), got {periodic!r}"
+        ) from exc
+    return bool(py), bool(px)

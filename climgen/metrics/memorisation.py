@@ -20,11 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import xarray as xr
 
-from climgen.data import grids
 from climgen.errors import ClimgenInputError
-from climgen.metrics._arrays import prepare, to_like
+from climgen.metrics._arrays import periodic_pair, prepare, to_like
 
 __all__ = ["nearest_training_distance", "memorisation_ratio"]
 
@@ -83,7 +81,7 @@ def nearest_training_distance(
             f"fields are {tuple(g.shape[-2:])} per field but train is {tuple(t.shape[-2:])}"
         )
     t = t.to(g.dtype)
-    py, px = _periodic(fields, periodic)
+    py, px = periodic_pair(fields, periodic)
     ny, nx = g.shape[-2:]
     w = _row_weights(wg, ny, nx, py, g.dtype, g.device)
     wsum = w.sum()
@@ -122,23 +120,6 @@ def nearest_training_distance(
     return to_like((best / wsum).sqrt(), kind)
 
 
-def _periodic(field: Any, periodic) -> tuple[bool, bool]:
-    if periodic is None:
-        if isinstance(field, xr.DataArray) and field.ndim >= 2:
-            g = grids.detect_grid(field)
-            return bool(g.periodic_y), bool(g.periodic_x)
-        return False, False
-    if isinstance(periodic, bool):
-        return periodic, periodic
-    try:
-        py, px = periodic
-    except (TypeError, ValueError) as exc:
-        raise ClimgenInputError(
-            f"periodic must be a bool or a pair (periodic_y, periodic_x), got {periodic!r}"
-        ) from exc
-    return bool(py), bool(px)
-
-
 def memorisation_ratio(
     generated: Any,
     train: Any,
@@ -161,7 +142,7 @@ def memorisation_ratio(
     not memorisation). Medians make it robust to a few outliers. Dimensionless.
     Reference: Meehan, Chaudhuri & Dasgupta (2020), AISTATS (data-copying test).
     """
-    kw = dict(periodic=_periodic(reference, periodic), weights=weights)
+    kw = dict(periodic=periodic_pair(reference, periodic), weights=weights)
     dg = np.asarray(torch.as_tensor(nearest_training_distance(generated, train, **kw)).cpu())
     dr = np.asarray(torch.as_tensor(nearest_training_distance(reference, train, **kw)).cpu())
     den = float(np.median(dr))

@@ -31,7 +31,7 @@ import xarray as xr
 
 from climgen.data import grids
 from climgen.errors import ClimgenInputError
-from climgen.metrics._arrays import as_tensor, prepare, to_like
+from climgen.metrics._arrays import as_tensor, periodic_pair, prepare, to_like
 
 __all__ = [
     "MinkowskiCurves",
@@ -78,23 +78,6 @@ def _cells(t: torch.Tensor, periodic: tuple[bool, bool], pad: float):
     return t, rows, cols, verts
 
 
-def _periodic_pair(field: Any, periodic) -> tuple[bool, bool]:
-    if periodic is None:
-        if isinstance(field, xr.DataArray) and field.ndim >= 2:
-            g = grids.detect_grid(field)
-            return bool(g.periodic_y), bool(g.periodic_x)
-        return False, False
-    if isinstance(periodic, bool):
-        return periodic, periodic
-    try:
-        py, px = periodic
-    except (TypeError, ValueError) as exc:
-        raise ClimgenInputError(
-            f"periodic must be a bool or a pair (periodic_y, periodic_x), got {periodic!r}"
-        ) from exc
-    return bool(py), bool(px)
-
-
 def euler_characteristic(mask: Any, *, periodic=(False, False)):
     r"""Euler characteristic χ of a binary image on the pixel complex, one integer per image.
 
@@ -112,7 +95,7 @@ def euler_characteristic(mask: Any, *, periodic=(False, False)):
     if t.ndim < 2:
         raise ClimgenInputError(f"mask must be (..., ny, nx), got shape {tuple(t.shape)}")
     t = (t != 0).to(torch.int8)
-    f, ex, ey, v = _cells(t, _periodic_pair(mask, periodic), 0)
+    f, ex, ey, v = _cells(t, periodic_pair(mask, periodic), 0)
     chi = sum(
         s * c.sum(dim=(-2, -1), dtype=torch.int64) for s, c in ((1, f), (-1, ex), (-1, ey), (1, v))
     )
@@ -229,7 +212,7 @@ def minkowski_functionals(
         raise ClimgenInputError(
             f"field must be (..., ny, nx) with ny, nx ≥ 2, got {tuple(t.shape)}"
         )
-    py, px = _periodic_pair(field, periodic)
+    py, px = periodic_pair(field, periodic)
     dyf, dxf = _spacing(field, dy, dx)
     if thresholds is None:
         src = field if reference is None else reference
@@ -310,7 +293,7 @@ def minkowski_distances(
 
 def _grid_steps(field: Any, periodic, dy, dx):
     """Periodicity and spacings; on lat/lon grids the x step shrinks with cos φ per row."""
-    py, px = _periodic_pair(field, periodic)
+    py, px = periodic_pair(field, periodic)
     if np.ndim(dx) == 1:  # one x step per row, e.g. dλ·cos φ
         dx_rows = np.asarray(dx, dtype=float)
         if np.any(~(dx_rows > 0)) or not np.all(np.isfinite(dx_rows)):
@@ -376,7 +359,7 @@ def _interior_weights(field: Any, weights: Any, periodic, shape):
         w = grids.spatial_weights(field)
     w = np.asarray(w.values if isinstance(w, xr.DataArray) else w, dtype=float)
     w = np.broadcast_to(w, w.shape[:-2] + tuple(w.shape[-2:]))
-    py, px = _periodic_pair(field, periodic)
+    py, px = periodic_pair(field, periodic)
     if not py:
         w = w[..., 1:-1, :]
     if not px:

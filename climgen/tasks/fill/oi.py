@@ -339,18 +339,11 @@ class GaussianFieldModel:
         """
         import scipy.linalg
 
-        if tuple(values.shape) != self.shape:
-            raise ClimgenInputError(
-                f"field of shape {tuple(values.shape)} but the covariance is for {self.shape}"
-            )
-        flat_obs = np.asarray(observed, dtype=bool).reshape(-1)
-        y = np.asarray(values, dtype=np.float64).reshape(-1)
-        mu = self.mean.reshape(-1)
-        mean = np.where(flat_obs, y, mu)
-        std = np.zeros_like(mu)
-        if flat_obs.all():
-            draws = np.broadcast_to(mean, (members, mu.size)).copy() if members else None
-            return mean.reshape(self.shape), std.reshape(self.shape), _shaped(draws, self.shape)
+        flat_obs, y, mu, mean, std, done = _start_condition(
+            self.shape, self.mean, values, observed, members
+        )
+        if done is not None:
+            return done
         o, hid, chol, c_ho = self._solve_parts(flat_obs)
         weights = scipy.linalg.cho_solve(chol, y[o] - mu[o], check_finite=False)
         mean[hid] = mu[hid] + c_ho @ weights
@@ -476,3 +469,23 @@ class GaussianFieldModel:
 
 def _shaped(draws, shape):
     return None if draws is None else draws.reshape(draws.shape[0], *shape)
+
+
+def _start_condition(shape, field_mean, values, observed, members):
+    """The part of ``condition`` every OI model shares: check the shape, flatten, put the
+    observed values in the mean (std 0 there). ``done`` is the whole answer when every cell
+    is observed (the members are copies of the field), else None."""
+    if tuple(values.shape) != shape:
+        raise ClimgenInputError(
+            f"field of shape {tuple(values.shape)} but the covariance is for {shape}"
+        )
+    flat_obs = np.asarray(observed, dtype=bool).reshape(-1)
+    y = np.asarray(values, dtype=np.float64).reshape(-1)
+    mu = field_mean.reshape(-1)
+    mean = np.where(flat_obs, y, mu)
+    std = np.zeros_like(mu)
+    done = None
+    if flat_obs.all():
+        draws = np.broadcast_to(mean, (members, mu.size)).copy() if members else None
+        done = mean.reshape(shape), std.reshape(shape), _shaped(draws, shape)
+    return flat_obs, y, mu, mean, std, done

@@ -57,6 +57,7 @@ from climgen.tasks.fill.oi import (
     MAX_CELLS,
     GaussianFieldModel,
     _shaped,
+    _start_condition,
     widened_search,
 )
 
@@ -201,18 +202,11 @@ class ReducedGaussianFieldModel:
         """
         import scipy.linalg
 
-        if tuple(values.shape) != self.shape:
-            raise ClimgenInputError(
-                f"field of shape {tuple(values.shape)} but the covariance is for {self.shape}"
-            )
-        flat_obs = np.asarray(observed, dtype=bool).reshape(-1)
-        y = np.asarray(values, dtype=np.float64).reshape(-1)
-        mu = self.mean.reshape(-1)
-        mean = np.where(flat_obs, y, mu)
-        std = np.zeros_like(mu)
-        if flat_obs.all():
-            draws = np.broadcast_to(mean, (members, mu.size)).copy() if members else None
-            return mean.reshape(self.shape), std.reshape(self.shape), _shaped(draws, self.shape)
+        flat_obs, y, mu, mean, std, done = _start_condition(
+            self.shape, self.mean, values, observed, members
+        )
+        if done is not None:
+            return done
         o, hid, weighted, chol = self._posterior(flat_obs)
         alpha = scipy.linalg.cho_solve((chol, True), weighted.T @ (y[o] - mu[o]))
         b_h = self.loadings[hid]
