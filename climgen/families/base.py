@@ -193,6 +193,8 @@ class FamilyModule(nn.Module):
       learning rate ``self.lr``; adversarial families return :meth:`adversarial_groups`.
     - :meth:`ema_module`: the sub-module named by the class attribute ``ema_attr`` (the one
       sampling uses), or the whole family when ``ema_attr`` is empty.
+    - :meth:`_check_field`: the shape check of an input field batch (needs ``channels`` and
+      ``shape`` attributes).
     """
 
     name = "family"
@@ -247,6 +249,18 @@ class FamilyModule(nn.Module):
     def ema_module(self) -> nn.Module:
         """The sub-module the trainer averages (``ema_attr``; the whole family if empty)."""
         return getattr(self, self.ema_attr) if self.ema_attr else self
+
+    def _check_field(self, x, what: str = "batch['x']") -> torch.Tensor:
+        """``x`` if it is a (B, channels, H, W) tensor on the family's grid, else one error
+        naming ``what``, the expected shape and the family."""
+        expected = (self.channels, *self.shape)
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ClimgenInputError(
+                f"{what} must be a tensor of shape (B, {', '.join(map(str, expected))}) for "
+                f"family {self.name!r}, got {got}"
+            )
+        return x
 
 
 def check_grid_options(channels, shape, periodic=(False, True)) -> None:

@@ -311,13 +311,3 @@ class Flow(FamilyModule):
             n, self.channels, *self.shape, generator=generator, device=device, dtype=ref.dtype
         )
         return self.inverse(temperature * eps.to(ref.device))
-
-    def _check_field(self, x, what: str) -> torch.Tensor:
-        expected = (self.channels, *self.shape)
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ClimgenInputError(
-                f"{what} must be a tensor of shape (B, {', '.join(map(str, expected))}) for "
-                f"family 'flow', got {got}"
-            )
-        return x

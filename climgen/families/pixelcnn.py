@@ -528,13 +528,3 @@ class PixelCNN(FamilyModule):
         params = out.view(b, self.channels, 3, self.mixtures, h, w)
         params = params.permute(2, 0, 1, 4, 5, 3)  # (3, B, C, H, W, M)
         return params[0], params[1], params[2]
-
-    def _check_field(self, x, what: str) -> torch.Tensor:
-        expected = (self.channels, *self.shape)
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ClimgenInputError(
-                f"{what} must be a tensor of shape (B, {', '.join(map(str, expected))}) for "
-                f"family {self.name!r}, got {got}"
-            )
-        return x

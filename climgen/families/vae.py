@@ -163,16 +163,6 @@ class _LatentFamily(FamilyModule):
             x = torch.cat([x, self._check_cond(cond, x.shape[0]).to(x.dtype)], dim=1)
         return self.encoder(x)
 
-    def _check_field(self, x, what: str) -> torch.Tensor:
-        expected = (self.channels, *self.shape)
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ClimgenInputError(
-                f"{what} must be a tensor of shape (B, {', '.join(map(str, expected))}) for "
-                f"family {self.name!r}, got {got}"
-            )
-        return x
-
     def _check_cond(self, cond, n: int) -> torch.Tensor:
         expected = (self.cond_channels, *self.shape)
         if (

@@ -178,6 +178,7 @@ def evaluate(
     )
     gen_ds, ref_ds = open_dataset(generated, "generated"), open_dataset(reference, "reference")
     names = select_variables(gen_ds, ref_ds, variables, gen_src, ref_src)
+    srcs = (gen_src, ref_src)
     notes: dict[str, str | None] = {}
     if client is not None and chunk_size is None:
         raise ClimgenInputError(
@@ -199,11 +200,7 @@ def evaluate(
         dask_client, owned = (None, False) if client is None else resolve_client(client)
         try:
             for name in names:
-                g_da, r_da = gen_ds[name], ref_ds[name]
-                g_da, notes[name] = reconcile_units(name, g_da, r_da, gen_src, ref_src)
-                check_same_grid(name, g_da, r_da)
-                g_can, _ = as_samples(g_da, sample_dim, "generated", name)
-                r_can, grid = as_samples(r_da, sample_dim, "reference", name)
+                g_can, r_can, grid = _sample_pair(name, gen_ds, ref_ds, sample_dim, srcs, notes)
                 results[name] = evaluate_streaming(
                     name,
                     subsample(g_can, max_samples),
@@ -211,7 +208,7 @@ def evaluate(
                     grid,
                     int(chunk_size),
                     factor,
-                    (gen_src, ref_src),
+                    srcs,
                     progress,
                     client=dask_client,
                 )
@@ -234,11 +231,8 @@ def evaluate(
         train_ds = open_dataset(train, "training")
     prepared = {}
     for name in names:
-        g_da, r_da = gen_ds[name], ref_ds[name]
-        g_da, notes[name] = reconcile_units(name, g_da, r_da, gen_src, ref_src)
-        check_same_grid(name, g_da, r_da)
-        g_can, _ = as_samples(g_da, sample_dim, "generated", name)
-        r_can, grid = as_samples(r_da, sample_dim, "reference", name)
+        r_da = ref_ds[name]
+        g_can, r_can, grid = _sample_pair(name, gen_ds, ref_ds, sample_dim, srcs, notes)
         g_can = _float_copy(subsample(g_can, max_samples))
         r_can = _float_copy(subsample(r_can, max_samples))
         if r_can.sizes[SAMPLE_DIM] < MIN_REFERENCE_SAMPLES:
@@ -312,6 +306,19 @@ def evaluate(
 
     provenance = _provenance(gen_src, ref_src, names, results, notes)
     return EvaluationReport(variables=results, provenance=provenance, factor=factor)
+
+
+def _sample_pair(name, gen_ds, ref_ds, sample_dim, srcs, notes):
+    """Variable ``name`` of the generated and reference sets as samples on one grid:
+    ``(generated, reference, grid)``, the generated fields in the reference's units (the note
+    of a conversion, or None, goes to ``notes[name]``)."""
+    gen_src, ref_src = srcs
+    r_da = ref_ds[name]
+    g_da, notes[name] = reconcile_units(name, gen_ds[name], r_da, gen_src, ref_src)
+    check_same_grid(name, g_da, r_da)
+    g_can, _ = as_samples(g_da, sample_dim, "generated", name)
+    r_can, grid = as_samples(r_da, sample_dim, "reference", name)
+    return g_can, r_can, grid
 
 
 def _float_copy(da: xr.DataArray) -> xr.DataArray:

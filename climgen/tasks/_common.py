@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from climgen.data.dataset import to_xarray
 from climgen.data.grids import detect_grid
 from climgen.errors import ClimgenInputError
 from climgen.families.base import build_family
-from climgen.train import TrainConfig
+from climgen.train import TrainConfig, Trainer, load_family
 from climgen.train.rng import seeded
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "keep_input_layout",
     "sample_step",
     "check_neighbours",
+    "fields_dataset",
+    "train_family",
 ]
 
 # Global attributes a generated file keeps from its input: the CF descriptive ones. Everything
@@ -67,11 +70,46 @@ def zero_template(ds: xr.Dataset, variables, sample_dim: str) -> xr.Dataset:
     return out
 
 
+def fields_dataset(
+    arrays, template: xr.Dataset, ds, variables, sample_dim: str, *, stacked: bool, has_sample: bool
+) -> xr.Dataset:
+    """Canonical float32 arrays (N, C, H, W), one per member, → a Dataset on ``template``'s grid.
+
+    The sample coordinate is taken from ``ds`` when it has one; ``stacked`` concatenates the
+    arrays along a new ``member`` dim (else the one array is the result); without
+    ``has_sample`` the sample dim (of length 1) is dropped.
+    """
+    pieces = []
+    for values in arrays:
+        piece = to_xarray(values, template, variables=variables, sample_dim=sample_dim)
+        if sample_dim in ds.coords:
+            piece = piece.assign_coords({sample_dim: ds[sample_dim].values})
+        pieces.append(piece)
+    result = xr.concat(pieces, dim="member") if stacked else pieces[0]
+    if not has_sample:
+        result = result.isel({sample_dim: 0}, drop=True)
+    return result
+
+
 def train_config(train, options) -> TrainConfig:
     """A validated :class:`TrainConfig` from a config/dict plus keyword overrides."""
     base = train.to_dict() if isinstance(train, TrainConfig) else dict(train or {})
     base.update(options)
     return TrainConfig.from_dict(base)
+
+
+def train_family(family, config: TrainConfig, run_dir, dataset, *, resume, callbacks, card):
+    """Fit ``family`` on ``dataset`` with a :class:`~climgen.train.Trainer` writing ``run_dir``.
+
+    Returns ``(family, result)``: the family to sample with, in eval mode (the averaged
+    weights, reloaded from ``run_dir``, when the run keeps an EMA), and the trainer's result.
+    """
+    trainer = Trainer(family, config, run_dir, callbacks=callbacks, card=card)
+    result = trainer.fit(dataset, resume=resume)
+    family.eval()
+    if trainer.ema is not None:
+        family, _ = load_family(run_dir, ema=True)
+    return family, result
 
 
 def default_run_dir(task: str, name: str) -> Path:

@@ -228,16 +228,6 @@ class Diffusion(FamilyModule):
         )
 
     # --- checks ----------------------------------------------------------------------------
-    def _check_field(self, x) -> torch.Tensor:
-        expected = (self.channels, *self.shape)
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ClimgenInputError(
-                f"batch['x'] must be a tensor of shape (B, {', '.join(map(str, expected))}) for "
-                f"family 'diffusion', got {got}"
-            )
-        return x
-
     def _check_cond(self, cond, n: int) -> torch.Tensor:
         expected = (self.cond_channels, *self.shape)
         if self.cond_channels == 0:

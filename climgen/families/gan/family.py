@@ -25,6 +25,7 @@ import torch
 
 from climgen.errors import ClimgenInputError
 from climgen.families.base import FamilyModule, OptimizerSpec, register_family
+from climgen.families.latent import lerp, slerp
 
 from .constraints import covariance_loss, spectral_loss
 from .losses import (
@@ -44,20 +45,6 @@ __all__ = ["GAN", "slerp", "GENERATORS", "GAN_OPTIMIZERS"]
 
 GENERATORS = ("dcgan", "style")
 GAN_OPTIMIZERS = ("adam", "rmsprop", "optimistic-adam", "extragradient", "cgd")
-
-
-def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between latents (Shoemake 1985; White 2016, *Sampling
-    generative networks*): sin((1−t)Ω)/sin Ω · z0 + sin(tΩ)/sin Ω · z1, cos Ω = ẑ0·ẑ1.
-
-    ``z0``, ``z1``: (D,); ``t``: (T,) → (T, D). Falls back to linear when z0 ∥ z1.
-    """
-    cos = torch.dot(z0, z1) / (z0.norm() * z1.norm()).clamp(min=1e-12)
-    omega = torch.arccos(cos.clamp(-1.0, 1.0))
-    t = t[:, None]
-    if float(omega.sin().abs()) < 1e-6:
-        return (1 - t) * z0 + t * z1
-    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / omega.sin()
 
 
 def _choice(name: str, value, valid) -> None:
@@ -259,7 +246,7 @@ class GAN(FamilyModule):
         """
         _choice("method", method, ("slerp", "linear"))
         t = torch.linspace(0.0, 1.0, int(steps), dtype=z0.dtype, device=z0.device)
-        zs = slerp(z0, z1, t) if method == "slerp" else (1 - t[:, None]) * z0 + t[:, None] * z1
+        zs = (slerp if method == "slerp" else lerp)(z0, z1, t)
         return self.generate(zs, generator=generator)
 
     def latent_arithmetic(

@@ -12,11 +12,10 @@ import torch
 
 from climgen.errors import ClimgenInputError
 from climgen.families.base import check_family_options
-from climgen.tasks._common import build_seeded
+from climgen.tasks._common import build_seeded, train_family
 from climgen.tasks.downscale.methods import CORRDIFF_OPTIONS, DOWNSCALE_METHODS
 from climgen.tasks.downscale.network_method import NetworkMethod
 from climgen.tasks.downscale.pairs import ResidualDataset
-from climgen.train import Trainer, load_family
 
 __all__ = ["DiffusionMethod"]
 
@@ -62,13 +61,15 @@ class DiffusionMethod(NetworkMethod):
             **down.diffusion_options,
         )
         card = {"task": "downscale-residual", "residual_scale": down.residual_scale}
-        trainer = Trainer(
-            down.diffusion, config, down.run_dir / "diffusion", callbacks=callbacks, card=card
+        down.diffusion, down.result = train_family(
+            down.diffusion,
+            config,
+            down.run_dir / "diffusion",
+            residuals,
+            resume=resume,
+            callbacks=callbacks,
+            card=card,
         )
-        down.result = trainer.fit(residuals, resume=resume)
-        down.diffusion.eval()
-        if trainer.ema is not None:
-            down.diffusion, _ = load_family(down.run_dir / "diffusion", ema=True)
 
     def draw(self, down, cond: torch.Tensor, gen, batch_size, cache: dict) -> torch.Tensor:
         """μ(c) (computed once, kept in ``cache``) plus a residual drawn with ``gen``."""

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from climgen.data.dataset import FieldDataset, to_xarray
+from climgen.data.dataset import FieldDataset
 from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import as_dataset, load_run_file, write_fields
 from climgen.data.normalize import Normalizer
@@ -25,8 +25,10 @@ from climgen.tasks._common import (
     build_seeded,
     check_neighbours,
     default_run_dir,
+    fields_dataset,
     sample_step,
     train_config,
+    train_family,
     zero_template,
 )
 from climgen.tasks.downscale.calibration import calibrate_tensor
@@ -40,7 +42,7 @@ from climgen.tasks.downscale.methods import (
 )
 from climgen.tasks.downscale.pairs import PairDataset, context_indices
 from climgen.tasks.downscale.tiles import auto_tile, tiled_apply
-from climgen.train import TrainConfig, Trainer, load_family
+from climgen.train import TrainConfig, load_family
 
 __all__ = ["NetworkMethod"]
 
@@ -260,12 +262,10 @@ class NetworkMethod:
             down.context,
         )
         reg_dir = self.regression_dir(down)
-        trainer = Trainer(down.family, config, reg_dir, callbacks=callbacks, card=card)
-        down.result = trainer.fit(pairs, resume=resume)
+        down.family, down.result = train_family(
+            down.family, config, reg_dir, pairs, resume=resume, callbacks=callbacks, card=card
+        )
         down.checkpoint_step = int(down.result.step)
-        down.family.eval()
-        if trainer.ema is not None:
-            down.family, _ = load_family(reg_dir, ema=True)
         self.after_regression(down, pairs, grid, shape, config, callbacks, resume)
         return down
 
@@ -414,22 +414,16 @@ class NetworkMethod:
         return torch.cat(chunks)
 
     def to_fine_dataset(self, down, out: torch.Tensor, ds, has_members: bool, has_sample: bool):
-        template = down.fine_template
         pieces = out if has_members else out[None]
-        results = []
-        for member in pieces:
-            fine = to_xarray(
-                member.float().numpy(),
-                template,
-                variables=down.variables,
-                sample_dim=down.sample_dim,
-            )
-            if down.sample_dim in ds.coords:
-                fine = fine.assign_coords({down.sample_dim: ds[down.sample_dim].values})
-            results.append(fine)
-        fine = xr.concat(results, dim="member") if has_members else results[0]
-        if not has_sample:
-            fine = fine.isel({down.sample_dim: 0}, drop=True)
+        fine = fields_dataset(
+            [member.float().numpy() for member in pieces],
+            down.fine_template,
+            ds,
+            down.variables,
+            down.sample_dim,
+            stacked=has_members,
+            has_sample=has_sample,
+        )
         for v in down.variables:
             fine[v].attrs = dict(ds[v].attrs)
         return fine

@@ -39,9 +39,10 @@ from climgen.tasks._common import (
     default_run_dir,
     provenance_attrs,
     train_config,
+    train_family,
     zero_template,
 )
-from climgen.train import TrainConfig, Trainer, load_family
+from climgen.train import TrainConfig, load_family
 from climgen.train.distributed import is_main_process
 
 __all__ = ["Emulator"]
@@ -159,13 +160,17 @@ class Emulator:
                 "title": str(ds.attrs.get("title", "")),
             },
         }
-        trainer = Trainer(self.family, config, self.run_dir, callbacks=callbacks, card=card)
-        self.result = trainer.fit(dataset, resume=resume)
+        # Sample with the averaged weights (if any), as a reloaded emulator does.
+        self.family, self.result = train_family(
+            self.family,
+            config,
+            self.run_dir,
+            dataset,
+            resume=resume,
+            callbacks=callbacks,
+            card=card,
+        )
         self.checkpoint_step = int(self.result.step)
-        self.family.eval()
-        if trainer.ema is not None:
-            # Sample with the averaged weights, as a reloaded emulator does.
-            self.family, _ = load_family(self.run_dir, ema=True)
         return self
 
     def calibrate_spectrum(

@@ -16,7 +16,7 @@ from climgen.data.grids import area_weights, to_canonical
 from climgen.data.normalize import Normalizer
 from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
-from climgen.tasks._common import build_seeded, default_run_dir
+from climgen.tasks._common import build_seeded, default_run_dir, train_family
 from climgen.tasks.fill.gaussian import fit_gaussian
 from climgen.tasks.fill.masks import (
     canonical_mask_array,
@@ -25,7 +25,7 @@ from climgen.tasks.fill.masks import (
     synthetic_masks,
 )
 from climgen.tasks.fill.run_dir import as_mask, save_settings
-from climgen.train import TrainConfig, Trainer, load_family
+from climgen.train import TrainConfig
 
 __all__ = ["MaskedFields", "PriorMeans", "fit_network", "fill_network"]
 
@@ -212,12 +212,10 @@ def fit_network(
         "normalizer": inf.normalizer.state_dict(),
         "grid": {"kind": grid.kind, "dims": list(grid.spatial_dims), "shape": list(shape)},
     }
-    trainer = Trainer(inf.family, config, inf.run_dir, callbacks=callbacks, card=card)
-    inf.result = trainer.fit(dataset, resume=resume)
+    inf.family, inf.result = train_family(
+        inf.family, config, inf.run_dir, dataset, resume=resume, callbacks=callbacks, card=card
+    )
     inf.checkpoint_step = int(inf.result.step)
-    inf.family.eval()
-    if trainer.ema is not None:
-        inf.family, _ = load_family(inf.run_dir, ema=True)
     return inf
 
 

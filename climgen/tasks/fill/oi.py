@@ -164,16 +164,7 @@ class GaussianFieldModel:
     ) -> GaussianFieldModel:
         """Estimate μ and C from complete fields ``(T, H, W)`` (see the module docstring);
         with ``context`` > 0 the fields must be consecutive in time."""
-        x = np.asarray(fields, dtype=np.float64)
-        if x.ndim != 3 or x.shape[0] < 2:
-            raise ClimgenInputError(
-                f"optimal interpolation needs ≥ 2 complete fields (T, H, W), got {x.shape}"
-            )
-        if not np.isfinite(x).all():
-            raise ClimgenInputError(
-                "optimal interpolation is fitted on complete fields: the training data have "
-                f"{int((~np.isfinite(x)).sum())} NaN/inf values"
-            )
+        x = _training_fields(fields)
         if isinstance(context, bool) or not isinstance(context, int) or context < 0:
             raise ClimgenInputError(f"context must be an int ≥ 0, got {context!r}")
         if x.shape[0] < 2 * context + 2:
@@ -465,6 +456,21 @@ class GaussianFieldModel:
                     else None
                 ),
             )
+
+
+def _training_fields(fields) -> np.ndarray:
+    """``fields`` as float64 (T, H, W), T ≥ 2, all finite: the complete fields OI fits on."""
+    x = np.asarray(fields, dtype=np.float64)
+    if x.ndim != 3 or x.shape[0] < 2:
+        raise ClimgenInputError(
+            f"optimal interpolation needs ≥ 2 complete fields (T, H, W), got {x.shape}"
+        )
+    if not np.isfinite(x).all():
+        raise ClimgenInputError(
+            "optimal interpolation is fitted on complete fields: the training data have "
+            f"{int((~np.isfinite(x)).sum())} NaN/inf values"
+        )
+    return x
 
 
 def _shaped(draws, shape):

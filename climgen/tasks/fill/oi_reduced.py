@@ -58,6 +58,7 @@ from climgen.tasks.fill.oi import (
     GaussianFieldModel,
     _shaped,
     _start_condition,
+    _training_fields,
     widened_search,
 )
 
@@ -102,16 +103,7 @@ class ReducedGaussianFieldModel:
     ) -> ReducedGaussianFieldModel:
         """Mean, leading ``rank`` EOFs (a float in (0, 1): as many as explain that fraction of
         the variance) and residual variance of complete fields (T, H, W)."""
-        x = np.asarray(fields, dtype=np.float64)
-        if x.ndim != 3 or x.shape[0] < 2:
-            raise ClimgenInputError(
-                f"optimal interpolation needs ≥ 2 complete fields (T, H, W), got {x.shape}"
-            )
-        if not np.isfinite(x).all():
-            raise ClimgenInputError(
-                "optimal interpolation is fitted on complete fields: the training data have "
-                f"{int((~np.isfinite(x)).sum())} NaN/inf values"
-            )
+        x = _training_fields(fields)
         valid_int = isinstance(rank, (int, np.integer)) and rank >= 1
         valid_fraction = isinstance(rank, float) and 0.0 < rank < 1.0
         if isinstance(rank, bool) or not (valid_int or valid_fraction):

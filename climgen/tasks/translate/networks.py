@@ -17,8 +17,8 @@ from climgen.data.io import write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
-from climgen.tasks._common import build_seeded
-from climgen.train import TrainConfig, Trainer, load_family
+from climgen.tasks._common import build_seeded, train_family
+from climgen.train import TrainConfig
 
 __all__ = ["TranslationPairs", "fit_network", "network_translate", "canonical_values"]
 
@@ -95,11 +95,15 @@ def fit_network(tr, ds_a, ds_b, variables, resume, train, callbacks, train_optio
             "title_b": str(ds_b.attrs.get("title", "")),
         },
     }
-    trainer = Trainer(tr.family, config, tr.run_dir, callbacks=callbacks, card=card)
-    tr.result = trainer.fit(TranslationPairs(set_a, set_b, paired), resume=resume)
-    if trainer.ema is not None:
-        tr.family, _ = load_family(tr.run_dir, ema=True)
-    tr.family.eval()
+    tr.family, tr.result = train_family(
+        tr.family,
+        config,
+        tr.run_dir,
+        TranslationPairs(set_a, set_b, paired),
+        resume=resume,
+        callbacks=callbacks,
+        card=card,
+    )
     return tr
 
 

@@ -38,14 +38,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from climgen.data.dataset import to_xarray
 from climgen.data.grids import detect_grid
 from climgen.data.io import as_dataset, climgen_version, load_run_file, write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
 from climgen.families.base import check_family_options
-from climgen.tasks._common import field_variables, utc_stamp, zero_template
+from climgen.tasks._common import field_variables, fields_dataset, utc_stamp, zero_template
 from climgen.tasks.quantile_mapping import QuantileMapping
 from climgen.tasks.translate.networks import (
     FAMILY,
@@ -347,22 +346,15 @@ class Translator:
         ``stacked``)."""
         # The input's own layout (latitude order, longitude convention) is restored, which
         # may differ from B's training data.
-        template = zero_template(ds, self.variables, self.sample_dim)
-        pieces = []
-        for out in outs:
-            piece = to_xarray(
-                out.astype(np.float32),
-                template,
-                variables=self.variables,
-                sample_dim=self.sample_dim,
-            )
-            if self.sample_dim in ds.coords:
-                piece = piece.assign_coords({self.sample_dim: ds[self.sample_dim].values})
-            pieces.append(piece)
-        result = xr.concat(pieces, dim="member") if stacked else pieces[0]
-        if not has_sample:
-            result = result.isel({self.sample_dim: 0}, drop=True)
-        return result
+        return fields_dataset(
+            [out.astype(np.float32) for out in outs],
+            zero_template(ds, self.variables, self.sample_dim),
+            ds,
+            self.variables,
+            self.sample_dim,
+            stacked=stacked,
+            has_sample=has_sample,
+        )
 
     def _flat(self, ds: xr.Dataset, variables) -> np.ndarray:
         values = canonical_values(ds, variables, self.sample_dim)
