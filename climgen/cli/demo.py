@@ -22,9 +22,10 @@ By default the demo trains a small emulator (a GAN) on the bundled Rayleigh-Bena
 (buoyancy, 32 x 128, made by `climgen data rbc`), holds out the last 20 % of the snapshots,
 samples as many fields and writes the report comparing them with the held-out data. Training
 stops at --steps or after --budget seconds of process CPU time, whichever comes first, on
---threads torch threads (one: small convolutions gain little from a second thread, and spinning
-threads lose badly beside a busy neighbour): under 3 minutes on an idle 2-core machine. With
-a budget the number of steps depends on the machine; --budget 0 makes the run reproducible. With --synthetic it skips training: a reference set of Gaussian
+--threads torch threads (one: beside other work, two threads took twice the wall time per
+step of one): about 3 minutes on a 2-core machine. With a budget the number of steps depends
+on the machine; --budget 0 makes the run reproducible.
+With --synthetic it skips training: a reference set of Gaussian
 random fields (P(k) ~ k^-3) against a deliberately wrong "generated" set (P(k) ~ k^-2, 30 %
 too much variance, skewed values) — what a failing report looks like.
 """
@@ -38,7 +39,7 @@ DEMO_FAMILY_OPTIONS = {
     "lr_d": 2e-4,
 }
 
-# Training budget of the default demo, process CPU seconds: 600 steps take ~0.45 CPU-s each
+# Training budget of the default demo, process CPU seconds: 600 steps take ~0.56 CPU-s each
 # on one thread of a 2-core VM, so the budget, not --steps, ends a default run there
 # (benchmarks/RESULTS.md, Infrastructure: the demo's wall time idle and beside a busy process).
 DEMO_CPU_BUDGET_S = 110.0
