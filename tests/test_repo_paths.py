@@ -19,8 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # An absolute path that starts at one of these top folders, not inside a URL or a longer
-# path (``https://host/work/...`` or ``a/tmp/b`` do not count). Built from parts so that
-# this file does not match itself.
+# path (a URL whose path starts with one of them, or a relative path that holds one, does
+# not count). Built from parts so that this file does not match itself.
 _TOPS = ("tmp", "work", "home", "Users", "root", "mnt", "scratch", "var/tmp", "var/folders")
 MACHINE_PATH = re.compile(r"(?<![\w.:/~-])/(?:" + "|".join(_TOPS) + r")/")
 WINDOWS_PATH = re.compile(r"(?<![\w])[A-Z]:\\(?:Users|Documents and Settings)\\")
@@ -53,14 +53,14 @@ def test_pattern_finds_machine_paths_and_spares_relative_ones():
         f"see {r}work/main/benchmarks",
         f"({r}home/user/data.nc)",
         f"`{r}Users/me/run`",
-        f"store={r}var/tmp/s.zarr",
+        f"store={r}var{r}tmp{r}s.zarr",
         f"C:{b}Users{b}me{b}data.nc",
     ]
     good = [
         "--json bench.json",
-        "https://example.org/work/page",
+        f"https://example.org{r}work{r}page",
         "data/heldsuarez_seed1.nc",
-        "runs/tmp/x",
+        f"runs{r}tmp{r}x",
         "../shared/data/file.nc",
         "a ratio 1/tmp",
     ]
