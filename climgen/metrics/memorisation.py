@@ -24,7 +24,7 @@ import torch
 from climgen.errors import ClimgenInputError
 from climgen.metrics._arrays import periodic_pair, prepare, to_like
 
-__all__ = ["nearest_training_distance", "memorisation_ratio"]
+__all__ = ["nearest_training_distance", "memorisation_ratio", "memorisation_ratios"]
 
 #: Elements of the (fields × training × shifts) correlation block computed at once.
 _BLOCK_ELEMENTS = 1 << 24
@@ -142,8 +142,24 @@ def memorisation_ratio(
     not memorisation). Medians make it robust to a few outliers. Dimensionless.
     Reference: Meehan, Chaudhuri & Dasgupta (2020), AISTATS (data-copying test).
     """
+    ratios = memorisation_ratios(
+        {"generated": generated}, train, reference, periodic=periodic, weights=weights
+    )
+    return ratios["generated"]
+
+
+def memorisation_ratios(
+    candidates: dict[str, Any],
+    train: Any,
+    reference: Any,
+    *,
+    periodic=None,
+    weights: Any = None,
+) -> dict[str, float]:
+    """:func:`memorisation_ratio` of several candidate sets (generated, a surrogate, …) against
+    the same training and reference fields; the reference's distances (the denominator) are
+    computed once."""
     kw = dict(periodic=periodic_pair(reference, periodic), weights=weights)
-    dg = np.asarray(torch.as_tensor(nearest_training_distance(generated, train, **kw)).cpu())
     dr = np.asarray(torch.as_tensor(nearest_training_distance(reference, train, **kw)).cpu())
     den = float(np.median(dr))
     if not den > 0:
@@ -151,4 +167,8 @@ def memorisation_ratio(
             "the reference fields are copies of training fields (median distance 0): "
             "memorisation needs held-out reference fields"
         )
-    return float(np.median(dg)) / den
+    ratios = {}
+    for name, fields in candidates.items():
+        dg = np.asarray(torch.as_tensor(nearest_training_distance(fields, train, **kw)).cpu())
+        ratios[name] = float(np.median(dg)) / den
+    return ratios

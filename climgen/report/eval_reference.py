@@ -86,10 +86,7 @@ def memorisation(
 
     Shifts run along the grid's periodic axes; weights are the area weights (per row).
     """
-    from climgen.metrics import memorisation_ratio
+    from climgen.metrics import memorisation_ratios
 
     periodic = (bool(grid.periodic_y), bool(grid.periodic_x))
-    return {
-        name: float(memorisation_ratio(fields, train, ref, periodic=periodic, weights=weights))
-        for name, fields in candidates.items()
-    }
+    return memorisation_ratios(candidates, train, ref, periodic=periodic, weights=weights)
