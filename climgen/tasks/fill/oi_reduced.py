@@ -47,6 +47,7 @@ Golub & Van Loan (2013), *Matrix Computations*, 4th ed., §2.1.4 (Sherman–Morr
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -149,9 +150,10 @@ class ReducedGaussianFieldModel:
     def rank(self) -> int:
         return int(self.loadings.shape[1])
 
-    @property
+    @cached_property
     def variance(self) -> np.ndarray:
-        """diag C (N,): loadings plus residual, without the nugget."""
+        """diag C (N,): loadings plus residual, without the nugget (computed once: the
+        loadings and residual do not change after construction)."""
         return np.einsum("nr,nr->n", self.loadings, self.loadings) + self.residual
 
     @property

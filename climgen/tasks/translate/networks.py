@@ -4,9 +4,6 @@ pairs, training, and translating with the trained generator A → B.
 
 from __future__ import annotations
 
-import datetime as _dt
-from pathlib import Path
-
 import numpy as np
 import torch
 import xarray as xr
@@ -17,8 +14,7 @@ from climgen.data.io import write_fields
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
-from climgen.tasks._common import build_seeded, train_family
-from climgen.train import TrainConfig
+from climgen.tasks._common import build_seeded, default_run_dir, train_config, train_family
 
 __all__ = ["TranslationPairs", "fit_network", "network_translate", "canonical_values"]
 
@@ -47,9 +43,7 @@ class TranslationPairs(torch.utils.data.Dataset):
 
 def fit_network(tr, ds_a, ds_b, variables, resume, train, callbacks, train_options):
     """:meth:`Translator.fit` of a network: normalisers, pairs, family, trainer; returns ``tr``."""
-    base = train.to_dict() if isinstance(train, TrainConfig) else dict(train or {})
-    base.update(train_options)
-    config = TrainConfig.from_dict(base)
+    config = train_config(train, train_options)
     paired = tr.method == "pix2pix"
     if paired and ds_a.sizes[tr.sample_dim] != ds_b.sizes[tr.sample_dim]:
         raise ClimgenInputError(
@@ -57,8 +51,7 @@ def fit_network(tr, ds_a, ds_b, variables, resume, train, callbacks, train_optio
             f"domain B {ds_b.sizes[tr.sample_dim]} along '{tr.sample_dim}'"
         )
     if tr.run_dir is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        tr.run_dir = Path("runs") / f"translate-{tr.method}-{stamp}"
+        tr.run_dir = default_run_dir("translate", tr.method)
     tr.run_dir.mkdir(parents=True, exist_ok=True)
     tr.norm_a = Normalizer.fit(ds_a, variables, method=tr.normalization)
     tr.norm_b = Normalizer.fit(ds_b, variables, method=tr.normalization)
