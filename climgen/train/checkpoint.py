@@ -331,10 +331,10 @@ def _resolve(path_or_run_dir: str | os.PathLike, which: str) -> Path:
         return path
     run_dir = path.parent if path.name == "checkpoints" else path
     if which == "best":
-        name = _read_pointer(checkpoint_dir(run_dir) / "best")
-        if name is None:
+        best = best_pointer(run_dir)
+        if best is None:
             raise CheckpointError(f"{run_dir} has no 'best' checkpoint")
-        return checkpoint_dir(run_dir) / name
+        return best
     if which != "latest":
         raise ClimgenInputError(f"which must be 'latest' or 'best', got {which!r}")
     return find_latest_valid(run_dir)

@@ -326,8 +326,8 @@ class Trainer:
         self._elapsed_before, self._t0 = 0.0, time.perf_counter()
         existing = ckpt.list_checkpoints(self.run_dir)
         if resume and existing:
-            self._restore(ckpt.find_latest_valid(self.run_dir))
-            self.last_checkpoint = ckpt.find_latest_valid(self.run_dir, warn=False)
+            self.last_checkpoint = ckpt.find_latest_valid(self.run_dir)
+            self._restore(self.last_checkpoint)
             self.best_checkpoint = ckpt.best_pointer(self.run_dir)
         else:
             if existing:

@@ -211,14 +211,9 @@ class GaussianFieldModel:
     ) -> GaussianFieldModel:
         """``nugget="auto"``: the held-out likelihood over :data:`NUGGET_GRID`, widened past an
         edge (:func:`widened_search`; module doc)."""
-        n_hold = max(1, int(round(HOLDOUT_FRACTION * len(x))))
-        if len(x) - n_hold < 2:
-            raise ClimgenInputError(
-                f"nugget='auto' needs ≥ 3 training fields (got {len(x)}); give a nugget"
-            )
-        part = cls.fit(x[:-n_hold], zonal=zonal, hemispheric=hemispheric, nugget=1.0)
-        scores = widened_search(lambda nug: part.log_likelihood(x[-n_hold:], nugget=nug))
-        best = max(scores, key=scores.get)
+        best, scores = held_out_nugget(
+            x, lambda part: cls.fit(part, zonal=zonal, hemispheric=hemispheric, nugget=1.0)
+        )
         model = cls.fit(x, zonal=zonal, hemispheric=hemispheric, nugget=best, context=context)
         model.nugget_scores = scores
         return model
@@ -495,3 +490,17 @@ def _start_condition(shape, field_mean, values, observed, members):
         draws = np.broadcast_to(mean, (members, mu.size)).copy() if members else None
         done = mean.reshape(shape), std.reshape(shape), _shaped(draws, shape)
     return flat_obs, y, mu, mean, std, done
+
+
+def held_out_nugget(x: np.ndarray, fit_part) -> tuple[float, dict[float, float]]:
+    """``nugget="auto"`` for any OI model: ``fit_part(fields)`` on the first
+    1 − :data:`HOLDOUT_FRACTION` of ``x``, its held-out log-likelihood over :data:`NUGGET_GRID`
+    widened past an edge (:func:`widened_search`). Returns ``(best nugget, scores)``."""
+    n_hold = max(1, int(round(HOLDOUT_FRACTION * len(x))))
+    if len(x) - n_hold < 2:
+        raise ClimgenInputError(
+            f"nugget='auto' needs ≥ 3 training fields (got {len(x)}); give a nugget"
+        )
+    part = fit_part(x[:-n_hold])
+    scores = widened_search(lambda nug: part.log_likelihood(x[-n_hold:], nugget=nug))
+    return max(scores, key=scores.get), scores

@@ -54,13 +54,12 @@ import numpy as np
 
 from climgen.errors import ClimgenInputError
 from climgen.tasks.fill.oi import (
-    HOLDOUT_FRACTION,
     MAX_CELLS,
     GaussianFieldModel,
     _shaped,
     _start_condition,
     _training_fields,
-    widened_search,
+    held_out_nugget,
 )
 
 __all__ = [
@@ -113,14 +112,12 @@ class ReducedGaussianFieldModel:
                 f"variance kept), got {rank!r}"
             )
         if nugget == "auto":
-            n_hold = max(1, int(round(HOLDOUT_FRACTION * len(x))))
-            if len(x) - n_hold < 2:
-                raise ClimgenInputError(
-                    f"nugget='auto' needs ≥ 3 training fields (got {len(x)}); give a nugget"
-                )
-            part = cls.fit(x[:-n_hold], zonal=zonal, hemispheric=hemispheric, nugget=1.0, rank=rank)
-            scores = widened_search(lambda nug: part.log_likelihood(x[-n_hold:], nugget=nug))
-            best = max(scores, key=scores.get)
+            best, scores = held_out_nugget(
+                x,
+                lambda part: cls.fit(
+                    part, zonal=zonal, hemispheric=hemispheric, nugget=1.0, rank=rank
+                ),
+            )
             model = cls.fit(x, zonal=zonal, hemispheric=hemispheric, nugget=best, rank=rank)
             model.nugget_scores = scores
             return model
