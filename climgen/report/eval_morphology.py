@@ -58,6 +58,7 @@ def measure_morphology(
     from climgen.metrics import (
         band_spectra,
         band_spectrum_distance,
+        default_band_edges,
         gradient_pdf_distance,
         minkowski_functionals,
         reference_thresholds,
@@ -104,7 +105,7 @@ def measure_morphology(
             row_weights=np.clip(np.cos(np.deg2rad(y)), 0, None) if lat else None,
             latlon=lat,
         )
-        _, _, edges = band_spectra(ref[:1], None, **band_kw)
+        edges = default_band_edges(np.arange(ref.shape[-2], dtype=float) if y is None else y, lat)
 
         def bands(a, b):
             return band_spectrum_distance(a, b, edges, **band_kw)
