@@ -3,7 +3,10 @@
 ``rbc``: ``rbc_small.nc``, 2D Rayleigh–Bénard buoyancy ``b`` (time 300 × z 32 × x 128),
 Ra = 10⁶, Pr = 1, every 0.5 free-fall times after an automatic spin-up; int16 CF-packed.
 The exact command that made it is in ``README.md`` beside the file and in its ``history``
-attribute.
+attribute. ``rbc_reference``: ``rbc_small_seed12.nc``, the same recipe with another seed
+(12): an independent run, the demo's reference. ``demo_emulator``: a folder, the demo's
+small GAN emulator trained on ``rbc`` (sample-only weights, model card ``MODEL_CARD.md``);
+load it with ``climgen.Emulator.load(bundled_path("demo_emulator"))``.
 
 ``hadcrut4_tas_1877-09_1893-08``: real observational coverage, the HadCRUT4 median
 near-surface temperature anomalies (K) of September 1877 and August 1893 on a 72 × 72 grid
@@ -24,11 +27,14 @@ __all__ = ["bundled_path", "available_bundled"]
 
 _FILES = {
     "rbc": "rbc_small.nc",
+    "rbc_reference": "rbc_small_seed12.nc",
+    "demo_emulator": "demo_emulator",
     "hadcrut4_tas_1877-09_1893-08": "hadcrut4_tas_1877-09_1893-08.nc",
     "hadcrut4_mask_1877-09": "hadcrut4_mask_1877-09.nc",
 }
 _REMAKE = {
     "rbc": "make it with 'climgen data rbc' (see docs/data-recipes.md)",
+    "rbc_reference": "make it with 'climgen data rbc --seed 12' (see README.md beside it)",
 }
 
 
@@ -48,7 +54,7 @@ def bundled_path(name: str = "rbc") -> Path:
             f"no bundled sample named {name!r}; available: {available_bundled()}"
         )
     path = Path(str(resources.files(__name__).joinpath(_FILES[name])))
-    if not path.is_file():
+    if not path.exists():
         raise ClimgenInputError(
             f"the bundled sample {name!r} ({_FILES[name]}) is missing from this installation "
             f"(looked in {path.parent}); reinstall climgen"
