@@ -192,14 +192,42 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert data["variables"]["tracer"]["shape"] == [24, 40]
 
 
+def test_default_demo_samples_the_bundled_emulator_and_matches_an_independent_run(
+    tmp_path, capsys
+):
+    """The front door: no flags, the shipped emulator against another seed's run passes."""
+    import xarray as xr
+
+    from climgen.data.bundled import bundled_path
+
+    # The bundled reference is an independent run: another seed than the training data.
+    with xr.open_dataset(bundled_path("rbc")) as tr, xr.open_dataset(
+        bundled_path("rbc_reference")
+    ) as ref:
+        assert int(tr.attrs["seed"]) != int(ref.attrs["seed"])
+        n_ref = ref.sizes["time"]
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "-q"]) == 0
+    data = _metrics(out / "report")
+    assert data["matches"], {
+        k: v["ratio"] for k, v in data["variables"]["b"]["distances"].items()
+    }
+    assert data["variables"]["b"]["shape"] == [32, 128]
+    assert data["variables"]["b"]["n_generated"] == n_ref
+    rows = data["variables"]["b"]["reference_rows"]
+    assert {"training data", "surrogate (IAAFT)"} <= set(rows)
+    assert not _metrics(out / "report-raw")["matches"]  # the calibration earns its place
+
+
 def test_trained_demo_on_bundled_data(tmp_path, capsys):
-    """The default demo: train on the bundled RBC sample, sample, report vs held-out data."""
+    """--train: train on the bundled RBC sample, sample, report vs the independent run."""
     import torch
 
     out = tmp_path / "demo"
     threads = torch.get_num_threads()
     # A CPU budget of 1 s ends training long before --steps; the thread count is restored.
-    assert main(["demo", "-o", str(out), "--steps", "1000", "--budget", "1", "-q"]) == 0
+    args = ["demo", "--train", "-o", str(out), "--steps", "1000", "--budget", "1", "-q"]
+    assert main(args) == 0
     assert torch.get_num_threads() == threads
     steps = [int(p.name.split("_")[-1]) for p in (out / "checkpoints").glob("step_*")]
     assert steps and max(steps) < 1000
@@ -219,7 +247,7 @@ def test_demo_rejects_too_few_samples(tmp_path, capsys):
 
 
 def test_demo_rejects_a_negative_budget(tmp_path, capsys):
-    assert "--budget" in _error(["demo", "-o", str(tmp_path), "--budget", "-1"], capsys)
+    assert "--budget" in _error(["demo", "--train", "-o", str(tmp_path), "--budget", "-1"], capsys)
 
 
 @pytest.mark.parametrize("sub", ["evaluate", "demo"])

@@ -249,6 +249,10 @@ def test_an_independent_reference_must_have_another_seed(tmp_path):
         check_independent(b, a, where="ref.nc")
     b.attrs["seed"] = 12
     check_independent(b, a)  # another seed: accepted
+    b.attrs["seed"] = np.array([12, 11, 14])  # an ensemble reference holding the training run
+    with pytest.raises(ClimgenInputError, match="seed \\(11\\)"):
+        check_independent(b, a)
+    b.attrs["seed"] = np.array([12, 14])
     with pytest.warns(UserWarning, match="fewer"):
         check_independent(b.isel(time=slice(0, 4)), a)
     del b.attrs["seed"]

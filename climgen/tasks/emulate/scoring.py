@@ -23,22 +23,33 @@ from climgen.errors import ClimgenInputError
 __all__ = ["check_independent", "score_emulator", "file_packing", "packed_like"]
 
 
+def _seeds(ds: xr.Dataset) -> set[int] | None:
+    """The run seed(s) of ``ds`` (its ``seed`` attribute: one number, or one per run of an
+    ensemble file), or None."""
+    import numpy as np
+
+    seed = ds.attrs.get("seed")
+    return None if seed is None else {int(s) for s in np.atleast_1d(seed)}
+
+
 def check_independent(reference: xr.Dataset, train: xr.Dataset, *, where: str = "") -> None:
-    """Refuse a reference that is the training run: equal ``seed`` attributes (the data
-    recipes write the run's seed). Warns when either file has no ``seed`` attribute, or when
-    the reference is shorter than the training data along ``time``."""
+    """Refuse a reference that shares a run with the training data: a common ``seed``
+    attribute (the data recipes write the run's seed; an ensemble of runs lists one per
+    run). Warns when either has no ``seed`` attribute, or when the reference is shorter than
+    the training data along ``time``."""
     prefix = f"{where}: " if where else ""
-    ref_seed, train_seed = reference.attrs.get("seed"), train.attrs.get("seed")
-    if ref_seed is None or train_seed is None:
+    ref_seeds, train_seeds = _seeds(reference), _seeds(train)
+    if ref_seeds is None or train_seeds is None:
         warnings.warn(
             f"{prefix}the reference or the training data has no 'seed' attribute: cannot "
             "check that the reference is an independent run",
             stacklevel=2,
         )
-    elif int(ref_seed) == int(train_seed):
+    elif ref_seeds & train_seeds:
         raise ClimgenInputError(
-            f"{prefix}the reference has the training data's seed ({train_seed}): it is the "
-            "same run, not an independent one; make another with the data recipe's --seed"
+            f"{prefix}the reference has the training data's seed "
+            f"({', '.join(map(str, sorted(ref_seeds & train_seeds)))}): it is the same run, "
+            "not an independent one; make another with the data recipe's --seed"
         )
     n_ref, n_train = reference.sizes.get("time"), train.sizes.get("time")
     if n_ref is not None and n_train is not None and n_ref < n_train:
