@@ -35,7 +35,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 
 from climgen.data.grids import detect_grid
@@ -52,6 +51,7 @@ from climgen.tasks.translate.networks import (
     TEMPLATE,
     canonical_values,
     fit_network,
+    network_reconstruct,
     network_translate,
 )
 from climgen.train import TrainConfig, load_family
@@ -231,18 +231,7 @@ class Translator:
                 "'cyclegan' or 'augmented-cyclegan'"
             )
         ds, has_sample = self._prepare_input(ds_a)
-        x = self.norm_a.transform(
-            torch.as_tensor(
-                canonical_values(ds, self.variables, self.sample_dim), dtype=torch.float64
-            )
-        ).float()
-        gen = torch.Generator().manual_seed(int(seed) * 100_003)
-        chunks = []
-        with torch.no_grad():
-            for start in range(0, x.shape[0], batch_size):
-                chunk = x[start : start + batch_size]
-                chunks.append(self.family.reconstruct(chunk, gen).double())
-        out = self.norm_a.inverse_transform(torch.cat(chunks)).numpy()
+        out = network_reconstruct(self, ds, batch_size, int(seed) * 100_003)
         result = self._assemble([out], ds, has_sample, stacked=False)
         for v in self.variables:
             result[v].attrs = dict(ds[v].attrs)
