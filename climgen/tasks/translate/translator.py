@@ -43,7 +43,13 @@ from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
 from climgen.families.base import check_family_options
-from climgen.tasks._common import field_variables, fields_dataset, utc_stamp, zero_template
+from climgen.tasks._common import (
+    field_variables,
+    fields_dataset,
+    provenance_attrs,
+    utc_stamp,
+    zero_template,
+)
 from climgen.tasks.quantile_mapping import QuantileMapping
 from climgen.tasks.translate.networks import (
     FAMILY,
@@ -350,20 +356,15 @@ class Translator:
         return values.reshape(values.shape[0], -1)
 
     def _provenance(self, out: xr.Dataset, ds: xr.Dataset, call: str = "translate") -> xr.Dataset:
-        old = str(ds.attrs.get("history", ""))
-        call = f"Translator(method={self.method!r}).{call}"
-        line = f"{utc_stamp()} climgen {climgen_version()}: {call}"
-        out.attrs = dict(ds.attrs)
-        out.attrs.update(
-            {
-                "history": f"{line}\n{old}".strip(),
-                "climgen_version": climgen_version(),
-                "climgen_method": self.method,
-                "climgen_task": "translate",
-            }
+        """The output's own global attributes (:func:`~climgen.tasks._common.provenance_attrs`:
+        only the CF descriptive ones are kept from ``ds``)."""
+        out.attrs = provenance_attrs(
+            ds.attrs,
+            f"Translator(method={self.method!r}).{call}",
+            method=self.method,
+            task="translate",
+            run_dir=None if self.run_dir is None else str(self.run_dir),
         )
-        if self.run_dir is not None:
-            out.attrs["climgen_run_dir"] = str(self.run_dir)
         return out
 
     # -- persistence -------------------------------------------------------------------------
