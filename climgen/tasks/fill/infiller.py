@@ -334,6 +334,8 @@ class Infiller:
         at=None,
         values: str = "auto",
         progress: bool = False,
+        tile_size: int | None = None,
+        tile_halo: int | None = None,
     ) -> xr.Dataset:
         """Fill the missing cells of ``obs`` (Dataset, DataArray or path; NaN = missing).
 
@@ -342,6 +344,10 @@ class Infiller:
         ensemble methods. ``at``: fill only these fields (0-based positions, or labels of the
         time coordinate such as ``"1893-08-15"``); the others still serve as context
         (``context > 0``). ``progress``: a bar over the fields (on a terminal).
+        ``tile_size`` (partialconv): core tile in grid cells, None (tiles only when a batch
+        does not fit in a quarter of the available memory) or 0 (never tile); ``tile_halo``:
+        context cells around each tile, default the U-Net's receptive radius, which makes the
+        tiled fill equal the untiled one (:mod:`climgen.tasks.fill.tiled`).
 
         Observations as they come: on another lat/lon grid than the run's they are regridded
         to it (gaps stay gaps); when the run was trained on anomalies (it has a
@@ -436,7 +442,19 @@ class Infiller:
                 f"method {self.method!r} needs a lat/lon grid with coordinates; '{var}' is "
                 f"{grid.shape_name}"
             )
-        request = FillRequest(gappy, keep, targets, lat, lon, members, seed, batch_size, progress)
+        request = FillRequest(
+            gappy,
+            keep,
+            targets,
+            lat,
+            lon,
+            members,
+            seed,
+            batch_size,
+            progress,
+            tile_size,
+            tile_halo,
+        )
         mean, spread, ensemble, method_info = method.fill(self, request)
         info: dict = {"seed": int(seed), **method_info}
         raw, keep, base = raw[targets], keep[targets], base[targets]
