@@ -293,6 +293,23 @@ def test_fill_with_extra_mask_and_bad_inputs():
         Infiller("nearest").fill(ds, mask=extra * 2)
 
 
+def test_lazy_observations_are_read_once():
+    import dask
+    import dask.array
+
+    ds = _gappy_obs()
+    reads = []
+
+    def read():
+        reads.append(1)
+        return ds.tas.values
+
+    lazy = dask.array.from_delayed(dask.delayed(read)(), ds.tas.shape, ds.tas.dtype)
+    out = Infiller("zonal-mean").fill(ds.assign(tas=ds.tas.copy(data=lazy)))
+    assert len(reads) == 1
+    np.testing.assert_array_equal(out.tas.values, Infiller("zonal-mean").fill(ds).tas.values)
+
+
 def test_units_and_magnitude_mismatch_are_caught():
     anomalies = _latlon(_smooth_fields(3), units="K")
     fitted = Infiller("zonal-mean").fit(anomalies)
