@@ -479,21 +479,8 @@ class Infiller:
             info["units"] = units_note
         if at is not None:
             canon = canon.isel({self.time_dim: targets})
-        return assemble(
-            self,
-            canon,
-            state,
-            var,
-            da,
-            ds_obs.attrs,
-            filled,
-            spread,
-            keep,
-            ensemble,
-            members,
-            info,
-            extra,
-        )
+        out = (filled, spread, keep, ensemble, members, info, extra)
+        return assemble(self, canon, state, var, da, ds_obs.attrs, *out)
 
     def _anomaly_base(self, canon: xr.DataArray) -> np.ndarray | None:
         """The run's climatology (H, W) on the canonical grid of ``canon``, if it has one."""
