@@ -88,6 +88,7 @@ from climgen.tasks.fill.prepare import (
     check_observations,
     day_positions,
     observation_kind,
+    read_observations,
     to_run_grid,
 )
 from climgen.tasks.fill.run_dir import CLIMATOLOGY, as_mask, load_infiller  # noqa: F401
@@ -365,13 +366,7 @@ class Infiller:
             )
         ds_obs = as_dataset(obs)
         var = _pick_variable(ds_obs, self.variable, self.time_dim)
-        da = ds_obs[var]
-        n_inf = int(np.isinf(da).sum())
-        if n_inf:
-            raise ClimgenInputError(
-                f"observations '{var}' hold {n_inf} inf value(s); gaps are NaN, and inf is no "
-                f"measurement: set them to NaN (obs.where(np.isfinite(obs))) to fill them"
-            )
+        da = read_observations(ds_obs[var])
         units_given = da.attrs.get("units")
         da, units_note = to_units(
             var,
@@ -484,21 +479,8 @@ class Infiller:
             info["units"] = units_note
         if at is not None:
             canon = canon.isel({self.time_dim: targets})
-        return assemble(
-            self,
-            canon,
-            state,
-            var,
-            da,
-            ds_obs.attrs,
-            filled,
-            spread,
-            keep,
-            ensemble,
-            members,
-            info,
-            extra,
-        )
+        out = (filled, spread, keep, ensemble, members, info, extra)
+        return assemble(self, canon, state, var, da, ds_obs.attrs, *out)
 
     def _anomaly_base(self, canon: xr.DataArray) -> np.ndarray | None:
         """The run's climatology (H, W) on the canonical grid of ``canon``, if it has one."""
