@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``climgen fill``; returns the exit status."""
     from climgen.data.io import write_fields
     from climgen.data.masks import load_mask
-    from climgen.tasks.fill.infiller import FILL_METHODS, TRAINED, Infiller
+    from climgen.tasks.fill.infiller import Infiller
+    from climgen.tasks.fill.methods import fill_method_names
 
     check_output(args.output, args.obs, args.mask, args.model, overwrite=args.overwrite)
     model = Path(args.model)
@@ -111,12 +112,13 @@ def run(args: argparse.Namespace) -> int:
             raise ClimgenInputError(
                 f"the run in {model} fills '{infiller.variable}', not '{args.variable}'"
             )
-    elif args.model in FILL_METHODS and args.model not in TRAINED:
+    elif args.model in fill_method_names(trained=False):
         infiller = Infiller(args.model, variable=args.variable)
     else:
         raise ClimgenInputError(
             f"MODEL {args.model!r} is neither a run directory nor a baseline method "
-            f"(kriging, nearest, zonal-mean); {', '.join(TRAINED)} need a trained run dir"
+            f"({', '.join(fill_method_names(trained=False))}); "
+            f"{', '.join(fill_method_names(trained=True))} need a trained run dir"
         )
     if args.mask_variable and not args.mask:
         raise ClimgenInputError("--mask-variable names a variable of --mask FILE: give --mask")

@@ -102,19 +102,20 @@ _PAIRINGS = ("cycle", "paired", "broadcast")
 
 def check_fill_method(name: str, options: dict) -> None:
     """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
-    from climgen.tasks.fill.infiller import BASELINES, FILL_METHODS, OI, Infiller
+    from climgen.tasks.fill.infiller import Infiller
+    from climgen.tasks.fill.methods import available_fill_methods, get_method
 
-    if name not in FILL_METHODS:
+    names = available_fill_methods()
+    if name not in names:
         raise ClimgenInputError(
-            f"unknown fill method {name!r}{suggest(name, FILL_METHODS)}; valid methods: "
-            f"{', '.join(FILL_METHODS)}"
+            f"unknown fill method {name!r}{suggest(name, names)}; valid methods: {', '.join(names)}"
         )
     if "variable" in options or "time_dim" in options:
         raise ClimgenInputError(
             "set the variable and the time dim in 'data' (variables, sample_dim), not in "
             "method.options"
         )
-    if name in BASELINES or name == OI:
+    if get_method(name).kind != "network":
         Infiller(name, **options)  # checks the method's options
         return
     from climgen.families.base import check_family_options
@@ -156,7 +157,8 @@ def run_fill_recipe(
     import xarray as xr
 
     from climgen.data.io import open_fields, write_fields
-    from climgen.tasks.fill.infiller import CLIMATOLOGY, NETWORKS, OI, Infiller
+    from climgen.tasks.fill.infiller import CLIMATOLOGY, OI, Infiller
+    from climgen.tasks.fill.methods import get_method
     from climgen.tasks.fill.prepare import anomalies, coverage_masks, regrid_bilinear
     from climgen.train.distributed import is_main_process
 
@@ -216,7 +218,7 @@ def run_fill_recipe(
         val_da = train_da.isel({sample_dim: slice(-n_val, None)})
         train_da = train_da.isel({sample_dim: slice(0, -n_val)})
     run_dir = prepare_run_dir(recipe, run_dir)
-    if name in NETWORKS:
+    if get_method(name).kind == "network":
         train_options = {"progress": progress, **recipe.train, **(overrides or {})}
         infiller.fit(train_da, masks=masks, run_dir=run_dir, resume=resume, **train_options)
     elif name == OI:

@@ -14,7 +14,7 @@ from climgen.data.io import load_run_file, write_fields
 from climgen.data.masks import load_mask
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
-from climgen.tasks.fill.names import OI, OI_OPTIONS, TRAINED
+from climgen.tasks.fill.names import OI, OI_OPTIONS
 from climgen.tasks.fill.oi_reduced import load_field_model
 from climgen.train import load_family
 
@@ -112,8 +112,10 @@ def load_infiller(
 
 def fill_settings(inf) -> dict:
     """The options that shape a fill (for the output's ``climgen_fill_options``)."""
+    from climgen.tasks.fill.methods import get_method  # the registry imports this module
+
     settings = {k: v for k, v in inf.options.items() if _jsonable(v)}
-    if inf.method in TRAINED:
+    if get_method(inf.method).trained:
         settings.update(context=inf.context, roll_fields=inf.roll_fields)
     if inf.method == "partialconv":
         settings["fill_rolls"] = inf.fill_rolls
