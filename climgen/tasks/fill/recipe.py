@@ -63,6 +63,8 @@ from climgen.errors import ClimgenInputError
 from climgen.tasks.recipe import (
     Recipe,
     RecipeTask,
+    data_paths,
+    open_data,
     prepare_run_dir,
     register_recipe_task,
     split_samples,
@@ -179,7 +181,7 @@ def run_fill_recipe(
     if members < 1:
         raise ClimgenInputError(f"{source}: evaluate.members must be ≥ 1, got {members}")
 
-    ds = open_fields(data["paths"], data.get("variables"))
+    ds = open_data(recipe, "paths", data.get("variables"))
     variables = data.get("variables") or [str(v) for v in ds.data_vars]
     if len(variables) != 1:
         raise ClimgenInputError(
@@ -188,11 +190,13 @@ def run_fill_recipe(
     var = variables[0]
     da = ds[var].load()
     if "regrid" in data:
-        target = open_fields(data["regrid"][0])
+        target = open_fields(data_paths(recipe, "regrid")[0])
         da = regrid_bilinear(da, target)
     masks = None
     if "masks" in data:
-        masks = coverage_masks(data["masks"], variable=mask_variable, time_dim=sample_dim)
+        masks = coverage_masks(
+            data_paths(recipe, "masks"), variable=mask_variable, time_dim=sample_dim
+        )
     train_ds, held_out = split_samples(da.to_dataset(name=var), data, source)
     if "held_out" in data:
         if held_out is not None:
@@ -200,7 +204,7 @@ def run_fill_recipe(
                 f"{source}: data.held_out names the fields to cross-validate on; with it, "
                 "train on all of data.paths (leave train_fraction out or set it to 1)"
             )
-        other = open_fields(data["held_out"], [var])
+        other = open_data(recipe, "held_out", [var])
         held = other[var].load()
         if "regrid" in data:
             held = regrid_bilinear(held, target)
