@@ -81,6 +81,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        metavar="CELLS",
+        help="partialconv: core tile in grid cells (0: never tile; default: from memory)",
+    )
+    parser.add_argument(
+        "--tile-halo",
+        type=int,
+        default=None,
+        metavar="CELLS",
+        help="partialconv: context cells around each tile (default: the net's receptive "
+        "radius, which makes the tiled fill equal the untiled one)",
+    )
+    parser.add_argument(
         "--report",
         metavar="DIR",
         help="also write the gap-filling report page (with --mask: scores on the hidden cells)",
@@ -132,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         at=days,
         values=args.values,
         progress=not args.quiet,
+        tile_size=args.tile_size,
+        tile_halo=args.tile_halo,
     )
     if args.report:  # before the output is written: a report that fails leaves no output
         from climgen.tasks.fill.cross_validation import cross_validation_report, filled_report

@@ -178,7 +178,8 @@ class SphericalTransform:
     __call__ = forward
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)
 def spherical_transform(nlat: int, nlon: int, grid: str) -> SphericalTransform:
-    """The (cached) :class:`SphericalTransform` of a grid."""
+    """The :class:`SphericalTransform` of a grid, cached (two grids at most: each may hold up
+    to :data:`TABLE_CACHE_BYTES` of tables)."""
     return SphericalTransform(nlat, nlon, grid)
