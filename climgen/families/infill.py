@@ -262,16 +262,20 @@ class PartialConvInfiller(FamilyModule):
         cond_mask: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        noise: list[torch.Tensor] | None = None,
+        any_shape: bool = False,
     ) -> torch.Tensor:
         """Raw network output (B, C, H, W) everywhere (observed cells not yet re-inserted);
-        a stochastic infiller draws its noise from ``generator``."""
-        x = self._check(x, self.channels, "x")
+        a stochastic infiller draws its noise from ``generator`` (or adds ``noise``, see
+        :meth:`~climgen.nn.partialconv.PartialConvUNet.forward`). ``any_shape``: a grid other
+        than the training one (a tile of it)."""
+        x = self._check(x, self.channels, "x", any_shape)
         mask = mask.to(x.dtype)
         if mask.shape[1] == 1 and self.channels > 1:
             mask = mask.expand(-1, self.channels, -1, -1)
         inputs, masks = [x], [mask]
         if self.cond_channels:
-            cond = self._check(cond, self.cond_channels, "cond")
+            cond = self._check(cond, self.cond_channels, "cond", any_shape)
             cm = torch.ones_like(cond) if cond_mask is None else cond_mask.to(x.dtype)
             inputs.append(cond)
             masks.append(cm.expand_as(cond))
@@ -279,7 +283,9 @@ class PartialConvInfiller(FamilyModule):
             raise ClimgenInputError(
                 "this partialconv model was built with cond_channels=0 but got 'cond'"
             )
-        out, _ = self.net(torch.cat(inputs, 1), torch.cat(masks, 1), generator)
+        out, _ = self.net(
+            torch.cat(inputs, 1), torch.cat(masks, 1), generator, noise=noise, any_shape=any_shape
+        )
         if self.residual_channel is not None:
             j = self.residual_channel
             out = out + cond[:, j : j + self.channels]
@@ -333,9 +339,12 @@ class PartialConvInfiller(FamilyModule):
             total = total + w["spectral_weight"] * losses["spectral"]
         return {"loss": total, **losses}
 
-    def _check(self, t, channels: int, what: str) -> torch.Tensor:
+    def _check(self, t, channels: int, what: str, any_shape: bool = False) -> torch.Tensor:
         expected = (channels, *self.shape)
-        if not isinstance(t, torch.Tensor) or t.ndim != 4 or tuple(t.shape[1:]) != expected:
+        got_shape = None if not isinstance(t, torch.Tensor) else tuple(t.shape[1:])
+        if any_shape and got_shape is not None and t.ndim == 4:
+            expected = (channels, *got_shape[1:])
+        if not isinstance(t, torch.Tensor) or t.ndim != 4 or got_shape != expected:
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ClimgenInputError(
                 f"{what} must be a tensor (B, {', '.join(map(str, expected))}) for the "

@@ -60,6 +60,7 @@ def measure_morphology(
         band_spectrum_distance,
         default_band_edges,
         gradient_pdf_distance,
+        minkowski_curve_distance,
         minkowski_functionals,
         reference_thresholds,
     )
@@ -76,9 +77,7 @@ def measure_morphology(
 
     def functional_distance(key):
         def fn(a, b):
-            ca, cb = curves(a)[key], curves(b)[key]
-            scale = np.abs(cb).max()
-            return float(np.abs(ca - cb).mean() / scale) if scale > 0 else 0.0
+            return minkowski_curve_distance(curves(a)[key], curves(b)[key])
 
         return fn
 

@@ -332,6 +332,10 @@ class NetworkMethod:
                 [cond[context_indices(i, n, down.context)].flatten(0, 1)[None] for i in range(n)]
             )
         w_t = self.fine_row_weights(down)
+        if down.conserve:  # the fine grid, once for all members
+            template = to_canonical(down.fine_template[down.variables[0]])[0]
+            grid = detect_grid(template)
+            periodic = (grid.periodic_y, grid.periodic_x)
         cache: dict = {}
         outputs = []
         n_fields = cond.shape[0] * (members + (down.diffusion is not None))
@@ -351,11 +355,11 @@ class NetworkMethod:
                         raw,
                         down.factor,
                         w_t,
-                        self.periodic(down),
+                        periodic,
                         conserve=down.conserve,
                         back_projection=down.back_projection,
                         calibrated=calibrated,
-                        template=to_canonical(down.fine_template[down.variables[0]])[0],
+                        template=template,
                     )
                     fine = conserve_layer(fine, raw, down.factor, w_t, down.conserve)
                 outputs.append(fine)
@@ -364,10 +368,6 @@ class NetworkMethod:
             down._bar = None
         out = torch.stack(outputs) if members > 1 else outputs[0]
         return self.to_fine_dataset(down, out, ds, members > 1, has_sample)
-
-    def periodic(self, down) -> tuple[bool, bool]:
-        grid = detect_grid(to_canonical(down.fine_template[down.variables[0]])[0])
-        return grid.periodic_y, grid.periodic_x
 
     def fine_row_weights(self, down) -> torch.Tensor | None:
         fine_canon, _ = to_canonical(down.fine_template[down.variables[0]])

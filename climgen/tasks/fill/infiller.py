@@ -88,6 +88,7 @@ from climgen.tasks.fill.prepare import (
     check_observations,
     day_positions,
     observation_kind,
+    read_observations,
     to_run_grid,
 )
 from climgen.tasks.fill.run_dir import CLIMATOLOGY, as_mask, load_infiller  # noqa: F401
@@ -349,6 +350,8 @@ class Infiller:
         at=None,
         values: str = "auto",
         progress: bool = False,
+        tile_size: int | None = None,
+        tile_halo: int | None = None,
     ) -> xr.Dataset:
         """Fill the missing cells of ``obs`` (Dataset, DataArray or path; NaN = missing).
 
@@ -357,6 +360,10 @@ class Infiller:
         ensemble methods. ``at``: fill only these fields (0-based positions, or labels of the
         time coordinate such as ``"1893-08-15"``); the others still serve as context
         (``context > 0``). ``progress``: a bar over the fields (on a terminal).
+        ``tile_size`` (partialconv): core tile in grid cells, None (tiles only when a batch
+        does not fit in a quarter of the available memory) or 0 (never tile); ``tile_halo``:
+        context cells around each tile, default the U-Net's receptive radius, which makes the
+        tiled fill equal the untiled one (:mod:`climgen.tasks.fill.tiled`).
 
         Observations as they come: on another lat/lon grid than the run's they are regridded
         to it (gaps stay gaps); when the run was trained on anomalies (it has a
@@ -374,13 +381,7 @@ class Infiller:
             )
         ds_obs = as_dataset(obs)
         var = _pick_variable(ds_obs, self.variable, self.time_dim)
-        da = ds_obs[var]
-        n_inf = int(np.isinf(da).sum())
-        if n_inf:
-            raise ClimgenInputError(
-                f"observations '{var}' hold {n_inf} inf value(s); gaps are NaN, and inf is no "
-                f"measurement: set them to NaN (obs.where(np.isfinite(obs))) to fill them"
-            )
+        da = read_observations(ds_obs[var])
         units_given = da.attrs.get("units")
         da, units_note = to_units(
             var,
@@ -451,7 +452,19 @@ class Infiller:
                 f"method {self.method!r} needs a lat/lon grid with coordinates; '{var}' is "
                 f"{grid.shape_name}"
             )
-        request = FillRequest(gappy, keep, targets, lat, lon, members, seed, batch_size, progress)
+        request = FillRequest(
+            gappy,
+            keep,
+            targets,
+            lat,
+            lon,
+            members,
+            seed,
+            batch_size,
+            progress,
+            tile_size,
+            tile_halo,
+        )
         mean, spread, ensemble, method_info = method.fill(self, request)
         info: dict = {"seed": int(seed), **method_info}
         raw, keep, base = raw[targets], keep[targets], base[targets]
@@ -481,21 +494,8 @@ class Infiller:
             info["units"] = units_note
         if at is not None:
             canon = canon.isel({self.time_dim: targets})
-        return assemble(
-            self,
-            canon,
-            state,
-            var,
-            da,
-            ds_obs.attrs,
-            filled,
-            spread,
-            keep,
-            ensemble,
-            members,
-            info,
-            extra,
-        )
+        out = (filled, spread, keep, ensemble, members, info, extra)
+        return assemble(self, canon, state, var, da, ds_obs.attrs, *out)
 
     def _anomaly_base(self, canon: xr.DataArray) -> np.ndarray | None:
         """The run's climatology (H, W) on the canonical grid of ``canon``, if it has one."""

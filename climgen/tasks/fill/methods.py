@@ -47,6 +47,8 @@ class FillRequest:
     seed: int
     batch_size: int
     progress: bool
+    tile_size: int | None = None
+    tile_halo: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,16 @@ def available_fill_methods() -> list[str]:
 
 def _network(infiller, r: FillRequest) -> tuple:
     mean, spread, ensemble = fill_network(
-        infiller, r.gappy, r.keep, r.members, r.seed, r.batch_size, r.targets, r.progress
+        infiller,
+        r.gappy,
+        r.keep,
+        r.members,
+        r.seed,
+        r.batch_size,
+        r.targets,
+        r.progress,
+        r.tile_size,
+        r.tile_halo,
     )
     return mean, spread, ensemble, {}
 

@@ -4,6 +4,7 @@ field under a random coverage mask), training, and filling field by field or in 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from climgen.data.normalize import Normalizer
 from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import build_seeded, default_run_dir, train_family
+from climgen.tasks.downscale.tiles import auto_tile
 from climgen.tasks.fill.gaussian import fit_gaussian
 from climgen.tasks.fill.masks import (
     canonical_mask_array,
@@ -25,7 +27,10 @@ from climgen.tasks.fill.masks import (
     synthetic_masks,
 )
 from climgen.tasks.fill.run_dir import as_mask, save_settings
+from climgen.tasks.fill.tiled import tiled_unet_infill
 from climgen.train import TrainConfig
+
+LOGGER = logging.getLogger(__name__)
 
 __all__ = [
     "MaskedFields",
@@ -347,7 +352,12 @@ def aux_array(inf, aux, da) -> np.ndarray | None:
     return np.stack(out)
 
 
-def fill_network(inf, gappy, keep, members, seed, batch_size, targets, show=False):
+def fill_network(
+    inf, gappy, keep, members, seed, batch_size, targets, show=False, tile_size=None, tile_halo=None
+):
+    """The network fills of ``targets`` (means, spread, members); the partial-conv U-Net runs
+    tile by tile when ``tile_size`` says so or, with None, when a batch does not fit in a
+    quarter of the available memory (:func:`unet_tiling`)."""
     v = inf.variable
     center, scale = inf.normalizer.center[v], inf.normalizer.scale[v]
     x_all = torch.from_numpy(np.nan_to_num((gappy - center) / scale).astype(np.float32))
@@ -372,12 +382,16 @@ def fill_network(inf, gappy, keep, members, seed, batch_size, targets, show=Fals
             bar.update(len(items))
             if inf.method == "partialconv":
                 batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+                tiles = unet_tiling(inf, x_all.shape[-2:], len(items), tile_size, tile_halo)
                 if inf.is_ensemble:
                     out = torch.stack(
-                        [rolled_infill(inf, batch, generator, member=k) for k in range(members)]
+                        [
+                            rolled_infill(inf, batch, generator, member=k, tiles=tiles)
+                            for k in range(members)
+                        ]
                     )[:, :, 0]
                 else:
-                    out = rolled_infill(inf, batch)[:, 0]
+                    out = rolled_infill(inf, batch, tiles=tiles)[:, 0]
             else:
                 cond = items[0]["cond"][None]
                 draws = inf.family.sample(members, generator, cond=cond)
@@ -398,9 +412,44 @@ def fill_network(inf, gappy, keep, members, seed, batch_size, targets, show=Fals
     return ens.mean(axis=0), std, ens
 
 
-def rolled_infill(inf, batch: dict, generator=None, member: int | None = None):
+def unet_tiling(inf, shape, n_fields: int, tile_size=None, tile_halo=None):
+    """(tile, halo) for the partial-conv U-Net on a grid ``shape``, or None (whole fields).
+
+    ``tile_size`` 0: never tile; an int: that core tile (grid cells); None: tile only when
+    ``n_fields`` fields do not fit in a quarter of the available memory, the forward pass
+    holding ≈ 32 maps of ``base_channels`` float32 values per cell (measured: 26–34).
+    ``tile_halo`` defaults to the net's receptive radius (tiled = untiled to rounding); when
+    even one tile with that halo does not fit, the auto tiling takes the tile and halo that
+    do (core ≥ halo, else core = 2 halos: an approximation whose seams the blending
+    softens, said in the log).
+    """
+    if tile_size == 0:
+        return None
+    net = inf.family.net
+    halo = net.receptive_radius if tile_halo is None else int(tile_halo)
+    if tile_size is not None:
+        return int(tile_size), halo
+    width = inf.family.config["base_channels"] * n_fields
+    side, _ = auto_tile(tuple(shape), 1, width, 0, maps=32)  # the largest tile that fits
+    if side is None:
+        return None
+    tile = max(side - 2 * halo, 8)
+    if side - 2 * halo < halo and tile_halo is None:  # the exact halo does not fit: shrink it
+        tile, halo = side // 2, side // 4
+        LOGGER.warning(
+            "partialconv fill in tiles of %d cells with a halo of %d < the net's receptive "
+            "radius %d (memory): tiled fills approximate the whole-field fill at the seams",
+            tile,
+            halo,
+            net.receptive_radius,
+        )
+    return tile, halo
+
+
+def rolled_infill(inf, batch: dict, generator=None, member: int | None = None, tiles=None):
     """Partial-conv infill of ``batch``, averaged over ``fill_rolls`` longitude rolls; for
-    ``member`` k of a stochastic infiller, one draw under roll ``k mod fill_rolls``."""
+    ``member`` k of a stochastic infiller, one draw under roll ``k mod fill_rolls``;
+    ``tiles`` (tile, halo): tile by tile (:func:`~climgen.tasks.fill.tiled.tiled_unet_infill`)."""
     width = batch["x"].shape[-1]
     shifts = sorted({round(k * width / inf.fill_rolls) % width for k in range(inf.fill_rolls)})
     if member is not None:
@@ -408,9 +457,13 @@ def rolled_infill(inf, batch: dict, generator=None, member: int | None = None):
     total = None
     for shift in shifts:
         b = {k: torch.roll(v, shift, dims=-1) for k, v in batch.items()}
-        out = inf.family.infill(
-            b["x"], b["mask"], b.get("cond"), b.get("cond_mask"), generator=generator
-        )
+        args = (b["x"], b["mask"], b.get("cond"), b.get("cond_mask"))
+        if tiles is None:
+            out = inf.family.infill(*args, generator=generator)
+        else:
+            out = tiled_unet_infill(
+                inf.family, *args, tile=tiles[0], halo=tiles[1], generator=generator
+            )
         out = torch.roll(out, -shift, dims=-1)
         total = out if total is None else total + out
     return total / len(shifts)
