@@ -435,6 +435,9 @@ def main(argv=None) -> int:
         metavar="DIR",
         help="skip training: load the networks kept by an earlier --keep DIR run",
     )
+    parser.add_argument(
+        "--train-only", action="store_true", help="stop after training (with --keep: score later)"
+    )
     parser.add_argument("--json", metavar="OUT", help="write all results as JSON")
     parser.add_argument("--report", metavar="DIR", help="write the gap-filling report page")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budget/test")
@@ -537,6 +540,9 @@ def main(argv=None) -> int:
         results[f"train_{label}"] = info
         print(f"  {info}", flush=True)
 
+    if args.train_only:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     print("scores on hidden cells of the held-out fields:", flush=True)
     m = args.members
     res = results["methods"]

@@ -72,6 +72,7 @@ from climgen.report.eval_inputs import (
     subsample,
 )
 from climgen.report.eval_measures import (
+    ReferenceSide,
     coordinate_values,
     measure_covariance,
     measure_distributions,
@@ -258,8 +259,8 @@ def evaluate(
             gen = np.asarray(g_can.values, float)
             ref = np.asarray(r_can.values, float)
             weights = grids.area_weights(r_can, grid).values
-            floors: dict[str, float] = {}  # shared by the model and the reference rows
-            m = _measure(name, g_can, r_can, grid, weights, factor, floors, bar, steps)
+            side = ReferenceSide()  # floors and reference statistics, shared by every row
+            m = _measure(name, g_can, r_can, grid, weights, factor, side, bar, steps)
             rows: dict[str, dict[str, Distance]] = {}
             memo: dict[str, float] = {}
             if t_can is not None:
@@ -268,7 +269,7 @@ def evaluate(
                 )
                 for row, c_can in candidates.items():
                     bar.set_description(f"{name}: {row}")
-                    rows[row] = _measure(name, c_can, r_can, grid, weights, factor, floors)[0]
+                    rows[row] = _measure(name, c_can, r_can, grid, weights, factor, side)[0]
                     bar.update()
                 bar.set_description(f"{name}: memorisation")
                 sets = {"generated": gen, REFERENCE_ROWS[1]: candidates[REFERENCE_ROWS[1]].values}
@@ -347,9 +348,10 @@ def _training_fields(train_ds, name, r_da, sample_dim, max_samples, train_src, r
     return t_can
 
 
-def _measure(name, g_can, r_can, grid, weights, factor, floors, bar=None, steps=None):
-    """All distances of one candidate set against the reference (floors shared via
-    ``floors``): (distances, moments, quantile errors, spectrum, structure, morphology)."""
+def _measure(name, g_can, r_can, grid, weights, factor, side, bar=None, steps=None):
+    """All distances of one candidate set against the reference (floors and reference
+    statistics shared via the :class:`ReferenceSide` ``side``): (distances, moments, quantile
+    errors, spectrum, structure, morphology)."""
 
     def step(i):
         if bar is None:
@@ -362,17 +364,17 @@ def _measure(name, g_can, r_can, grid, weights, factor, floors, bar=None, steps=
     gen = np.asarray(g_can.values, float)
     ref = np.asarray(r_can.values, float)
     step(0)
-    distances, spectrum = measure_spectrum(g_can, r_can, factor, floors)
+    distances, spectrum = measure_spectrum(g_can, r_can, factor, side)
     step(1)
-    d_dist, moments_, q_err = measure_distributions(gen, ref, weights, factor, floors)
+    d_dist, moments_, q_err = measure_distributions(gen, ref, weights, factor, side)
     distances.update(d_dist)
     step(2)
-    distances.update(measure_covariance(gen, ref, weights, factor, floors))
+    distances.update(measure_covariance(gen, ref, weights, factor, side))
     step(3)
-    d_sf, structure = measure_structure(gen, ref, grid, factor, floors)
+    d_sf, structure = measure_structure(gen, ref, grid, factor, side)
     distances.update(d_sf)
     step(4)
-    d_mo, morphology = measure_morphology(r_can, gen, ref, grid, weights, factor, floors)
+    d_mo, morphology = measure_morphology(r_can, gen, ref, grid, weights, factor, side)
     distances.update(d_mo)
     step(5)
     return distances, moments_, q_err, spectrum, structure, morphology

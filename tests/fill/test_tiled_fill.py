@@ -171,3 +171,12 @@ def test_infiller_tiled_fill_equals_untiled_and_keeps_observed_cells(reconstruct
         np.testing.assert_allclose(tiled.tas_members, whole.tas_members, rtol=1e-5, atol=1e-5)
     seams = net.fill(obs, members=3, seed=2, tile_size=6, tile_halo=0).tas.values
     assert np.abs(seams - whole.tas.values).max() > 1e-4
+    if reconstruction == "l1":  # the command line passes the tiling through
+        from climgen.cli import main
+
+        obs.to_netcdf(tmp_path / "obs.nc")
+        args = ["fill", str(tmp_path), str(tmp_path / "obs.nc"), "-o", str(tmp_path / "f.nc")]
+        assert main([*args, "--tile-size", "6", "--quiet"]) == 0
+        cli = xr.load_dataset(tmp_path / "f.nc").tas.values
+        np.testing.assert_allclose(cli, whole.tas.values, rtol=1e-5, atol=1e-5)
+        assert main([*args, "--tile-size", "6", "--tile-halo", "-1", "--overwrite"]) == 2

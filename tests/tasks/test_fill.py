@@ -254,6 +254,14 @@ def test_fill_methods_come_from_one_registry(monkeypatch):
     np.testing.assert_allclose(out.tas.values, filled, rtol=1e-6)
     with pytest.raises(ClimgenInputError, match="no option"):
         Infiller("global-mean", nu=1.5)
+    # Every list of names is the registry's: recipes and the CLI know the new method too.
+    from climgen.tasks.fill.recipe import check_fill_method
+
+    assert "global-mean" in methods.fill_method_names(kind="baseline", trained=False)
+    assert "global-mean" not in methods.fill_method_names(trained=True)
+    assert set(methods.fill_method_names(kind="network")) == {"partialconv", "cvae"}
+    check_fill_method("global-mean", {})
+    assert Infiller("global-mean", context=2).context == 0  # not trained: no context
 
 
 @pytest.mark.parametrize("method", ["nearest", "zonal-mean", "kriging"])

@@ -9,6 +9,7 @@ from climgen.errors import ClimgenInputError
 from climgen.tasks.recipe import (
     Recipe,
     RecipeTask,
+    open_data,
     prepare_run_dir,
     register_recipe_task,
     split_samples,
@@ -53,13 +54,12 @@ def run_emulate_recipe(
 
     Returns ``(emulator, EvaluationReport or None)``.
     """
-    from climgen.data.io import open_fields
     from climgen.tasks.emulate.emulator import Emulator
     from climgen.train.distributed import is_main_process
 
     data = recipe.data
     sample_dim = data.get("sample_dim", "time")
-    ds = open_fields(data["paths"], data.get("variables"))
+    ds = open_data(recipe, "paths", data.get("variables"))
     train_ds, held_out = split_samples(ds, data, recipe.source)
     run_dir = prepare_run_dir(recipe, run_dir)
     train_options = {"progress": progress, **recipe.train, **(overrides or {})}

@@ -71,16 +71,10 @@ from climgen.tasks.fill.masks import (
 from climgen.tasks.fill.methods import (
     FillRequest,
     available_fill_methods,
+    fill_method_names,
     get_method,
 )
-from climgen.tasks.fill.names import (  # noqa: F401 - NETWORKS, CLIMATOLOGY: public names
-    BASELINES,
-    FILL_METHODS,
-    NETWORKS,
-    OI,
-    OI_OPTIONS,
-    TRAINED,
-)
+from climgen.tasks.fill.names import OI, OI_OPTIONS
 from climgen.tasks.fill.networks import fit_network
 from climgen.tasks.fill.oi import GaussianFieldModel
 from climgen.tasks.fill.output import assemble
@@ -96,7 +90,7 @@ from climgen.train import TrainConfig
 
 LOGGER = logging.getLogger(__name__)
 
-__all__ = ["Infiller", "available_fill_methods", "FILL_METHODS", "TRAINED"]
+__all__ = ["Infiller", "available_fill_methods", "fill_method_names"]
 
 
 def _pick_variable(ds: xr.Dataset, variable: str | None, time_dim: str) -> str:
@@ -200,7 +194,8 @@ class Infiller:
         residual: bool = False,
         **options,
     ):
-        allowed = get_method(method).options  # an unknown name raises, listing the known
+        spec = get_method(method)  # an unknown name raises, listing the known
+        allowed = spec.options
         if allowed is not None:
             unknown = sorted(set(options) - allowed)
             if unknown:
@@ -221,7 +216,7 @@ class Infiller:
         if not isinstance(roll_fields, bool):
             raise ClimgenInputError(f"roll_fields must be true or false, got {roll_fields!r}")
         self.method, self.variable, self.time_dim = method, variable, time_dim
-        self.roll_fields = roll_fields and method in TRAINED
+        self.roll_fields = roll_fields and spec.trained
         if isinstance(fill_rolls, bool) or not isinstance(fill_rolls, int) or fill_rolls < 1:
             raise ClimgenInputError(f"fill_rolls must be an int ≥ 1, got {fill_rolls!r}")
         if fill_rolls > 1 and not (method == "partialconv" and self.roll_fields):
@@ -245,7 +240,7 @@ class Infiller:
         unknown = sorted(set(self.prior_options) - OI_OPTIONS)
         if unknown:
             raise ClimgenInputError(f"prior_options {unknown} unknown; valid: {sorted(OI_OPTIONS)}")
-        self.context = context if method in TRAINED else 0
+        self.context = context if spec.trained else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
         self.likelihood_noise = bool(likelihood_noise)
         self.spread_inflation = float(spread_inflation)
@@ -314,7 +309,7 @@ class Infiller:
         self.template = xr.zeros_like(canon.isel({self.time_dim: 0}, drop=True), np.float32)
         self.template = self.template.load()
         self.template.attrs = dict(da.attrs)
-        if self.method in BASELINES:
+        if get_method(self.method).kind == "baseline":
             self.climatology = np.asarray(canon.mean(self.time_dim).values, dtype=np.float64)
             return self
         if self.method == OI or self.prior is not None:  # loads the fields (networks stream)
@@ -375,7 +370,7 @@ class Infiller:
         """
         if int(members) != members or members < 1:
             raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
-        if self.method in TRAINED and self.family is None and self.gaussian is None:
+        if get_method(self.method).trained and self.family is None and self.gaussian is None:
             raise ClimgenInputError(
                 f"the {self.method} infiller is not trained: call fit(...) or Infiller.load()"
             )

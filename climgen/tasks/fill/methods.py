@@ -29,6 +29,7 @@ __all__ = [
     "register_fill_method",
     "get_method",
     "available_fill_methods",
+    "fill_method_names",
 ]
 
 
@@ -92,6 +93,16 @@ def get_method(name: str) -> FillMethod:
 def available_fill_methods() -> list[str]:
     """Names accepted by ``Infiller(method=...)``: networks, statistical, then baselines."""
     return list(_METHODS)
+
+
+def fill_method_names(*, kind: str | None = None, trained: bool | None = None) -> tuple[str, ...]:
+    """Names of the registered methods (in :func:`available_fill_methods` order), only those of
+    ``kind`` ("network", "statistical", "baseline") and/or ``trained`` (fit before fill)."""
+    return tuple(
+        m.name
+        for m in _METHODS.values()
+        if (kind is None or m.kind == kind) and (trained is None or m.trained == trained)
+    )
 
 
 def _network(infiller, r: FillRequest) -> tuple:

@@ -14,9 +14,9 @@ import xarray as xr
 from climgen.data.grids import restore
 from climgen.data.masks import MASK_ATTRS
 from climgen.tasks._common import provenance_attrs
-from climgen.tasks.fill.run_dir import fill_settings
+from climgen.tasks.fill.methods import get_method
 
-__all__ = ["assemble"]
+__all__ = ["assemble", "fill_settings"]
 
 
 def assemble(
@@ -103,3 +103,25 @@ def assemble(
         kriging_kernels="; ".join(kernels[:12]) if kernels else None,
     )
     return xr.Dataset(data_vars, attrs=attrs)
+
+
+def fill_settings(inf) -> dict:
+    """The options that shape a fill (for the output's ``climgen_fill_options``)."""
+    settings = {k: v for k, v in inf.options.items() if _jsonable(v)}
+    if get_method(inf.method).trained:
+        settings.update(context=inf.context, roll_fields=inf.roll_fields)
+    if inf.method == "partialconv":
+        settings["fill_rolls"] = inf.fill_rolls
+    if inf.method == "cvae":
+        settings["likelihood_noise"] = inf.likelihood_noise
+    if inf.prior is not None:
+        settings.update(prior=inf.prior, prior_options=inf.prior_options, residual=inf.residual)
+    return settings
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True

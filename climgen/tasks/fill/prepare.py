@@ -279,24 +279,11 @@ def read_observations(da: xr.DataArray) -> xr.DataArray:
 
 
 def check_observations(infiller, canon: xr.DataArray, var: str) -> None:
-    """Refuse observations that cannot be what ``infiller`` was fitted on: another grid, or a
-    mean more than 10 training standard deviations off (absolute vs anomalies). Units were
-    brought to the run's before (:func:`climgen.data.units.to_units`)."""
+    """Refuse observations that cannot be what ``infiller`` was fitted on: a mean more than 10
+    training standard deviations off (absolute vs anomalies). Units were brought to the run's
+    before (:func:`climgen.data.units.to_units`), the grid by :func:`to_run_grid` (which
+    regrids lat/lon observations and refuses other grids)."""
     units = canon.attrs.get("units")  # already the run's (climgen.data.units.to_units)
-    if infiller.template is not None:
-        t = infiller.template
-        shape = tuple(canon.shape[-2:])
-        if shape != tuple(t.shape) or any(
-            d in canon.coords
-            and d in t.coords
-            and not np.allclose(canon[d].values, t[d].values, atol=1e-6)
-            for d in t.dims
-        ):
-            raise ClimgenInputError(
-                f"observations '{var}' are on grid {dict(zip(canon.dims[-2:], shape))} but "
-                f"the infiller was fitted on {dict(t.sizes)} (or other coordinates): "
-                "regrid the observations to the training grid"
-            )
     stats = None
     if infiller.normalizer is not None:
         normalizer, v = infiller.normalizer, infiller.variable

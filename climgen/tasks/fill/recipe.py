@@ -66,6 +66,8 @@ from climgen.errors import ClimgenInputError
 from climgen.tasks.recipe import (
     Recipe,
     RecipeTask,
+    data_paths,
+    open_data,
     prepare_run_dir,
     register_recipe_task,
     split_samples,
@@ -109,19 +111,20 @@ _PAIRINGS = ("cycle", "paired", "broadcast")
 
 def check_fill_method(name: str, options: dict) -> None:
     """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
-    from climgen.tasks.fill.infiller import BASELINES, FILL_METHODS, OI, Infiller
+    from climgen.tasks.fill.infiller import Infiller
+    from climgen.tasks.fill.methods import available_fill_methods, get_method
 
-    if name not in FILL_METHODS:
+    names = available_fill_methods()
+    if name not in names:
         raise ClimgenInputError(
-            f"unknown fill method {name!r}{suggest(name, FILL_METHODS)}; valid methods: "
-            f"{', '.join(FILL_METHODS)}"
+            f"unknown fill method {name!r}{suggest(name, names)}; valid methods: {', '.join(names)}"
         )
     if "variable" in options or "time_dim" in options:
         raise ClimgenInputError(
             "set the variable and the time dim in 'data' (variables, sample_dim), not in "
             "method.options"
         )
-    if name in BASELINES or name == OI:
+    if get_method(name).kind != "network":
         Infiller(name, **options)  # checks the method's options
         return
     from climgen.families.base import check_family_options
@@ -164,7 +167,8 @@ def run_fill_recipe(
     import xarray as xr
 
     from climgen.data.io import open_fields, write_fields
-    from climgen.tasks.fill.infiller import CLIMATOLOGY, NETWORKS, OI, Infiller
+    from climgen.tasks.fill.infiller import CLIMATOLOGY, OI, Infiller
+    from climgen.tasks.fill.methods import get_method
     from climgen.tasks.fill.prepare import anomalies, coverage_masks, regrid_bilinear
     from climgen.train.distributed import is_main_process
 
@@ -185,7 +189,7 @@ def run_fill_recipe(
     if members < 1:
         raise ClimgenInputError(f"{source}: evaluate.members must be ≥ 1, got {members}")
 
-    ds = open_fields(data["paths"], data.get("variables"))
+    ds = open_data(recipe, "paths", data.get("variables"))
     variables = data.get("variables") or [str(v) for v in ds.data_vars]
     if len(variables) != 1:
         raise ClimgenInputError(
@@ -194,11 +198,13 @@ def run_fill_recipe(
     var = variables[0]
     da = ds[var].load()
     if "regrid" in data:
-        target = open_fields(data["regrid"][0])
+        target = open_fields(data_paths(recipe, "regrid")[0])
         da = regrid_bilinear(da, target)
     masks = None
     if "masks" in data:
-        masks = coverage_masks(data["masks"], variable=mask_variable, time_dim=sample_dim)
+        masks = coverage_masks(
+            data_paths(recipe, "masks"), variable=mask_variable, time_dim=sample_dim
+        )
     train_ds, held_out = split_samples(da.to_dataset(name=var), data, source)
     if "held_out" in data:
         if held_out is not None:
@@ -206,7 +212,7 @@ def run_fill_recipe(
                 f"{source}: data.held_out names the fields to cross-validate on; with it, "
                 "train on all of data.paths (leave train_fraction out or set it to 1)"
             )
-        other = open_fields(data["held_out"], [var])
+        other = open_data(recipe, "held_out", [var])
         held = other[var].load()
         if "regrid" in data:
             held = regrid_bilinear(held, target)
@@ -228,7 +234,7 @@ def run_fill_recipe(
         val_da = train_da.isel({sample_dim: slice(-n_val, None)})
         train_da = train_da.isel({sample_dim: slice(0, -n_val)})
     run_dir = prepare_run_dir(recipe, run_dir)
-    if name in NETWORKS:
+    if get_method(name).kind == "network":
         train_options = {"progress": progress, **recipe.train, **(overrides or {})}
         infiller.fit(train_da, masks=masks, run_dir=run_dir, resume=resume, **train_options)
     elif name == OI:
