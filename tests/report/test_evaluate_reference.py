@@ -112,3 +112,36 @@ def test_reference_side_is_measured_once_and_rows_equal_separate_evaluations(mon
     assert {k: (d.value, d.floor) for k, d in row.items()} == {
         k: (d.value, d.floor) for k, d in alone.items()
     }
+
+
+def test_reuse_takes_floors_and_rows_from_an_earlier_report_of_the_same_reference(monkeypatch):
+    import climgen.metrics as metrics
+
+    ref = grf_dataarray(8, 16, 24, seed=0, name="v", units="K")
+    train = grf_dataarray(8, 16, 24, seed=1, name="v", units="K")
+    first_gen = grf_dataarray(8, 16, 24, slope=-2.0, seed=2, name="v", units="K")
+    other_gen = grf_dataarray(8, 16, 24, slope=-4.0, seed=3, name="v", units="K")
+    first = evaluate(first_gen, ref, train=train, progress=False)
+    fresh = evaluate(other_gen, ref, train=train, progress=False).variables["v"]
+    surrogates = []
+    real = metrics.iaaft_surrogate
+    monkeypatch.setattr(
+        metrics, "iaaft_surrogate", lambda *a, **k: surrogates.append(1) or real(*a, **k)
+    )
+    reused = evaluate(other_gen, ref, train=train, progress=False, reuse=first).variables["v"]
+    assert surrogates == []  # the reference rows were not measured again
+    for attr in ("distances", "reference_rows"):
+        a, b = getattr(reused, attr), getattr(fresh, attr)
+        assert a.keys() == b.keys()
+        for k in a:
+            if attr == "distances":
+                assert (a[k].value, a[k].floor) == pytest.approx((b[k].value, b[k].floor))
+            else:
+                assert {n: d.value for n, d in a[k].items()} == {
+                    n: d.value for n, d in b[k].items()
+                }
+    assert reused.memorisation == pytest.approx(fresh.memorisation)
+    # another reference is measured afresh, not taken from the earlier report
+    ref2 = grf_dataarray(8, 16, 24, seed=4, name="v", units="K")
+    evaluate(other_gen, ref2, train=train, progress=False, reuse=first)
+    assert surrogates == [1]

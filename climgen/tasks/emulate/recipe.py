@@ -100,7 +100,8 @@ def run_emulate_recipe(
         )
         report.to_html(Path(run_dir) / "report", overwrite=True)  # the run's own
         if emulator.calibration is not None:
-            # The model without its calibration, same seed, for an honest side-by-side.
+            # The model without its calibration, same seed, for an honest side-by-side; the
+            # reference's floors and rows are those just measured (reuse=report).
             raw = emulator.sample(n_samples, seed=seed, calibrated=False)
             write_fields(raw, Path(run_dir) / "samples_raw.nc")
             evaluate(
@@ -110,6 +111,7 @@ def run_emulate_recipe(
                 sample_dim="sample",
                 progress=False,
                 train=train_rows,
+                reuse=report,
             ).to_html(Path(run_dir) / "report-raw", overwrite=True)
     return emulator, report
 
