@@ -94,6 +94,8 @@ def _one(task: str, h: int, w: int, args) -> dict:
         cpu, wall = time.process_time() - c0, time.perf_counter() - t0
         back = down.coarsen(result)["tas"].values - coarse["tas"].values
         out["max_block_mean_error"] = float(np.abs(back).max())
+    elif task in NETWORK_TASKS or task in EVALUATE_TASKS:
+        cpu, wall = (_networks if task in NETWORK_TASKS else _evaluate)(task, h, w, args, out)
     else:
         raise SystemExit(f"unknown task {task!r}")
     out.update(
@@ -102,6 +104,98 @@ def _one(task: str, h: int, w: int, args) -> dict:
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
     return out
+
+
+NETWORK_TASKS = ("partialconv", "partialconv-tiled", "regression-tiled")
+EVALUATE_TASKS = ("evaluate", "evaluate-stream")
+
+
+def _hwm_mb() -> float:
+    """Peak RSS since the last :func:`_reset_hwm` (Linux VmHWM), MB."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_hwm() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _networks(task: str, h: int, w: int, args, out: dict) -> tuple[float, float]:
+    """Untrained networks (cost does not depend on the weights): the partial-conv U-Net
+    (``--width`` base channels, ``--levels`` levels) filling ``--fields`` fields under 20–40 %
+    coverage, whole or in ``--tile`` tiles with the exact halo; the regression ×4
+    SR net (defaults, 1 training step on 8-cell patches to build it) with conservation."""
+    import torch
+
+    from climgen.data.samples import grf_dataarray
+
+    if task.startswith("partialconv"):
+        from climgen.tasks._common import build_seeded
+        from climgen.tasks.fill.masks import blob_masks
+        from climgen.tasks.fill.tiled import tiled_unet_infill
+
+        family = build_seeded(
+            0,
+            "partialconv",
+            channels=1,
+            shape=(h, w),
+            periodic=(False, True),
+            base_channels=args.width,
+            num_levels=args.levels,
+        ).eval()
+        x = torch.as_tensor(grf_dataarray(args.fields, h, w, kind="latlon", seed=0).values)
+        x = x.float()[:, None]
+        m = torch.as_tensor(blob_masks(args.fields, (h, w), coverage=(0.2, 0.4), seed=1))
+        m = m.float()[:, None]
+        net = family.net
+        out.update(receptive_radius=net.receptive_radius, align=net.align, tile=None)
+        _reset_hwm()
+        c0, t0 = time.process_time(), time.perf_counter()
+        with torch.no_grad():
+            for i in range(args.fields):  # one field at a time
+                if task == "partialconv":
+                    family.infill(x[i : i + 1], m[i : i + 1])
+                else:
+                    tiled_unet_infill(family, x[i : i + 1], m[i : i + 1], tile=args.tile)
+        if task == "partialconv-tiled":
+            out["tile"] = args.tile
+    else:
+        from climgen.tasks.downscale.downscaler import Downscaler
+
+        fine = grf_dataarray(args.fields, h, w, kind="latlon", seed=2, name="tas").to_dataset()
+        down = Downscaler(4, "regression", conserve=True, patch_size=8, tile_size=args.tile // 4)
+        down.fit(fine, run_dir=args.tmp / f"sr_{h}x{w}", max_steps=1, batch_size=2, progress=False)
+        coarse = down.coarsen(fine)
+        out.update(receptive_radius=down.family.generator.receptive_radius, tile=args.tile // 4)
+        _reset_hwm()
+        c0, t0 = time.process_time(), time.perf_counter()
+        down.downscale(coarse, batch_size=1)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    out["step_peak_rss_mb"] = _hwm_mb()
+    return cpu, wall
+
+
+def _evaluate(task: str, h: int, w: int, args, out: dict) -> tuple[float, float]:
+    """``evaluate`` of ``--fields`` generated against ``--fields`` reference fields (two
+    k⁻³ GRF sets of different seeds), the full report in memory, or streamed with
+    ``chunk_size=--chunk``; cost per field of the two sets."""
+    from climgen.data.samples import grf_dataarray
+    from climgen.report.evaluate import evaluate
+
+    gen = grf_dataarray(args.fields, h, w, kind="latlon", seed=3, name="tas", units="K")
+    ref = grf_dataarray(args.fields, h, w, kind="latlon", seed=4, name="tas", units="K")
+    chunk = args.chunk if task == "evaluate-stream" else None
+    out["chunk_size"] = chunk
+    _reset_hwm()
+    c0, t0 = time.process_time(), time.perf_counter()
+    report = evaluate(gen, ref, progress=False, chunk_size=chunk)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    out["step_peak_rss_mb"] = _hwm_mb()
+    out["variables"] = len(report.to_dict().get("variables", {}))
+    return cpu, wall
 
 
 def _rank_sweep(args) -> list[dict]:
@@ -173,8 +267,18 @@ def main() -> int:
         "--tasks",
         nargs="+",
         default=["oi-reduced", "bicubic-conserve"],
-        choices=("oi-reduced", "bicubic-conserve", "bicubic-covariance"),
+        choices=(
+            "oi-reduced",
+            "bicubic-conserve",
+            "bicubic-covariance",
+            *NETWORK_TASKS,
+            *EVALUATE_TASKS,
+        ),
     )
+    parser.add_argument("--tile", type=int, default=128, help="network core tile (fine cells)")
+    parser.add_argument("--width", type=int, default=16, help="partial-conv base channels")
+    parser.add_argument("--levels", type=int, default=4, help="partial-conv U-Net levels")
+    parser.add_argument("--chunk", type=int, default=4, help="evaluate-stream chunk_size")
     parser.add_argument("--train", type=int, default=64, help="OI training fields")
     parser.add_argument("--fields", type=int, default=4, help="fields filled/downscaled")
     parser.add_argument("--members", type=int, default=8, help="OI members")
@@ -208,7 +312,18 @@ def main() -> int:
         args.sizes, args.train, args.fields, args.members = ["20x40", "36x72"], 16, 2, 4
     rows = []
     passthrough = [
-        f"--{k}={getattr(args, k)}" for k in ("train", "fields", "members", "rank", "nugget")
+        f"--{k}={getattr(args, k)}"
+        for k in (
+            "train",
+            "fields",
+            "members",
+            "rank",
+            "nugget",
+            "tile",
+            "width",
+            "levels",
+            "chunk",
+        )
     ]
     for task in args.tasks:
         for size in args.sizes:

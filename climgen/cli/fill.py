@@ -81,6 +81,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        metavar="CELLS",
+        help="partialconv: core tile in grid cells (0: never tile; default: from memory)",
+    )
+    parser.add_argument(
+        "--tile-halo",
+        type=int,
+        default=None,
+        metavar="CELLS",
+        help="partialconv: context cells around each tile (default: the net's receptive "
+        "radius, which makes the tiled fill equal the untiled one)",
+    )
+    parser.add_argument(
         "--report",
         metavar="DIR",
         help="also write the gap-filling report page (with --mask: scores on the hidden cells)",
@@ -101,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``climgen fill``; returns the exit status."""
     from climgen.data.io import write_fields
     from climgen.data.masks import load_mask
-    from climgen.tasks.fill.infiller import FILL_METHODS, TRAINED, Infiller
+    from climgen.tasks.fill.infiller import Infiller
+    from climgen.tasks.fill.methods import fill_method_names
 
     check_output(args.output, args.obs, args.mask, args.model, overwrite=args.overwrite)
     model = Path(args.model)
@@ -111,12 +127,13 @@ def run(args: argparse.Namespace) -> int:
             raise ClimgenInputError(
                 f"the run in {model} fills '{infiller.variable}', not '{args.variable}'"
             )
-    elif args.model in FILL_METHODS and args.model not in TRAINED:
+    elif args.model in fill_method_names(trained=False):
         infiller = Infiller(args.model, variable=args.variable)
     else:
         raise ClimgenInputError(
             f"MODEL {args.model!r} is neither a run directory nor a baseline method "
-            f"(kriging, nearest, zonal-mean); {', '.join(TRAINED)} need a trained run dir"
+            f"({', '.join(fill_method_names(trained=False))}); "
+            f"{', '.join(fill_method_names(trained=True))} need a trained run dir"
         )
     if args.mask_variable and not args.mask:
         raise ClimgenInputError("--mask-variable names a variable of --mask FILE: give --mask")
@@ -130,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         at=days,
         values=args.values,
         progress=not args.quiet,
+        tile_size=args.tile_size,
+        tile_halo=args.tile_halo,
     )
     if args.report:  # before the output is written: a report that fails leaves no output
         from climgen.tasks.fill.cross_validation import cross_validation_report, filled_report

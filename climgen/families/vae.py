@@ -40,7 +40,7 @@ from torch import nn
 from climgen.errors import ClimgenInputError
 from climgen.nn import Decoder, Encoder
 
-from .base import FamilyModule, register_family
+from .base import FamilyModule, check_grid_options, register_family
 from .latent import interpolate, latent_arithmetic, lerp, slerp
 
 __all__ = [
@@ -92,17 +92,10 @@ class _LatentFamily(FamilyModule):
     def __init__(self, config: dict, encoder_features: int, cond_channels: int = 0):
         super().__init__()
         channels, shape, latent_dim = config["channels"], config["shape"], config["latent_dim"]
-        if not isinstance(channels, int) or channels < 1:
-            raise ClimgenInputError(f"option 'channels' must be a positive int, got {channels!r}")
-        if len(shape) != 2 or any(int(s) < 1 for s in shape):
-            raise ClimgenInputError(f"option 'shape' must be (H, W) > 0, got {shape!r}")
+        check_grid_options(channels, shape, config["periodic"])
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ClimgenInputError(
                 f"option 'latent_dim' must be a positive int, got {latent_dim!r}"
-            )
-        if len(config["periodic"]) != 2:
-            raise ClimgenInputError(
-                f"option 'periodic' must be (periodic_y, periodic_x), got {config['periodic']!r}"
             )
         config["shape"] = [int(s) for s in shape]
         config["periodic"] = [bool(p) for p in config["periodic"]]

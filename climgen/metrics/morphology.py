@@ -38,6 +38,7 @@ __all__ = [
     "euler_characteristic",
     "minkowski_functionals",
     "minkowski_distances",
+    "minkowski_curve_distance",
     "reference_thresholds",
     "gradient_magnitude",
     "gradient_pdf_distance",
@@ -253,6 +254,21 @@ def minkowski_functionals(
     return MinkowskiCurves(*(to_like(o, kind) for o in out), area=area)
 
 
+def minkowski_curve_distance(gen_curve: Any, ref_curve: Any) -> float:
+    r"""Distance between two curves of one Minkowski functional at the same thresholds:
+    :math:`\operatorname{mean}_ν |V^{gen}(ν) - V^{ref}(ν)| / \max_ν |V^{ref}(ν)|`.
+
+    Dimensionless; 0 for identical curves. A reference curve that is 0 at every threshold
+    (e.g. an Euler characteristic of 0 throughout) cannot scale the difference: then the
+    distance is 0 for identical curves and ``inf`` otherwise (never a silent 0).
+    """
+    g = np.asarray(torch.as_tensor(gen_curve).cpu(), dtype=float)
+    r = np.asarray(torch.as_tensor(ref_curve).cpu(), dtype=float)
+    scale = np.abs(r).max()
+    diff = np.abs(g - r).mean()
+    return float(diff / scale) if scale > 0 else (0.0 if diff == 0 else math.inf)
+
+
 def minkowski_distances(
     gen: Any,
     ref: Any,
@@ -267,24 +283,21 @@ def minkowski_distances(
 
     For each functional :math:`V_i`:
     :math:`d_i = \operatorname{mean}_ν |V_i^{gen}(ν) - V_i^{ref}(ν)| / \max_ν |V_i^{ref}(ν)|`
-    (dimensionless; 0 for identical morphology). Thresholds default to the quantiles of
-    ``ref`` (:data:`DEFAULT_THRESHOLD_QUANTILES`); pass fixed ones when ``ref`` varies (e.g.
-    halves of a reference for a noise floor). Returns ``{"area_fraction", "boundary_length",
-    "euler_characteristic"}`` as python floats. See :func:`minkowski_functionals`.
+    (dimensionless; 0 for identical morphology; :func:`minkowski_curve_distance`).
+    Thresholds default to the quantiles of ``ref`` (:data:`DEFAULT_THRESHOLD_QUANTILES`);
+    pass fixed ones when ``ref`` varies (e.g. halves of a reference for a noise floor).
+    Returns ``{"area_fraction", "boundary_length", "euler_characteristic"}`` as python
+    floats. See :func:`minkowski_functionals`.
     """
     if thresholds is None:
         thresholds = reference_thresholds(ref, weights=weights)
     kw = dict(periodic=periodic, weights=weights, dy=dy, dx=dx)
     cg = minkowski_functionals(gen, thresholds, **kw)
     cr = minkowski_functionals(ref, thresholds, **kw)
-    out = {}
-    for name in ("area_fraction", "boundary_length", "euler_characteristic"):
-        g = np.asarray(torch.as_tensor(getattr(cg, name)).cpu(), dtype=float)
-        r = np.asarray(torch.as_tensor(getattr(cr, name)).cpu(), dtype=float)
-        scale = np.abs(r).max()
-        diff = np.abs(g - r).mean()
-        out[name] = float(diff / scale) if scale > 0 else (0.0 if diff == 0 else math.inf)
-    return out
+    return {
+        name: minkowski_curve_distance(getattr(cg, name), getattr(cr, name))
+        for name in ("area_fraction", "boundary_length", "euler_characteristic")
+    }
 
 
 # ----------------------------------------------------------------------------------------------

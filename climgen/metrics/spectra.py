@@ -26,8 +26,9 @@ import torch
 import xarray as xr
 
 from climgen.data.grids import detect_grid
-from climgen.errors import ClimgenInputError, require
+from climgen.errors import ClimgenInputError
 from climgen.metrics._arrays import as_tensor, check_finite, to_like
+from climgen.metrics.sht import spherical_transform
 
 __all__ = [
     "rapsd",
@@ -336,10 +337,10 @@ def _to_equiangular(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@lru_cache(maxsize=16)
 def _sht(nlat: int, nlon: int, grid: str):
-    th = require("torch_harmonics", "sphere", "the spherical-harmonic spectrum")
-    return th.RealSHT(nlat, nlon, grid=grid, norm="ortho")
+    """The real SHT of torch-harmonics (``norm="ortho"``) in bounded memory
+    (:mod:`climgen.metrics.sht`)."""
+    return spherical_transform(nlat, nlon, grid)
 
 
 def spherical_spectrum(field, *, grid: str = "legendre-gauss", lat=None, reduce: str = "sum"):
@@ -380,7 +381,7 @@ def spherical_spectrum(field, *, grid: str = "legendre-gauss", lat=None, reduce:
             f"grid must be 'legendre-gauss', 'equiangular' or 'cell-centred', got {grid!r}"
         )
     nlat, nlon = t.shape[-2:]
-    sht = _sht(nlat, nlon, grid).to(device=t.device)
+    sht = _sht(nlat, nlon, grid)
     coeffs = sht(t.flip(-2).to(torch.float64) if t.dtype != torch.float32 else t.flip(-2))
     power = coeffs.real.square() + coeffs.imag.square()
     power = torch.cat([power[..., :1], 2.0 * power[..., 1:]], dim=-1).sum(-1) / (4 * np.pi)

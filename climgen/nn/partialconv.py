@@ -208,11 +208,39 @@ class PartialConvUNet(nn.Module):
         )
         self.enc_act = make_activation("relu")
         self.dec_act = make_activation("leaky_relu")
+        # Receptive radius, in grid cells: a level-l cell j stands at j·2^l. The stem reaches
+        # ⌊k/2⌋; the stride-2 conv into level l+1 reaches ⌊k/2⌋·2^l; back up, the nearest
+        # up-sampling to level l reaches ≤ 2^l and its 3×3 conv 2^l more.
+        kernels = [conv.kernel_size for conv in self.down]
+        self.receptive_radius = (
+            first_kernel // 2
+            + sum((k // 2) * 2**lev for lev, k in enumerate(kernels))
+            + sum(2 * 2**lev for lev in range(n_down))
+        )
+        #: shifts by multiples of ``align`` = 2^levels commute with the net (stride-2 levels)
+        self.align = 2**n_down
+
+    def noise_shapes(self, shape: tuple[int, int]) -> list[tuple[int, int]]:
+        """Grid sizes of the noise images ``forward`` draws for an input of ``shape``, in the
+        order it draws them (the bottleneck, then each decoder level up to full size)."""
+        sizes = [tuple(int(s) for s in shape)]
+        for _ in self.down:
+            sizes.append((-(-sizes[-1][0] // 2), -(-sizes[-1][1] // 2)))
+        return sizes[::-1]
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        noise: list[torch.Tensor] | None = None,
+        any_shape: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if tuple(x.shape[-2:]) != self.shape:
+        """``noise`` (stochastic nets): the images to add, shapes :meth:`noise_shapes` with a
+        batch and channel dim, instead of drawing them; ``any_shape``: accept a grid other
+        than the one built for (a tile: the net is convolutional at every level)."""
+        if tuple(x.shape[-2:]) != self.shape and not any_shape:
             raise ClimgenInputError(
                 f"PartialConvUNet was built for grids {self.shape}, got {tuple(x.shape[-2:])}"
             )
@@ -224,7 +252,7 @@ class PartialConvUNet(nn.Module):
             h = self.enc_act(h)
             skips.append((h, m))
         skips.pop()
-        h = self._add_noise(h, 0, generator)
+        h = self._add_noise(h, 0, generator, noise)
         for level, conv in enumerate(self.up, start=1):
             skip_h, skip_m = skips.pop()
             size = tuple(skip_h.shape[-2:])
@@ -234,12 +262,14 @@ class PartialConvUNet(nn.Module):
                 [m.expand(-1, h.shape[1], -1, -1), skip_m.expand(-1, skip_h.shape[1], -1, -1)], 1
             )
             h, m = conv(torch.cat([h, skip_h], 1), cat_m)
-            h = self._add_noise(self.dec_act(h), level, generator)
+            h = self._add_noise(self.dec_act(h), level, generator, noise)
         return self.head(h, m)
 
-    def _add_noise(self, h: torch.Tensor, level: int, generator) -> torch.Tensor:
+    def _add_noise(self, h: torch.Tensor, level: int, generator, noise=None) -> torch.Tensor:
         if self.noise_scales is None:
             return h
+        if noise is not None:
+            return h + self.noise_scales[level].view(1, -1, 1, 1) * noise[level].to(h)
         b, _, hh, ww = h.shape
         device = h.device if generator is None else generator.device
         n = torch.randn(b, 1, hh, ww, generator=generator, device=device, dtype=torch.float32)

@@ -25,8 +25,9 @@ the user, never run). Relative paths are resolved against the recipe's folder.
 ``make_data`` lists the shell commands that make the recipe's data files (``climgen data ...
 -o FILE``). Reading a recipe does not need its data; running it does: after the task has
 checked the recipe's values, a missing data file stops the run with an error naming the
-recipe, the file and the command whose ``-o`` writes a file of that name
-(:func:`check_data_files` runs the same check up front).
+recipe, the file and the command whose ``-o`` writes a file of that name — raised where the
+task opens the file (:func:`open_data`, :func:`data_paths`); :func:`check_data_files` runs the
+same check up front.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ __all__ = [
     "run_recipe",
     "resolve_data_path",
     "check_data_files",
+    "data_paths",
+    "open_data",
     "split_samples",
     "prepare_run_dir",
     "check_resume",
@@ -326,25 +329,36 @@ def _missing_file_error(recipe: Recipe, key: str, path: str) -> ClimgenInputErro
     return ClimgenInputError(where + hint)
 
 
-def _missing_data_files(recipe: Recipe) -> list[tuple[str, str]]:
-    """(data key, path) of every data file of ``recipe`` that does not exist (a glob that
-    matches nothing counts as missing)."""
-    _load_builtin_tasks()
-    task = _TASKS.get(recipe.task)
-    missing = []
-    for key in ("paths", *(task.path_keys if task else ())):
-        for path in recipe.data.get(key) or []:
-            found = glob.glob(path) if any(c in path for c in "*?[") else os.path.exists(path)
-            if not found:
-                missing.append((key, path))
-    return missing
+def _exists(path: str) -> bool:
+    """Whether ``path`` exists (a glob: whether it matches something)."""
+    return bool(glob.glob(path) if any(c in path for c in "*?[") else os.path.exists(path))
+
+
+def data_paths(recipe: Recipe, key: str = "paths") -> list[str]:
+    """The files of the recipe's ``data.<key>``, each checked to exist: a missing one stops
+    with an error naming the recipe, the file and the ``make_data`` command that makes it."""
+    paths = recipe.data.get(key) or []
+    for path in paths:
+        if not _exists(path):
+            raise _missing_file_error(recipe, key, path)
+    return paths
+
+
+def open_data(recipe: Recipe, key: str = "paths", variables=None):
+    """:func:`climgen.data.io.open_fields` of :func:`data_paths` ``(recipe, key)``: where a
+    task opens its data, so that a missing file is the recipe's clear error."""
+    from climgen.data.io import open_fields
+
+    return open_fields(data_paths(recipe, key), variables)
 
 
 def check_data_files(recipe: Recipe) -> None:
     """Raise :class:`ClimgenInputError` for the first data file of ``recipe`` that does not
     exist; the message names the recipe, the file and the ``make_data`` command that makes it."""
-    for key, path in _missing_data_files(recipe):
-        raise _missing_file_error(recipe, key, path)
+    _load_builtin_tasks()
+    task = _TASKS.get(recipe.task)
+    for key in ("paths", *(task.path_keys if task else ())):
+        data_paths(recipe, key)
 
 
 def split_samples(ds, data: dict, source: str):
@@ -459,15 +473,8 @@ def run_recipe(
         )
     if resume and not force:
         check_resume(recipe, run_dir or recipe.run_dir)
-    try:
-        return _TASKS[recipe.task].run(
-            recipe, resume=resume, run_dir=run_dir, progress=progress, overrides=overrides
-        )
-    except ClimgenInputError as exc:
-        # The task checks the recipe's values first (cheap), then opens the data: an error
-        # about a data file that does not exist becomes one that names the recipe and the
-        # make_data command that makes the file.
-        for key, path in _missing_data_files(recipe):
-            if Path(path).name in str(exc):
-                raise _missing_file_error(recipe, key, path) from exc
-        raise
+    # The task checks the recipe's values first (cheap), then opens the data with
+    # open_data / data_paths: a missing file is an error naming the recipe and its make_data.
+    return _TASKS[recipe.task].run(
+        recipe, resume=resume, run_dir=run_dir, progress=progress, overrides=overrides
+    )

@@ -100,12 +100,17 @@ def first_fields(data, n: int) -> torch.Tensor | None:
     return torch.stack([as_batch(data[i])["x"] for i in range(min(n, len(data)))])
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
+def to_device(batch: dict, device: torch.device, *, channels_last: bool = False) -> dict:
+    """``batch`` with its tensors on ``device``; ``channels_last``: 4-D tensors in the
+    channels-last memory format, converted in the same copy as the transfer."""
     non_blocking = device.type == "cuda"
-    return {
-        k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
-        for k, v in batch.items()
-    }
+
+    def move(v):
+        if channels_last and v.ndim == 4:
+            return v.to(device, non_blocking=non_blocking, memory_format=torch.channels_last)
+        return v.to(device, non_blocking=non_blocking)
+
+    return {k: move(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 class BatchStream:
@@ -198,12 +203,4 @@ class BatchStream:
                 self.epoch, self.position, self._iter = self.epoch + 1, 0, None
                 continue
             self.position += 1
-            batch = to_device(as_batch(data), self.device)
-            if self.channels_last:
-                batch = {
-                    k: v.contiguous(memory_format=torch.channels_last)
-                    if isinstance(v, torch.Tensor) and v.ndim == 4
-                    else v
-                    for k, v in batch.items()
-                }
-            return batch
+            return to_device(as_batch(data), self.device, channels_last=self.channels_last)

@@ -99,6 +99,7 @@ class SpectralEvalCallback(Callback):
         self.history: list[dict[str, float]] = []
         self.like = like
         self._grid = None  # (canonical template, area weights (H, W)), set on first use
+        self._ref_spectrum = None  # (reference, grid, (k, P̄_ref)), set on first use
 
     @staticmethod
     def _as_reference(ref) -> torch.Tensor:
@@ -156,23 +157,16 @@ class SpectralEvalCallback(Callback):
                 f"{tuple(ref.shape[1:])}"
             )
         grid = self._grid_of(gen.shape[-2:])
+        k, p_ref = self._reference_spectrum(grid)
         if grid is None:
-            k, p_gen = rapsd(gen)
-            _, p_ref = rapsd(ref)
-            k = torch.as_tensor(k).expand_as(p_ref[0])
-            p_gen, p_ref, weights = p_gen.mean(0), p_ref.mean(0), None
+            p_gen, weights = rapsd(gen)[1].mean(0), None
         else:
             canon, weights = grid
-            spectra = [
-                (
-                    mean_spectrum(_on_grid(gen[:, c], canon)),
-                    mean_spectrum(_on_grid(ref[:, c], canon)),
+            p_gen = torch.as_tensor(
+                np.concatenate(
+                    [mean_spectrum(_on_grid(gen[:, c], canon))[1] for c in range(gen.shape[1])]
                 )
-                for c in range(gen.shape[1])
-            ]
-            k = torch.as_tensor(np.concatenate([g[0] for g, _ in spectra]))
-            p_gen = torch.as_tensor(np.concatenate([g[1] for g, _ in spectra]))
-            p_ref = torch.as_tensor(np.concatenate([r[1] for _, r in spectra]))
+            )
             weights = torch.as_tensor(weights)
         keep = k > 0  # the mean (k = 0) is the report's distribution measures' business
         lsd = float(log_spectral_distance(p_gen[keep], p_ref[keep]))
@@ -188,6 +182,25 @@ class SpectralEvalCallback(Callback):
                     )
                 )
         return {"lsd": lsd, "w1": w1 / gen.shape[1]}
+
+    def _reference_spectrum(self, grid) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(k, P̄_ref)`` of the reference, flattened over channels as :meth:`scores` uses
+        them; computed once per reference and grid (the reference is fixed for a run)."""
+        from climgen.metrics import mean_spectrum, rapsd
+
+        ref, cached = self.reference, self._ref_spectrum
+        if cached is not None and cached[0] is ref and cached[1] is grid:
+            return cached[2]
+        if grid is None:
+            k, p_ref = rapsd(ref)
+            p_ref = p_ref.mean(0)
+            k = torch.as_tensor(k).expand_as(p_ref)
+        else:
+            spectra = [mean_spectrum(_on_grid(ref[:, c], grid[0])) for c in range(ref.shape[1])]
+            k = torch.as_tensor(np.concatenate([s[0] for s in spectra]))
+            p_ref = torch.as_tensor(np.concatenate([s[1] for s in spectra]))
+        self._ref_spectrum = (ref, grid, (k, p_ref))
+        return k, p_ref
 
     def on_eval(self, trainer: Trainer, step: int) -> None:
         n = self.n_samples or self.reference.shape[0]

@@ -204,6 +204,15 @@ def test_bad_batch_and_options_give_clear_errors(step_context):
         VAE(1, (8, 8), likelihood_scale="fixed")
     with pytest.raises(ClimgenInputError, match="latent_dimm"):
         build_family("vae", channels=1, shape=(8, 8), latent_dimm=4)
+    # The grid options are checked as for every family (a bool is no channel count).
+    for bad, match in (
+        ({"channels": True}, "'channels'"),
+        ({"shape": (8,)}, "'shape'"),
+        ({"periodic": (True,)}, "'periodic'"),
+        ({"latent_dim": 0}, "'latent_dim'"),
+    ):
+        with pytest.raises(ClimgenInputError, match=match):
+            build_family("vae", **{"channels": 1, "shape": (8, 8), **TINY, **bad})
 
 
 def test_an_all_ones_mask_equals_no_mask_and_masked_values_are_ignored():

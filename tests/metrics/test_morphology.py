@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from climgen.metrics import (
     euler_characteristic,
     gradient_magnitude,
     gradient_pdf_distance,
+    minkowski_curve_distance,
     minkowski_distances,
     minkowski_functionals,
 )
@@ -120,6 +123,22 @@ def test_minkowski_distances_zero_for_same_set_and_thresholds_from_reference():
     # torch in, torch out
     curves = minkowski_functionals(torch.from_numpy(f), [0.0], periodic=True)
     assert isinstance(curves.euler_characteristic, torch.Tensor)
+
+
+def test_minkowski_curve_distance_formula_and_a_zero_reference_curve():
+    ref, gen = np.array([0.0, 2.0, -4.0, 2.0]), np.array([1.0, 2.0, -2.0, 2.0])
+    assert minkowski_curve_distance(gen, ref) == pytest.approx((1 + 2) / 4 / 4)
+    # Euler characteristic 0 at every threshold (bands around a cylinder): no scale, so
+    # identical curves are 0 apart and any other curve infinitely far (not a silent 0).
+    zero = np.zeros(4)
+    assert minkowski_curve_distance(zero, zero) == 0.0
+    assert minkowski_curve_distance(gen, zero) == math.inf
+    bands = np.broadcast_to(
+        np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))[:, None], (16, 16)
+    )
+    blobs = np.random.default_rng(0).standard_normal((16, 16))
+    d = minkowski_distances(blobs[None], np.array(bands)[None], [0.5], periodic=(True, True))
+    assert d["euler_characteristic"] == math.inf
 
 
 def test_minkowski_bad_thresholds_are_one_clear_error():

@@ -227,7 +227,7 @@ def _gappy_obs(seed=0):
     da = _latlon(values).isel(lat=slice(None, None, -1))
     da = da.assign_coords(lon=((da.lon + 180) % 360) - 180).sortby("lon")
     da.attrs["source"] = "test"
-    return da.to_dataset().assign_attrs(title="gappy")
+    return da.to_dataset().assign_attrs(title="gappy", packing="a solver diagnostic")
 
 
 def test_fill_methods_come_from_one_registry(monkeypatch):
@@ -254,6 +254,14 @@ def test_fill_methods_come_from_one_registry(monkeypatch):
     np.testing.assert_allclose(out.tas.values, filled, rtol=1e-6)
     with pytest.raises(ClimgenInputError, match="no option"):
         Infiller("global-mean", nu=1.5)
+    # Every list of names is the registry's: recipes and the CLI know the new method too.
+    from climgen.tasks.fill.recipe import check_fill_method
+
+    assert "global-mean" in methods.fill_method_names(kind="baseline", trained=False)
+    assert "global-mean" not in methods.fill_method_names(trained=True)
+    assert set(methods.fill_method_names(kind="network")) == {"partialconv", "cvae"}
+    check_fill_method("global-mean", {})
+    assert Infiller("global-mean", context=2).context == 0  # not trained: no context
 
 
 @pytest.mark.parametrize("method", ["nearest", "zonal-mean", "kriging"])
@@ -269,6 +277,8 @@ def test_baselines_keep_observed_values_bit_for_bit_and_layout(method):
     assert np.array_equal(out.lon.values, ds.lon.values)
     assert out.tas.attrs["source"] == "test" and out.attrs["title"] == "gappy"
     assert out.attrs["climgen_fill_method"] == method
+    # Global attributes: only the CF descriptive ones are the input's (provenance_attrs).
+    assert "packing" not in out.attrs and "Infiller(" in out.attrs["history"]
     assert np.array_equal(out.tas_mask.values, observed.astype(np.int8))
     assert np.all(out.tas_spread.values[observed] == 0)
     if method == "kriging":
@@ -289,6 +299,23 @@ def test_fill_with_extra_mask_and_bad_inputs():
         Infiller("nearest").fill(ds, mask=_latlon(np.ones((9, 36), np.int8), name="m"))
     with pytest.raises(ClimgenInputError, match="not 0/1"):
         Infiller("nearest").fill(ds, mask=extra * 2)
+
+
+def test_lazy_observations_are_read_once():
+    import dask
+    import dask.array
+
+    ds = _gappy_obs()
+    reads = []
+
+    def read():
+        reads.append(1)
+        return ds.tas.values
+
+    lazy = dask.array.from_delayed(dask.delayed(read)(), ds.tas.shape, ds.tas.dtype)
+    out = Infiller("zonal-mean").fill(ds.assign(tas=ds.tas.copy(data=lazy)))
+    assert len(reads) == 1
+    np.testing.assert_array_equal(out.tas.values, Infiller("zonal-mean").fill(ds).tas.values)
 
 
 def test_units_and_magnitude_mismatch_are_caught():

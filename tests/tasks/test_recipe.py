@@ -119,6 +119,20 @@ def test_missing_data_file_without_a_command_says_so(tmp_path):
         check_data_files(recipe)
 
 
+def test_data_is_checked_where_it_is_opened_for_every_path_key(tmp_path):
+    from climgen.tasks.recipe import data_paths, open_data
+
+    cmd = "climgen data rbc -o masks.nc"
+    recipe = load_recipe(_write(tmp_path, f"make_data: ['{cmd}']\n" + GOOD))
+    with pytest.raises(ClimgenInputError, match="data.paths file .*data.nc does not exist"):
+        open_data(recipe)
+    recipe.data["masks"] = [str(tmp_path / "masks.nc")]
+    with pytest.raises(ClimgenInputError, match=f"data.masks file .*; make it with:\n  {cmd}"):
+        data_paths(recipe, "masks")
+    (tmp_path / "masks.nc").write_bytes(b"")
+    assert data_paths(recipe, "masks") == [str(tmp_path / "masks.nc")]
+
+
 def test_make_data_must_be_a_list_of_commands(tmp_path):
     with pytest.raises(ClimgenInputError, match="'make_data' must be str"):
         load_recipe(_write(tmp_path, "make_data: [3]\n" + GOOD))

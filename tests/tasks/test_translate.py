@@ -132,7 +132,7 @@ def test_quantile_mapping_is_monotone_and_fixes_identical_domains():
 def test_quantile_mapping_keeps_grid_attrs_and_provenance(tmp_path):
     rng = np.random.default_rng(2)
     a = _planar(rng.standard_normal((50, 4, 5)), units="K")
-    a.attrs["history"] = "made in a test"
+    a.attrs.update(history="made in a test", title="domain A", Nu_vol_mean=3.1)
     b = _planar(rng.standard_normal((60, 4, 5)) + 3.0, units="degC")
     tr = Translator("quantile-mapping", n_quantiles=20).fit(a, b, run_dir=tmp_path)
     out = tr.translate(a.isel(time=slice(0, 7)))
@@ -142,6 +142,8 @@ def test_quantile_mapping_keeps_grid_attrs_and_provenance(tmp_path):
     assert out["t"].attrs["units"] == "degC"
     assert out.attrs["climgen_method"] == "quantile-mapping"
     assert "made in a test" in out.attrs["history"]
+    # Only the CF descriptive global attributes are the input's (provenance_attrs).
+    assert out.attrs["title"] == "domain A" and "Nu_vol_mean" not in out.attrs
     again = Translator.load(tmp_path).translate(a.isel(time=slice(0, 7)))
     np.testing.assert_allclose(again["t"].values, out["t"].values)
     single = tr.translate(a.isel(time=0))

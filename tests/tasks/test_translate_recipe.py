@@ -82,7 +82,7 @@ def _recipe(**changes):
 def test_loads_domains_renamed_coarsened_on_a_coords(files):
     recipe = load_recipe(_write(files / "r.yaml", _recipe()))
     assert recipe.data["paths_b"] == [str(files / "b.nc")]  # resolved like paths
-    a, b = load_translate_domains(recipe.data, recipe.source)
+    a, b = load_translate_domains(recipe)
     assert b["b"].shape == (40, 8, 16)
     np.testing.assert_array_equal(b["x"].values, a["x"].values)
     raw = xr.load_dataset(files / "b.nc")["temp"].values

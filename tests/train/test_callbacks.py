@@ -36,3 +36,18 @@ def test_callback_refuses_fields_off_the_grid():
     cb = SpectralEvalCallback(torch.zeros(2, 1, 8, 8), like=ref, best_by=None)
     with pytest.raises(ClimgenInputError, match="shape"):
         cb.scores(torch.zeros(2, 1, 8, 8))
+
+
+def test_callback_computes_the_reference_spectrum_once_and_scores_alike(monkeypatch):
+    import climgen.metrics as metrics
+
+    ref = grf_dataarray(4, 16, 32, slope=-3.0, seed=0, name="b")
+    gen = grf_dataarray(4, 16, 32, slope=-2.0, seed=1, name="b")
+    calls = []
+    real = metrics.rapsd
+    monkeypatch.setattr(metrics, "rapsd", lambda x, *a, **k: calls.append(x) or real(x, *a, **k))
+    cb = SpectralEvalCallback(_fields(ref), best_by=None)
+    first, second = cb.scores(_fields(gen)), cb.scores(_fields(gen))
+    assert first == second and first["lsd"] > 0
+    ref_calls = [x for x in calls if torch.equal(x, cb.reference)]
+    assert len(ref_calls) == 1 and len(calls) == 3  # the reference once, the samples twice

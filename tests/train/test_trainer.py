@@ -668,3 +668,15 @@ def test_compile_and_channels_last_train_to_the_same_weights(tmp_path, monkeypat
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     # Checkpoints keep the plain parameter names (no "_orig_mod." prefix).
     assert set(load_checkpoint(tmp_path / "other").weights) == set(plain.family.state_dict())
+
+
+def test_batch_stream_channels_last_gives_the_same_batches_in_channels_last_format():
+    from climgen.train.batching import BatchStream
+
+    data = torch.arange(6 * 2 * 3 * 4, dtype=torch.float32).reshape(6, 2, 3, 4)
+    kw = dict(batch_size=3, seed=0, device=torch.device("cpu"))
+    plain, last = BatchStream(data, **kw), BatchStream(data, channels_last=True, **kw)
+    for _ in range(3):
+        a, b = plain.next()["x"], last.next()["x"]
+        assert torch.equal(a, b)
+        assert b.is_contiguous(memory_format=torch.channels_last) and not b.is_contiguous()

@@ -59,6 +59,7 @@ from climgen.errors import ClimgenInputError
 from climgen.tasks.recipe import (
     Recipe,
     RecipeTask,
+    open_data,
     prepare_run_dir,
     register_recipe_task,
     split_samples,
@@ -166,7 +167,6 @@ def run_downscale_recipe(
 
     Returns ``(downscaler, scores or None)``, ``scores`` = method → score dict.
     """
-    from climgen.data.io import open_fields
     from climgen.tasks.downscale.downscaler import Downscaler
     from climgen.tasks.downscale.scoring import downscale_report
     from climgen.train.distributed import is_main_process
@@ -174,9 +174,9 @@ def run_downscale_recipe(
     data, source = recipe.data, recipe.source
     cfg = _settings(data, recipe.evaluate, source)
     sample_dim = data.get("sample_dim", "time")
-    ds = open_fields(data["paths"], data.get("variables"))
+    ds = open_data(recipe, "paths", data.get("variables"))
     train, held = split_samples(ds, data, source)
-    static = open_fields(data["static"]).load() if data.get("static") else None
+    static = open_data(recipe, "static").load() if data.get("static") else None
     run_dir = prepare_run_dir(recipe, run_dir)
     name = recipe.model["name"]
     extra = {} if cfg["patch_size"] is None else {"patch_size": cfg["patch_size"]}

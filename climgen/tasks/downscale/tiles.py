@@ -55,22 +55,30 @@ def blend_window(length: int, ramp: int, lo_edge: bool, hi_edge: bool, dtype) ->
     return w.clamp(min=1e-3)
 
 
-def _axis_tiles(n: int, tile: int, overlap: int, halo: int, periodic: bool):
-    """Per tile along one axis: (extended coarse indices, core offset in them, core indices)."""
+def _axis_tiles(n: int, tile: int, overlap: int, halo: int, periodic: bool, align: int = 1):
+    """Per tile along one axis: (extended coarse indices, core offset in them, core indices).
+
+    ``align`` > 1: every extended tile starts at a multiple of ``align`` (tile, overlap and
+    halo are multiples of it; on a bounded axis the last core starts at a multiple and runs
+    to the edge)."""
     if tile >= n or (periodic and tile + 2 * halo >= n):
         full = torch.arange(n)
         return [(full, 0, full, True, True)]
     out = []
-    for start in tile_starts(n, tile, overlap, periodic):
-        core = torch.arange(start, start + tile)
+    starts = tile_starts(n, tile, overlap, periodic)
+    if align > 1 and not periodic:
+        starts = sorted({s // align * align for s in starts})
+    for i, start in enumerate(starts):
+        last = align > 1 and not periodic and i == len(starts) - 1
+        core = torch.arange(start, n if last else start + tile)
         if periodic:
             ext = torch.arange(start - halo, start + tile + halo) % n
             offset, core = halo, core % n
             lo_edge = hi_edge = False
         else:
-            a, b = max(0, start - halo), min(n, start + tile + halo)
+            a, b = max(0, start - halo), min(n, start + core.numel() + halo)
             ext, offset = torch.arange(a, b), start - a
-            lo_edge, hi_edge = start == 0, start + tile == n
+            lo_edge, hi_edge = start == 0, start + core.numel() == n
         out.append((ext, offset, core, lo_edge, hi_edge))
     return out
 
@@ -90,21 +98,30 @@ def tiled_apply(
     overlap: int | None = None,
     periodic: tuple[bool, bool] = (False, False),
     out_channels: int | None = None,
+    align: int = 1,
 ) -> torch.Tensor:
     """``fn(coarse_tile, fine_extra_tile) → fine_tile`` over the whole field, tile by tile.
 
     ``coarse`` (B, Cc, h, w), ``fine_extra`` (B, Cf, f·h, f·w) or None (static fields and
     noise drawn for the *whole* field, so tiling does not change them). ``tile`` and
-    ``halo`` are in coarse cells; ``overlap`` defaults to max(1, tile // 8).
+    ``halo`` are in coarse cells; ``overlap`` defaults to max(1, tile // 8). ``align``: tile,
+    overlap and halo rounded up to multiples of it and every extended tile starting at a
+    multiple of it (for nets equivariant only to such shifts, e.g. strided U-Nets).
     Returns (B, out_channels, f·h, f·w).
     """
-    if tile < 1 or halo < 0:
-        raise ClimgenInputError(f"tile must be ≥ 1 and halo ≥ 0, got tile={tile}, halo={halo}")
+    if tile < 1 or halo < 0 or align < 1:
+        raise ClimgenInputError(
+            f"tile and align must be ≥ 1 and halo ≥ 0, got tile={tile}, halo={halo}, align={align}"
+        )
     b, _, h, w = coarse.shape
     overlap = max(1, tile // 8) if overlap is None else int(overlap)
     overlap = min(overlap, tile - 1)
-    rows = _axis_tiles(h, tile, overlap, halo, periodic[0])
-    cols = _axis_tiles(w, tile, overlap, halo, periodic[1])
+    if align > 1:
+        tile, halo = -(-tile // align) * align, -(-halo // align) * align
+        overlap = -(-overlap // align) * align if overlap else 0
+        tile = max(tile, overlap + align)
+    rows = _axis_tiles(h, tile, overlap, halo, periodic[0], align)
+    cols = _axis_tiles(w, tile, overlap, halo, periodic[1], align)
     out = acc = None
     for ext_y, off_y, core_y, lo_y, hi_y in rows:
         for ext_x, off_x, core_x, lo_x, hi_x in cols:
@@ -143,12 +160,13 @@ def auto_tile(
     bytes_per_value: int = 4,
     memory_fraction: float = 0.25,
     available: int | None = None,
+    maps: float = 6,
 ) -> tuple[int | None, int]:
     """(tile, batch): the largest tiling and batch that fit in ``memory_fraction`` of RAM.
 
-    The forward pass holds about 6 feature maps of ``width`` channels on the fine grid per
-    field (pixel shuffle input and output, fused features, residual branches), so one field of
-    fine size H×W costs ≈ 6·width·H·W·bytes. Returns ``tile=None`` when whole fields fit
+    The forward pass holds about ``maps`` = 6 feature maps of ``width`` channels on the fine
+    grid per field (pixel shuffle input and output, fused features, residual branches), so one
+    field of fine size H×W costs ≈ maps·width·H·W·bytes. Returns ``tile=None`` when whole fields fit
     (with the batch of fields that fits, ≥ 1), else a square core tile in coarse cells
     (≥ 2·halo, ≥ 8) with batch 1. ``available`` defaults to psutil's available memory.
     """
@@ -157,7 +175,7 @@ def auto_tile(
 
         available = int(psutil.virtual_memory().available)
     budget = memory_fraction * available
-    per_cell = 6 * width * bytes_per_value * factor * factor  # bytes per coarse cell
+    per_cell = maps * width * bytes_per_value * factor * factor  # bytes per coarse cell
     h, w = coarse_shape
     whole = per_cell * h * w
     if whole <= budget:

@@ -7,6 +7,8 @@ from climgen.errors import ClimgenInputError
 from climgen.tasks.recipe import (
     Recipe,
     RecipeTask,
+    data_paths,
+    open_data,
     prepare_run_dir,
     register_recipe_task,
     split_samples,
@@ -56,13 +58,12 @@ def run_emulate_recipe(
 
     Returns ``(emulator, EvaluationReport or None)``.
     """
-    from climgen.data.io import open_fields
     from climgen.tasks.emulate.emulator import Emulator
     from climgen.train.distributed import is_main_process
 
     data = recipe.data
     sample_dim = data.get("sample_dim", "time")
-    ds = open_fields(data["paths"], data.get("variables"))
+    ds = open_data(recipe, "paths", data.get("variables"))
     train_ds, held_out = split_samples(ds, data, recipe.source)
     run_dir = prepare_run_dir(recipe, run_dir)
     train_options = {"progress": progress, **recipe.train, **(overrides or {})}
@@ -77,7 +78,7 @@ def run_emulate_recipe(
     if data.get("held_out"):  # an independent run (another seed) scores the model
         from climgen.tasks.emulate.scoring import check_independent
 
-        independent = open_fields(data["held_out"], data.get("variables"))
+        independent = open_data(recipe, "held_out", data.get("variables"))
         check_independent(independent, ds, where=f"{recipe.source}: data.held_out")
         held_out = independent
     if is_main_process() and held_out is not None and held_out.sizes[sample_dim] >= 4:
@@ -103,7 +104,7 @@ def run_emulate_recipe(
             n_samples=n_samples,
             seed=seed,
             progress=progress,
-            packing=file_packing(data["paths"][0], emulator.variables),
+            packing=file_packing(data_paths(recipe)[0], emulator.variables),
         )
     return emulator, report
 

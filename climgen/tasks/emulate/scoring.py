@@ -129,6 +129,7 @@ def score_emulator(
             progress=progress and not suffix,
             train=train,
             seed=seed,
+            reuse=reports[0] if reports else None,  # the reference side measured once
         )
         report.to_html(out_dir / f"report{suffix.replace('_', '-')}", overwrite=True)
         reports.append(report)

@@ -19,8 +19,13 @@
 from climgen.tasks.fill.cross_validation import *  # noqa: F403
 from climgen.tasks.fill.cross_validation import __all__ as _cv_all
 from climgen.tasks.fill.infiller import *  # noqa: F403
-from climgen.tasks.fill.infiller import BASELINES, NETWORKS, OI  # noqa: F401
+from climgen.tasks.fill.infiller import OI  # noqa: F401
 from climgen.tasks.fill.infiller import __all__ as _infiller_all
-from climgen.tasks.fill.methods import FillMethod, get_method, register_fill_method  # noqa: F401
+from climgen.tasks.fill.methods import (  # noqa: F401
+    FillMethod,
+    fill_method_names,
+    get_method,
+    register_fill_method,
+)
 
 __all__ = [*_infiller_all, *_cv_all]

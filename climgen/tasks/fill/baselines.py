@@ -54,10 +54,8 @@ __all__ = [
     "fill_kriging",
     "sphere_kernel",
     "crps_gaussian",
-    "BASELINES",
 ]
 
-BASELINES = ("nearest", "zonal-mean", "kriging")
 LOGGER = logging.getLogger(__name__)
 
 

@@ -71,16 +71,10 @@ from climgen.tasks.fill.masks import (
 from climgen.tasks.fill.methods import (
     FillRequest,
     available_fill_methods,
+    fill_method_names,
     get_method,
 )
-from climgen.tasks.fill.names import (  # noqa: F401 - NETWORKS, CLIMATOLOGY: public names
-    BASELINES,
-    FILL_METHODS,
-    NETWORKS,
-    OI,
-    OI_OPTIONS,
-    TRAINED,
-)
+from climgen.tasks.fill.names import OI, OI_OPTIONS
 from climgen.tasks.fill.networks import fit_network
 from climgen.tasks.fill.oi import GaussianFieldModel
 from climgen.tasks.fill.output import assemble
@@ -88,6 +82,7 @@ from climgen.tasks.fill.prepare import (
     check_observations,
     day_positions,
     observation_kind,
+    read_observations,
     to_run_grid,
 )
 from climgen.tasks.fill.run_dir import CLIMATOLOGY, as_mask, load_infiller  # noqa: F401
@@ -95,7 +90,7 @@ from climgen.train import TrainConfig
 
 LOGGER = logging.getLogger(__name__)
 
-__all__ = ["Infiller", "available_fill_methods", "FILL_METHODS", "TRAINED"]
+__all__ = ["Infiller", "available_fill_methods", "fill_method_names"]
 
 
 def _pick_variable(ds: xr.Dataset, variable: str | None, time_dim: str) -> str:
@@ -154,6 +149,14 @@ class Infiller:
         best linear estimate rather than the whole map. Default None.
     prior_options : options of that prior (``nugget``, ``hemispheric``; ``roll_fields`` makes
         its covariance zonally homogeneous).
+    residual : with ``prior`` only — the network corrects the optimal-interpolation estimate
+        instead of redrawing the map: ``x̂ = E_OI[x | obs] + r`` with ``r = f(...)``, given as
+        inputs the OI mean, the OI standard deviation and the OI means of the ``context``
+        neighbours on each side (besides the gappy field, its mask and the gappy neighbours);
+        the output layer starts at zero (an untrained network returns the OI mean) and the
+        observed cells are kept, so r = 0 there. With ``reconstruction="crps"`` this is the
+        generative infiller: members ``E_OI[x | obs] + r_i`` whose residuals are drawn by
+        the CRPS-trained network (:mod:`climgen.families.infill`). Default False.
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
         options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
@@ -188,9 +191,11 @@ class Infiller:
         spread_inflation: float = 1.0,
         prior: str | None = None,
         prior_options: dict | None = None,
+        residual: bool = False,
         **options,
     ):
-        allowed = get_method(method).options  # an unknown name raises, listing the known
+        spec = get_method(method)  # an unknown name raises, listing the known
+        allowed = spec.options
         if allowed is not None:
             unknown = sorted(set(options) - allowed)
             if unknown:
@@ -211,7 +216,7 @@ class Infiller:
         if not isinstance(roll_fields, bool):
             raise ClimgenInputError(f"roll_fields must be true or false, got {roll_fields!r}")
         self.method, self.variable, self.time_dim = method, variable, time_dim
-        self.roll_fields = roll_fields and method in TRAINED
+        self.roll_fields = roll_fields and spec.trained
         if isinstance(fill_rolls, bool) or not isinstance(fill_rolls, int) or fill_rolls < 1:
             raise ClimgenInputError(f"fill_rolls must be an int ≥ 1, got {fill_rolls!r}")
         if fill_rolls > 1 and not (method == "partialconv" and self.roll_fields):
@@ -226,10 +231,16 @@ class Infiller:
                 f"for method {method!r}"
             )
         self.prior, self.prior_options = prior, dict(prior_options or {})
+        if not isinstance(residual, bool) or (residual and prior is None):
+            raise ClimgenInputError(
+                f"residual must be true or false, and true only with prior={OI!r}; got "
+                f"residual={residual!r}, prior={prior!r}"
+            )
+        self.residual = residual
         unknown = sorted(set(self.prior_options) - OI_OPTIONS)
         if unknown:
             raise ClimgenInputError(f"prior_options {unknown} unknown; valid: {sorted(OI_OPTIONS)}")
-        self.context = context if method in TRAINED else 0
+        self.context = context if spec.trained else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
         self.likelihood_noise = bool(likelihood_noise)
         self.spread_inflation = float(spread_inflation)
@@ -298,7 +309,7 @@ class Infiller:
         self.template = xr.zeros_like(canon.isel({self.time_dim: 0}, drop=True), np.float32)
         self.template = self.template.load()
         self.template.attrs = dict(da.attrs)
-        if self.method in BASELINES:
+        if get_method(self.method).kind == "baseline":
             self.climatology = np.asarray(canon.mean(self.time_dim).values, dtype=np.float64)
             return self
         if self.method == OI or self.prior is not None:  # loads the fields (networks stream)
@@ -334,6 +345,8 @@ class Infiller:
         at=None,
         values: str = "auto",
         progress: bool = False,
+        tile_size: int | None = None,
+        tile_halo: int | None = None,
     ) -> xr.Dataset:
         """Fill the missing cells of ``obs`` (Dataset, DataArray or path; NaN = missing).
 
@@ -342,6 +355,10 @@ class Infiller:
         ensemble methods. ``at``: fill only these fields (0-based positions, or labels of the
         time coordinate such as ``"1893-08-15"``); the others still serve as context
         (``context > 0``). ``progress``: a bar over the fields (on a terminal).
+        ``tile_size`` (partialconv): core tile in grid cells, None (tiles only when a batch
+        does not fit in a quarter of the available memory) or 0 (never tile); ``tile_halo``:
+        context cells around each tile, default the U-Net's receptive radius, which makes the
+        tiled fill equal the untiled one (:mod:`climgen.tasks.fill.tiled`).
 
         Observations as they come: on another lat/lon grid than the run's they are regridded
         to it (gaps stay gaps); when the run was trained on anomalies (it has a
@@ -353,19 +370,13 @@ class Infiller:
         """
         if int(members) != members or members < 1:
             raise ClimgenInputError(f"members must be a positive integer, got {members!r}")
-        if self.method in TRAINED and self.family is None and self.gaussian is None:
+        if get_method(self.method).trained and self.family is None and self.gaussian is None:
             raise ClimgenInputError(
                 f"the {self.method} infiller is not trained: call fit(...) or Infiller.load()"
             )
         ds_obs = as_dataset(obs)
         var = _pick_variable(ds_obs, self.variable, self.time_dim)
-        da = ds_obs[var]
-        n_inf = int(np.isinf(da).sum())
-        if n_inf:
-            raise ClimgenInputError(
-                f"observations '{var}' hold {n_inf} inf value(s); gaps are NaN, and inf is no "
-                f"measurement: set them to NaN (obs.where(np.isfinite(obs))) to fill them"
-            )
+        da = read_observations(ds_obs[var])
         units_given = da.attrs.get("units")
         da, units_note = to_units(
             var,
@@ -436,7 +447,19 @@ class Infiller:
                 f"method {self.method!r} needs a lat/lon grid with coordinates; '{var}' is "
                 f"{grid.shape_name}"
             )
-        request = FillRequest(gappy, keep, targets, lat, lon, members, seed, batch_size, progress)
+        request = FillRequest(
+            gappy,
+            keep,
+            targets,
+            lat,
+            lon,
+            members,
+            seed,
+            batch_size,
+            progress,
+            tile_size,
+            tile_halo,
+        )
         mean, spread, ensemble, method_info = method.fill(self, request)
         info: dict = {"seed": int(seed), **method_info}
         raw, keep, base = raw[targets], keep[targets], base[targets]
@@ -466,21 +489,8 @@ class Infiller:
             info["units"] = units_note
         if at is not None:
             canon = canon.isel({self.time_dim: targets})
-        return assemble(
-            self,
-            canon,
-            state,
-            var,
-            da,
-            ds_obs.attrs,
-            filled,
-            spread,
-            keep,
-            ensemble,
-            members,
-            info,
-            extra,
-        )
+        out = (filled, spread, keep, ensemble, members, info, extra)
+        return assemble(self, canon, state, var, da, ds_obs.attrs, *out)
 
     def _anomaly_base(self, canon: xr.DataArray) -> np.ndarray | None:
         """The run's climatology (H, W) on the canonical grid of ``canon``, if it has one."""

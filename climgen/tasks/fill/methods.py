@@ -29,6 +29,7 @@ __all__ = [
     "register_fill_method",
     "get_method",
     "available_fill_methods",
+    "fill_method_names",
 ]
 
 
@@ -47,6 +48,8 @@ class FillRequest:
     seed: int
     batch_size: int
     progress: bool
+    tile_size: int | None = None
+    tile_halo: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,28 @@ def available_fill_methods() -> list[str]:
     return list(_METHODS)
 
 
+def fill_method_names(*, kind: str | None = None, trained: bool | None = None) -> tuple[str, ...]:
+    """Names of the registered methods (in :func:`available_fill_methods` order), only those of
+    ``kind`` ("network", "statistical", "baseline") and/or ``trained`` (fit before fill)."""
+    return tuple(
+        m.name
+        for m in _METHODS.values()
+        if (kind is None or m.kind == kind) and (trained is None or m.trained == trained)
+    )
+
+
 def _network(infiller, r: FillRequest) -> tuple:
     mean, spread, ensemble = fill_network(
-        infiller, r.gappy, r.keep, r.members, r.seed, r.batch_size, r.targets, r.progress
+        infiller,
+        r.gappy,
+        r.keep,
+        r.members,
+        r.seed,
+        r.batch_size,
+        r.targets,
+        r.progress,
+        r.tile_size,
+        r.tile_halo,
     )
     return mean, spread, ensemble, {}
 

@@ -1,14 +1,11 @@
-"""Names of the fill methods by kind, shared by the modules of the gap-filling wing (the
-registry of what each does is :mod:`climgen.tasks.fill.methods`)."""
+"""The optimal-interpolation method's name and options, for the modules the fill-method
+registry imports (:mod:`climgen.tasks.fill.methods`). Which methods exist, their kind and
+whether they are trained: the registry (:func:`~climgen.tasks.fill.methods.fill_method_names`),
+the one source of truth."""
 
 from __future__ import annotations
 
-from climgen.tasks.fill.baselines import BASELINES
+__all__ = ["OI", "OI_OPTIONS"]
 
-__all__ = ["NETWORKS", "OI", "OI_OPTIONS", "TRAINED", "BASELINES", "FILL_METHODS"]
-
-NETWORKS = ("partialconv", "cvae")
 OI = "optimal-interpolation"
 OI_OPTIONS = frozenset({"nugget", "hemispheric", "solver", "rank"})  # optimal interpolation
-TRAINED = (*NETWORKS, OI)  # methods that need ``fit`` (and a run directory) before ``fill``
-FILL_METHODS = (*NETWORKS, OI, *BASELINES)

@@ -1,22 +1,22 @@
 """The Dataset a fill returns: the filled field with the observed cells bit for bit, its
 spread, the observation mask, the members, the extra absolute/anomaly variable, and
-provenance attributes (CF ``ancillary_variables``, history).
+provenance attributes (CF ``ancillary_variables``; global ones by
+:func:`climgen.tasks._common.provenance_attrs`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 
 import numpy as np
 import xarray as xr
 
 from climgen.data.grids import restore
-from climgen.data.io import climgen_version
 from climgen.data.masks import MASK_ATTRS
-from climgen.tasks.fill.run_dir import fill_settings
+from climgen.tasks._common import provenance_attrs
+from climgen.tasks.fill.methods import get_method
 
-__all__ = ["assemble"]
+__all__ = ["assemble", "fill_settings"]
 
 
 def assemble(
@@ -79,36 +79,49 @@ def assemble(
         for cname, coord in da.coords.items():
             if cname not in data_vars[name].coords and set(coord.dims) <= set(data_vars[name].dims):
                 data_vars[name] = data_vars[name].assign_coords({cname: coord})
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    settings = fill_settings(inf)
-    history = f"{stamp} climgen {climgen_version()}: Infiller({inf.method!r}).fill"
-    attrs = dict(ds_attrs)
-    attrs.update(
-        {
-            "history": f"{history}\n{attrs.get('history', '')}".strip(),
-            "climgen_version": climgen_version(),
-            "climgen_fill_method": inf.method,
-            "climgen_fill_options": json.dumps(settings),
-            "climgen_fill_members": int(members) if ensemble is not None else 1,
-            "climgen_fill_seed": info["seed"],
-        }
-    )
-    if inf.run_dir is not None:
-        attrs["climgen_run_dir"] = str(inf.run_dir)
-    if inf.checkpoint_step is not None:
-        attrs["climgen_checkpoint_step"] = int(inf.checkpoint_step)
-    if "values" in info:
-        attrs["climgen_fill_values"] = (
+    kernels = info.get("kernels")
+    attrs = provenance_attrs(
+        ds_attrs,
+        f"Infiller({inf.method!r}).fill",
+        fill_method=inf.method,
+        fill_options=json.dumps(fill_settings(inf)),
+        fill_members=int(members) if ensemble is not None else 1,
+        fill_seed=info["seed"],
+        run_dir=None if inf.run_dir is None else str(inf.run_dir),
+        checkpoint_step=None if inf.checkpoint_step is None else int(inf.checkpoint_step),
+        fill_values=(
             f"{info['values']}; the run was trained on anomalies from its climatology.nc"
-        )
-    if "regrid" in info:
-        attrs["climgen_fill_regrid"] = info["regrid"]
-    if "units" in info:
-        attrs["climgen_fill_units"] = info["units"]
-    if ensemble is not None and inf.spread_inflation != 1.0:
-        attrs["climgen_fill_spread_inflation"] = inf.spread_inflation
-    if "nugget" in info:
-        attrs["climgen_oi_nugget"] = info["nugget"]  # τ² / mean variance actually used
-    if info.get("kernels"):
-        attrs["climgen_kriging_kernels"] = "; ".join(info["kernels"][:12])
+            if "values" in info
+            else None
+        ),
+        fill_regrid=info.get("regrid"),
+        fill_units=info.get("units"),
+        fill_spread_inflation=(
+            inf.spread_inflation if ensemble is not None and inf.spread_inflation != 1.0 else None
+        ),
+        oi_nugget=info.get("nugget"),  # τ² / mean variance actually used
+        kriging_kernels="; ".join(kernels[:12]) if kernels else None,
+    )
     return xr.Dataset(data_vars, attrs=attrs)
+
+
+def fill_settings(inf) -> dict:
+    """The options that shape a fill (for the output's ``climgen_fill_options``)."""
+    settings = {k: v for k, v in inf.options.items() if _jsonable(v)}
+    if get_method(inf.method).trained:
+        settings.update(context=inf.context, roll_fields=inf.roll_fields)
+    if inf.method == "partialconv":
+        settings["fill_rolls"] = inf.fill_rolls
+    if inf.method == "cvae":
+        settings["likelihood_noise"] = inf.likelihood_noise
+    if inf.prior is not None:
+        settings.update(prior=inf.prior, prior_options=inf.prior_options, residual=inf.residual)
+    return settings
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True

@@ -15,6 +15,7 @@ Observations as a user has them, for ``Infiller.fill`` of a trained run:
 
 - :func:`to_run_grid` — gappy observations on another lat/lon grid, regridded to the run's
   (gaps stay gaps: a target cell is observed only when its interpolation stencil is).
+- :func:`read_observations` — the observations in memory, read once; inf refused.
 - :func:`observation_kind` — absolute values or anomalies from the run's climatology.
 - :func:`day_positions` — the fields ``fill(..., at=...)`` / ``--days`` asks for.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "coverage_masks",
     "to_run_grid",
     "observation_kind",
+    "read_observations",
     "day_positions",
     "OBSERVATION_KINDS",
 ]
@@ -263,25 +265,25 @@ def day_positions(da: xr.DataArray, at, time_dim: str) -> np.ndarray:
     return np.unique(np.asarray(out, dtype=int))
 
 
+def read_observations(da: xr.DataArray) -> xr.DataArray:
+    """The observations ``da`` read into memory, once (a lazy file-backed array would be read
+    again by every check and step of the fill); inf values are refused: gaps are NaN."""
+    da = da.compute()
+    n_inf = int(np.isinf(da.values).sum())
+    if n_inf:
+        raise ClimgenInputError(
+            f"observations '{da.name}' hold {n_inf} inf value(s); gaps are NaN, and inf is no "
+            f"measurement: set them to NaN (obs.where(np.isfinite(obs))) to fill them"
+        )
+    return da
+
+
 def check_observations(infiller, canon: xr.DataArray, var: str) -> None:
-    """Refuse observations that cannot be what ``infiller`` was fitted on: another grid, or a
-    mean more than 10 training standard deviations off (absolute vs anomalies). Units were
-    brought to the run's before (:func:`climgen.data.units.to_units`)."""
+    """Refuse observations that cannot be what ``infiller`` was fitted on: a mean more than 10
+    training standard deviations off (absolute vs anomalies). Units were brought to the run's
+    before (:func:`climgen.data.units.to_units`), the grid by :func:`to_run_grid` (which
+    regrids lat/lon observations and refuses other grids)."""
     units = canon.attrs.get("units")  # already the run's (climgen.data.units.to_units)
-    if infiller.template is not None:
-        t = infiller.template
-        shape = tuple(canon.shape[-2:])
-        if shape != tuple(t.shape) or any(
-            d in canon.coords
-            and d in t.coords
-            and not np.allclose(canon[d].values, t[d].values, atol=1e-6)
-            for d in t.dims
-        ):
-            raise ClimgenInputError(
-                f"observations '{var}' are on grid {dict(zip(canon.dims[-2:], shape))} but "
-                f"the infiller was fitted on {dict(t.sizes)} (or other coordinates): "
-                "regrid the observations to the training grid"
-            )
     stats = None
     if infiller.normalizer is not None:
         normalizer, v = infiller.normalizer, infiller.variable

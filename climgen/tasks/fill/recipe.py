@@ -52,7 +52,10 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
 
 ``evaluate`` keys (integers): ``members`` (ensemble size, 16), ``seed`` (0), ``max_fields``
 (held-out fields scored, 0 = all; default 24), ``kriging_points`` (kriging's ``max_fit_points``
-in the comparison; 0 leaves kriging out; default 1000), ``map_index`` (time step drawn).
+in the comparison; 0 leaves kriging out; default 1000), ``map_index`` (time step drawn);
+and ``compare_oi`` (true/false, default false): a method with ``prior: optimal-interpolation``
+is also compared with optimal interpolation alone, fitted with the prior's options (its
+spread inflation fitted on the same validation fields).
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ from climgen.errors import ClimgenInputError
 from climgen.tasks.recipe import (
     Recipe,
     RecipeTask,
+    data_paths,
+    open_data,
     prepare_run_dir,
     register_recipe_task,
     split_samples,
@@ -82,7 +87,10 @@ FILL_DATA_KEYS = frozenset(
         "held_out",
     }
 )
-FILL_EVALUATE_KEYS = frozenset({"members", "seed", "max_fields", "kriging_points", "map_index"})
+FILL_EVALUATE_KEYS = {
+    **dict.fromkeys(("members", "seed", "max_fields", "kriging_points", "map_index"), int),
+    "compare_oi": bool,
+}
 _INFILLER_KEYS = {
     "variable",
     "time_dim",
@@ -96,31 +104,34 @@ _INFILLER_KEYS = {
     "spread_inflation",
     "prior",
     "prior_options",
+    "residual",
 }
 _PAIRINGS = ("cycle", "paired", "broadcast")
 
 
 def check_fill_method(name: str, options: dict) -> None:
     """Raise :class:`ClimgenInputError` for an unknown method or option (before any data)."""
-    from climgen.tasks.fill.infiller import BASELINES, FILL_METHODS, OI, Infiller
+    from climgen.tasks.fill.infiller import Infiller
+    from climgen.tasks.fill.methods import available_fill_methods, get_method
 
-    if name not in FILL_METHODS:
+    names = available_fill_methods()
+    if name not in names:
         raise ClimgenInputError(
-            f"unknown fill method {name!r}{suggest(name, FILL_METHODS)}; valid methods: "
-            f"{', '.join(FILL_METHODS)}"
+            f"unknown fill method {name!r}{suggest(name, names)}; valid methods: {', '.join(names)}"
         )
     if "variable" in options or "time_dim" in options:
         raise ClimgenInputError(
             "set the variable and the time dim in 'data' (variables, sample_dim), not in "
             "method.options"
         )
-    if name in BASELINES or name == OI:
+    if get_method(name).kind != "network":
         Infiller(name, **options)  # checks the method's options
         return
     from climgen.families.base import check_family_options
 
     family_options = {k: v for k, v in options.items() if k not in _INFILLER_KEYS}
-    reserved = {"channels", "shape", "periodic", "cond_channels"} & set(family_options)
+    reserved = {"channels", "shape", "periodic", "cond_channels", "residual_channel"}
+    reserved &= set(family_options)
     if reserved:
         raise ClimgenInputError(
             f"method.options {sorted(reserved)} are set from the data; remove them"
@@ -156,7 +167,8 @@ def run_fill_recipe(
     import xarray as xr
 
     from climgen.data.io import open_fields, write_fields
-    from climgen.tasks.fill.infiller import CLIMATOLOGY, NETWORKS, OI, Infiller
+    from climgen.tasks.fill.infiller import CLIMATOLOGY, OI, Infiller
+    from climgen.tasks.fill.methods import get_method
     from climgen.tasks.fill.prepare import anomalies, coverage_masks, regrid_bilinear
     from climgen.train.distributed import is_main_process
 
@@ -177,7 +189,7 @@ def run_fill_recipe(
     if members < 1:
         raise ClimgenInputError(f"{source}: evaluate.members must be ≥ 1, got {members}")
 
-    ds = open_fields(data["paths"], data.get("variables"))
+    ds = open_data(recipe, "paths", data.get("variables"))
     variables = data.get("variables") or [str(v) for v in ds.data_vars]
     if len(variables) != 1:
         raise ClimgenInputError(
@@ -186,11 +198,13 @@ def run_fill_recipe(
     var = variables[0]
     da = ds[var].load()
     if "regrid" in data:
-        target = open_fields(data["regrid"][0])
+        target = open_fields(data_paths(recipe, "regrid")[0])
         da = regrid_bilinear(da, target)
     masks = None
     if "masks" in data:
-        masks = coverage_masks(data["masks"], variable=mask_variable, time_dim=sample_dim)
+        masks = coverage_masks(
+            data_paths(recipe, "masks"), variable=mask_variable, time_dim=sample_dim
+        )
     train_ds, held_out = split_samples(da.to_dataset(name=var), data, source)
     if "held_out" in data:
         if held_out is not None:
@@ -198,7 +212,7 @@ def run_fill_recipe(
                 f"{source}: data.held_out names the fields to cross-validate on; with it, "
                 "train on all of data.paths (leave train_fraction out or set it to 1)"
             )
-        other = open_fields(data["held_out"], [var])
+        other = open_data(recipe, "held_out", [var])
         held = other[var].load()
         if "regrid" in data:
             held = regrid_bilinear(held, target)
@@ -211,12 +225,16 @@ def run_fill_recipe(
     options = dict(recipe.model["options"])
     name = recipe.model["name"]
     infiller = Infiller(name, variable=var, time_dim=sample_dim, **options)
+    if ev.get("compare_oi", False) and infiller.prior is None:
+        raise ClimgenInputError(
+            f"{source}: evaluate.compare_oi needs a method with prior: optimal-interpolation"
+        )
     if infiller.is_ensemble and val_frac > 0:
         n_val = max(1, int(round(val_frac * train_da.sizes[sample_dim])))
         val_da = train_da.isel({sample_dim: slice(-n_val, None)})
         train_da = train_da.isel({sample_dim: slice(0, -n_val)})
     run_dir = prepare_run_dir(recipe, run_dir)
-    if name in NETWORKS:
+    if get_method(name).kind == "network":
         train_options = {"progress": progress, **recipe.train, **(overrides or {})}
         infiller.fit(train_da, masks=masks, run_dir=run_dir, resume=resume, **train_options)
     elif name == OI:
@@ -243,9 +261,9 @@ def run_fill_recipe(
             values, dims=like.dims, coords={d: like[d] for d in like.dims if d in like.coords}
         )
 
-    if val_da is not None:
-        from climgen.tasks.fill.cross_validation import calibrate_spread
+    from climgen.tasks.fill.cross_validation import calibrate_spread
 
+    if val_da is not None:
         alpha = calibrate_spread(
             infiller,
             val_da,
@@ -266,6 +284,24 @@ def run_fill_recipe(
     from climgen.tasks.fill.cross_validation import cross_validation_report
 
     compare = {name: infiller}
+    if ev.get("compare_oi", False):  # OI with the covariance options of the network's prior
+        oi = Infiller(
+            OI,
+            variable=var,
+            time_dim=sample_dim,
+            roll_fields=infiller.roll_fields,
+            **infiller.prior_options,
+        ).fit(train_da, run_dir=Path(run_dir) / "compare-oi")
+        if val_da is not None:
+            calibrate_spread(
+                oi,
+                val_da,
+                cv_masks(val_da),
+                members=max(members, 2),
+                time_dim=sample_dim,
+                seed=seed + 1,
+            )
+        compare[OI] = oi
     kriging_points = ev.get("kriging_points", 1000)
     for baseline in ("kriging", "nearest", "zonal-mean"):
         if baseline == name or (baseline == "kriging" and not kriging_points):

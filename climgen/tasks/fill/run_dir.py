@@ -14,11 +14,11 @@ from climgen.data.io import load_run_file, write_fields
 from climgen.data.masks import load_mask
 from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
-from climgen.tasks.fill.names import OI, OI_OPTIONS, TRAINED
+from climgen.tasks.fill.names import OI, OI_OPTIONS
 from climgen.tasks.fill.oi_reduced import load_field_model
 from climgen.train import load_family
 
-__all__ = ["CLIMATOLOGY", "save_settings", "load_infiller", "fill_settings", "as_mask"]
+__all__ = ["CLIMATOLOGY", "save_settings", "load_infiller", "as_mask"]
 
 _TEMPLATE, _NORMALIZER, _AUX, _SETTINGS = "template.nc", "normalizer.json", "aux.nc", "fill.json"
 _OI_MODEL = "gaussian.npz"
@@ -56,7 +56,7 @@ def save_settings(inf) -> None:
     if inf.method == OI:
         settings["options"] = {k: inf.options[k] for k in OI_OPTIONS if k in inf.options}
     if inf.prior is not None:
-        settings.update(prior=inf.prior, prior_options=inf.prior_options)
+        settings.update(prior=inf.prior, prior_options=inf.prior_options, residual=inf.residual)
     if inf.gaussian is not None:
         inf.gaussian.save(inf.run_dir / _OI_MODEL)
     (inf.run_dir / _SETTINGS).write_text(json.dumps(settings, indent=2))
@@ -89,6 +89,7 @@ def load_infiller(
         spread_inflation=settings.get("spread_inflation", 1.0),
         prior=settings.get("prior"),
         prior_options=settings.get("prior_options"),
+        residual=settings.get("residual", False),
         **settings.get("options", {}),
     )
     inf.units = settings.get("units")
@@ -108,25 +109,3 @@ def load_infiller(
         inf.anomaly_climatology = clim[list(clim.data_vars)[0]]
     inf.run_dir = run_dir
     return inf
-
-
-def fill_settings(inf) -> dict:
-    """The options that shape a fill (for the output's ``climgen_fill_options``)."""
-    settings = {k: v for k, v in inf.options.items() if _jsonable(v)}
-    if inf.method in TRAINED:
-        settings.update(context=inf.context, roll_fields=inf.roll_fields)
-    if inf.method == "partialconv":
-        settings["fill_rolls"] = inf.fill_rolls
-    if inf.method == "cvae":
-        settings["likelihood_noise"] = inf.likelihood_noise
-    if inf.prior is not None:
-        settings.update(prior=inf.prior, prior_options=inf.prior_options)
-    return settings
-
-
-def _jsonable(value) -> bool:
-    try:
-        json.dumps(value)
-    except TypeError:
-        return False
-    return True

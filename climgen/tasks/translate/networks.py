@@ -16,7 +16,13 @@ from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
 from climgen.tasks._common import build_seeded, default_run_dir, train_config, train_family
 
-__all__ = ["TranslationPairs", "fit_network", "network_translate", "canonical_values"]
+__all__ = [
+    "TranslationPairs",
+    "fit_network",
+    "network_translate",
+    "network_reconstruct",
+    "canonical_values",
+]
 
 FAMILY = {m: m for m in ("pix2pix", "cyclegan", "augmented-cyclegan")}
 STOCHASTIC = ("augmented-cyclegan",)
@@ -102,19 +108,27 @@ def fit_network(tr, ds_a, ds_b, variables, resume, train, callbacks, train_optio
 
 def network_translate(tr, ds: xr.Dataset, batch_size: int, seed: int) -> np.ndarray:
     """The trained network's B fields (physical units, canonical (N, C, H, W)) for ``ds``."""
+    if tr.method in ("cyclegan", *STOCHASTIC):  # noise / codes drawn with gen
+        return _batched(tr, ds, batch_size, seed, tr.family.translate, tr.norm_b)
+    return _batched(tr, ds, batch_size, seed, lambda x, gen: tr.family.translate(x), tr.norm_b)
+
+
+def network_reconstruct(tr, ds: xr.Dataset, batch_size: int, seed: int) -> np.ndarray:
+    """The A → B → A cycle of ``ds`` (A's physical units, canonical (N, C, H, W))."""
+    return _batched(tr, ds, batch_size, seed, tr.family.reconstruct, tr.norm_a)
+
+
+def _batched(tr, ds, batch_size: int, seed: int, step, norm_out) -> np.ndarray:
+    """``step(x, gen)`` over batches of ``ds``'s normalised A fields (``gen`` seeded with
+    ``seed``, shared by the batches), de-normalised with ``norm_out``."""
     x = torch.as_tensor(canonical_values(ds, tr.variables, tr.sample_dim), dtype=torch.float64)
     x = tr.norm_a.transform(x).float()
     gen = torch.Generator().manual_seed(seed)
     chunks = []
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            chunk = x[start : start + batch_size]
-            if tr.method in ("cyclegan", *STOCHASTIC):  # noise / codes drawn with gen
-                y = tr.family.translate(chunk, gen)
-            else:
-                y = tr.family.translate(chunk)
-            chunks.append(y.double())
-    return tr.norm_b.inverse_transform(torch.cat(chunks)).numpy()
+            chunks.append(step(x[start : start + batch_size], gen).double())
+    return norm_out.inverse_transform(torch.cat(chunks)).numpy()
 
 
 def canonical_values(ds: xr.Dataset, variables, sample_dim: str) -> np.ndarray:

@@ -51,6 +51,7 @@ from climgen.errors import ClimgenInputError
 from climgen.tasks.recipe import (
     Recipe,
     RecipeTask,
+    open_data,
     prepare_run_dir,
     register_recipe_task,
     split_samples,
@@ -94,20 +95,20 @@ def _list(value, key: str, source: str) -> list:
     return value
 
 
-def load_translate_domains(data: dict, source: str = "recipe") -> tuple[xr.Dataset, xr.Dataset]:
-    """Domain A and domain B Datasets from a recipe's ``data`` section (paths resolved),
+def load_translate_domains(recipe) -> tuple[xr.Dataset, xr.Dataset]:
+    """Domain A and domain B Datasets of a recipe (its ``data`` section, paths resolved),
     with ``variables_b`` renamed, ``coarsen_b`` and ``b_coords_from_a`` applied."""
     from climgen.data.coarsen import coarsen
     from climgen.data.grids import detect_grid
-    from climgen.data.io import open_fields
 
+    data, source = recipe.data, recipe.source
     if "paths_b" not in data:
         raise ClimgenInputError(
             f"{source}: a translate recipe needs data.paths_b (the domain-B files); data.paths "
             "is domain A"
         )
     variables = data.get("variables")
-    ds_a = open_fields(data["paths"], variables).load()
+    ds_a = open_data(recipe, "paths", variables).load()
     names_b = variables
     if "variables_b" in data:
         names_b = [str(v) for v in _list(data["variables_b"], "variables_b", source)]
@@ -116,7 +117,7 @@ def load_translate_domains(data: dict, source: str = "recipe") -> tuple[xr.Datas
                 f"{source}: data.variables_b {names_b} must name B's version of each of "
                 f"data.variables {variables}, in order"
             )
-    ds_b = open_fields(data["paths_b"], names_b).load()
+    ds_b = open_data(recipe, "paths_b", names_b).load()
     if names_b is not None and variables is not None:
         ds_b = ds_b.rename({b: a for b, a in zip(names_b, variables) if b != a})
     if "coarsen_b" in data:
@@ -180,7 +181,7 @@ def run_translate_recipe(
             f"{source}: evaluate.members = {members} needs method augmented-cyclegan; "
             f"{name!r} is a deterministic map"
         )
-    ds_a, ds_b = load_translate_domains(data, source)
+    ds_a, ds_b = load_translate_domains(recipe)
     train_a, held_a = split_samples(ds_a, data, f"{source} (domain A)")
     train_b, held_b = split_samples(ds_b, data, f"{source} (domain B)")
     run_dir = prepare_run_dir(recipe, run_dir)

@@ -35,7 +35,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 
 from climgen.data.grids import detect_grid
@@ -44,7 +43,13 @@ from climgen.data.normalize import Normalizer
 from climgen.errors import ClimgenInputError
 from climgen.families import translation as _translation  # noqa: F401  (registers families)
 from climgen.families.base import check_family_options
-from climgen.tasks._common import field_variables, fields_dataset, utc_stamp, zero_template
+from climgen.tasks._common import (
+    field_variables,
+    fields_dataset,
+    provenance_attrs,
+    utc_stamp,
+    zero_template,
+)
 from climgen.tasks.quantile_mapping import QuantileMapping
 from climgen.tasks.translate.networks import (
     FAMILY,
@@ -52,6 +57,7 @@ from climgen.tasks.translate.networks import (
     TEMPLATE,
     canonical_values,
     fit_network,
+    network_reconstruct,
     network_translate,
 )
 from climgen.train import TrainConfig, load_family
@@ -231,18 +237,7 @@ class Translator:
                 "'cyclegan' or 'augmented-cyclegan'"
             )
         ds, has_sample = self._prepare_input(ds_a)
-        x = self.norm_a.transform(
-            torch.as_tensor(
-                canonical_values(ds, self.variables, self.sample_dim), dtype=torch.float64
-            )
-        ).float()
-        gen = torch.Generator().manual_seed(int(seed) * 100_003)
-        chunks = []
-        with torch.no_grad():
-            for start in range(0, x.shape[0], batch_size):
-                chunk = x[start : start + batch_size]
-                chunks.append(self.family.reconstruct(chunk, gen).double())
-        out = self.norm_a.inverse_transform(torch.cat(chunks)).numpy()
+        out = network_reconstruct(self, ds, batch_size, int(seed) * 100_003)
         result = self._assemble([out], ds, has_sample, stacked=False)
         for v in self.variables:
             result[v].attrs = dict(ds[v].attrs)
@@ -361,20 +356,15 @@ class Translator:
         return values.reshape(values.shape[0], -1)
 
     def _provenance(self, out: xr.Dataset, ds: xr.Dataset, call: str = "translate") -> xr.Dataset:
-        old = str(ds.attrs.get("history", ""))
-        call = f"Translator(method={self.method!r}).{call}"
-        line = f"{utc_stamp()} climgen {climgen_version()}: {call}"
-        out.attrs = dict(ds.attrs)
-        out.attrs.update(
-            {
-                "history": f"{line}\n{old}".strip(),
-                "climgen_version": climgen_version(),
-                "climgen_method": self.method,
-                "climgen_task": "translate",
-            }
+        """The output's own global attributes (:func:`~climgen.tasks._common.provenance_attrs`:
+        only the CF descriptive ones are kept from ``ds``)."""
+        out.attrs = provenance_attrs(
+            ds.attrs,
+            f"Translator(method={self.method!r}).{call}",
+            method=self.method,
+            task="translate",
+            run_dir=None if self.run_dir is None else str(self.run_dir),
         )
-        if self.run_dir is not None:
-            out.attrs["climgen_run_dir"] = str(self.run_dir)
         return out
 
     # -- persistence -------------------------------------------------------------------------
