@@ -3,10 +3,12 @@
 ``rbc``: ``rbc_small.nc``, 2D Rayleigh–Bénard buoyancy ``b`` (time 300 × z 32 × x 128),
 Ra = 10⁶, Pr = 1, every 0.5 free-fall times after an automatic spin-up; int16 CF-packed.
 The exact command that made it is in ``README.md`` beside the file and in its ``history``
-attribute. ``rbc_reference``: ``rbc_small_seed12.nc``, the same recipe with another seed
-(12): an independent run, the demo's reference. ``demo_emulator``: a folder, the demo's
-small GAN emulator trained on ``rbc`` (sample-only weights, model card ``MODEL_CARD.md``);
-load it with ``climgen.Emulator.load(bundled_path("demo_emulator"))``.
+attribute. ``rbc_ensemble`` and ``rbc_reference``: the same recipe, 75 snapshots every 2
+free-fall times from each of five runs (seeds 17–21: the demo emulator's training data) and
+of four other runs (seeds 12, 14, 15, 16: its independent reference), joined by
+``climgen data join``. ``demo_emulator``: a folder, the demo's small GAN emulator trained on
+``rbc_ensemble`` (sample-only weights; model card ``MODEL_CARD.md``); load it with
+``climgen.Emulator.load(bundled_path("demo_emulator"))``.
 
 ``hadcrut4_tas_1877-09_1893-08``: real observational coverage, the HadCRUT4 median
 near-surface temperature anomalies (K) of September 1877 and August 1893 on a 72 × 72 grid
@@ -27,14 +29,16 @@ __all__ = ["bundled_path", "available_bundled"]
 
 _FILES = {
     "rbc": "rbc_small.nc",
-    "rbc_reference": "rbc_small_seed12.nc",
+    "rbc_ensemble": "rbc_small_seeds17-21.nc",
+    "rbc_reference": "rbc_small_seeds12-16.nc",
     "demo_emulator": "demo_emulator",
     "hadcrut4_tas_1877-09_1893-08": "hadcrut4_tas_1877-09_1893-08.nc",
     "hadcrut4_mask_1877-09": "hadcrut4_mask_1877-09.nc",
 }
 _REMAKE = {
     "rbc": "make it with 'climgen data rbc' (see docs/data-recipes.md)",
-    "rbc_reference": "make it with 'climgen data rbc --seed 12' (see README.md beside it)",
+    "rbc_ensemble": "make it with 'climgen data rbc' and 'climgen data join' (README.md)",
+    "rbc_reference": "make it with 'climgen data rbc' and 'climgen data join' (README.md)",
 }
 
 
