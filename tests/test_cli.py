@@ -192,26 +192,23 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert data["variables"]["tracer"]["shape"] == [24, 40]
 
 
-def test_default_demo_samples_the_bundled_emulator_and_matches_an_independent_run(
-    tmp_path, capsys
-):
+def test_default_demo_samples_the_bundled_emulator_and_matches_an_independent_run(tmp_path, capsys):
     """The front door: no flags, the shipped emulator against another seed's run passes."""
     import xarray as xr
 
     from climgen.data.bundled import bundled_path
 
     # The bundled reference is an independent run: another seed than the training data.
-    with xr.open_dataset(bundled_path("rbc")) as tr, xr.open_dataset(
-        bundled_path("rbc_reference")
-    ) as ref:
+    with (
+        xr.open_dataset(bundled_path("rbc")) as tr,
+        xr.open_dataset(bundled_path("rbc_reference")) as ref,
+    ):
         assert int(tr.attrs["seed"]) != int(ref.attrs["seed"])
         n_ref = ref.sizes["time"]
     out = tmp_path / "demo"
     assert main(["demo", "-o", str(out), "-q"]) == 0
     data = _metrics(out / "report")
-    assert data["matches"], {
-        k: v["ratio"] for k, v in data["variables"]["b"]["distances"].items()
-    }
+    assert data["matches"], {k: v["ratio"] for k, v in data["variables"]["b"]["distances"].items()}
     assert data["variables"]["b"]["shape"] == [32, 128]
     assert data["variables"]["b"]["n_generated"] == n_ref
     rows = data["variables"]["b"]["reference_rows"]
