@@ -458,14 +458,17 @@ def export_checkpoint(
     dest_run_dir: str | os.PathLike,
     *,
     extras: dict | None = None,
+    card_updates: dict | None = None,
 ) -> Path:
     """Write checkpoint ``step`` of ``run_dir`` as the only checkpoint of ``dest_run_dir``,
     slimmed to what sampling needs: ``family``'s current weights in ``model.safetensors`` (the
     EMA average when the family was loaded with ``ema=True``), no ``ema.safetensors``, no
-    trainer state. The card is the source card plus ``exported`` = {"from_step", **extras}.
+    trainer state. The card is the source card updated with ``card_updates`` (top-level
+    keys), plus ``exported`` = {"from_step", **extras}.
     """
     card = verify_checkpoint(checkpoint_dir(run_dir) / _step_name(step))
     card = {k: v for k, v in card.items() if k not in ("format", "format_version", "files")}
+    card.update(card_updates or {})
     card["exported"] = _json_ready({"from_step": int(step), **(extras or {})}, "exported")
     return save_checkpoint(dest_run_dir, int(step), model=family, card=card, keep_last=1)
 

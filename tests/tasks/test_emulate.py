@@ -215,9 +215,11 @@ def test_export_keeps_only_what_sampling_needs_and_samples_the_same(tmp_path):
     """An exported emulator (the demo's bundled one is made this way) samples bit for bit
     like its run, with the EMA weights, and holds no optimiser state or raw weights."""
     data = grf_dataarray(64, 16, 32, slope=-3.0, seed=2, name="psi")
+    data.attrs["history"] = f"made by a test in {tmp_path / 'make.py'}"
+    train_file = write_fields(data, tmp_path / "train.nc")  # the card records its path
     run = tmp_path / "run"
     Emulator("gan", latent_dim=8, base_channels=4).fit(
-        data, run_dir=run, max_steps=4, batch_size=16, ema_decay=0.9, progress=False
+        str(train_file), run_dir=run, max_steps=4, batch_size=16, ema_decay=0.9, progress=False
     )
     em = Emulator.load(run)
     em.calibrate_spectrum(data, n_samples=32)
@@ -230,6 +232,10 @@ def test_export_keeps_only_what_sampling_needs_and_samples_the_same(tmp_path):
     assert slim.checkpoint_step == em.checkpoint_step == 4
     card = json.loads(next(dest.rglob("card.json")).read_text())
     assert card["exported"] == {"from_step": 4, "data_seed": 11, "cpu_seconds": 1.5}
+    # Shareable: no path of this machine in the card or the template.
+    texts = [p.read_text(errors="ignore") for p in dest.rglob("*.json")]
+    texts.append(str(slim.template.attrs.get("history", "")))
+    assert not any(str(tmp_path) in t for t in texts)
     np.testing.assert_array_equal(slim.sample(6, seed=3).psi, em.sample(6, seed=3).psi)
     # The EMA weights, not the raw ones: the raw generator samples differently.
     raw = Emulator.load(run, ema=False)

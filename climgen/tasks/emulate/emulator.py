@@ -303,17 +303,20 @@ class Emulator:
         return em
 
     def export(self, dest: str | os.PathLike, *, extras: dict | None = None) -> Path:
-        """Write a sample-only copy of this emulator into the new folder ``dest``.
+        """Write a sample-only, shareable copy of this emulator into the new folder ``dest``.
 
         One checkpoint holding the weights :meth:`sample` uses (the EMA average when the
         emulator was trained with one), without the optimiser state or the raw weights, plus
         the template, normaliser and calibration: about a third of a training checkpoint.
-        :meth:`load` reads ``dest`` like a run directory. ``extras`` (JSON-ready: data seed,
-        steps, CPU time, ...) go into the model card under ``exported``. Returns ``dest``.
+        Absolute paths of this machine (the training file in the model card and the
+        template's ``history``) are cut to file names. :meth:`load` reads ``dest`` like a run
+        directory. ``extras`` (JSON-ready: data seeds, steps, CPU time, ...) go into the model
+        card under ``exported``. Returns ``dest``.
         """
+        import re
         import shutil
 
-        from climgen.train.checkpoint import export_checkpoint
+        from climgen.train.checkpoint import export_checkpoint, load_checkpoint
 
         self._check_fitted()
         dest = Path(dest)
@@ -321,8 +324,25 @@ class Emulator:
             raise ClimgenInputError("export needs a trained or loaded emulator (a run dir)")
         if dest.exists():
             raise ClimgenInputError(f"{dest} exists: export writes a new folder; remove it first")
-        export_checkpoint(self.run_dir, self.checkpoint_step, self.family, dest, extras=extras)
-        for name in (_TEMPLATE, _NORMALIZER, _CALIBRATION):
+
+        def names_only(text: str) -> str:  # "/a/b/c.nc" -> "c.nc"
+            return re.sub(r"(?<![\w.])/(?:[^\s/'\"]+/)+", "", text)
+
+        card = load_checkpoint(self.run_dir).card  # the data block of any of its checkpoints
+        data = {**card.get("data", {})}
+        data["source"] = names_only(str(data.get("source", "")))
+        export_checkpoint(
+            self.run_dir,
+            self.checkpoint_step,
+            self.family,
+            dest,
+            extras=extras,
+            card_updates={"data": data},
+        )
+        template = self.template.copy()
+        template.attrs["history"] = names_only(str(template.attrs.get("history", "")))
+        write_fields(template, dest / _TEMPLATE)
+        for name in (_NORMALIZER, _CALIBRATION):
             if (self.run_dir / name).exists():
                 shutil.copy2(self.run_dir / name, dest / name)
         return dest
