@@ -61,8 +61,8 @@ import xarray as xr
 from climgen.data.io import open_fields
 from climgen.metrics import memorisation_ratio
 from climgen.report.evaluate import evaluate
-from climgen.sim.pack import packing_of, quantise
 from climgen.tasks.emulate.emulator import Emulator
+from climgen.tasks.emulate.scoring import check_independent, file_packing, packed_like
 
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 TRAIN_FRACTION = 0.8
@@ -155,38 +155,13 @@ def score(distances: dict) -> dict:
     }
 
 
-def seed_of(ds: xr.Dataset):
-    return ds.attrs.get("seed")
-
-
 def load_test_run(path: Path, variable: str, train_path: Path):
-    """The independent run, checked: another seed than the training run (from the files'
-    ``seed`` attributes), at least as long; a shorter run is used with a warning."""
+    """The independent run, checked (:func:`check_independent`: another seed than the
+    training run, a warning when shorter)."""
     test = open_fields(path, variable).load()
     with xr.open_dataset(train_path) as tr:
-        train_seed, n_train = seed_of(tr), tr.sizes["time"]
-    if seed_of(test) is None or train_seed is None:
-        print(f"warning: {path.name} or {train_path.name} has no 'seed' attribute", flush=True)
-    elif int(seed_of(test)) == int(train_seed):
-        raise SystemExit(
-            f"{path} has the training run's seed ({train_seed}): it is not an independent run"
-        )
-    if test.sizes["time"] < n_train:
-        print(
-            f"warning: the test run has {test.sizes['time']} snapshots, fewer than the training "
-            f"run's {n_train}",
-            flush=True,
-        )
+        check_independent(test, tr, where=str(path))
     return test
-
-
-def packed_like(samples: xr.Dataset, variable: str, packing) -> xr.Dataset:
-    """Generated fields through the training file's int16 packing (no-op when unpacked)."""
-    if packing is None:
-        return samples
-    out = samples.copy()
-    out[variable] = quantise(samples[variable], *packing)
-    return out
 
 
 def reference_rows(train, reference, variable: str) -> list[dict]:
@@ -274,7 +249,7 @@ def run_model(key, train, references, variable, args, root: Path, packing) -> li
         train_s = clock() - t0
         steps = em.result.step
     t0 = time.perf_counter()
-    samples = packed_like(em.sample(args.n_samples, seed=args.seed + 1), variable, packing)
+    samples = packed_like(em.sample(args.n_samples, seed=args.seed + 1), packing)
     sample_s = time.perf_counter() - t0
     base = {
         "model": label,
@@ -293,7 +268,7 @@ def run_model(key, train, references, variable, args, root: Path, packing) -> li
             marginal=getattr(args, "marginal", False),
         )
         calibrated = em.sample(args.n_samples, seed=args.seed + 1)
-        calibrated = packed_like(calibrated, variable, packing)
+        calibrated = packed_like(calibrated, packing)
         rows.append(
             {
                 **base,
@@ -458,13 +433,12 @@ def main(argv=None) -> None:
                 print(f"\nskipping {name}: {path} not found (the shared data is not here)")
                 continue
             train, held = load_split(path, variable, args.split)
-            with xr.open_dataset(path) as raw:
-                packing = packing_of(raw[variable])
+            packing = file_packing(path, [variable])
             test_path = tests.get(name, args.data_dir / TEST_RUNS[name][0])
             references = {}
             if Path(test_path).exists():
                 test = load_test_run(Path(test_path), variable, path)
-                references[f"independent run (seed {seed_of(test)})"] = test
+                references[f"independent run (seed {test.attrs.get('seed')})"] = test
             else:
                 print(
                     f"\nwarning: no independent run for {name} ({test_path}); make one with\n"
@@ -477,7 +451,11 @@ def main(argv=None) -> None:
                 f"\n## {title}\n\n{train.sizes['time']} training snapshots; references: "
                 + ", ".join(f"{k} ({v.sizes['time']})" for k, v in references.items())
                 + ". Generated fields packed like the training data: "
-                + (f"yes (scale_factor {packing[0]:.3g}). " if packing else "no (unpacked). ")
+                + (
+                    f"yes (scale_factor {packing[variable][0]:.3g}). "
+                    if packing
+                    else "no (unpacked). "
+                )
                 + f"{drift_note(train, held, variable)}",
                 flush=True,
             )
