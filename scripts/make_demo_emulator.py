@@ -42,8 +42,8 @@ def score(report, name: str) -> tuple[int, float]:
     return sum(d.status == "matches" for d in distances), max(ratios)
 
 
-def cpu_seconds(run: Path, step: int) -> float | None:
-    """Process CPU seconds of training up to ``step`` (metrics.csv's time_s, CPU clock)."""
+def train_seconds(run: Path, step: int) -> float | None:
+    """Wall seconds of training up to ``step``, summed over resumes (metrics.csv's time_s)."""
     path = run / "metrics.csv"
     if not path.exists():
         return None
@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--variable", default="b")
     parser.add_argument("--n-samples", type=int, default=300)
     parser.add_argument("--every", type=int, default=1, help="score every N-th checkpoint")
+    parser.add_argument("--steps", type=int, nargs="+", help="score only these checkpoints")
+    parser.add_argument("--note", default="", help="how the run went (into MODEL_CARD.md)")
     args = parser.parse_args()
 
     recipe = yaml.safe_load((args.run / "recipe.yaml").read_text())
@@ -70,6 +72,8 @@ def main() -> None:
     em = Emulator.load(args.run)
     scores = {}
     for path in list_checkpoints(args.run)[:: args.every]:
+        if args.steps and int(path.name.split("_")[-1]) not in args.steps:
+            continue
         em.family, ckpt = load_family(path)
         em.checkpoint_step = ckpt.step
         em.calibrate_spectrum(train, n_samples=256, per_row=True, marginal=True)
@@ -94,15 +98,35 @@ def main() -> None:
             "data_seeds": [int(v) for v in np.atleast_1d(tr.attrs["seed"])],
             "validation_seeds": [int(v) for v in np.atleast_1d(va.attrs["seed"])],
         }
+    shared = {k: v for k, v in recipe.items() if k != "run_dir"}  # no paths of this machine
+    shared["data"] = {**recipe["data"], "paths": [Path(p).name for p in recipe["data"]["paths"]]}
     extras = {
-        "recipe": recipe,
+        "recipe": shared,
         **seeds,
         "steps": best,
-        "train_cpu_seconds": cpu_seconds(args.run, best),
+        "train_wall_seconds": train_seconds(args.run, best),
         "validation_score": {"matches": scores[best][0], "largest_ratio": scores[best][1]},
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     em.export(args.dest, extras=extras)
+    wall = extras["train_wall_seconds"]
+    card = [
+        "# climgen demo emulator",
+        "",
+        f"- family: {recipe['family']['name']} {recipe['family']['options']}",
+        "- recipe: recipes/demo_emulator.yaml (train section: "
+        f"{ {k: recipe['train'][k] for k in ('batch_size', 'ema_decay', 'seed')} })",
+        f"- training data: bundled:rbc_ensemble, run seeds {seeds['data_seeds']}",
+        f"- checkpoint: step {best}, chosen on validation runs {seeds['validation_seeds']} "
+        f"({scores[best][0]} distances within 2x the floor, largest ratio "
+        f"{scores[best][1]:.3g}); never on the demo's test runs",
+        f"- training time: {'unknown' if wall is None else f'{wall:.0f} s'} wall "
+        "(metrics.csv time_s up to that step; one torch thread on a shared 2-core VM)",
+        f"- exported {extras['exported_at']} by scripts/make_demo_emulator.py",
+    ]
+    if args.note:
+        card += ["", args.note]
+    (args.dest / "MODEL_CARD.md").write_text("\n".join(card) + "\n")
     print(f"exported step {best} to {args.dest}")
 
 
