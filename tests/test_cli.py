@@ -268,8 +268,9 @@ def test_demo_help_describes_the_default_mode_first(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    default = text.index("Train a small emulator")
-    assert default < text.index("With --synthetic") < text.index("examples:")
+    default = text.index("Sample the small emulator")
+    assert default < text.index("With --train") < text.index("With --synthetic")
+    assert text.index("With --synthetic") < text.index("examples:")
     assert text.index("[--steps N]") < text.index("[--synthetic]") < text.index("[--samples N]")
 
 

@@ -75,7 +75,7 @@ def test_bundled_buoyancy_is_bounded_and_heated_from_below(bundled):
 
 def test_bundled_path_names_the_choices():
     names = available_bundled()
-    assert "rbc" in names and all(bundled_path(n).is_file() for n in names)
+    assert "rbc" in names and all(bundled_path(n).exists() for n in names)
     with pytest.raises(ClimgenInputError, match="rbc"):
         bundled_path("nope")
 
