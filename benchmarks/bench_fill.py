@@ -25,7 +25,15 @@ samples only; ``zonal``: also every longitude shift; ``zonal-hemispheric``: and 
 mirrored about the equator), scored raw and with the spread inflation fitted on the
 validation split; ``--networks pconv-oi`` trains the partial-conv U-Net with the
 ``zonal-hemispheric`` optimal-interpolation estimate as an extra input channel
-(``prior="optimal-interpolation"``). Scores on the hidden cells of the held-out
+(``prior="optimal-interpolation"``); ``--networks oi-residual`` trains the generative
+infiller of issue 27: the same U-Net with noise inputs, CRPS-trained on the *residual* of
+that OI estimate (``residual=True``, ``reconstruction="crps"``; inputs also the OI std and the
+OI means of the ``--context`` neighbours), members ``E_OI[x | obs] + r_i``, scored raw and
+calibrated like the other ensembles and, with ``--oi``, against the best OI row
+(``targets``: RMSE and CRPS ratios, target ≤ 0.9). ``--test-data NC`` scores on the days of
+an independent run (another seed, e.g. ../shared/data/heldsuarez_test.nc) instead of the
+last 20 % of the training run; anomalies from the training days' climatology, the same masks
+(field i under mask i mod 2). Scores on the hidden cells of the held-out
 fields (:func:`climgen.tasks.fill.cross_validation.cross_validate`): area-weighted RMSE, MAE, bias,
 correlation, fair CRPS (ensembles) or Gaussian predictive CRPS (kriging), spread/skill.
 
@@ -63,6 +71,7 @@ DATA = ROOT / ".." / "shared" / "data"
 TARGET_RATIO, SSR_RANGE = 0.85, (0.9, 1.1)
 OI_VARIANTS = ("plain", "zonal", "zonal-hemispheric")
 DETERMINISTIC = ("partialconv", "pconv-oi")  # networks without members
+ENSEMBLES = ("cvae", "pconv-crps", "oi-residual")  # networks with members
 
 
 def load_data(args):
@@ -79,6 +88,9 @@ def load_data(args):
     train, clim = anomalies(tas.isel(time=slice(0, n_train)))
     val, _ = anomalies(tas.isel(time=slice(n_train, n_train + n_val)), clim)
     test, _ = anomalies(tas.isel(time=slice(n_train + n_val, n)), clim)
+    if args.test_data:  # an independent run: every day of it, anomalies from the training days
+        other = regrid_bilinear(open_fields(args.test_data, "tas").load().tas, masks)
+        test, _ = anomalies(other.isel(time=slice(args.test_skip, None)), clim)
     if args.quick:
         val, test = val.isel(time=slice(0, 4)), test.isel(time=slice(0, 4))
     elif args.n_test:
@@ -305,7 +317,12 @@ def main(argv=None) -> int:
     parser.add_argument("--members", type=int, default=16, help="ensemble members")
     parser.add_argument("--n-test", type=int, default=0, help="held-out fields (0: all)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps of the step probe")
-    parser.add_argument("--kriging-fit-points", type=int, default=1000)
+    parser.add_argument(
+        "--kriging-fit-points",
+        type=int,
+        default=1000,
+        help="kriging's max_fit_points; 0: no kriging",
+    )
     parser.add_argument("--pconv-channels", type=int, default=16)
     parser.add_argument("--cvae-channels", type=int, default=16)
     parser.add_argument("--context", type=int, default=0, help="neighbouring days as inputs")
@@ -344,7 +361,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--networks",
         nargs="+",
-        choices=("partialconv", "cvae", "pconv-crps", "pconv-oi", "none"),
+        choices=("partialconv", "cvae", "pconv-crps", "pconv-oi", "oi-residual", "none"),
         default=["partialconv", "cvae"],
         help="networks to train (default: partialconv cvae; 'none': no network)",
     )
@@ -398,6 +415,15 @@ def main(argv=None) -> int:
         default=4,
         help="pconv-crps: fields per step (x --crps-members network passes)",
     )
+    parser.add_argument(
+        "--test-data",
+        metavar="NC",
+        help="score on the days of this independent run (e.g. ../shared/data/heldsuarez_test.nc"
+        ", another seed) instead of the last 20 %% of the training run",
+    )
+    parser.add_argument(
+        "--test-skip", type=int, default=0, help="--test-data: skip its first days (spin-up)"
+    )
     parser.add_argument("--no-step-cost", action="store_true", help="skip the step probe")
     parser.add_argument(
         "--keep",
@@ -408,6 +434,9 @@ def main(argv=None) -> int:
         "--load",
         metavar="DIR",
         help="skip training: load the networks kept by an earlier --keep DIR run",
+    )
+    parser.add_argument(
+        "--train-only", action="store_true", help="stop after training (with --keep: score later)"
     )
     parser.add_argument("--json", metavar="OUT", help="write all results as JSON")
     parser.add_argument("--report", metavar="DIR", help="write the gap-filling report page")
@@ -468,9 +497,11 @@ def main(argv=None) -> int:
         "prior": "optimal-interpolation",
         "prior_options": {"hemispheric": True, "nugget": args.oi_nugget},
     }
+    specs["oi-residual"] = {**specs["pconv-crps"], **specs["pconv-oi"], "residual": True}
+    specs["oi-residual"]["reconstruction"] = "crps"
     for label in args.networks:
         options = specs[label]
-        method = "partialconv" if label in ("pconv-crps", "pconv-oi") else label
+        method = "partialconv" if label in ("pconv-crps", "pconv-oi", "oi-residual") else label
         if args.load:
             run_dir = Path(args.load) / label
             nets[label] = Infiller.load(run_dir)
@@ -490,7 +521,7 @@ def main(argv=None) -> int:
                 masks,
                 args.budget_s,
                 tmp / label,
-                batch_size=args.crps_batch if label == "pconv-crps" else 16,
+                batch_size=args.crps_batch if label in ("pconv-crps", "oi-residual") else 16,
                 ema_decay=args.ema_decay,
                 lr_schedule=args.lr_schedule,
             )
@@ -509,16 +540,20 @@ def main(argv=None) -> int:
         results[f"train_{label}"] = info
         print(f"  {info}", flush=True)
 
+    if args.train_only:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     print("scores on hidden cells of the held-out fields:", flush=True)
     m = args.members
     res = results["methods"]
-    res["kriging"] = scored(
-        "kriging",
-        Infiller("kriging", max_fit_points=args.kriging_fit_points),
-        test,
-        test_masks,
-        m,
-    )
+    if args.kriging_fit_points:
+        res["kriging"] = scored(
+            "kriging",
+            Infiller("kriging", max_fit_points=args.kriging_fit_points),
+            test,
+            test_masks,
+            m,
+        )
     res["nearest"] = scored("nearest", "nearest", test, test_masks, m)
     res["zonal-mean"] = scored("zonal-mean", "zonal-mean", test, test_masks, m)
     for label in DETERMINISTIC:
@@ -541,7 +576,7 @@ def main(argv=None) -> int:
             {"spread_inflation": alpha, "calibration_cpu_s": time.process_time() - c0},
         )
 
-    ensembles = [label for label in ("cvae", "pconv-crps") if label in nets]
+    ensembles = [label for label in ENSEMBLES if label in nets]
     for label in ensembles:
         distance = spread_by_distance(nets[label], test, test_masks, masks.sizes["time"], m)
         raw_and_calibrated(label)
@@ -573,10 +608,9 @@ def main(argv=None) -> int:
 
         print(f"writing report page to {args.report} ...", flush=True)
         n_rep = min(8, test.sizes["time"])
-        shown = {
-            "kriging": Infiller("kriging", max_fit_points=args.kriging_fit_points),
-            "zonal-mean": "zonal-mean",
-        }
+        shown = {"zonal-mean": "zonal-mean"}
+        if args.kriging_fit_points:
+            shown["kriging"] = Infiller("kriging", max_fit_points=args.kriging_fit_points)
         for label in DETERMINISTIC:
             if label in nets:
                 shown[label] = nets[label]
@@ -606,7 +640,7 @@ def main(argv=None) -> int:
             flush=True,
         )
 
-    k = res["kriging"]
+    k = res.get("kriging", {"rmse": float("nan"), "crps": float("nan")})
     trained = [n for n in (*DETERMINISTIC, *ensembles) if n in res]
     targets = {}
     if trained:
@@ -632,6 +666,18 @@ def main(argv=None) -> int:
             crps_calibrated_vs_kriging=cal["crps"] / k["crps"],
             crps_target_met=cal["crps"] < k["crps"],
         )
+    for label in ensembles:  # the generative infillers against the best OI row (issue 27)
+        if oi_labels:
+            best_oi = min(oi_labels, key=lambda n: res[n]["rmse"])
+            cal, oi_cal = res[f"{label}-calibrated"], res[f"{best_oi}-calibrated"]
+            targets[f"{label}_vs_{best_oi}"] = {
+                "rmse_ratio": cal["rmse"] / oi_cal["rmse"],
+                "crps_ratio": cal["crps"] / oi_cal["crps"],
+                "spread_skill": cal["spread_skill"],
+                "met": cal["rmse"] <= 0.9 * oi_cal["rmse"]
+                and cal["crps"] <= 0.9 * oi_cal["crps"]
+                and SSR_RANGE[0] <= cal["spread_skill"] <= SSR_RANGE[1],
+            }
     results["targets"] = targets
     load1 = os.getloadavg()
     results["meta"] = {
@@ -645,6 +691,7 @@ def main(argv=None) -> int:
         "n_train": train.sizes["time"],
         "n_val": val.sizes["time"],
         "n_test": test.sizes["time"],
+        "test_data": args.test_data,
     }
     print(f"targets: {results['targets']}", flush=True)
     print(f"load at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}", flush=True)

@@ -211,6 +211,13 @@ def test_trained_demo_on_bundled_data(tmp_path, capsys):
     raw = _metrics(out / "report-raw")
     assert raw["variables"]["b"]["shape"] == [32, 128]
     assert raw != data
+    # One reference, one set of reference rows: measured once, the same on both pages.
+    raw_b, cal_b = raw["variables"]["b"], data["variables"]["b"]
+    assert raw_b["reference_rows"] == cal_b["reference_rows"] != {}
+    assert raw_b["memorisation"]["surrogate (IAAFT)"] == cal_b["memorisation"]["surrogate (IAAFT)"]
+    assert [d["floor"] for d in raw_b["distances"].values()] == [
+        d["floor"] for d in cal_b["distances"].values()
+    ]
 
 
 def test_demo_rejects_too_few_samples(tmp_path, capsys):

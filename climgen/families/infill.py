@@ -43,6 +43,13 @@ far from observations, small next to them. This is scoring-rule training of an i
 generative model (Gneiting & Raftery 2007; Pacchiardi et al. 2024, *Probabilistic forecasting
 with generative networks via scoring rule minimization*, JMLR 25; the "almost fair" CRPS
 ensembles of Lang et al. 2024, AIFS-CRPS). A step costs M forward/backward passes per field.
+
+With ``residual_channel=j`` the network predicts a *correction* of a given estimate carried
+as condition channel j (e.g. the optimal-interpolation mean ``E_OI[x | obs]``, normalised):
+``x̂ = cond_j + f(x, mask, cond)``, with the output layer initialised at zero, so an untrained
+network returns that estimate exactly and training learns the residual ``x − cond_j`` (its
+distribution, with ``"crps"``). :meth:`infill` still keeps the observed cells, so the
+residual is 0 there.
 """
 
 from __future__ import annotations
@@ -97,6 +104,8 @@ class PartialConvInfiller(FamilyModule):
     reconstruction : "l1" (Liu et al.), "l2", or "crps" (a stochastic ensemble infiller trained
         with the fair CRPS of ``crps_members`` fills per field; module docstring).
     crps_members : fills per training field with ``reconstruction="crps"`` (M ≥ 2).
+    residual_channel : None, or the index j of the condition channel(s) ``j … j + C − 1`` holding
+        an estimate of the field that the network corrects (module docstring).
     row_weights : None, or H non-negative weights of the grid rows in the valid/hole terms
         (normalised to mean 1; ``Infiller(row_weights="area")`` passes cos φ of the grid).
     lr : Adam learning rate.
@@ -130,6 +139,7 @@ class PartialConvInfiller(FamilyModule):
         spectral_weight: float = 0.0,
         reconstruction: str = "l1",
         crps_members: int = 4,
+        residual_channel: int | None = None,
         row_weights=None,
         lr: float = 2e-4,
     ):
@@ -158,6 +168,15 @@ class PartialConvInfiller(FamilyModule):
         if isinstance(crps_members, bool) or not isinstance(crps_members, int) or crps_members < 2:
             raise ClimgenInputError(
                 f"option 'crps_members' must be an int ≥ 2, got {crps_members!r}"
+            )
+        if residual_channel is not None and (
+            isinstance(residual_channel, bool)
+            or not isinstance(residual_channel, int)
+            or not 0 <= residual_channel <= cond_channels - channels
+        ):
+            raise ClimgenInputError(
+                f"option 'residual_channel' must be None or an int in 0…{cond_channels - channels}"
+                f" (a condition channel), got {residual_channel!r}"
             )
         if row_weights is not None:
             rw = torch.as_tensor(row_weights, dtype=torch.float32).flatten()
@@ -190,6 +209,10 @@ class PartialConvInfiller(FamilyModule):
             periodic=tuple(self.config["periodic"]),
             noise_injection=self.stochastic,
         )
+        self.residual_channel = residual_channel
+        if residual_channel is not None:  # untrained: the estimate itself, not a random map
+            torch.nn.init.zeros_(self.net.head.weight)
+            torch.nn.init.zeros_(self.net.head.bias)
 
     @property
     def stochastic(self) -> bool:
@@ -263,6 +286,9 @@ class PartialConvInfiller(FamilyModule):
         out, _ = self.net(
             torch.cat(inputs, 1), torch.cat(masks, 1), generator, noise=noise, any_shape=any_shape
         )
+        if self.residual_channel is not None:
+            j = self.residual_channel
+            out = out + cond[:, j : j + self.channels]
         return out
 
     def infill(self, x, mask, cond=None, cond_mask=None, *, generator=None) -> torch.Tensor:

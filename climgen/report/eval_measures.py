@@ -4,6 +4,10 @@ Shared by the in-memory evaluation (:mod:`climgen.report.evaluate`) and the stre
 (:mod:`climgen.report.streaming_eval`): the block splits of the reference that define the noise
 floor, the spectrum, distribution, covariance and structure-function distances, and the
 progress bar. Definitions: docs/diagnostics.md.
+
+Several candidate sets (a model, the training data, a surrogate) judged against one reference
+share a :class:`ReferenceSide`: the noise floors and what is measured on the reference alone
+(its spectrum, moments, structure functions, Minkowski curves, …) are computed once.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +29,7 @@ __all__ = [
     "COVARIANCE_EOFS",
     "FLOOR_SPLITS",
     "STRUCTURE_ORDERS",
+    "ReferenceSide",
     "block_splits",
     "coordinate_values",
     "distance_with_floor",
@@ -63,6 +69,50 @@ def block_splits(n: int, n_splits: int = FLOOR_SPLITS, n_blocks: int = 8) -> lis
         rest = [b for b in range(n_blocks) if b not in group]
         orders.append(np.concatenate([blocks[b] for b in (*group, *rest)]))
     return orders
+
+
+def memoized(fn: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+    """``fn`` of one array, cached by the array's content (shape + hash of its bytes)."""
+    memo: dict[tuple, Any] = {}
+
+    def wrapper(a: np.ndarray):
+        a = np.ascontiguousarray(a)
+        key = (a.shape, a.dtype.str, hashlib.blake2b(a.data, digest_size=16).digest())
+        if key not in memo:
+            memo[key] = fn(a)
+        return memo[key]
+
+    return wrapper
+
+
+@dataclass
+class ReferenceSide:
+    """What is measured on one variable's reference alone, kept for every candidate set
+    judged against it.
+
+    ``floors``: noise floors by distance name (:func:`distance_with_floor`); :meth:`value`:
+    reference-only quantities by name (computed on first use); :meth:`memoized`: functions of
+    one array (:func:`memoized`) that keep their results — on the reference and its halves —
+    from one candidate to the next. ``key`` identifies the reference (and settings) it was
+    measured on; ``reference_rows`` is what :func:`climgen.report.evaluate.evaluate` keeps of
+    its reference rows. A side belongs to one reference: never share it between two.
+    """
+
+    key: Any = None
+    floors: dict[str, float] = field(default_factory=dict)
+    reference_rows: Any = None
+    _values: dict[str, Any] = field(default_factory=dict, repr=False)
+    _memos: dict[str, Callable] = field(default_factory=dict, repr=False)
+
+    def value(self, name: str, compute: Callable[[], Any]) -> Any:
+        if name not in self._values:
+            self._values[name] = compute()
+        return self._values[name]
+
+    def memoized(self, name: str, fn: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+        if name not in self._memos:
+            self._memos[name] = memoized(fn)
+        return self._memos[name]
 
 
 def distance_with_floor(
@@ -110,10 +160,14 @@ def _valid_bins(k: np.ndarray, *powers: np.ndarray) -> np.ndarray:
     return keep
 
 
-def measure_spectrum(gen: xr.DataArray, ref: xr.DataArray, factor: float, floors=None):
+def measure_spectrum(
+    gen: xr.DataArray, ref: xr.DataArray, factor: float, side: ReferenceSide | None = None
+):
     from climgen.metrics import field_spectrum, spectral_errors
 
-    sg, sr = field_spectrum(gen), field_spectrum(ref)
+    side = side or ReferenceSide()
+    floors = side.floors
+    sg, sr = field_spectrum(gen), side.value("spectrum", lambda: field_spectrum(ref))
     spec_dim = sr.dims[-1]
     k = np.asarray(sr[spec_dim].values, float)
     pg = np.asarray(sg.values, float).reshape(-1, k.size)
@@ -152,24 +206,17 @@ def measure_spectrum(gen: xr.DataArray, ref: xr.DataArray, factor: float, floors
     return distances, spectrum
 
 
-def memoized(fn: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
-    """``fn`` of one array, cached by the array's content (shape + hash of its bytes)."""
-    memo: dict[tuple, Any] = {}
-
-    def wrapper(a: np.ndarray):
-        a = np.ascontiguousarray(a)
-        key = (a.shape, a.dtype.str, hashlib.blake2b(a.data, digest_size=16).digest())
-        if key not in memo:
-            memo[key] = fn(a)
-        return memo[key]
-
-    return wrapper
-
-
 def measure_distributions(
-    gen: np.ndarray, ref: np.ndarray, w: np.ndarray, factor: float, floors=None
+    gen: np.ndarray,
+    ref: np.ndarray,
+    w: np.ndarray,
+    factor: float,
+    side: ReferenceSide | None = None,
 ):
     from climgen.metrics import ks_statistic, moments, quantile_errors, tail_error, wasserstein1
+
+    side = side or ReferenceSide()
+    floors = side.floors
 
     def w1(a, b):
         return wasserstein1(a, b, weights_a=w, weights_b=w)
@@ -180,7 +227,7 @@ def measure_distributions(
     def tail(a, b):
         return tail_error(a, b, weights_gen=w, weights_ref=w)
 
-    one = memoized(lambda a: moments(a, weights=w))
+    one = side.memoized("moments", lambda a: moments(a, weights=w))
 
     def mom(a, b):
         # Four distances and their floors share the moments of the same few sets.
@@ -228,8 +275,16 @@ def measure_distributions(
     )
 
 
-def measure_covariance(gen: np.ndarray, ref: np.ndarray, w: np.ndarray, factor: float, floors=None):
+def measure_covariance(
+    gen: np.ndarray,
+    ref: np.ndarray,
+    w: np.ndarray,
+    factor: float,
+    side: ReferenceSide | None = None,
+):
     from climgen.metrics import covariance_error
+
+    floors = (side or ReferenceSide()).floors
 
     # Leading EOFs rather than the full D × D covariance: with n ≪ D samples the full
     # matrix is mostly sampling noise, while the large-scale covariance is well estimated.
@@ -244,22 +299,30 @@ def measure_covariance(gen: np.ndarray, ref: np.ndarray, w: np.ndarray, factor: 
 
 
 def measure_structure(
-    gen: np.ndarray, ref: np.ndarray, grid: grids.GridInfo, factor: float, floors=None
+    gen: np.ndarray,
+    ref: np.ndarray,
+    grid: grids.GridInfo,
+    factor: float,
+    side: ReferenceSide | None = None,
 ):
     from climgen.metrics import structure_functions
+
+    side = side or ReferenceSide()
+    floors = side.floors
 
     periodic = bool(grid.periodic_x)
     max_lag = max(1, gen.shape[-1] // 2 if periodic else gen.shape[-1] // 4)
     i2 = STRUCTURE_ORDERS.index(2)
     i4 = STRUCTURE_ORDERS.index(4)
 
-    @memoized
-    def sf(a):
+    def structure(a):
         # Both structure distances and their floors reuse the same sets of fields.
         lags, s = structure_functions(
             a, axis=-1, orders=STRUCTURE_ORDERS, max_lag=max_lag, periodic=periodic
         )
         return np.asarray(lags, float), np.asarray(s, float)
+
+    sf = side.memoized("structure functions", structure)
 
     def flat(s):
         with np.errstate(divide="ignore", invalid="ignore"):

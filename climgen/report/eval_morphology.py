@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from climgen.data import grids
-from climgen.report.eval_measures import distance_with_floor, memoized
+from climgen.report.eval_measures import ReferenceSide, distance_with_floor
 
 __all__ = ["MORPHOLOGY_DISTANCES", "measure_morphology"]
 
@@ -48,12 +48,13 @@ def measure_morphology(
     grid: grids.GridInfo,
     weights: np.ndarray,
     factor: float,
-    floors: dict[str, float] | None = None,
+    side: ReferenceSide | None = None,
 ):
     """Distances of :data:`MORPHOLOGY_DISTANCES` with floors, and the curves for the figures.
 
     ``ref_da`` is the canonical reference DataArray (for coordinates); ``gen``/``ref`` are
-    (n, ny, nx) arrays; ``weights`` (ny, nx) area weights. Returns ``(distances, curves)``.
+    (n, ny, nx) arrays; ``weights`` (ny, nx) area weights; ``side`` what is measured on the
+    reference alone, shared by candidates. Returns ``(distances, curves)``.
     """
     from climgen.metrics import (
         band_spectra,
@@ -65,15 +66,17 @@ def measure_morphology(
         reference_thresholds,
     )
 
+    side = side or ReferenceSide()
+    floors = side.floors
     periodic = (bool(grid.periodic_y), bool(grid.periodic_x))
-    nu = reference_thresholds(ref, weights=weights)
     # Ties (e.g. quantised or clipped data) give repeated thresholds: count each level once.
-    nu = np.unique(nu)
+    nu = side.value("thresholds", lambda: np.unique(reference_thresholds(ref, weights=weights)))
 
-    @memoized
-    def curves(a):
+    def functionals(a):
         c = minkowski_functionals(a, nu, periodic=periodic, weights=weights)
         return {k: np.asarray(getattr(c, k), float) for k in _FUNCTIONALS.values()}
+
+    curves = side.memoized("minkowski", functionals)
 
     def functional_distance(key):
         def fn(a, b):
@@ -113,7 +116,7 @@ def measure_morphology(
             "band_spectrum_lsd", bands, gen, ref, factor, floors=floors
         )
         k, pg, _ = band_spectra(gen, edges, **band_kw)
-        _, pr, _ = band_spectra(ref, edges, **band_kw)
+        pr = side.value("band spectra", lambda: band_spectra(ref, edges, **band_kw)[1])
         out["band_spectrum"] = {
             "k": np.asarray(k, float),
             "edges": edges,

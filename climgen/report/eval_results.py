@@ -214,6 +214,10 @@ class EvaluationReport:
     variables: dict[str, VariableResult]
     provenance: dict[str, Any]
     factor: float = 2.0
+    #: per variable, what was measured on the reference alone (floors, reference statistics,
+    #: reference rows: :class:`climgen.report.eval_measures.ReferenceSide`), for
+    #: ``evaluate(..., reuse=this report)``; not part of the report's files.
+    reference_sides: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def matches(self) -> bool:

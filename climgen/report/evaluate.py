@@ -51,6 +51,7 @@ The pieces: result types in :mod:`climgen.report.eval_results`, input checks in
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -72,6 +73,7 @@ from climgen.report.eval_inputs import (
     subsample,
 )
 from climgen.report.eval_measures import (
+    ReferenceSide,
     coordinate_values,
     measure_covariance,
     measure_distributions,
@@ -80,7 +82,12 @@ from climgen.report.eval_measures import (
     progress_bar,
 )
 from climgen.report.eval_morphology import measure_morphology
-from climgen.report.eval_reference import REFERENCE_ROWS, memorisation, reference_candidates
+from climgen.report.eval_reference import (
+    REFERENCE_ROWS,
+    SURROGATE_ROW,
+    memorisation,
+    reference_candidates,
+)
 from climgen.report.eval_results import Distance, EvaluationReport, VariableResult, classify
 from climgen.report.streaming_eval import evaluate_streaming, resolve_client
 
@@ -118,6 +125,7 @@ def evaluate(
     train: Any = None,
     seed: int = 0,
     client: Any = None,
+    reuse: EvaluationReport | None = None,
 ) -> EvaluationReport:
     """Compare generated fields with reference fields and judge each distance.
 
@@ -154,6 +162,12 @@ def evaluate(
         data must be files or dask arrays they can reach) and the client merges the
         summaries in chunk order: the same numbers as without ``client``. Needs the
         ``dask`` extra (``pip install 'climgen[dask]'``); docs/scaling.md.
+    reuse : an earlier report of this function for another generated set of as many
+        samples against the same reference (and ``train``, ``factor``, ``seed``), e.g. a
+        model with and without its calibration: the noise floors, the reference's own
+        statistics, the reference rows and the surrogate's memorisation ratio are taken
+        from it instead of being measured again. A variable whose reference, training
+        fields or settings differ (compared by content hash) is measured afresh.
 
     Returns
     -------
@@ -253,26 +267,35 @@ def evaluate(
     steps = ("spectrum", "distributions", "covariance", "structure functions", "morphology")
     n_steps = len(steps) + (len(REFERENCE_ROWS) + 1 if train_ds is not None else 0)
     results: dict[str, VariableResult] = {}
+    sides: dict[str, ReferenceSide] = {}
     with progress_bar(len(names) * n_steps, progress) as bar:
         for name, (g_can, r_can, grid, t_can) in prepared.items():
             gen = np.asarray(g_can.values, float)
             ref = np.asarray(r_can.values, float)
             weights = grids.area_weights(r_can, grid).values
-            floors: dict[str, float] = {}  # shared by the model and the reference rows
-            m = _measure(name, g_can, r_can, grid, weights, factor, floors, bar, steps)
+            # floors and reference statistics, shared by every row (and with ``reuse``)
+            key = _reference_key(r_can, t_can, weights, grid, (factor, seed, gen.shape[0]))
+            side = _side_for(reuse, name, key)
+            sides[name] = side
+            m = _measure(name, g_can, r_can, grid, weights, factor, side, bar, steps)
             rows: dict[str, dict[str, Distance]] = {}
             memo: dict[str, float] = {}
             if t_can is not None:
-                candidates = reference_candidates(
-                    t_can, gen.shape[0], seed=seed, periodic_y=bool(grid.periodic_y)
-                )
-                for row, c_can in candidates.items():
-                    bar.set_description(f"{name}: {row}")
-                    rows[row] = _measure(name, c_can, r_can, grid, weights, factor, floors)[0]
-                    bar.update()
+                sets = {"generated": gen}
+                if side.reference_rows is None:
+                    rows, sets[SURROGATE_ROW] = _reference_rows(
+                        name, gen, r_can, t_can, grid, weights, factor, seed, side, bar
+                    )
+                else:
+                    rows, surrogate_memo = side.reference_rows
+                    bar.update(len(REFERENCE_ROWS))
                 bar.set_description(f"{name}: memorisation")
-                sets = {"generated": gen, REFERENCE_ROWS[1]: candidates[REFERENCE_ROWS[1]].values}
                 memo = memorisation(sets, t_can.values, ref, grid, weights)
+                if SURROGATE_ROW in sets:  # measured now: kept for reuse
+                    side.reference_rows = (rows, memo[SURROGATE_ROW])
+                else:
+                    memo[SURROGATE_ROW] = surrogate_memo
+                rows = dict(rows)
                 bar.update()
             distances, moments_, q_err, spectrum, structure, morphology = m
             structure["lag_units"] = (
@@ -305,7 +328,42 @@ def evaluate(
             )
 
     provenance = _provenance(gen_src, ref_src, names, results, notes)
-    return EvaluationReport(variables=results, provenance=provenance, factor=factor)
+    return EvaluationReport(
+        variables=results, provenance=provenance, factor=factor, reference_sides=sides
+    )
+
+
+def _reference_key(r_can, t_can, weights, grid, settings) -> tuple:
+    """What a :class:`ReferenceSide` was measured on: content hashes of the reference, its
+    area weights and coordinates and the training fields, the grid, and ``settings``
+    (factor, seed, number of generated samples)."""
+    h = hashlib.blake2b(digest_size=16)
+    arrays = [r_can.values, weights, *(r_can[c].values for c in sorted(r_can.coords))]
+    for a in [*arrays, np.zeros(0) if t_can is None else t_can.values]:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(a.data if a.dtype.kind != "O" else repr(a.tolist()).encode())
+    return h.hexdigest(), repr(grid), settings
+
+
+def _side_for(reuse: EvaluationReport | None, name: str, key: tuple) -> ReferenceSide:
+    """``reuse``'s side of variable ``name`` when it was measured on the same ``key``."""
+    old = None if reuse is None else reuse.reference_sides.get(name)
+    return old if old is not None and old.key == key else ReferenceSide(key=key)
+
+
+def _reference_rows(name, gen, r_can, t_can, grid, weights, factor, seed, side, bar):
+    """``(rows, surrogate fields)``: every distance of the training data and of its IAAFT
+    surrogate against the reference (floors from ``side``), and the surrogate's values."""
+    candidates = reference_candidates(
+        t_can, gen.shape[0], seed=seed, periodic_y=bool(grid.periodic_y)
+    )
+    rows = {}
+    for row, c_can in candidates.items():
+        bar.set_description(f"{name}: {row}")
+        rows[row] = _measure(name, c_can, r_can, grid, weights, factor, side)[0]
+        bar.update()
+    return rows, candidates[SURROGATE_ROW].values
 
 
 def _sample_pair(name, gen_ds, ref_ds, sample_dim, srcs, notes):
@@ -347,9 +405,10 @@ def _training_fields(train_ds, name, r_da, sample_dim, max_samples, train_src, r
     return t_can
 
 
-def _measure(name, g_can, r_can, grid, weights, factor, floors, bar=None, steps=None):
-    """All distances of one candidate set against the reference (floors shared via
-    ``floors``): (distances, moments, quantile errors, spectrum, structure, morphology)."""
+def _measure(name, g_can, r_can, grid, weights, factor, side, bar=None, steps=None):
+    """All distances of one candidate set against the reference (floors and reference
+    statistics shared via the :class:`ReferenceSide` ``side``): (distances, moments, quantile
+    errors, spectrum, structure, morphology)."""
 
     def step(i):
         if bar is None:
@@ -362,17 +421,17 @@ def _measure(name, g_can, r_can, grid, weights, factor, floors, bar=None, steps=
     gen = np.asarray(g_can.values, float)
     ref = np.asarray(r_can.values, float)
     step(0)
-    distances, spectrum = measure_spectrum(g_can, r_can, factor, floors)
+    distances, spectrum = measure_spectrum(g_can, r_can, factor, side)
     step(1)
-    d_dist, moments_, q_err = measure_distributions(gen, ref, weights, factor, floors)
+    d_dist, moments_, q_err = measure_distributions(gen, ref, weights, factor, side)
     distances.update(d_dist)
     step(2)
-    distances.update(measure_covariance(gen, ref, weights, factor, floors))
+    distances.update(measure_covariance(gen, ref, weights, factor, side))
     step(3)
-    d_sf, structure = measure_structure(gen, ref, grid, factor, floors)
+    d_sf, structure = measure_structure(gen, ref, grid, factor, side)
     distances.update(d_sf)
     step(4)
-    d_mo, morphology = measure_morphology(r_can, gen, ref, grid, weights, factor, floors)
+    d_mo, morphology = measure_morphology(r_can, gen, ref, grid, weights, factor, side)
     distances.update(d_mo)
     step(5)
     return distances, moments_, q_err, spectrum, structure, morphology

@@ -52,6 +52,7 @@ __all__ = [
     "checkpoint_dir",
     "clean_temporaries",
     "load_weights_into",
+    "export_checkpoint",
     "base_card",
 ]
 
@@ -448,6 +449,25 @@ def load_family(
     if ema and ckpt.ema_weights is not None and family.ema_module() is not None:
         load_weights_into(family.ema_module(), ckpt.path, ema=True, device=device)
     return family.to(device).eval(), ckpt
+
+
+def export_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    family: torch.nn.Module,
+    dest_run_dir: str | os.PathLike,
+    *,
+    extras: dict | None = None,
+) -> Path:
+    """Write checkpoint ``step`` of ``run_dir`` as the only checkpoint of ``dest_run_dir``,
+    slimmed to what sampling needs: ``family``'s current weights in ``model.safetensors`` (the
+    EMA average when the family was loaded with ``ema=True``), no ``ema.safetensors``, no
+    trainer state. The card is the source card plus ``exported`` = {"from_step", **extras}.
+    """
+    card = verify_checkpoint(checkpoint_dir(run_dir) / _step_name(step))
+    card = {k: v for k, v in card.items() if k not in ("format", "format_version", "files")}
+    card["exported"] = _json_ready({"from_step": int(step), **(extras or {})}, "exported")
+    return save_checkpoint(dest_run_dir, int(step), model=family, card=card, keep_last=1)
 
 
 def base_card(family, *, step: int, extras: dict | None = None) -> dict:

@@ -84,3 +84,64 @@ def test_train_input_errors_are_one_clear_message():
     small = ref.isel(x=slice(0, 40))
     with pytest.raises(ClimgenInputError, match="x"):
         evaluate(ref, ref, train=small, progress=False)
+
+
+def test_reference_side_is_measured_once_and_rows_equal_separate_evaluations(monkeypatch):
+    """The reference's own statistics are computed once for the model and both rows, and
+    sharing them changes no number: the training row equals evaluating the training data."""
+    import climgen.metrics as metrics
+
+    ref = grf_dataarray(8, 16, 24, seed=0, name="v", units="K")
+    train = grf_dataarray(8, 16, 24, seed=1, name="v", units="K")
+    gen = grf_dataarray(8, 16, 24, slope=-2.0, seed=2, name="v", units="K")
+    calls = {"structure_functions": 0, "minkowski_functionals": 0, "field_spectrum": 0}
+    for fn in calls:
+        real = getattr(metrics, fn)
+
+        def counting(a, *args, _real=real, _fn=fn, **kw):
+            values = np.asarray(getattr(a, "values", a))
+            if values.shape == ref.shape and np.array_equal(values, ref.values):
+                calls[_fn] += 1
+            return _real(a, *args, **kw)
+
+        monkeypatch.setattr(metrics, fn, counting)
+    var = evaluate(gen, ref, train=train, progress=False).variables["v"]
+    assert calls == {"structure_functions": 1, "minkowski_functionals": 1, "field_spectrum": 1}
+    alone = evaluate(train, ref, progress=False).variables["v"].distances
+    row = var.reference_rows["training data"]
+    assert {k: (d.value, d.floor) for k, d in row.items()} == {
+        k: (d.value, d.floor) for k, d in alone.items()
+    }
+
+
+def test_reuse_takes_floors_and_rows_from_an_earlier_report_of_the_same_reference(monkeypatch):
+    import climgen.metrics as metrics
+
+    ref = grf_dataarray(8, 16, 24, seed=0, name="v", units="K")
+    train = grf_dataarray(8, 16, 24, seed=1, name="v", units="K")
+    first_gen = grf_dataarray(8, 16, 24, slope=-2.0, seed=2, name="v", units="K")
+    other_gen = grf_dataarray(8, 16, 24, slope=-4.0, seed=3, name="v", units="K")
+    first = evaluate(first_gen, ref, train=train, progress=False)
+    fresh = evaluate(other_gen, ref, train=train, progress=False).variables["v"]
+    surrogates = []
+    real = metrics.iaaft_surrogate
+    monkeypatch.setattr(
+        metrics, "iaaft_surrogate", lambda *a, **k: surrogates.append(1) or real(*a, **k)
+    )
+    reused = evaluate(other_gen, ref, train=train, progress=False, reuse=first).variables["v"]
+    assert surrogates == []  # the reference rows were not measured again
+    for attr in ("distances", "reference_rows"):
+        a, b = getattr(reused, attr), getattr(fresh, attr)
+        assert a.keys() == b.keys()
+        for k in a:
+            if attr == "distances":
+                assert (a[k].value, a[k].floor) == pytest.approx((b[k].value, b[k].floor))
+            else:
+                assert {n: d.value for n, d in a[k].items()} == {
+                    n: d.value for n, d in b[k].items()
+                }
+    assert reused.memorisation == pytest.approx(fresh.memorisation)
+    # another reference is measured afresh, not taken from the earlier report
+    ref2 = grf_dataarray(8, 16, 24, seed=4, name="v", units="K")
+    evaluate(other_gen, ref2, train=train, progress=False, reuse=first)
+    assert surrogates == [1]

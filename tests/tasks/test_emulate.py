@@ -209,3 +209,68 @@ def test_marginal_calibration_stage_maps_the_one_point_pdf_and_is_reloaded(tmp_p
     again = Emulator.load(tmp_path / "run")
     assert [k for k, _ in again.calibration.stages["psi"]] == ["rows", "quantiles-rows", "planar"]
     np.testing.assert_allclose(again.sample(4, seed=1).psi, mapped.psi[:4], atol=1e-5)
+
+
+def test_export_keeps_only_what_sampling_needs_and_samples_the_same(tmp_path):
+    """An exported emulator (the demo's bundled one is made this way) samples bit for bit
+    like its run, with the EMA weights, and holds no optimiser state or raw weights."""
+    data = grf_dataarray(64, 16, 32, slope=-3.0, seed=2, name="psi")
+    run = tmp_path / "run"
+    Emulator("gan", latent_dim=8, base_channels=4).fit(
+        data, run_dir=run, max_steps=4, batch_size=16, ema_decay=0.9, progress=False
+    )
+    em = Emulator.load(run)
+    em.calibrate_spectrum(data, n_samples=32)
+    dest = em.export(tmp_path / "slim", extras={"data_seed": 11, "cpu_seconds": 1.5})
+    files = {p.name for p in dest.rglob("*") if p.is_file()}
+    assert {"model.safetensors", "card.json", "template.nc", "normalizer.json"} <= files
+    assert "spectral_calibration.json" in files
+    assert not {"ema.safetensors", "trainer_state.pt"} & files
+    slim = Emulator.load(dest)
+    assert slim.checkpoint_step == em.checkpoint_step == 4
+    card = json.loads(next(dest.rglob("card.json")).read_text())
+    assert card["exported"] == {"from_step": 4, "data_seed": 11, "cpu_seconds": 1.5}
+    np.testing.assert_array_equal(slim.sample(6, seed=3).psi, em.sample(6, seed=3).psi)
+    # The EMA weights, not the raw ones: the raw generator samples differently.
+    raw = Emulator.load(run, ema=False)
+    raw_psi = raw.sample(6, seed=3, calibrated=False).psi
+    assert not np.array_equal(raw_psi, slim.sample(6, seed=3, calibrated=False).psi)
+    with pytest.raises(ClimgenInputError, match="exists"):
+        em.export(dest)
+
+
+def test_an_independent_reference_must_have_another_seed(tmp_path):
+    from climgen.tasks.emulate.scoring import check_independent
+
+    a = grf_dataarray(8, 8, 16, seed=0, name="b").to_dataset()
+    b = grf_dataarray(8, 8, 16, seed=1, name="b").to_dataset()
+    a.attrs["seed"], b.attrs["seed"] = 11, 11
+    with pytest.raises(ClimgenInputError, match="same run"):
+        check_independent(b, a, where="ref.nc")
+    b.attrs["seed"] = 12
+    check_independent(b, a)  # another seed: accepted
+    b.attrs["seed"] = np.array([12, 11, 14])  # an ensemble reference holding the training run
+    with pytest.raises(ClimgenInputError, match="seed \\(11\\)"):
+        check_independent(b, a)
+    b.attrs["seed"] = np.array([12, 14])
+    with pytest.warns(UserWarning, match="fewer"):
+        check_independent(b.isel(time=slice(0, 4)), a)
+    del b.attrs["seed"]
+    with pytest.warns(UserWarning, match="no 'seed'"):
+        check_independent(b, a)
+
+
+def test_samples_go_through_the_training_files_packing(tmp_path):
+    from climgen.sim.pack import write_packed
+    from climgen.tasks.emulate.scoring import file_packing, packed_like
+
+    da = grf_dataarray(4, 8, 16, seed=0, name="b")
+    path = write_packed(da.to_dataset(), tmp_path / "packed.nc")
+    packing = file_packing(path, ["b"])
+    scale, offset = packing["b"]
+    fresh = (0.5 * grf_dataarray(4, 8, 16, seed=5, name="b") / 4).to_dataset()  # in range
+    out = packed_like(fresh, packing)
+    steps = (out.b.values - offset) / scale
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-6)
+    assert np.abs(out.b - fresh.b).max() <= scale / 2 + 1e-9
+    assert file_packing(tmp_path / "packed.nc", ["missing"]) == {}

@@ -340,3 +340,37 @@ def test_fill_recipe_trains_on_all_days_and_cross_validates_on_another_file(tmp_
     recipe_path.write_text(text.replace("  held_out:", "  train_fraction: 0.8\n  held_out:"))
     with pytest.raises(ClimgenInputError, match="held_out"):
         run_recipe(load_recipe(recipe_path), progress=False)
+
+
+def test_fill_recipe_residual_infiller_is_compared_with_oi_alone(tmp_path):
+    from climgen.tasks.recipe import load_recipe, run_recipe
+
+    options = (
+        "{base_channels: 4, prior: optimal-interpolation, residual: true, reconstruction: crps,"
+        " roll_fields: true, context: 1}"
+    )
+    recipe_path, _ = _write_recipe(tmp_path, options=options, extra="  validation_fraction: 0.2")
+    text = recipe_path.read_text().replace(
+        "kriging_points: 0}", "kriging_points: 0, compare_oi: true}"
+    )
+    recipe_path.write_text(text)
+    infiller, scores = run_recipe(load_recipe(recipe_path), progress=False)
+    assert infiller.residual and infiller.family.residual_channel == 2
+    assert set(scores) == {"partialconv", "optimal-interpolation", "nearest", "zonal-mean"}
+    # the OI beside it has the covariance options of the prior, and its own spread inflation
+    oi = json.loads((tmp_path / "run" / "compare-oi" / "fill.json").read_text())
+    assert oi["roll_fields"] and oi["spread_inflation"] != 1.0
+    assert np.isfinite(scores["partialconv"]["crps"]) and np.isfinite(
+        scores["optimal-interpolation"]["crps"]
+    )
+    # compare_oi without a prior stops before training
+    (tmp_path / "b").mkdir()
+    recipe_path, _ = _write_recipe(tmp_path / "b")
+    recipe_path.write_text(
+        recipe_path.read_text().replace(
+            "kriging_points: 0}", "kriging_points: 0, compare_oi: true}"
+        )
+    )
+    with pytest.raises(ClimgenInputError, match="compare_oi"):
+        run_recipe(load_recipe(recipe_path), progress=False)
+    assert not (tmp_path / "b" / "run" / "checkpoints").exists()

@@ -419,15 +419,20 @@ def test_ema_follows_the_exponential_average_formula(tmp_path):
     decay = 0.8
     family = make_family("ae")
     manual = [p.detach().clone() for p in family.dec.parameters()]
+    used = []
 
     class Track(Callback):
         def on_step_end(self, trainer, step, losses):
+            d = min(decay, (1 + len(used)) / (10 + len(used)))  # warmed-up decay d_n
+            used.append(d)
             for m, p in zip(manual, family.dec.parameters()):
-                m.mul_(decay).add_(p.detach(), alpha=1 - decay)
+                m.mul_(d).add_(p.detach(), alpha=1 - d)
 
     trainer = Trainer(family, config(max_steps=15, ema_decay=decay), tmp_path, callbacks=[Track()])
     trainer.fit(make_data())
     assert trainer.ema.updates == 15
+    # The warm-up: d_0 = 0.1, rising with n; 15 updates stay below d = 0.8 (d_14 = 15/24).
+    assert used[0] == 0.1 and used[-1] == min(decay, 15 / 24) and used == sorted(used)
     for m, e, p in zip(manual, trainer.ema.shadow.parameters(), family.dec.parameters()):
         torch.testing.assert_close(e, m, rtol=1e-6, atol=1e-7)
         assert not torch.equal(e, p)

@@ -74,7 +74,7 @@ class DiffusionMethod(NetworkMethod):
     def draw(self, down, cond: torch.Tensor, gen, batch_size, cache: dict) -> torch.Tensor:
         """μ(c) (computed once, kept in ``cache``) plus a residual drawn with ``gen``."""
         if "mean" not in cache:
-            cache["mean"] = self.generate(down, cond, None, batch_size)
+            cache["mean"] = self.generate(down, cond, None, batch_size, cache)
         mean = cache["mean"]
         return mean + down.residual_scale * self.sample_residual(down, mean, gen, batch_size)
 

@@ -125,7 +125,7 @@ class NetworkMethod:
 
     def draw(self, down, cond: torch.Tensor, gen, batch_size, cache: dict) -> torch.Tensor:
         """One member's fine fields (normalised) for the conditioning ``cond``."""
-        return self.generate(down, cond, gen, batch_size)
+        return self.generate(down, cond, gen, batch_size, cache)
 
     def fit(
         self,
@@ -332,11 +332,11 @@ class NetworkMethod:
                 [cond[context_indices(i, n, down.context)].flatten(0, 1)[None] for i in range(n)]
             )
         w_t = self.fine_row_weights(down)
+        cache: dict = {"row_weights": w_t}  # what the members share
         if down.conserve:  # the fine grid, once for all members
             template = to_canonical(down.fine_template[down.variables[0]])[0]
             grid = detect_grid(template)
             periodic = (grid.periodic_y, grid.periodic_x)
-        cache: dict = {}
         outputs = []
         n_fields = cond.shape[0] * (members + (down.diffusion is not None))
         down._bar = progress_bar(
@@ -374,8 +374,9 @@ class NetworkMethod:
         weights = row_weights(fine_canon)
         return None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
 
-    def generate(self, down, cond: torch.Tensor, gen, batch_size) -> torch.Tensor:
-        """The SR generator's fine fields (normalised, float64), tiled when memory requires."""
+    def generate(self, down, cond: torch.Tensor, gen, batch_size, cache=None) -> torch.Tensor:
+        """The SR generator's fine fields (normalised, float64), tiled when memory requires
+        (``cache``: the call's shared values, e.g. the fine rows' area weights)."""
         family = down.family
         net = family.generator
         n = cond.shape[0]
@@ -385,7 +386,10 @@ class NetworkMethod:
         if down.tile_size is not None:
             tile = down.tile_size or None
         batch = batch_size or auto_batch
-        w_t = self.fine_row_weights(down) if family.config["constraint"] == "additive" else None
+        w_t = None
+        if family.config["constraint"] == "additive":
+            shared = cache is not None and "row_weights" in cache
+            w_t = cache["row_weights"] if shared else self.fine_row_weights(down)
         static = down.static_tensor
         chunks = []
         for start in range(0, n, batch):

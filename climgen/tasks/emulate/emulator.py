@@ -302,6 +302,31 @@ class Emulator:
             em.calibration = SpectralCalibration.load(run_dir / _CALIBRATION)
         return em
 
+    def export(self, dest: str | os.PathLike, *, extras: dict | None = None) -> Path:
+        """Write a sample-only copy of this emulator into the new folder ``dest``.
+
+        One checkpoint holding the weights :meth:`sample` uses (the EMA average when the
+        emulator was trained with one), without the optimiser state or the raw weights, plus
+        the template, normaliser and calibration: about a third of a training checkpoint.
+        :meth:`load` reads ``dest`` like a run directory. ``extras`` (JSON-ready: data seed,
+        steps, CPU time, ...) go into the model card under ``exported``. Returns ``dest``.
+        """
+        import shutil
+
+        from climgen.train.checkpoint import export_checkpoint
+
+        self._check_fitted()
+        dest = Path(dest)
+        if self.run_dir is None or self.checkpoint_step is None:
+            raise ClimgenInputError("export needs a trained or loaded emulator (a run dir)")
+        if dest.exists():
+            raise ClimgenInputError(f"{dest} exists: export writes a new folder; remove it first")
+        export_checkpoint(self.run_dir, self.checkpoint_step, self.family, dest, extras=extras)
+        for name in (_TEMPLATE, _NORMALIZER, _CALIBRATION):
+            if (self.run_dir / name).exists():
+                shutil.copy2(self.run_dir / name, dest / name)
+        return dest
+
     def _check_fitted(self) -> None:
         if self.family is None:
             raise ClimgenInputError("the emulator is not trained: call fit(...) or load(run_dir)")

@@ -3,12 +3,11 @@ it and judge the samples against the held-out part of the data (noise floors, HT
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from climgen.errors import ClimgenInputError
 from climgen.tasks.recipe import (
     Recipe,
     RecipeTask,
+    data_paths,
     open_data,
     prepare_run_dir,
     register_recipe_task,
@@ -45,6 +44,11 @@ def run_emulate_recipe(
 ):
     """Train the emulator; with held-out data, sample it and write ``RUN_DIR/report``.
 
+    Held-out data: ``data.held_out`` (an independent run of the simulation, another seed:
+    what the report should be judged on; a file with the training data's ``seed`` attribute
+    is refused), else the last ``1 − train_fraction`` of the data (an in-run split).
+    Samples are put through the training file's int16 packing, if any, before scoring.
+
     ``evaluate: {calibrate_spectrum: true}`` fits the emulator's spectral calibration on the
     training split before sampling (:meth:`Emulator.calibrate_spectrum`); it is saved in the
     run dir and used by ``climgen sample`` too; ``calibrate_per_row: true`` adds its per-row
@@ -71,9 +75,14 @@ def run_emulate_recipe(
         **recipe.model["options"],
     ).fit(train_ds, run_dir=run_dir, resume=resume, **train_options)
     report = None
+    if data.get("held_out"):  # an independent run (another seed) scores the model
+        from climgen.tasks.emulate.scoring import check_independent
+
+        independent = open_data(recipe, "held_out", data.get("variables"))
+        check_independent(independent, ds, where=f"{recipe.source}: data.held_out")
+        held_out = independent
     if is_main_process() and held_out is not None and held_out.sizes[sample_dim] >= 4:
-        from climgen.data.io import write_fields
-        from climgen.report.evaluate import evaluate
+        from climgen.tasks.emulate.scoring import file_packing, score_emulator
 
         n_samples = recipe.evaluate.get("n_samples", held_out.sizes[sample_dim])
         seed = recipe.evaluate.get("seed", 0)
@@ -85,32 +94,18 @@ def run_emulate_recipe(
                 per_row=recipe.evaluate.get("calibrate_per_row", False),
                 marginal=recipe.evaluate.get("calibrate_marginal", False),
             )
-        samples = emulator.sample(n_samples, seed=seed)
-        write_fields(samples, Path(run_dir) / "samples.nc")
-        reference = held_out.rename({sample_dim: "sample"})
-        # Reference rows: the training data itself and its IAAFT surrogate (issue 23).
-        train_rows = train_ds.rename({sample_dim: "sample"})
-        report = evaluate(
-            samples,
-            reference,
-            variables=emulator.variables,
-            sample_dim="sample",
+        # Reference rows (training data itself, IAAFT surrogate) and, when calibrated, the
+        # raw model beside it (report-raw).
+        report, _ = score_emulator(
+            emulator,
+            held_out,
+            train_ds,
+            run_dir,
+            n_samples=n_samples,
+            seed=seed,
             progress=progress,
-            train=train_rows,
+            packing=file_packing(data_paths(recipe)[0], emulator.variables),
         )
-        report.to_html(Path(run_dir) / "report", overwrite=True)  # the run's own
-        if emulator.calibration is not None:
-            # The model without its calibration, same seed, for an honest side-by-side.
-            raw = emulator.sample(n_samples, seed=seed, calibrated=False)
-            write_fields(raw, Path(run_dir) / "samples_raw.nc")
-            evaluate(
-                raw,
-                reference,
-                variables=emulator.variables,
-                sample_dim="sample",
-                progress=False,
-                train=train_rows,
-            ).to_html(Path(run_dir) / "report-raw", overwrite=True)
     return emulator, report
 
 
@@ -120,6 +115,8 @@ register_recipe_task(
         model_key="family",
         check_model=_check_family,
         run=run_emulate_recipe,
+        data_keys=frozenset({"held_out"}),
+        path_keys=("held_out",),
         evaluate_keys={
             "n_samples": int,
             "seed": int,

@@ -149,6 +149,14 @@ class Infiller:
         best linear estimate rather than the whole map. Default None.
     prior_options : options of that prior (``nugget``, ``hemispheric``; ``roll_fields`` makes
         its covariance zonally homogeneous).
+    residual : with ``prior`` only — the network corrects the optimal-interpolation estimate
+        instead of redrawing the map: ``x̂ = E_OI[x | obs] + r`` with ``r = f(...)``, given as
+        inputs the OI mean, the OI standard deviation and the OI means of the ``context``
+        neighbours on each side (besides the gappy field, its mask and the gappy neighbours);
+        the output layer starts at zero (an untrained network returns the OI mean) and the
+        observed cells are kept, so r = 0 there. With ``reconstruction="crps"`` this is the
+        generative infiller: members ``E_OI[x | obs] + r_i`` whose residuals are drawn by
+        the CRPS-trained network (:mod:`climgen.families.infill`). Default False.
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
         options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
@@ -183,6 +191,7 @@ class Infiller:
         spread_inflation: float = 1.0,
         prior: str | None = None,
         prior_options: dict | None = None,
+        residual: bool = False,
         **options,
     ):
         spec = get_method(method)  # an unknown name raises, listing the known
@@ -222,6 +231,12 @@ class Infiller:
                 f"for method {method!r}"
             )
         self.prior, self.prior_options = prior, dict(prior_options or {})
+        if not isinstance(residual, bool) or (residual and prior is None):
+            raise ClimgenInputError(
+                f"residual must be true or false, and true only with prior={OI!r}; got "
+                f"residual={residual!r}, prior={prior!r}"
+            )
+        self.residual = residual
         unknown = sorted(set(self.prior_options) - OI_OPTIONS)
         if unknown:
             raise ClimgenInputError(f"prior_options {unknown} unknown; valid: {sorted(OI_OPTIONS)}")

@@ -32,7 +32,14 @@ from climgen.train import TrainConfig
 
 LOGGER = logging.getLogger(__name__)
 
-__all__ = ["MaskedFields", "PriorMeans", "fit_network", "fill_network"]
+__all__ = [
+    "MaskedFields",
+    "PriorMeans",
+    "prior_layout",
+    "prior_inputs",
+    "fit_network",
+    "fill_network",
+]
 
 
 class MaskedFields(torch.utils.data.Dataset):
@@ -83,20 +90,23 @@ class MaskedFields(torch.utils.data.Dataset):
         x = field(i)
         which: list = []
         mask = self._mask(rng, which)
-        cond, cond_mask = [], []
+        cond, cond_mask, around = [], [], []  # around: (day, its mask's bank entry and roll)
         for j in [*range(-self.context, 0), *range(1, self.context + 1)]:
             if 0 <= i + j < len(self.fields):
                 cond.append(field(i + j))
-                cond_mask.append(self._mask(rng).expand_as(x))
+                around.append([i + j])
+                cond_mask.append(self._mask(rng, around[-1]).expand_as(x))
             else:
                 cond.append(torch.zeros_like(x))
                 cond_mask.append(torch.zeros_like(x))
+                around.append(None)
         if self.aux is not None:
             cond.append(self.aux)
             cond_mask.append(torch.ones_like(self.aux))
         if self.prior is not None:
-            cond.append(torch.from_numpy(self.prior(i, shift, *which))[None])
-            cond_mask.append(torch.ones_like(x))
+            values, masks = self.prior.channels(i, shift, which, around)
+            cond.append(torch.from_numpy(values))
+            cond_mask.append(torch.from_numpy(masks))
         return network_item(x, mask, cond, cond_mask, self.style)
 
 
@@ -109,22 +119,97 @@ class PriorMeans:
     fill(S_s x, S_q m) = S_s fill(x, S_(q−s) m), so one factorisation per
     (b, (q − s) mod W) serves every field and every shift. ``max_entries`` bounds the cache
     (each entry holds T fields).
+
+    ``residual=True`` (an infiller that corrects the estimate, :func:`prior_layout`): the
+    channels are also the OI standard deviation (÷ scale; it depends on the mask only) and
+    the OI means of the ``context`` neighbours on each side under their own masks.
     """
 
-    def __init__(self, model, fields, bank, center, scale, max_entries: int = 256):
+    def __init__(
+        self, model, fields, bank, center, scale, max_entries: int = 256, residual: bool = False
+    ):
         self.model, self.fields, self.bank = model, fields, bank
         self.center, self.scale, self.max_entries = center, scale, max_entries
+        self.residual = residual
         self.cache: dict = {}
+        self.spreads: dict = {}
+
+    def _key(self, shift: int, b: int, q: int) -> tuple[int, int]:
+        return b, (q - shift) % self.bank.shape[-1]
+
+    def _mask(self, key) -> np.ndarray:
+        return roll_longitude(self.bank[key[0]][None], key[1])[0] > 0
 
     def __call__(self, i: int, shift: int, b: int, q: int) -> np.ndarray:
-        key = (b, (q - shift) % self.bank.shape[-1])
+        key = self._key(shift, b, q)
         if key not in self.cache:
             if len(self.cache) >= self.max_entries:
                 self.cache.pop(next(iter(self.cache)))
-            mask = roll_longitude(self.bank[b][None], key[1])[0] > 0
-            means = self.model.conditional_means(self.fields, mask)
+            means = self.model.conditional_means(self.fields, self._mask(key))
             self.cache[key] = ((means - self.center) / self.scale).astype(np.float32)
         return np.roll(self.cache[key][i], shift, axis=-1)
+
+    def spread(self, shift: int, b: int, q: int) -> np.ndarray:
+        """The OI standard deviation ÷ scale under bank mask b rolled by q (field rolled by
+        ``shift``)."""
+        key = self._key(shift, b, q)
+        if key not in self.spreads:
+            std = self.model.condition(self.fields[0], self._mask(key))[1]
+            self.spreads[key] = (std / self.scale).astype(np.float32)
+        return np.roll(self.spreads[key], shift, axis=-1)
+
+    def channels(self, i: int, shift: int, which, around) -> tuple[np.ndarray, np.ndarray]:
+        """The prior channels of training item i and their masks, (P, H, W) each: ``which``
+        the target's (bank entry, roll), ``around`` per neighbour ``[day, entry, roll]`` or
+        None outside the record."""
+        values = [self(i, shift, *which)]
+        if self.residual:
+            values.append(self.spread(shift, *which))
+            zeros = np.zeros_like(values[0])
+            values += [zeros if a is None else self(a[0], shift, *a[1:]) for a in around]
+        masks = [np.ones_like(values[0])] * 2 + [
+            np.full_like(values[0], a is not None) for a in around
+        ]
+        return np.stack(values), np.stack(masks[: len(values)])
+
+
+def prior_layout(inf) -> int:
+    """Number of prior channels: the OI mean; with ``residual`` also the OI std and the OI
+    means of the 2·context neighbours."""
+    if inf.prior is None:
+        return 0
+    return 2 + 2 * inf.context if inf.residual else 1
+
+
+def prior_inputs(inf, gappy, keep, targets) -> tuple[np.ndarray, np.ndarray]:
+    """The prior channels (n, P, H, W) of the fields ``targets`` at fill time and their masks,
+    as :meth:`PriorMeans.channels` builds them in training (a neighbour outside the record
+    or with nothing observed: zeros, masked)."""
+    v = inf.variable
+    center, scale = inf.normalizer.center[v], inf.normalizer.scale[v]
+    model, n = inf.gaussian, gappy.shape[0]
+    values = np.nan_to_num(gappy)
+    shape = (len(targets), prior_layout(inf), *gappy.shape[1:])
+    out, masks = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    means: dict = {}
+
+    def mean(t: int) -> np.ndarray:
+        if t not in means:
+            means[t] = (model.conditional_means(values[t][None], keep[t])[0] - center) / scale
+        return means[t]
+
+    offsets = [*range(-inf.context, 0), *range(1, inf.context + 1)]
+    for row, t in enumerate(targets):
+        if not inf.residual:
+            out[row, 0], masks[row, 0] = mean(t), 1
+            continue
+        m, std, _ = model.condition(values[t], keep[t])
+        means[t] = (m - center) / scale
+        out[row, 0], out[row, 1], masks[row, :2] = means[t], std / scale, 1
+        for c, j in enumerate(offsets, start=2):
+            if 0 <= t + j < n and keep[t + j].any():
+                out[row, c], masks[row, c] = mean(t + j), 1
+    return out, masks
 
 
 def network_item(x, mask, cond, cond_mask, style) -> dict:
@@ -177,7 +262,7 @@ def fit_network(
     if inf.prior is not None:
         fit_gaussian(inf, values, grid, None, inf.prior_options)
         center, scale = inf.normalizer.center[var], inf.normalizer.scale[var]
-        prior = PriorMeans(inf.gaussian, values, bank, center, scale)
+        prior = PriorMeans(inf.gaussian, values, bank, center, scale, residual=inf.residual)
     dataset = MaskedFields(
         fields,
         bank,
@@ -189,10 +274,13 @@ def fit_network(
         prior=prior,
     )
     n_cond = 2 * inf.context + (0 if inf.aux is None else len(inf.aux))
-    n_cond += inf.prior is not None
+    first_prior = n_cond  # the OI mean: the first prior channel
+    n_cond += prior_layout(inf)
     periodic = (grid.periodic_y, grid.periodic_x)
     if inf.method == "partialconv":
         options = {"cond_channels": n_cond, **inf.options}
+        if inf.residual:
+            options["residual_channel"] = first_prior
         if isinstance(options.get("row_weights"), str):
             if options["row_weights"] != "area":
                 raise ClimgenInputError(
@@ -276,11 +364,10 @@ def fill_network(
     m_all = torch.from_numpy(keep.astype(np.float32))
     aux = None if inf.aux is None else torch.from_numpy(inf.aux.astype(np.float32))
     prior = None
-    if inf.prior is not None:
-        means = np.zeros(gappy.shape)
-        for t in targets:  # the prior channel of the fields filled (not of the context)
-            means[t] = inf.gaussian.conditional_means(np.nan_to_num(gappy[t])[None], keep[t])
-        prior = torch.from_numpy(((means - center) / scale).astype(np.float32))
+    if inf.prior is not None:  # the prior channels of the fields filled (not of the context)
+        values, masks = prior_inputs(inf, gappy, keep, targets)
+        rows = {int(t): r for r, t in enumerate(targets)}
+        prior = (torch.from_numpy(values), torch.from_numpy(masks), rows)
     n = len(targets)
     generator = torch.Generator().manual_seed(int(seed))
     outs = []  # per batch: (T_b, H, W) means, or (M, T_b, H, W) members
@@ -397,8 +484,9 @@ def fill_item(inf, x_all, m_all, aux, i, prior=None) -> dict:
         cond.append(aux)
         cond_mask.append(torch.ones_like(aux))
     if prior is not None:
-        cond.append(prior[i][None])
-        cond_mask.append(torch.ones_like(x))
+        values, masks, rows = prior
+        cond.append(values[rows[i]])
+        cond_mask.append(masks[rows[i]])
     return network_item(x, mask, cond, cond_mask, inf.method)
 
 

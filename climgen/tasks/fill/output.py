@@ -115,7 +115,7 @@ def fill_settings(inf) -> dict:
     if inf.method == "cvae":
         settings["likelihood_noise"] = inf.likelihood_noise
     if inf.prior is not None:
-        settings.update(prior=inf.prior, prior_options=inf.prior_options)
+        settings.update(prior=inf.prior, prior_options=inf.prior_options, residual=inf.residual)
     return settings
 
 

@@ -52,7 +52,10 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
 
 ``evaluate`` keys (integers): ``members`` (ensemble size, 16), ``seed`` (0), ``max_fields``
 (held-out fields scored, 0 = all; default 24), ``kriging_points`` (kriging's ``max_fit_points``
-in the comparison; 0 leaves kriging out; default 1000), ``map_index`` (time step drawn).
+in the comparison; 0 leaves kriging out; default 1000), ``map_index`` (time step drawn);
+and ``compare_oi`` (true/false, default false): a method with ``prior: optimal-interpolation``
+is also compared with optimal interpolation alone, fitted with the prior's options (its
+spread inflation fitted on the same validation fields).
 """
 
 from __future__ import annotations
@@ -84,7 +87,10 @@ FILL_DATA_KEYS = frozenset(
         "held_out",
     }
 )
-FILL_EVALUATE_KEYS = frozenset({"members", "seed", "max_fields", "kriging_points", "map_index"})
+FILL_EVALUATE_KEYS = {
+    **dict.fromkeys(("members", "seed", "max_fields", "kriging_points", "map_index"), int),
+    "compare_oi": bool,
+}
 _INFILLER_KEYS = {
     "variable",
     "time_dim",
@@ -98,6 +104,7 @@ _INFILLER_KEYS = {
     "spread_inflation",
     "prior",
     "prior_options",
+    "residual",
 }
 _PAIRINGS = ("cycle", "paired", "broadcast")
 
@@ -123,7 +130,8 @@ def check_fill_method(name: str, options: dict) -> None:
     from climgen.families.base import check_family_options
 
     family_options = {k: v for k, v in options.items() if k not in _INFILLER_KEYS}
-    reserved = {"channels", "shape", "periodic", "cond_channels"} & set(family_options)
+    reserved = {"channels", "shape", "periodic", "cond_channels", "residual_channel"}
+    reserved &= set(family_options)
     if reserved:
         raise ClimgenInputError(
             f"method.options {sorted(reserved)} are set from the data; remove them"
@@ -217,6 +225,10 @@ def run_fill_recipe(
     options = dict(recipe.model["options"])
     name = recipe.model["name"]
     infiller = Infiller(name, variable=var, time_dim=sample_dim, **options)
+    if ev.get("compare_oi", False) and infiller.prior is None:
+        raise ClimgenInputError(
+            f"{source}: evaluate.compare_oi needs a method with prior: optimal-interpolation"
+        )
     if infiller.is_ensemble and val_frac > 0:
         n_val = max(1, int(round(val_frac * train_da.sizes[sample_dim])))
         val_da = train_da.isel({sample_dim: slice(-n_val, None)})
@@ -249,9 +261,9 @@ def run_fill_recipe(
             values, dims=like.dims, coords={d: like[d] for d in like.dims if d in like.coords}
         )
 
-    if val_da is not None:
-        from climgen.tasks.fill.cross_validation import calibrate_spread
+    from climgen.tasks.fill.cross_validation import calibrate_spread
 
+    if val_da is not None:
         alpha = calibrate_spread(
             infiller,
             val_da,
@@ -272,6 +284,24 @@ def run_fill_recipe(
     from climgen.tasks.fill.cross_validation import cross_validation_report
 
     compare = {name: infiller}
+    if ev.get("compare_oi", False):  # OI with the covariance options of the network's prior
+        oi = Infiller(
+            OI,
+            variable=var,
+            time_dim=sample_dim,
+            roll_fields=infiller.roll_fields,
+            **infiller.prior_options,
+        ).fit(train_da, run_dir=Path(run_dir) / "compare-oi")
+        if val_da is not None:
+            calibrate_spread(
+                oi,
+                val_da,
+                cv_masks(val_da),
+                members=max(members, 2),
+                time_dim=sample_dim,
+                seed=seed + 1,
+            )
+        compare[OI] = oi
     kriging_points = ev.get("kriging_points", 1000)
     for baseline in ("kriging", "nearest", "zonal-mean"):
         if baseline == name or (baseline == "kriging" and not kriging_points):

@@ -56,7 +56,7 @@ def save_settings(inf) -> None:
     if inf.method == OI:
         settings["options"] = {k: inf.options[k] for k in OI_OPTIONS if k in inf.options}
     if inf.prior is not None:
-        settings.update(prior=inf.prior, prior_options=inf.prior_options)
+        settings.update(prior=inf.prior, prior_options=inf.prior_options, residual=inf.residual)
     if inf.gaussian is not None:
         inf.gaussian.save(inf.run_dir / _OI_MODEL)
     (inf.run_dir / _SETTINGS).write_text(json.dumps(settings, indent=2))
@@ -89,6 +89,7 @@ def load_infiller(
         spread_inflation=settings.get("spread_inflation", 1.0),
         prior=settings.get("prior"),
         prior_options=settings.get("prior_options"),
+        residual=settings.get("residual", False),
         **settings.get("options", {}),
     )
     inf.units = settings.get("units")
