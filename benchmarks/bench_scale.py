@@ -22,6 +22,20 @@ Tasks.
   block-mean correction shaped by the output's spectrum; above 2,048 coarse cells solved
   by zonal wavenumber).
 
+- ``partialconv`` / ``partialconv-tiled``: an untrained partial-conv U-Net (``--width``
+  base channels, ``--levels`` levels; the cost does not depend on the weights) filling
+  ``--fields`` fields one at a time under 20–40 % coverage, whole or in ``--tile``-cell
+  tiles with the exact halo (the net's receptive radius, :func:`climgen.tasks.fill.tiled.
+  tiled_unet_infill`).
+- ``regression-tiled``: ``Downscaler(4, "regression", conserve=True, tile_size=--tile/4)``
+  (default net, built by one training step on 8-cell patches) downscaling ``--fields``
+  coarsened fields (grid sides divisible by 4).
+- ``evaluate`` / ``evaluate-stream``: ``evaluate`` of ``--fields`` generated against
+  ``--fields`` reference fields (≥ 4), in memory or with ``chunk_size=--chunk``.
+
+For the network and evaluation tasks ``step_peak_rss_mb`` is the peak RSS of the measured
+step alone (Linux VmHWM, reset before it).
+
 ``--rank-sweep RANK ...`` instead compares the dense and the reduced OI (those ranks) on the
 72 × 72 HadCRUT-grid data of ``bench_fill.py`` (see :func:`_rank_sweep`).
 

@@ -180,3 +180,30 @@ def test_infiller_tiled_fill_equals_untiled_and_keeps_observed_cells(reconstruct
         cli = xr.load_dataset(tmp_path / "f.nc").tas.values
         np.testing.assert_allclose(cli, whole.tas.values, rtol=1e-5, atol=1e-5)
         assert main([*args, "--tile-size", "6", "--tile-halo", "-1", "--overwrite"]) == 2
+
+
+def test_auto_tiling_follows_the_available_memory(monkeypatch, caplog):
+    import types
+
+    import psutil
+
+    from climgen.tasks.fill.networks import unet_tiling
+
+    inf = types.SimpleNamespace(family=_unet(False))  # 4 base channels, radius 27
+    radius = inf.family.net.receptive_radius
+
+    def available(n_bytes):
+        memory = types.SimpleNamespace(available=n_bytes)
+        monkeypatch.setattr(psutil, "virtual_memory", lambda: memory)
+
+    per_cell = 32 * 4 * 4  # maps × base channels × float32 bytes
+    available(4 * per_cell * 200 * 400 + 1)
+    assert unet_tiling(inf, (200, 400), 1) is None  # a quarter of memory holds the field
+    assert unet_tiling(inf, (200, 400), 1, tile_size=0) is None
+    assert unet_tiling(inf, (200, 400), 1, tile_size=50, tile_halo=3) == (50, 3)
+    available(4 * per_cell * 200**2)  # a 200-cell extended tile fits
+    assert unet_tiling(inf, (400, 800), 1) == (200 - 2 * radius, radius)  # exact halo
+    available(4 * per_cell * 60**2)  # 60 cells: the exact halo leaves a core < the halo
+    with caplog.at_level("WARNING"):
+        assert unet_tiling(inf, (400, 800), 1) == (30, 15)
+    assert "receptive radius 27" in caplog.text

@@ -79,6 +79,7 @@ from climgen.tasks.fill.networks import fit_network
 from climgen.tasks.fill.oi import GaussianFieldModel
 from climgen.tasks.fill.output import assemble
 from climgen.tasks.fill.prepare import (
+    anomaly_base,
     check_observations,
     day_positions,
     observation_kind,
@@ -421,7 +422,7 @@ class Infiller:
                 hint="give the consecutive fields around the ones to fill and choose those "
                 "with at= (--days)",
             )
-        clim = self._anomaly_base(canon)
+        clim = anomaly_base(self.anomaly_climatology, canon)
         kind = observation_kind(
             values, raw - shift, keep, None if clim is None else clim - shift, var
         )
@@ -491,19 +492,6 @@ class Infiller:
             canon = canon.isel({self.time_dim: targets})
         out = (filled, spread, keep, ensemble, members, info, extra)
         return assemble(self, canon, state, var, da, ds_obs.attrs, *out)
-
-    def _anomaly_base(self, canon: xr.DataArray) -> np.ndarray | None:
-        """The run's climatology (H, W) on the canonical grid of ``canon``, if it has one."""
-        if self.anomaly_climatology is None:
-            return None
-        clim, _ = to_canonical(self.anomaly_climatology)
-        values = np.asarray(clim.values, dtype=np.float64)
-        if values.shape != tuple(canon.shape[-2:]):
-            raise ClimgenInputError(
-                f"the run's climatology is {values.shape}, the observations "
-                f"{tuple(canon.shape[-2:])} after regridding: the run directory is inconsistent"
-            )
-        return values
 
     def _climatology_for(self, gappy: np.ndarray) -> np.ndarray | None:
         if self.climatology is None or self.climatology.shape != gappy.shape[-2:]:

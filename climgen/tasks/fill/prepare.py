@@ -27,7 +27,7 @@ import os
 import numpy as np
 import xarray as xr
 
-from climgen.data.grids import detect_grid
+from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import open_fields
 from climgen.data.masks import MASK_ATTRS, load_mask, mask_from_nans
 from climgen.errors import ClimgenInputError
@@ -39,6 +39,7 @@ __all__ = [
     "coverage_masks",
     "to_run_grid",
     "observation_kind",
+    "anomaly_base",
     "read_observations",
     "day_positions",
     "OBSERVATION_KINDS",
@@ -303,3 +304,17 @@ def check_observations(infiller, canon: xr.DataArray, var: str) -> None:
                 f"{center:.4g}: absolute values vs anomalies? Use the "
                 "same kind of data (and units) as in training"
             )
+
+
+def anomaly_base(climatology: xr.DataArray | None, canon: xr.DataArray) -> np.ndarray | None:
+    """A run's ``climatology`` (H, W) on the canonical grid of ``canon`` (None without one)."""
+    if climatology is None:
+        return None
+    clim, _ = to_canonical(climatology)
+    values = np.asarray(clim.values, dtype=np.float64)
+    if values.shape != tuple(canon.shape[-2:]):
+        raise ClimgenInputError(
+            f"the run's climatology is {values.shape}, the observations "
+            f"{tuple(canon.shape[-2:])} after regridding: the run directory is inconsistent"
+        )
+    return values
