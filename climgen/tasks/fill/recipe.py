@@ -263,15 +263,18 @@ def run_fill_recipe(
 
     from climgen.tasks.fill.cross_validation import calibrate_spread
 
-    if val_da is not None:
-        alpha = calibrate_spread(
-            infiller,
+    def fit_spread(model):  # the spread inflation on the validation fields
+        return calibrate_spread(
+            model,
             val_da,
             cv_masks(val_da),
             members=max(members, 2),
             time_dim=sample_dim,
             seed=seed + 1,
         )
+
+    if val_da is not None:
+        alpha = fit_spread(infiller)
         print(f"{name} spread inflation fitted on {val_da.sizes[sample_dim]} fields: {alpha:.3f}")
     if held_out is None or held_out.sizes[sample_dim] == 0:
         return infiller, None
@@ -293,14 +296,7 @@ def run_fill_recipe(
             **infiller.prior_options,
         ).fit(train_da, run_dir=Path(run_dir) / "compare-oi")
         if val_da is not None:
-            calibrate_spread(
-                oi,
-                val_da,
-                cv_masks(val_da),
-                members=max(members, 2),
-                time_dim=sample_dim,
-                seed=seed + 1,
-            )
+            fit_spread(oi)
         compare[OI] = oi
     kriging_points = ev.get("kriging_points", 1000)
     for baseline in ("kriging", "nearest", "zonal-mean"):
