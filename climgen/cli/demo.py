@@ -20,9 +20,9 @@ examples:
   climgen demo --train --budget 0 --steps 400         # a fixed step count, bit-reproducible
   climgen demo --synthetic --samples 128 --size 64 256 --seed 1
 
-By default the demo samples the small emulator (a GAN) shipped with climgen, trained by the
-package's own recipe on five runs of the bundled Rayleigh-Benard recipe (buoyancy, 32 x 128,
-seeds 17-21; climgen/data/bundled/demo_emulator/MODEL_CARD.md), and writes the report that
+By default the demo samples the small emulator (a GAN) shipped with climgen, trained on runs
+of the bundled Rayleigh-Benard recipe (buoyancy, 32 x 128: the run of seed 11, then the five
+runs of seeds 17-21; climgen/data/bundled/demo_emulator/MODEL_CARD.md), and writes the report that
 compares its samples with four independent runs (seeds 12, 14, 15, 16): what "it emulates
 the model" means. One run does not sample this flow's climate (its rolls and mean state
 persist), so both sets are ensembles of runs and the noise floor compares two runs with two
