@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -458,17 +459,18 @@ def export_checkpoint(
     dest_run_dir: str | os.PathLike,
     *,
     extras: dict | None = None,
-    card_updates: dict | None = None,
+    edit_card: Callable[[dict], dict] | None = None,
 ) -> Path:
     """Write checkpoint ``step`` of ``run_dir`` as the only checkpoint of ``dest_run_dir``,
     slimmed to what sampling needs: ``family``'s current weights in ``model.safetensors`` (the
     EMA average when the family was loaded with ``ema=True``), no ``ema.safetensors``, no
-    trainer state. The card is the source card updated with ``card_updates`` (top-level
-    keys), plus ``exported`` = {"from_step", **extras}.
+    trainer state. The card is that checkpoint's card passed through ``edit_card`` (if
+    given), plus ``exported`` = {"from_step", **extras}.
     """
     card = verify_checkpoint(checkpoint_dir(run_dir) / _step_name(step))
     card = {k: v for k, v in card.items() if k not in ("format", "format_version", "files")}
-    card.update(card_updates or {})
+    if edit_card is not None:
+        card = edit_card(card)
     card["exported"] = _json_ready({"from_step": int(step), **(extras or {})}, "exported")
     return save_checkpoint(dest_run_dir, int(step), model=family, card=card, keep_last=1)
 

@@ -316,7 +316,7 @@ class Emulator:
         import re
         import shutil
 
-        from climgen.train.checkpoint import export_checkpoint, load_checkpoint
+        from climgen.train.checkpoint import export_checkpoint
 
         self._check_fitted()
         dest = Path(dest)
@@ -328,16 +328,18 @@ class Emulator:
         def names_only(text: str) -> str:  # "/a/b/c.nc" -> "c.nc"
             return re.sub(r"(?<![\w.])/(?:[^\s/'\"]+/)+", "", text)
 
-        card = load_checkpoint(self.run_dir).card  # the data block of any of its checkpoints
-        data = {**card.get("data", {})}
-        data["source"] = names_only(str(data.get("source", "")))
+        def shareable(card: dict) -> dict:  # the training file by its name only
+            data = {**card.get("data", {})}
+            data["source"] = names_only(str(data.get("source", "")))
+            return {**card, "data": data}
+
         export_checkpoint(
             self.run_dir,
             self.checkpoint_step,
             self.family,
             dest,
             extras=extras,
-            card_updates={"data": data},
+            edit_card=shareable,
         )
         template = self.template.copy()
         template.attrs["history"] = names_only(str(template.attrs.get("history", "")))
