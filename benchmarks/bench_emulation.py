@@ -159,8 +159,11 @@ def load_test_run(path: Path, variable: str, train_path: Path):
     """The independent run, checked (:func:`check_independent`: another seed than the
     training run, a warning when shorter)."""
     test = open_fields(path, variable).load()
-    with xr.open_dataset(train_path) as tr:
+    with xr.open_dataset(train_path) as tr, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # main() ignores UserWarnings: print these
         check_independent(test, tr, where=str(path))
+    for w in caught:
+        print(f"warning: {w.message}", flush=True)
     return test
 
 
