@@ -288,6 +288,22 @@ class GaussianFieldModel:
         """The nugget τ² in the field's units squared."""
         return self.nugget * float(np.mean(self.variance))
 
+    def with_noise(self, nugget: float, scale: float = 1.0) -> GaussianFieldModel:
+        """This model with the covariance (every lag) times ``scale`` and ``nugget`` (relative
+        to the scaled mean variance): N(μ, s·C + s·r·I) (:mod:`~climgen.tasks.fill.oi_noise`)."""
+        s = float(scale)
+        model = GaussianFieldModel(
+            self.mean,
+            cross_cov=None if self.cross_cov is None else self.cross_cov * s,
+            anomalies=None if self.anomalies is None else self.anomalies * np.sqrt(s),
+            series_length=self.series_length,
+            context=self.context,
+            nugget=nugget,
+            nugget_scores=self.nugget_scores,
+        )
+        model._cov = None if self._cov is None else self._cov * s
+        return model
+
     # -- conditioning ----------------------------------------------------------------------
     def _solve_parts(self, observed: np.ndarray):
         """Cholesky factor of C_oo + τ²I and the cross-covariance C_ho for one mask."""
