@@ -35,7 +35,9 @@ an independent run (another seed, e.g. ../shared/data/heldsuarez_test.nc) instea
 last 20 % of the training run; anomalies from the training days' climatology, the same masks
 (field i under mask i mod 2). Scores on the hidden cells of the held-out
 fields (:func:`climgen.tasks.fill.cross_validation.cross_validate`): area-weighted RMSE, MAE, bias,
-correlation, fair CRPS (ensembles) or Gaussian predictive CRPS (kriging), spread/skill.
+correlation, fair CRPS (ensembles) or Gaussian predictive CRPS (kriging), spread/skill, and
+the structure inside the gaps (:func:`climgen.metrics.gap_structure`: spectrum and Minkowski
+functionals on the hidden cells ÷ the truth's noise floor, for the mean and the members).
 
 Step cost. Time per training step and peak resident memory of the partial-conv U-Net
 (family defaults, base_channels 32) at 72 × 72, batch 16, on CPU, against a plain-conv U-Net
@@ -147,6 +149,10 @@ def scored(label, method, test, test_masks, members, extra=None):
         f"  ({s['fill_cpu_s']:.0f} CPU s to fill)",
         flush=True,
     )
+    g = s.get("gaps", {})  # structure inside the gaps, distance ÷ the truth's noise floor
+    shown = [f"{k} " + " ".join(f"{v:.2f}" for v in g[k].values()) for k in g if k[0] == "m"]
+    if shown:  # mean, members (median), members_max
+        print(f"  {'':<22} gaps ÷ floor (spectrum V0 V1 V2): " + "; ".join(shown), flush=True)
     return s
 
 

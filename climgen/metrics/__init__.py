@@ -14,6 +14,8 @@ from .ensemble import *  # noqa: F403
 from .ensemble import __all__ as _ensemble_all
 from .floor import *  # noqa: F403
 from .floor import __all__ as _floor_all
+from .gaps import *  # noqa: F403
+from .gaps import __all__ as _gaps_all
 from .memorisation import *  # noqa: F403
 from .memorisation import __all__ as _memorisation_all
 from .morphology import *  # noqa: F403
@@ -44,4 +46,5 @@ __all__ = [
     *_skill_all,
     *_physics_all,
     *_floor_all,
+    *_gaps_all,
 ]

@@ -175,6 +175,7 @@ def minkowski_functionals(
     dy: float | None = None,
     dx: float | None = None,
     weights: Any = None,
+    region: Any = None,
 ) -> MinkowskiCurves:
     r"""Minkowski functionals V0, V1, V2 of the excursion sets {f > ν}, as curves over ν.
 
@@ -205,6 +206,11 @@ def minkowski_functionals(
     ``periodic`` (bool or (y, x)) defaults to the DataArray's grid (False for arrays);
     spacings likewise (1 for arrays). ``weights`` (area weights) enter V0 only; V1 and V2 are
     counted in grid units (dy·dx cells), so on lat/lon grids they are per square degree.
+    ``region`` (boolean, broadcastable to ``field``; e.g. the hidden cells of a gap filler)
+    restricts the count to part of each field: pixels outside are below every threshold (V2 is
+    χ of {f > ν} ∩ region), pairs with a pixel outside are no boundary (V1 counts pairs inside
+    only), V0 is the (weighted) fraction of the region above ν, and A·(number of fields)
+    becomes the region's area (pixels inside × d_y d_x). Compare sets under the same region.
     Not differentiable (counts). References: Mecke, Buchert & Wagner (1994), A&A 288, 697;
     Schmalzing & Buchert (1997), ApJ 482, L1; Adler (1981), *The Geometry of Random Fields*.
     """
@@ -231,6 +237,9 @@ def minkowski_functionals(
     area = ny * nx * dyf * dxf
     bt = _buckets(t, nu)
     T, dt = nu.numel(), nu.dtype
+    inside = _region(region, t)
+    if inside is not None:
+        bt = torch.where(inside, bt, torch.zeros_like(bt))  # outside: below every threshold
 
     def count(b, weights=None):
         return _count_above(b, T, weights, dt)
@@ -241,17 +250,42 @@ def minkowski_functionals(
     cross = []
     for dim, periodic_axis in ((-1, px), (-2, py)):
         n = bt.shape[dim]
-        if periodic_axis:
-            a, b = bt, torch.roll(bt, 1, dims=dim)
-        else:
-            a, b = bt.narrow(dim, 1, n - 1), bt.narrow(dim, 0, n - 1)
-        cross.append(count(torch.maximum(a, b)) - count(torch.minimum(a, b)))
+
+        def pairs(x, dim=dim, n=n, periodic_axis=periodic_axis):
+            if periodic_axis:
+                return x, torch.roll(x, 1, dims=dim)
+            return x.narrow(dim, 1, n - 1), x.narrow(dim, 0, n - 1)
+
+        a, b = pairs(bt)
+        both = None if inside is None else torch.logical_and(*pairs(inside)).to(dt)
+        cross.append(count(torch.maximum(a, b), both) - count(torch.minimum(a, b), both))
     length = (math.pi / 4) * (cross[0] * dyf + cross[1] * dxf)
+    if inside is not None:
+        w = inside.to(dt) if w is None else w * inside
     v0 = count(bt, w) / (w.sum() if w is not None else t.numel())
-    per = n_fields * area
+    per = n_fields * area if inside is None else float(inside.sum()) * dyf * dxf
     back = torch.argsort(order)  # the caller's threshold order
     out = [nu[back], v0[back], (length / per)[back], (chi / per)[back]]
     return MinkowskiCurves(*(to_like(o, kind) for o in out), area=area)
+
+
+def _region(region: Any, t: torch.Tensor) -> torch.Tensor | None:
+    """``region`` as a boolean tensor shaped like ``t`` (None for None); one clear error when
+    it does not broadcast or holds no pixel."""
+    if region is None:
+        return None
+    if isinstance(region, xr.DataArray) and region.ndim >= 2:
+        region, _ = grids.to_canonical(region)
+    r, _ = as_tensor(region.values if isinstance(region, xr.DataArray) else region, "region")
+    try:
+        r = torch.broadcast_to(r.to(device=t.device) != 0, t.shape)
+    except RuntimeError as exc:
+        raise ClimgenInputError(
+            f"region of shape {tuple(r.shape)} does not broadcast to the field's {tuple(t.shape)}"
+        ) from exc
+    if not bool(r.any()):
+        raise ClimgenInputError("region holds no pixel: nothing to count")
+    return r
 
 
 def minkowski_curve_distance(gen_curve: Any, ref_curve: Any) -> float:
@@ -278,6 +312,7 @@ def minkowski_distances(
     weights: Any = None,
     dy: float | None = None,
     dx: float | None = None,
+    region: Any = None,
 ) -> dict[str, float]:
     r"""Distances between the Minkowski curves of two sets of fields, at the same thresholds.
 
@@ -286,12 +321,13 @@ def minkowski_distances(
     (dimensionless; 0 for identical morphology; :func:`minkowski_curve_distance`).
     Thresholds default to the quantiles of ``ref`` (:data:`DEFAULT_THRESHOLD_QUANTILES`);
     pass fixed ones when ``ref`` varies (e.g. halves of a reference for a noise floor).
+    ``region``: count inside it only, for both sets (:func:`minkowski_functionals`).
     Returns ``{"area_fraction", "boundary_length", "euler_characteristic"}`` as python
     floats. See :func:`minkowski_functionals`.
     """
     if thresholds is None:
         thresholds = reference_thresholds(ref, weights=weights)
-    kw = dict(periodic=periodic, weights=weights, dy=dy, dx=dx)
+    kw = dict(periodic=periodic, weights=weights, dy=dy, dx=dx, region=region)
     cg = minkowski_functionals(gen, thresholds, **kw)
     cr = minkowski_functionals(ref, thresholds, **kw)
     return {

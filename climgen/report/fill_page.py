@@ -195,6 +195,41 @@ def _fmt(value):
     return value
 
 
+_GAP_COLUMNS = (
+    ("spectrum", "spectrum"),
+    ("area_fraction", "area fraction V0"),
+    ("boundary_length", "boundary length V1"),
+    ("euler_characteristic", "Euler characteristic V2"),
+)
+
+
+def _gap_table(checked: dict) -> Table | None:
+    """Distance ÷ noise floor of the structure inside the gaps (scores["gaps"] of
+    :func:`climgen.tasks.fill.cross_validation.cross_validate`), one row per method's mean
+    and one for its members; None when no method has it."""
+    rows, marks = [], []
+    for method, m in checked.items():
+        g = m["scores"].get("gaps") or {}
+        for key, what in (("mean", "filled field (mean)"), ("members", "members (median)")):
+            if key in g:
+                ratios = [g[key][k] for k, _ in _GAP_COLUMNS]
+                rows.append((method, what, *ratios))
+                marks.append("matches" if max(ratios) <= 2 else "")
+    if not rows:
+        return None
+    return Table(
+        ("method", "estimate", *(h for _, h in _GAP_COLUMNS)),
+        tuple(rows),
+        caption="Structure inside the gaps: distance to the truth ÷ the truth's noise floor "
+        "(the same distance between its two halves in time), on the hidden cells only — zonal "
+        "spectra of the latitude bands that are mostly hidden, Minkowski functionals of the "
+        "excursion sets at the truth's quantiles in the gaps (climgen.metrics.gap_structure). "
+        "≤ 2 (green): the structure of the truth; a mean estimate is too smooth (≫ 2), an "
+        "ensemble member should not be.",
+        highlight=tuple(marks),
+    )
+
+
 def write_fill_page(
     out_dir: str | Path,
     *,
@@ -337,7 +372,7 @@ def write_fill_page(
                 "as they are and not scored.",
                 *notes,
             ),
-            tables=(table,),
+            tables=(table,) + tuple(t for t in (_gap_table(checked),) if t is not None),
         ),
         Section("Figures", figures=tuple(figures)),
     ]

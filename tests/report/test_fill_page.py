@@ -8,6 +8,8 @@ import pytest
 from climgen.errors import ClimgenInputError
 from climgen.report.fill_page import write_fill_page, zonal_power
 
+GAP = ("spectrum", "area_fraction", "boundary_length", "euler_characteristic")
+
 
 def _fields(t=3, h=12, w=24, seed=0):
     rng = np.random.default_rng(seed)
@@ -27,7 +29,11 @@ def test_page_has_table_figures_and_escaped_text(tmp_path):
             "spread": np.where(hidden, 1.0, 0.0),
             "scores": {"n_hidden": int(hidden.sum()), "rmse": 1.0, "crps": 0.6, "bias": 0.01},
         },
-        "nearest": {"mean": np.where(hidden, 0.5, truth), "spread": None, "scores": {"rmse": 1.2}},
+        "nearest": {
+            "mean": np.where(hidden, 0.5, truth),
+            "spread": None,
+            "scores": {"rmse": 1.2, "gaps": {"mean": dict.fromkeys(GAP, 7.5)}},
+        },
     }
     page = write_fill_page(
         tmp_path / "rep",
@@ -53,6 +59,8 @@ def test_page_has_table_figures_and_escaped_text(tmp_path):
     assert "<th>RMSE</th>" in html and "<th>spread/skill</th>" in html
     assert html.count("<tr") >= 3
     assert "background:#d8f0d2" in html
+    # the structure inside the gaps: a table for the one method that has it
+    assert "Structure inside the gaps" in html and "<th>Euler characteristic V2</th>" in html
 
 
 def test_page_without_truth_and_bad_shapes(tmp_path):

@@ -330,3 +330,19 @@ def test_an_ill_posed_fill_of_noisy_observations_is_one_clear_error_naming_the_n
     out = good.fill(obs, progress=False)
     sd = np.sqrt(good.gaussian.variance.max())
     assert np.isfinite(out.tas.values).all() and float(np.abs(out.tas).max()) < 20 * sd
+
+
+def test_oi_members_have_the_truths_structure_in_the_gaps_and_its_mean_does_not(tmp_path):
+    """Conditional draws of an exact Gaussian model are members: their spectra and Minkowski
+    functionals inside the gaps are within 2× the truth's noise floor; the conditional mean is
+    too smooth there (issue 27, item 2)."""
+    f = grf_dataarray(116, 18, 36, kind="latlon", slope=-2, seed=0, name="tas", units="K")
+    train, truth = f.isel(time=slice(0, 100)), f.isel(time=slice(100, None))
+    masks = blob_masks(2, (18, 36), coverage=0.3, seed=3)[np.arange(16) % 2]
+    mask = grf_dataarray(16, 18, 36, kind="latlon", name="m").copy(data=masks)
+    oi = Infiller("optimal-interpolation", roll_fields=True).fit(train, run_dir=tmp_path)
+    gaps = cross_validate(oi, truth, mask, members=4)["gaps"]
+    assert max(gaps["members"].values()) <= 2.0, gaps  # the median member
+    assert gaps["mean"]["spectrum"] > 2.5 and gaps["mean"]["boundary_length"] > 5, gaps
+    few = cross_validate(oi, truth.isel(time=slice(0, 3)), mask.isel(time=slice(0, 3)))
+    assert "at least 4 fields" in few["gaps"]["skipped"]

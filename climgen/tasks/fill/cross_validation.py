@@ -23,7 +23,7 @@ import xarray as xr
 from climgen.data.grids import detect_grid, to_canonical
 from climgen.data.io import as_dataset, climgen_version
 from climgen.errors import ClimgenInputError
-from climgen.metrics import bias, crps_fair, mae, rmse
+from climgen.metrics import GAP_STRUCTURE_NAMES, bias, crps_fair, gap_structure, mae, rmse
 from climgen.tasks._common import utc_stamp
 from climgen.tasks.fill.baselines import crps_gaussian
 from climgen.tasks.fill.infiller import Infiller, _pick_variable
@@ -81,6 +81,11 @@ def cross_validate(
     uncertainty ``crps`` (fair CRPS of the members, or the Gaussian CRPS for kriging) and
     ``spread_skill`` (√(mean spread²) / RMSE, with the finite-ensemble factor √((M+1)/M) for
     ensembles: ≈ 1 when calibrated). All scores are cos-latitude area-weighted.
+    ``gaps``: the structure inside the gaps (:func:`climgen.metrics.gap_structure`): the
+    truth's noise floor and distance ÷ floor of the spectrum and Minkowski functionals on the
+    hidden cells for the ``mean`` (the filled field) and, for ensembles, the ``members``
+    (median over members; ``members_max`` the largest); ≤ 2 matches the truth's structure.
+    With fewer than 4 fields (no floor) it holds ``skipped`` and the reason.
     ``return_filled=True`` returns ``(scores, filled Dataset)``.
     """
     infiller = _as_infiller(method, variable, time_dim, options)
@@ -128,7 +133,31 @@ def _score(filled: xr.Dataset, da: xr.DataArray, hidden: xr.DataArray, var: str,
         scores["crps"] = float((crps * weights).sum() / weights.sum())
         var_mean = float((s**2 * weights).sum() / weights.sum())
         scores["spread_skill"] = float(np.sqrt(var_mean) / scores["rmse"])
+    members = e if members_name in filled and e.shape[0] >= 2 else None
+    scores["gaps"] = _gap_scores(f, members, canon_truth, np.asarray(canon_hidden.values))
     return scores
+
+
+def _gap_scores(mean, members, truth: xr.DataArray, hidden: np.ndarray) -> dict:
+    """Structure inside the gaps of the mean and (median, max over) the members."""
+    estimates = {"mean": mean}
+    if members is not None:
+        estimates.update({f"member {i}": m for i, m in enumerate(members)})
+    try:
+        g = gap_structure(estimates, truth, hidden)
+    except ClimgenInputError as exc:
+        return {"skipped": str(exc)}
+    out = {"floor": g["floor"], "bands": g["bands"], "mean": g["ratios"]["mean"]}
+    if members is not None:
+        r = np.array(
+            [
+                [g["ratios"][f"member {i}"][k] for k in GAP_STRUCTURE_NAMES]
+                for i in range(len(members))
+            ]
+        )
+        out["members"] = dict(zip(GAP_STRUCTURE_NAMES, np.median(r, 0).tolist()))
+        out["members_max"] = dict(zip(GAP_STRUCTURE_NAMES, r.max(0).tolist()))
+    return out
 
 
 def calibrate_spread(

@@ -95,6 +95,18 @@ LOGGER = logging.getLogger(__name__)
 __all__ = ["Infiller", "available_fill_methods", "fill_method_names"]
 
 
+def _check_flags(spread_inflation, context, **flags) -> None:
+    """One clear error for a bad ``spread_inflation``, ``context`` or boolean flag."""
+    α = spread_inflation
+    if isinstance(α, bool) or not isinstance(α, (int, float)) or not np.isfinite(α) or α <= 0:
+        raise ClimgenInputError(f"spread_inflation must be a finite number > 0, got {α!r}")
+    if not isinstance(context, int) or context < 0:
+        raise ClimgenInputError(f"context must be an int ≥ 0, got {context!r}")
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ClimgenInputError(f"{name} must be true or false, got {value!r}")
+
+
 def _pick_variable(ds: xr.Dataset, variable: str | None, time_dim: str) -> str:
     if variable is not None:
         if variable not in ds.data_vars:
@@ -140,6 +152,10 @@ class Infiller:
         the R views differ and their mean has a lower error; cost × R. Default 1 (no rolls).
         For the stochastic (``reconstruction="crps"``) U-Net, member k is drawn under roll
         ``k mod R`` instead, at no extra cost.
+    flip_fields : networks — augment training by mirroring each training item (field, mask,
+        neighbours, prior channels) about the equator with probability 1/2. Valid only for
+        data statistically symmetric about the equator (aqua-planet / Held–Suarez); with
+        ``prior``, needs ``prior_options={"hemispheric": True}``. Default False.
     likelihood_noise : cvae only — add the decoder's learned pixel noise to each member.
     spread_inflation : ensembles only — factor α > 0 on each member's deviation from the ensemble
         mean, ``x_i ← x̄ + α (x_i − x̄)`` (mean unchanged, spread × α). 1 = raw ensemble; fit it
@@ -192,6 +208,7 @@ class Infiller:
         n_synthetic: int = 512,
         roll_fields: bool = False,
         fill_rolls: int = 1,
+        flip_fields: bool = False,
         likelihood_noise: bool = True,
         spread_inflation: float = 1.0,
         prior: str | None = None,
@@ -207,21 +224,10 @@ class Infiller:
                 raise ClimgenInputError(
                     f"method {method!r} has no option(s) {unknown}; valid: {sorted(allowed)}"
                 )
-        if (
-            isinstance(spread_inflation, bool)
-            or not isinstance(spread_inflation, (int, float))
-            or not np.isfinite(spread_inflation)
-            or spread_inflation <= 0
-        ):
-            raise ClimgenInputError(
-                f"spread_inflation must be a finite number > 0, got {spread_inflation!r}"
-            )
-        if not isinstance(context, int) or context < 0:
-            raise ClimgenInputError(f"context must be an int ≥ 0, got {context!r}")
-        if not isinstance(roll_fields, bool):
-            raise ClimgenInputError(f"roll_fields must be true or false, got {roll_fields!r}")
+        _check_flags(spread_inflation, context, roll_fields=roll_fields, flip_fields=flip_fields)
         self.method, self.variable, self.time_dim = method, variable, time_dim
         self.roll_fields = roll_fields and spec.trained
+        self.flip_fields = flip_fields and spec.trained and method != OI
         if isinstance(fill_rolls, bool) or not isinstance(fill_rolls, int) or fill_rolls < 1:
             raise ClimgenInputError(f"fill_rolls must be an int ≥ 1, got {fill_rolls!r}")
         if fill_rolls > 1 and not (method == "partialconv" and self.roll_fields):

@@ -115,7 +115,9 @@ def fill_settings(inf) -> dict:
     """The options that shape a fill (for the output's ``climgen_fill_options``)."""
     settings = {k: v for k, v in inf.options.items() if _jsonable(v)}
     if get_method(inf.method).trained:
-        settings.update(context=inf.context, roll_fields=inf.roll_fields)
+        settings.update(
+            context=inf.context, roll_fields=inf.roll_fields, flip_fields=inf.flip_fields
+        )
     if inf.method == "partialconv":
         settings["fill_rolls"] = inf.fill_rolls
     if inf.method == "cvae":

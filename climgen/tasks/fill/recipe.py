@@ -111,6 +111,7 @@ _INFILLER_KEYS = {
     "n_synthetic",
     "roll_fields",
     "fill_rolls",
+    "flip_fields",
     "likelihood_noise",
     "spread_inflation",
     "prior",
