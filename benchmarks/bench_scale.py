@@ -27,11 +27,15 @@ Tasks.
   ``--fields`` fields one at a time under 20–40 % coverage, whole or in ``--tile``-cell
   tiles with the exact halo (the net's receptive radius, :func:`climgen.tasks.fill.tiled.
   tiled_unet_infill`).
-- ``regression-tiled``: ``Downscaler(4, "regression", conserve=True, tile_size=--tile/4)``
-  (default net, built by one training step on 8-cell patches) downscaling ``--fields``
-  coarsened fields (grid sides divisible by 4).
+- ``regression-tiled`` / ``regression``: ``Downscaler(4, "regression", conserve=True,
+  tile_size=--tile/4)`` or whole fields (``tile_size=0``; default net, built by one training
+  step on 8-cell patches) downscaling ``--fields`` coarsened fields (grid sides divisible
+  by 4).
 - ``evaluate`` / ``evaluate-stream``: ``evaluate`` of ``--fields`` generated against
-  ``--fields`` reference fields (≥ 4), in memory or with ``chunk_size=--chunk``.
+  ``--fields`` reference fields (≥ 4), in memory or with ``chunk_size=--chunk``; with the
+  CPU s of its three super-linear steps inside (``sht_tables_cpu_s``: building the Legendre
+  tables; ``sht_transform_cpu_s``: the spherical-harmonic transforms once built;
+  ``structure_cpu_s``: the structure functions' lag passes).
 
 For the network and evaluation tasks ``step_peak_rss_mb`` is the peak RSS of the measured
 step alone (Linux VmHWM, reset before it).
@@ -120,7 +124,7 @@ def _one(task: str, h: int, w: int, args) -> dict:
     return out
 
 
-NETWORK_TASKS = ("partialconv", "partialconv-tiled", "regression-tiled")
+NETWORK_TASKS = ("partialconv", "partialconv-tiled", "regression", "regression-tiled")
 EVALUATE_TASKS = ("evaluate", "evaluate-stream")
 
 
@@ -180,10 +184,11 @@ def _networks(task: str, h: int, w: int, args, out: dict) -> tuple[float, float]
         from climgen.tasks.downscale.downscaler import Downscaler
 
         fine = grf_dataarray(args.fields, h, w, kind="latlon", seed=2, name="tas").to_dataset()
-        down = Downscaler(4, "regression", conserve=True, patch_size=8, tile_size=args.tile // 4)
+        tile = args.tile // 4 if task == "regression-tiled" else 0  # 0: whole fields
+        down = Downscaler(4, "regression", conserve=True, patch_size=8, tile_size=tile)
         down.fit(fine, run_dir=args.tmp / f"sr_{h}x{w}", max_steps=1, batch_size=2, progress=False)
         coarse = down.coarsen(fine)
-        out.update(receptive_radius=down.family.generator.receptive_radius, tile=args.tile // 4)
+        out.update(receptive_radius=down.family.generator.receptive_radius, tile=tile or None)
         _reset_hwm()
         c0, t0 = time.process_time(), time.perf_counter()
         down.downscale(coarse, batch_size=1)
@@ -203,13 +208,47 @@ def _evaluate(task: str, h: int, w: int, args, out: dict) -> tuple[float, float]
     ref = grf_dataarray(args.fields, h, w, kind="latlon", seed=4, name="tas", units="K")
     chunk = args.chunk if task == "evaluate-stream" else None
     out["chunk_size"] = chunk
+    parts = _time_parts()
     _reset_hwm()
     c0, t0 = time.process_time(), time.perf_counter()
     report = evaluate(gen, ref, progress=False, chunk_size=chunk)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     out["step_peak_rss_mb"] = _hwm_mb()
+    out.update({f"{k}_cpu_s": v for k, v in parts.items()})
     out["variables"] = len(report.to_dict().get("variables", {}))
     return cpu, wall
+
+
+def _time_parts() -> dict[str, float]:
+    """CPU s spent, from now on in this process, building the Legendre tables
+    (``sht_tables``), in the spherical-harmonic transforms once built (``sht_transform``)
+    and in the structure functions' lag passes (``structure``): the three steps whose cost
+    grows faster than N. Wraps the functions in place (this process only) and empties the
+    transform cache, so that the tables are built inside the measured step."""
+    from climgen.metrics import sht, structure
+
+    parts = {"sht_tables": 0.0, "sht_transform": 0.0, "structure": 0.0}
+
+    def timed(owner, name, key, exclude=None):
+        fn = getattr(owner, name)
+
+        def wrapper(*a, **kw):
+            c0 = time.process_time()
+            before = parts[exclude] if exclude else 0.0
+            try:
+                return fn(*a, **kw)
+            finally:
+                inner = parts[exclude] - before if exclude else 0.0
+                parts[key] += time.process_time() - c0 - inner
+
+        setattr(owner, name, wrapper)
+
+    timed(sht.SphericalTransform, "_block", "sht_tables")
+    timed(sht.SphericalTransform, "forward", "sht_transform", exclude="sht_tables")
+    timed(sht.SphericalTransform, "__call__", "sht_transform", exclude="sht_tables")
+    timed(structure, "_structure_functions_inplace", "structure")
+    sht.spherical_transform.cache_clear()
+    return parts
 
 
 def _rank_sweep(args) -> list[dict]:

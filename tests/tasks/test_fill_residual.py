@@ -102,3 +102,53 @@ def test_residual_settings_survive_load_and_bad_options_are_refused(residual_net
         Infiller("partialconv", base_channels=4, residual_channel=3).fit(
             _fields(4, seed=0), max_steps=1, run_dir=tmp_path, progress=False
         )
+
+
+def test_flip_fields_items_are_mirrored_whole_and_their_prior_stays_exact():
+    """flip_fields mirrors a training item about the equator; with a hemispherically symmetric
+    OI covariance the mirrored item's prior channel is the OI mean of the mirrored field under
+    the mirrored mask (what fill would compute): the augmentation teaches no wrong input."""
+    import torch
+
+    from climgen.data.dataset import FieldDataset
+    from climgen.data.normalize import Normalizer
+    from climgen.tasks.fill.networks import MaskedFields, PriorMeans
+    from climgen.tasks.fill.oi import GaussianFieldModel
+
+    # a north–south asymmetric mean: a mirrored field is told apart from the original
+    train = (_fields(24, seed=2) + xr.DataArray(np.linspace(0, 3, NY), dims="lat")).rename("tas")
+    model = GaussianFieldModel.fit(train.values, zonal=True, hemispheric=True, nugget=1e-3)
+    bank = blob_masks(4, (NY, NX), coverage=(0.3, 0.5), seed=3).astype(np.float64)
+    norm = Normalizer.fit(train.to_dataset(), ["tas"])
+    center, scale = norm.center["tas"], norm.scale["tas"]
+    fields = FieldDataset(train.to_dataset(), ["tas"], normalizer=norm)
+    prior = PriorMeans(model, train.values, bank, center, scale)
+    items = MaskedFields(fields, bank, context=0, aux=None, style="partialconv", seed=0,
+                         prior=prior, flip=True)
+    x0 = fields[5]
+    seen = set()
+    for _ in range(16):
+        item = items[5]
+        flipped = torch.equal(item["x"], torch.flip(x0, dims=(-2,)))
+        assert flipped or torch.equal(item["x"], x0)
+        seen.add(flipped)
+        keep = item["mask"][0].numpy() > 0
+        truth = item["x"][0].numpy().astype(np.float64) * scale + center
+        expect = (model.conditional_means(truth[None], keep)[0] - center) / scale
+        np.testing.assert_allclose(item["cond"][0].numpy(), expect, atol=1e-4)
+    assert seen == {True, False}
+
+
+def test_flip_fields_needs_a_symmetric_prior_and_grid(tmp_path):
+    train = _fields(8, seed=0)
+    masks = _masks(train.isel(time=slice(0, 2)), seed=1)
+    net = Infiller("partialconv", prior="optimal-interpolation", flip_fields=True, base_channels=4)
+    with pytest.raises(ClimgenInputError, match="flip_fields.*hemispheric"):
+        net.fit(train, masks=masks, run_dir=tmp_path / "a", max_steps=1, progress=False)
+    shifted = train.assign_coords(lat=train.lat + 1.0)
+    net = Infiller("partialconv", flip_fields=True, base_channels=4)
+    with pytest.raises(ClimgenInputError, match="flip_fields.*symmetric about the equator"):
+        net.fit(shifted, masks=masks.assign_coords(lat=shifted.lat), run_dir=tmp_path / "b",
+                max_steps=1, progress=False)
+    with pytest.raises(ClimgenInputError, match="flip_fields must be true or false"):
+        Infiller("partialconv", flip_fields="yes")

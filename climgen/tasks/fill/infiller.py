@@ -64,7 +64,7 @@ from climgen.tasks._common import (
     check_neighbours,
     sample_step,
 )
-from climgen.tasks.fill.gaussian import fit_gaussian
+from climgen.tasks.fill.gaussian import fit_gaussian, use_nugget
 from climgen.tasks.fill.masks import (
     pair_masks,
 )
@@ -77,6 +77,7 @@ from climgen.tasks.fill.methods import (
 from climgen.tasks.fill.names import OI, OI_OPTIONS
 from climgen.tasks.fill.networks import fit_network
 from climgen.tasks.fill.oi import GaussianFieldModel
+from climgen.tasks.fill.oi_noise import check_nugget
 from climgen.tasks.fill.output import assemble
 from climgen.tasks.fill.prepare import (
     anomaly_base,
@@ -92,6 +93,18 @@ from climgen.train import TrainConfig
 LOGGER = logging.getLogger(__name__)
 
 __all__ = ["Infiller", "available_fill_methods", "fill_method_names"]
+
+
+def _check_flags(spread_inflation, context, **flags) -> None:
+    """One clear error for a bad ``spread_inflation``, ``context`` or boolean flag."""
+    α = spread_inflation
+    if isinstance(α, bool) or not isinstance(α, (int, float)) or not np.isfinite(α) or α <= 0:
+        raise ClimgenInputError(f"spread_inflation must be a finite number > 0, got {α!r}")
+    if not isinstance(context, int) or context < 0:
+        raise ClimgenInputError(f"context must be an int ≥ 0, got {context!r}")
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ClimgenInputError(f"{name} must be true or false, got {value!r}")
 
 
 def _pick_variable(ds: xr.Dataset, variable: str | None, time_dim: str) -> str:
@@ -139,6 +152,10 @@ class Infiller:
         the R views differ and their mean has a lower error; cost × R. Default 1 (no rolls).
         For the stochastic (``reconstruction="crps"``) U-Net, member k is drawn under roll
         ``k mod R`` instead, at no extra cost.
+    flip_fields : networks — augment training by mirroring each training item (field, mask,
+        neighbours, prior channels) about the equator with probability 1/2. Valid only for
+        data statistically symmetric about the equator (aqua-planet / Held–Suarez); with
+        ``prior``, needs ``prior_options={"hemispheric": True}``. Default False.
     likelihood_noise : cvae only — add the decoder's learned pixel noise to each member.
     spread_inflation : ensembles only — factor α > 0 on each member's deviation from the ensemble
         mean, ``x_i ← x̄ + α (x_i − x̄)`` (mean unchanged, spread × α). 1 = raw ensemble; fit it
@@ -160,8 +177,11 @@ class Infiller:
         the CRPS-trained network (:mod:`climgen.families.infill`). Default False.
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
-        options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
-        chosen by held-out likelihood, :mod:`climgen.tasks.fill.oi`; ``hemispheric``:
+        options (``nugget``: τ² relative to the mean variance, ``"auto"`` (default):
+        chosen by held-out likelihood of the training fields, :mod:`climgen.tasks.fill.oi`,
+        or ``"ml"``: estimated at fill time, with a scale of the covariance, by the marginal
+        likelihood of the observations, :mod:`climgen.tasks.fill.oi_noise` — for real
+        observations, which carry errors the simulated training fields do not; ``hemispheric``:
         also learn from every field mirrored about the equator, default False; ``solver``:
         ``"dense"`` (the exact N × N covariance), ``"reduced"`` (the leading ``rank`` EOFs plus
         a diagonal, solved by Woodbury identities: any grid size,
@@ -188,6 +208,7 @@ class Infiller:
         n_synthetic: int = 512,
         roll_fields: bool = False,
         fill_rolls: int = 1,
+        flip_fields: bool = False,
         likelihood_noise: bool = True,
         spread_inflation: float = 1.0,
         prior: str | None = None,
@@ -203,21 +224,10 @@ class Infiller:
                 raise ClimgenInputError(
                     f"method {method!r} has no option(s) {unknown}; valid: {sorted(allowed)}"
                 )
-        if (
-            isinstance(spread_inflation, bool)
-            or not isinstance(spread_inflation, (int, float))
-            or not np.isfinite(spread_inflation)
-            or spread_inflation <= 0
-        ):
-            raise ClimgenInputError(
-                f"spread_inflation must be a finite number > 0, got {spread_inflation!r}"
-            )
-        if not isinstance(context, int) or context < 0:
-            raise ClimgenInputError(f"context must be an int ≥ 0, got {context!r}")
-        if not isinstance(roll_fields, bool):
-            raise ClimgenInputError(f"roll_fields must be true or false, got {roll_fields!r}")
+        _check_flags(spread_inflation, context, roll_fields=roll_fields, flip_fields=flip_fields)
         self.method, self.variable, self.time_dim = method, variable, time_dim
         self.roll_fields = roll_fields and spec.trained
+        self.flip_fields = flip_fields and spec.trained and method != OI
         if isinstance(fill_rolls, bool) or not isinstance(fill_rolls, int) or fill_rolls < 1:
             raise ClimgenInputError(f"fill_rolls must be an int ≥ 1, got {fill_rolls!r}")
         if fill_rolls > 1 and not (method == "partialconv" and self.roll_fields):
@@ -241,6 +251,8 @@ class Infiller:
         unknown = sorted(set(self.prior_options) - OI_OPTIONS)
         if unknown:
             raise ClimgenInputError(f"prior_options {unknown} unknown; valid: {sorted(OI_OPTIONS)}")
+        check_nugget(self.prior_options.get("nugget", "auto"), "prior_options nugget")
+        check_nugget(options.get("nugget", "auto") if method == OI else "auto")
         self.context = context if spec.trained else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
         self.likelihood_noise = bool(likelihood_noise)
@@ -448,18 +460,9 @@ class Infiller:
                 f"method {self.method!r} needs a lat/lon grid with coordinates; '{var}' is "
                 f"{grid.shape_name}"
             )
+        tiles = (tile_size, tile_halo)
         request = FillRequest(
-            gappy,
-            keep,
-            targets,
-            lat,
-            lon,
-            members,
-            seed,
-            batch_size,
-            progress,
-            tile_size,
-            tile_halo,
+            gappy, keep, targets, lat, lon, members, seed, batch_size, progress, *tiles
         )
         mean, spread, ensemble, method_info = method.fill(self, request)
         info: dict = {"seed": int(seed), **method_info}
@@ -492,6 +495,11 @@ class Infiller:
             canon = canon.isel({self.time_dim: targets})
         out = (filled, spread, keep, ensemble, members, info, extra)
         return assemble(self, canon, state, var, da, ds_obs.attrs, *out)
+
+    def set_nugget(self, nugget) -> Infiller:
+        """Fill with this OI nugget from now on: a number, ``"auto"`` or ``"ml"`` (estimated
+        from the observations; :func:`~climgen.tasks.fill.gaussian.use_nugget`)."""
+        return use_nugget(self, nugget)
 
     def _climatology_for(self, gappy: np.ndarray) -> np.ndarray | None:
         if self.climatology is None or self.climatology.shape != gappy.shape[-2:]:

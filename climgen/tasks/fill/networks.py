@@ -19,7 +19,7 @@ from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import build_seeded, default_run_dir, train_family
 from climgen.tasks.downscale.tiles import auto_tile
-from climgen.tasks.fill.gaussian import fit_gaussian
+from climgen.tasks.fill.gaussian import conditioning_model, fit_gaussian
 from climgen.tasks.fill.masks import (
     canonical_mask_array,
     pair_masks,
@@ -60,10 +60,11 @@ class MaskedFields(torch.utils.data.Dataset):
         seed,
         roll=False,
         prior=None,
+        flip=False,
     ):
         self.fields, self.bank, self.context, self.style = fields, bank, context, style
         self.aux = None if aux is None else torch.from_numpy(aux.astype(np.float32))
-        self.seed, self.draws, self.roll = int(seed), 0, bool(roll)
+        self.seed, self.draws, self.roll, self.flip = int(seed), 0, bool(roll), bool(flip)
         self.prior = prior
 
     def __len__(self) -> int:
@@ -107,7 +108,12 @@ class MaskedFields(torch.utils.data.Dataset):
             values, masks = self.prior.channels(i, shift, which, around)
             cond.append(torch.from_numpy(values))
             cond_mask.append(torch.from_numpy(masks))
-        return network_item(x, mask, cond, cond_mask, self.style)
+        item = network_item(x, mask, cond, cond_mask, self.style)
+        # flip_fields: the whole item mirrored about the equator (rows reversed); the OI
+        # prior's channels stay exact because its covariance is hemispherically symmetric.
+        if self.flip and rng.random() < 0.5:
+            item = {k: torch.flip(v, dims=(-2,)) for k, v in item.items()}
+        return item
 
 
 class PriorMeans:
@@ -184,10 +190,13 @@ def prior_layout(inf) -> int:
 def prior_inputs(inf, gappy, keep, targets) -> tuple[np.ndarray, np.ndarray]:
     """The prior channels (n, P, H, W) of the fields ``targets`` at fill time and their masks,
     as :meth:`PriorMeans.channels` builds them in training (a neighbour outside the record
-    or with nothing observed: zeros, masked)."""
+    or with nothing observed: zeros, masked); the OI model is
+    :func:`~climgen.tasks.fill.gaussian.conditioning_model`'s (``nugget="ml"``: estimated
+    from the observations)."""
     v = inf.variable
     center, scale = inf.normalizer.center[v], inf.normalizer.scale[v]
-    model, n = inf.gaussian, gappy.shape[0]
+    model, _ = conditioning_model(inf, gappy, keep, targets)
+    n = gappy.shape[0]
     values = np.nan_to_num(gappy)
     shape = (len(targets), prior_layout(inf), *gappy.shape[1:])
     out, masks = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
@@ -254,6 +263,8 @@ def fit_network(
             else (f"the grid ({grid.shape_name}) is not periodic in longitude")
         )
         raise ClimgenInputError(f"roll_fields=True cannot be used here: {why}")
+    if inf.flip_fields:
+        check_flip(inf, canon, grid)
     inf.run_dir = Path(run_dir) if run_dir else default_run_dir("fill", inf.method)
     inf.run_dir.mkdir(parents=True, exist_ok=True)
     inf.normalizer = Normalizer.fit(ds, [var])
@@ -272,6 +283,7 @@ def fit_network(
         seed=seed,
         roll=inf.roll_fields,
         prior=prior,
+        flip=inf.flip_fields,
     )
     n_cond = 2 * inf.context + (0 if inf.aux is None else len(inf.aux))
     first_prior = n_cond  # the OI mean: the first prior channel
@@ -310,6 +322,21 @@ def fit_network(
     )
     inf.checkpoint_step = int(inf.result.step)
     return inf
+
+
+def check_flip(inf, canon, grid) -> None:
+    """``flip_fields`` needs a lat/lon grid symmetric about the equator, no ``aux`` inputs
+    (fixed in space) and, with a prior, its hemispherically symmetric covariance."""
+    lat = canon[grid.y_dim].values if grid.y_dim in canon.coords else None
+    if grid.kind != "latlon" or lat is None or not np.allclose(lat[::-1], -lat, atol=1e-6):
+        why = f"the grid ({grid.shape_name}) is not a lat/lon grid symmetric about the equator"
+    elif inf.aux is not None:
+        why = "aux inputs are fixed in space"
+    elif inf.prior is not None and not inf.prior_options.get("hemispheric", False):
+        why = "the prior's covariance is not symmetric: set prior_options hemispheric: true"
+    else:
+        return
+    raise ClimgenInputError(f"flip_fields=True cannot be used here: {why}")
 
 
 def mask_bank(inf, masks, da, shape, seed) -> np.ndarray:
@@ -353,7 +380,16 @@ def aux_array(inf, aux, da) -> np.ndarray | None:
 
 
 def fill_network(
-    inf, gappy, keep, members, seed, batch_size, targets, show=False, tile_size=None, tile_halo=None
+    inf,
+    gappy,
+    keep,
+    members,
+    seed,
+    batch_size,
+    targets,
+    show=False,
+    tile_size=None,
+    tile_halo=None,
 ):
     """The network fills of ``targets`` (means, spread, members); the partial-conv U-Net runs
     tile by tile when ``tile_size`` says so or, with None, when a batch does not fit in a
