@@ -138,6 +138,31 @@ def test_ml_nugget_fills_noisy_observations_the_tiny_nugget_refuses(tmp_path):
     assert np.sqrt(np.mean(err**2)) < np.sqrt(noise_var + float(test.var()))
 
 
+def test_an_oi_prior_is_checked_too_and_takes_the_ml_nugget(tmp_path):
+    """The residual infiller's OI inputs: refused when they explode (nugget 1e-14 on noisy
+    observations of smooth fields), estimated from the observations with nugget ml."""
+    da = grf_dataarray(24, 24, 48, kind="latlon", slope=-6.0, seed=1, name="tas", units="K")
+    train, test = da.isel(time=slice(0, 20)), da.isel(time=slice(20, None))
+    noisy = test + float(train.std()) * np.random.default_rng(0).standard_normal(test.shape)
+    hide = blob_masks(4, (24, 48), coverage=0.3, seed=5).astype(bool)
+    obs = noisy.where(xr.DataArray(hide, dims=noisy.dims, coords=noisy.coords))
+    net = Infiller(
+        "partialconv",
+        prior="optimal-interpolation",
+        residual=True,
+        roll_fields=True,
+        base_channels=4,
+        n_synthetic=4,
+        prior_options={"nugget": 1e-14, "hemispheric": True},
+    )
+    net.fit(train, run_dir=tmp_path, max_steps=1, batch_size=2, progress=False)
+    with pytest.raises(ClimgenInputError, match=r"prior standard deviations.*nugget 1e-14"):
+        net.fill(obs, progress=False)
+    out = net.set_nugget("ml").fill(obs, progress=False)
+    sd = np.sqrt(net.gaussian.variance.max())
+    assert np.isfinite(out.tas.values).all() and float(np.abs(out.tas).max()) < 20 * sd
+
+
 def test_bad_nugget_options_are_one_clear_error():
     with pytest.raises(ClimgenInputError, match="'ml'"):
         Infiller("optimal-interpolation", nugget="mll")

@@ -22,7 +22,10 @@ under the covariance of the first 80 %,
           - \\frac{n}{2} \\log\\det (C + τ^2 I),
 
 then refits on all fields: a large nugget where few fields give a rank-deficient
-covariance, a tiny one where symmetries give a well-determined one. Members are exact
+covariance, a tiny one where symmetries give a well-determined one. The training fields carry
+no observation error: for observations that do (real data), ``nugget="ml"`` of the infiller
+estimates the nugget and a scale of C from the observations at fill time
+(:mod:`~climgen.tasks.fill.oi_noise`, :meth:`GaussianFieldModel.with_noise`). Members are exact
 draws from the conditional by conditioning unconditional draws (Journel & Huijbregts 1978;
 Hoffman & Ribak 1991): ``x* ~ N(0, C)``, ``ε ~ N(0, τ²I)``, then
 ``x_h = \\hat x_h + x*_h + ε_h − C_{ho}(C_{oo} + τ²I)^{-1}(x*_o + ε_o)`` (the nugget at the

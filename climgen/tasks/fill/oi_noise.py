@@ -27,7 +27,7 @@ mask) and ``z = Uᵀ(y_o − μ_o)``,
 
 so each ``r`` costs O(n) once the masks are factorised. For a given ``r`` the best scale is
 closed-form, ``ŝ(r) = Q(r)/N`` with ``Q`` the pooled quadratic form and ``N = Σ n_t``; the
-profile likelihood ``−(N/2) log ŝ(r) − ½ Σ log(λ_i + r)`` (+ const) is maximised over
+profile likelihood ``−(N/2) log ŝ(r) − ½ Σ_t Σ_i log(λ_i + r)`` (+ const) is maximised over
 ``log r`` on a grid of half decades (:data:`RELATIVE_GRID` × mean(diag C)) and refined by a
 bounded scalar search around the best point. ``scale=False`` keeps ``s = 1`` and maximises
 ``log p`` over ``r`` alone. The conditional mean depends on ``r`` only; ``s`` sets the
