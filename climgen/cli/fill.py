@@ -23,6 +23,7 @@ examples:
   climgen fill zonal-mean obs.nc -o filled.nc --mask coverage_1877.nc
   climgen fill kriging obs.nc -o filled.nc --mask coverage_1877.nc --report report_dir
   climgen fill runs/fill_oi hadcrut_1893.nc -o filled.nc --days 1893-08-15 1893-08-16
+  climgen fill runs/fill_oi hadcrut4.nc -o filled.nc --days 1877-09 --nugget ml
 
 OBS as it comes: for a run trained on anomalies (recipe `anomalies: true`, RUN/climatology.nc)
 absolute observations are recognised (--values auto), regridded to the run's lat/lon grid
@@ -96,6 +97,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "radius, which makes the tiled fill equal the untiled one)",
     )
     parser.add_argument(
+        "--nugget",
+        type=_nugget,
+        metavar="ml|auto|NUMBER",
+        help="optimal interpolation (or a run's OI prior): the observation-error nugget of "
+        "this fill: 'ml' estimates it, with the covariance's amplitude, from the observed "
+        "cells by marginal likelihood (for real observations and a run trained on simulated "
+        "fields); a number is tau^2 over the mean learned variance (default: the run's)",
+    )
+    parser.add_argument(
         "--report",
         metavar="DIR",
         help="also write the gap-filling report page (with --mask: scores on the hidden cells)",
@@ -110,6 +120,16 @@ def _day(text: str):
         return int(text)
     except ValueError:
         return text
+
+
+def _nugget(text: str):
+    """A --nugget value: 'ml', 'auto' or a number."""
+    if text in ("ml", "auto"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'ml', 'auto' or a number, not {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
             f"({', '.join(fill_method_names(trained=False))}); "
             f"{', '.join(fill_method_names(trained=True))} need a trained run dir"
         )
+    if args.nugget is not None:
+        infiller.set_nugget(args.nugget)
     if args.mask_variable and not args.mask:
         raise ClimgenInputError("--mask-variable names a variable of --mask FILE: give --mask")
     mask = load_mask(args.mask, args.mask_variable) if args.mask else None

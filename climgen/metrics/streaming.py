@@ -112,13 +112,15 @@ def _halves(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _structure_default(periodic: bool, orders: Sequence[float]):
-    from climgen.metrics.structure import structure_functions
+    from climgen.metrics.structure import report_lags, structure_functions
 
     def fn(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = chunk.shape[-1]
-        max_lag = max(1, n // 2 if periodic else n // 4)
         lags, s = structure_functions(
-            chunk, axis=-1, orders=tuple(orders), max_lag=max_lag, periodic=periodic
+            chunk,
+            axis=-1,
+            orders=tuple(orders),
+            lags=report_lags(chunk.shape[-1], periodic),
+            periodic=periodic,
         )
         return np.asarray(lags, float), np.asarray(s, float)
 
@@ -141,7 +143,8 @@ class StreamingEvaluator:
         half B); default: first half vs second half.
     spectrum : ``fn(chunk) -> (k, per-sample power (n, n_k))``; default
         :func:`default_spectrum`.
-    periodic_x : structure functions along x wrap around (default True).
+    periodic_x : structure functions along x wrap around (default True); their lags are
+        :func:`climgen.metrics.structure.report_lags`, as in the in-memory report.
     covariance_max_points : accumulate D × D covariances only up to this many grid points.
     n_eofs : EOFs for the covariance error.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from climgen.errors import ClimgenInputError
@@ -23,6 +24,7 @@ from climgen.metrics._arrays import common_kind, prepare, scalar_like, to_like
 
 __all__ = [
     "structure_functions",
+    "report_lags",
     "flatness",
     "covariance_matrix",
     "covariance_error",
@@ -37,6 +39,32 @@ FULL_COVARIANCE_MAX_POINTS = 4096
 
 # ----------------------------------------------------------------------------------------------
 # Structure functions
+
+#: The reports' structure functions use every lag up to this one, geometric lags beyond.
+DENSE_LAGS = 128
+#: Geometric lags per octave above :data:`DENSE_LAGS`.
+LAGS_PER_OCTAVE = 32
+
+
+def report_lags(n: int, periodic: bool = True) -> list[int]:
+    r"""The lags of the evaluation report's structure functions along an axis of ``n`` points.
+
+    Up to r_max = n // 2 (periodic) or n // 4 (bounded), at least 1: every integer lag
+    r = 1 … min(r_max, :data:`DENSE_LAGS`), then the distinct integers
+    round(128 · 2^{j/32}), j = 1, 2, …, below r_max, then r_max. Each lag costs one pass over
+    the fields, so all n/2 lags cost O(N·n) = O(N^1.5) on an n/2 × n grid: 3.8 CPU s per
+    721 × 1440 field, ~100 % of a streamed evaluation. The geometric lags cost
+    O(N·(128 + 32·log₂(r_max/128))): 208 lags instead of 720 there. Grids up to 256 points
+    along x (periodic; 512 bounded) keep every lag, as before.
+    """
+    r_max = max(1, n // 2 if periodic else n // 4)
+    dense = list(range(1, min(r_max, DENSE_LAGS) + 1))
+    if r_max <= DENSE_LAGS:
+        return dense
+    octaves = np.log2(r_max / DENSE_LAGS)
+    j = np.arange(1, int(np.ceil(octaves * LAGS_PER_OCTAVE)) + 1)
+    geo = np.unique(np.round(DENSE_LAGS * 2.0 ** (j / LAGS_PER_OCTAVE)).astype(int))
+    return dense + [int(r) for r in geo if DENSE_LAGS < r < r_max] + [r_max]
 
 
 def _orders(orders) -> tuple[float, ...]:

@@ -305,20 +305,20 @@ def measure_structure(
     factor: float,
     side: ReferenceSide | None = None,
 ):
-    from climgen.metrics import structure_functions
+    from climgen.metrics.structure import report_lags, structure_functions
 
     side = side or ReferenceSide()
     floors = side.floors
 
     periodic = bool(grid.periodic_x)
-    max_lag = max(1, gen.shape[-1] // 2 if periodic else gen.shape[-1] // 4)
+    lag_list = report_lags(gen.shape[-1], periodic)
     i2 = STRUCTURE_ORDERS.index(2)
     i4 = STRUCTURE_ORDERS.index(4)
 
     def structure(a):
         # Both structure distances and their floors reuse the same sets of fields.
         lags, s = structure_functions(
-            a, axis=-1, orders=STRUCTURE_ORDERS, max_lag=max_lag, periodic=periodic
+            a, axis=-1, orders=STRUCTURE_ORDERS, lags=lag_list, periodic=periodic
         )
         return np.asarray(lags, float), np.asarray(s, float)
 

@@ -166,38 +166,50 @@ def test_tiles_cover_the_field(planar_da):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
-def test_two_gigabyte_store_streams_with_bounded_memory(tmp_path):
+def test_half_gigabyte_store_streams_with_bounded_memory(tmp_path):
+    """Normalizer.fit and a DataLoader over a 500 MB zarr store (1000 chunks of one field)
+    grow the RSS by less than a quarter of the store.
+
+    A first pass over a 48-field store of the same grid takes the one-off costs (imports,
+    allocator arenas: ~100 MB alone) out of the measurement; then an honest pass grew by
+    ~55 MB, and one that loads the store first by ~530 MB.
+    """
     psutil = pytest.importorskip("psutil")
     dask_array = pytest.importorskip("dask.array")
-    n_time, ny, nx = 1000, 512, 1024  # 1000 x 2 MiB float32 = 2.1 GB
-    if shutil.disk_usage(tmp_path).free < 3 * n_time * ny * nx * 4:
-        pytest.skip("needs ~6 GB free disk under tmp_path for the 2 GB store")
-    process = psutil.Process()
-    rss0 = process.memory_info().rss
-    data = dask_array.random.default_rng(0).standard_normal(
-        (n_time, ny, nx), chunks=(1, ny, nx), dtype=np.float32
-    )
-    store = tmp_path / "big.zarr"
-    xr.Dataset(
-        {"f": (("time", "y", "x"), data)},
-        coords={"time": np.arange(n_time), "y": np.arange(ny) * 1.0, "x": np.arange(nx) * 1.0},
-    ).to_zarr(store, encoding={"f": {"compressors": None}})
-
     from climgen.data.io import open_fields
 
-    ds = open_fields(store)
-    norm = Normalizer.fit(ds)
+    n_time, ny, nx = 1000, 256, 512  # 1000 x 0.5 MiB float32 = 524 MB
+    if shutil.disk_usage(tmp_path).free < 3 * n_time * ny * nx * 4:
+        pytest.skip("needs ~1.5 GB free disk under tmp_path for the 500 MB store")
+
+    def stream(n, name):
+        data = dask_array.random.default_rng(n).standard_normal(
+            (n, ny, nx), chunks=(1, ny, nx), dtype=np.float32
+        )
+        store = tmp_path / name
+        xr.Dataset(
+            {"f": (("time", "y", "x"), data)},
+            coords={"time": np.arange(n), "y": np.arange(ny) * 1.0, "x": np.arange(nx) * 1.0},
+        ).to_zarr(store, encoding={"f": {"compressors": None}})
+        ds = open_fields(store)
+        norm = Normalizer.fit(ds)
+        loader = torch.utils.data.DataLoader(FieldDataset(ds, normalizer=norm), batch_size=16)
+        peak, seen = 0, 0
+        for batch in loader:
+            seen += batch.shape[0]
+            peak = max(peak, process.memory_info().rss)
+        return norm, seen, peak
+
+    process = psutil.Process()
+    stream(48, "warm.zarr")
+    rss0 = process.memory_info().rss
+    norm, seen, peak = stream(n_time, "big.zarr")
     assert norm.center["f"] == pytest.approx(0.0, abs=1e-3)
     assert norm.scale["f"] == pytest.approx(1.0, abs=1e-3)
-    fd = FieldDataset(ds, normalizer=norm)
-    loader = torch.utils.data.DataLoader(fd, batch_size=16)
-    peak, seen = 0, 0
-    for batch in loader:
-        seen += batch.shape[0]
-        peak = max(peak, process.memory_info().rss)
     assert seen == n_time
     growth_mb = (peak - rss0) / 2**20
-    assert growth_mb < 500, f"RSS grew by {growth_mb:.0f} MB while streaming a 2 GB store"
+    store_mb = n_time * ny * nx * 4 / 2**20
+    assert growth_mb < store_mb / 4, f"RSS grew by {growth_mb:.0f} MB streaming {store_mb:.0f} MB"
 
 
 def test_batched_read_equals_per_item_read(tmp_path):

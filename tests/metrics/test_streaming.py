@@ -216,3 +216,16 @@ def test_evaluate_with_chunk_size_equals_in_memory_evaluate_within_bounds():
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ClimgenInputError, match="chunk_size"):
             evaluate(gen, ref, progress=False, chunk_size=bad)
+
+
+def test_streamed_structure_distance_uses_the_report_lags_on_wide_grids():
+    from climgen.metrics.structure import report_lags
+
+    gen, ref = make_grf(4, 4, 600, slope=-3.0, seed=1), make_grf(4, 4, 600, slope=-3.0, seed=2)
+    ev = StreamingEvaluator(4)
+    ev.run(iter_chunks(gen, 2), iter_chunks(ref, 3))
+    lags = report_lags(600)
+    _, sg = structure_functions(gen, orders=(2,), lags=lags)
+    _, sr = structure_functions(ref, orders=(2,), lags=lags)
+    s2 = ev.distances()["structure_s2"][0]
+    assert s2 == pytest.approx(np.mean(np.abs(np.log(sg[0] / sr[0]))), rel=1e-9)

@@ -178,3 +178,35 @@ def test_fast_path_matches_autograd_path(periodic, axis):
         torch.tensor(field, requires_grad=True), axis=axis, periodic=periodic, orders=orders
     )
     np.testing.assert_allclose(fast, slow.detach().numpy(), rtol=1e-12)
+
+
+def test_report_lags_keep_every_lag_up_to_128_then_thin_out_geometrically():
+    from climgen.metrics.structure import report_lags
+
+    assert report_lags(256) == list(range(1, 129))  # every grid in the benchmarks: unchanged
+    assert report_lags(512, periodic=False) == list(range(1, 129))
+    assert report_lags(8, periodic=False) == [1, 2]
+    lags = report_lags(1440)  # 0.25°: r_max = 720
+    assert lags[:128] == list(range(1, 129)) and lags[-1] == 720
+    assert all(b > a for a, b in zip(lags, lags[1:]))
+    ratios = np.array(lags[129:]) / np.array(lags[128:-1])
+    assert ratios.max() <= 2 ** (1 / 32) + 1 / 128 and ratios.min() > 1
+    assert abs(len(lags) - (128 + 32 * np.log2(720 / 128))) <= 2  # 208, not 720
+
+
+def test_report_structure_distance_uses_report_lags_on_wide_grids():
+    from climgen.data.grids import detect_grid
+    from climgen.data.samples import grf_dataarray
+    from climgen.metrics.structure import report_lags
+    from climgen.report.eval_measures import measure_structure
+
+    gen = grf_dataarray(4, 4, 600, kind="latlon", seed=1, name="v")
+    ref = grf_dataarray(4, 4, 600, kind="latlon", seed=2, name="v")
+    grid = detect_grid(ref)
+    distances, st = measure_structure(gen.values, ref.values, grid, 2.0)
+    lags = report_lags(600)
+    assert len(lags) < 300 and np.allclose(st["lags"] / grid.dx, lags)
+    _, sg = structure_functions(gen.values, orders=(2,), lags=lags)
+    _, sr = structure_functions(ref.values, orders=(2,), lags=lags)
+    expected = np.mean(np.abs(np.log(sg[0] / sr[0])))
+    assert distances["structure_s2"].value == pytest.approx(expected, rel=1e-12)

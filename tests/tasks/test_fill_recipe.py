@@ -319,24 +319,51 @@ def test_cli_fills_absolute_observations_on_another_grid_with_the_runs_climatolo
     np.testing.assert_allclose(out.tas_anomaly.values, expected.tas.values, atol=1e-4)
 
 
-def test_fill_recipe_trains_on_all_days_and_cross_validates_on_another_file(tmp_path):
+def test_fill_recipe_trains_on_all_days_cross_validates_on_another_file_and_fills_obs(
+    tmp_path, capsys
+):
+    """data.held_out: scored on another file's fields. data.observations: filled after
+    training (observations_filled.nc); with data.observations_mask, the cells observed there
+    but not in that earlier coverage are hidden and scored beside the baselines
+    (report_observations) — the real-data path, here with the nugget estimated from the
+    observations (nugget: ml)."""
     from climgen.tasks.recipe import load_recipe, run_recipe
 
-    recipe_path, series = _write_recipe(tmp_path, method="optimal-interpolation", options="{}")
+    recipe_path, series = _write_recipe(
+        tmp_path, method="optimal-interpolation", options="{nugget: ml, roll_fields: true}"
+    )
     other = grf_dataarray(6, 8, 16, kind="latlon", slope=-4.0, seed=9, name="tas", units="K")
     other.to_dataset().to_netcdf(tmp_path / "other_run.nc")
-    text = recipe_path.read_text().replace("  train_fraction: 0.8\n", "  held_out: other_run.nc\n")
+    obs = grf_dataarray(2, 8, 16, kind="latlon", slope=-4.0, seed=7, name="tas", units="K")
+    now = blob_masks(2, (8, 16), coverage=0.6, seed=3).astype(bool)
+    obs.where(xr.DataArray(now, dims=obs.dims, coords=obs.coords)).to_dataset().to_netcdf(
+        tmp_path / "obs.nc"
+    )
+    earlier = _mask_da(obs, coverage=0.3, seed=4)
+    earlier.to_dataset().to_netcdf(tmp_path / "earlier.nc")
+    text = recipe_path.read_text().replace(
+        "  train_fraction: 0.8\n",
+        "  held_out: other_run.nc\n  observations: obs.nc\n  observations_mask: earlier.nc\n",
+    )
     recipe_path.write_text(text)
-    infiller, scores = run_recipe(load_recipe(recipe_path), progress=False)
+    infiller, scores = run_recipe(load_recipe(recipe_path), progress=True)
     assert infiller.gaussian is not None
     # every one of the 20 days trained; the 6 fields of the other file were scored
-    clim = xr.load_dataset(tmp_path / "run" / "climatology.nc")["tas_climatology"]
+    run = tmp_path / "run"
+    clim = xr.load_dataset(run / "climatology.nc")["tas_climatology"]
     np.testing.assert_allclose(clim.values, series.mean("time").values, atol=1e-5)
     assert scores["optimal-interpolation"]["n_hidden"] > 0
-    assert (
-        "6 held-out fields of other_run.nc"
-        in (tmp_path / "run" / "report" / "index.html").read_text()
-    )
+    assert "6 held-out fields of other_run.nc" in (run / "report" / "index.html").read_text()
+    # the observations: filled (observed cells bit for bit), then cross-validated
+    filled = xr.load_dataset(run / "observations_filled.nc")
+    assert np.isfinite(filled.tas.values).all()
+    np.testing.assert_array_equal(filled.tas.values[now], obs.values[now])
+    assert filled.attrs["climgen_oi_nugget_method"].startswith("ml")
+    real = json.loads((run / "report_observations" / "scores.json").read_text())
+    assert set(real) == {"optimal-interpolation", "nearest", "zonal-mean"}
+    hidden = int((now & (earlier.values[None] == 0)).sum())
+    assert hidden > 0 and all(s["n_hidden"] == hidden for s in real.values())
+    assert "(obs.nc, hidden by earlier.nc)" in capsys.readouterr().out
     recipe_path.write_text(text.replace("  held_out:", "  train_fraction: 0.8\n  held_out:"))
     with pytest.raises(ClimgenInputError, match="held_out"):
         run_recipe(load_recipe(recipe_path), progress=False)

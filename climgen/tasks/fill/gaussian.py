@@ -5,6 +5,7 @@ model) and filling with its exact conditional mean, standard deviation and condi
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,18 @@ from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import default_run_dir
 from climgen.tasks.fill.names import OI
+from climgen.tasks.fill.oi_noise import ML, check_nugget, noisy_model
 from climgen.tasks.fill.oi_reduced import DEFAULT_RANK, fit_field_model
 from climgen.tasks.fill.run_dir import save_settings
 
-__all__ = ["fit_gaussian", "fill_gaussian", "check_plausible", "IMPLAUSIBLE_SIGMAS"]
+__all__ = [
+    "fit_gaussian",
+    "fill_gaussian",
+    "conditioning_model",
+    "use_nugget",
+    "check_plausible",
+    "IMPLAUSIBLE_SIGMAS",
+]
 
 # Under the fitted Gaussian model a conditional mean this many prior standard deviations from
 # the training mean does not happen: it is an ill-posed solve — observations that carry errors
@@ -24,6 +33,7 @@ __all__ = ["fit_gaussian", "fill_gaussian", "check_plausible", "IMPLAUSIBLE_SIGM
 # chosen on smooth simulated fields (measured: RMSE 1 811 K on HadCRUT4 1893-08 with the auto
 # nugget ~1e-14, 0.97 K with nugget 0.2).
 IMPLAUSIBLE_SIGMAS = 20.0
+LOGGER = logging.getLogger(__name__)
 
 
 def fit_gaussian(inf, values: np.ndarray, grid, run_dir, options):
@@ -45,7 +55,9 @@ def fit_gaussian(inf, values: np.ndarray, grid, run_dir, options):
         rank=options.get("rank", DEFAULT_RANK),
         zonal=inf.roll_fields,
         hemispheric=hemispheric,
-        nugget=options.get("nugget", "auto"),
+        # nugget="ml" is estimated from the observations at fill time (conditioning_model);
+        # the stored model keeps the held-out choice of "auto" until then
+        nugget="auto" if options.get("nugget") == ML else options.get("nugget", "auto"),
         context=inf.context if inf.method == OI else 0,
     )
     if inf.method != OI:
@@ -56,33 +68,80 @@ def fit_gaussian(inf, values: np.ndarray, grid, run_dir, options):
     return inf
 
 
+def use_nugget(inf, nugget):
+    """Make ``inf`` fill with this nugget from now on (optimal interpolation, or a network's OI
+    prior): a number (τ² over the mean learned variance), ``"auto"`` (the fitted model's) or
+    ``"ml"``, estimated with a scale of the covariance from the observed cells of the fields
+    filled (:mod:`~climgen.tasks.fill.oi_noise`) — e.g. a run trained on simulated fields
+    filling real observations (``climgen fill --nugget ml``). Returns ``inf``."""
+    check_nugget(nugget)
+    if inf.method != OI and inf.prior is None:
+        raise ClimgenInputError(
+            f"the nugget is an option of optimal interpolation (or of an OI prior); the "
+            f"{inf.method} infiller has none"
+        )
+    (inf.options if inf.method == OI else inf.prior_options)["nugget"] = nugget
+    return inf
+
+
+def _nugget_choice(inf):
+    """The nugget option of the method (or of the prior); None: the fitted model's own."""
+    nugget = (inf.options if inf.method == OI else inf.prior_options).get("nugget")
+    return None if nugget is None or check_nugget(nugget) == "auto" else nugget
+
+
+def conditioning_model(inf, gappy, keep, targets):
+    """The OI model a fill of the fields ``targets`` conditions with, and what the output
+    records: the fitted model; with the option ``nugget="ml"`` its covariance rescaled and its
+    nugget set by the marginal likelihood of the targets' observed cells
+    (:mod:`~climgen.tasks.fill.oi_noise`); with a number other than the fitted model's (set
+    after fitting, :meth:`Infiller.set_nugget`), that nugget."""
+    model, choice = inf.gaussian, _nugget_choice(inf)
+    if choice is None or (choice != ML and float(choice) == model.nugget):
+        return model, {"nugget": model.nugget}
+    if choice != ML:
+        return model.with_noise(float(choice)), {"nugget": float(choice)}
+    model, est = noisy_model(model, np.nan_to_num(gappy[targets]), keep[targets])
+    LOGGER.info(
+        "nugget='ml': nugget %.3g of the learned mean variance (tau^2 = %.3g), covariance "
+        "scale %.3g, from %d observed values under %d mask(s)",
+        est.nugget,
+        est.tau2,
+        est.scale,
+        est.n_observed,
+        est.n_masks,
+    )
+    return model, {"nugget": est.nugget, "oi_scale": est.scale, "nugget_method": ML}
+
+
 def fill_gaussian(inf, gappy, keep, members, seed, targets, show=False):
     """Exact conditional mean and std, and ``members`` conditional draws, of the fields
-    ``targets``; ``spread_inflation`` scales the draws' deviations from the mean and the
-    std."""
+    ``targets`` under :func:`conditioning_model`; ``spread_inflation`` scales the draws'
+    deviations from the mean and the std. Returns ``(mean, std, members, info)``."""
+    model, info = conditioning_model(inf, gappy, keep, targets)
     rng = np.random.default_rng(int(seed))
     shape = (len(targets), *gappy.shape[1:])
     mean, std = np.empty(shape), np.empty(shape)
     ens = np.empty((members, *shape))
-    k, n = inf.gaussian.context, gappy.shape[0]
+    k, n = model.context, gappy.shape[0]
     values = np.nan_to_num(gappy)
     fields = progress_bar(targets, desc="fill (optimal interpolation)", unit="field", enabled=show)
     for i, t in enumerate(fields):
         if k == 0:
-            out = inf.gaussian.condition(values[t], keep[t], members=members, rng=rng)
+            out = model.condition(values[t], keep[t], members=members, rng=rng)
         else:  # the window t − k … t + k; days outside the record observe nothing
             window = np.arange(t - k, t + k + 1)
             days = np.clip(window, 0, n - 1)
             inside = (window >= 0) & (window < n)
-            out = inf.gaussian.condition_window(
+            out = model.condition_window(
                 values[days], keep[days] & inside[:, None, None], members=members, rng=rng
             )
         mean[i], std[i], ens[:, i] = out
-    check_plausible(inf.gaussian, mean, keep[targets])
+    check_plausible(model, mean, keep[targets])
     alpha = inf.spread_inflation
     keep, gappy = keep[targets], gappy[targets]
     ens = np.where(keep[None], gappy, mean[None] + alpha * (ens - mean[None]))
-    return mean, alpha * std, ens
+    return mean, alpha * std, ens, info
 
 
 def check_plausible(model, mean: np.ndarray, keep: np.ndarray) -> None:
@@ -99,6 +158,7 @@ def check_plausible(model, mean: np.ndarray, keep: np.ndarray) -> None:
             f"the mean training variance, tau^2 = {model.tau2:.3g}): the observations do not "
             "fit the covariance learned from the training fields without an observation "
             "error. Refit with a nugget near the observations' error variance over the mean "
-            "training variance, e.g. Infiller('optimal-interpolation', nugget=0.1) "
-            "(nugget='auto' is chosen on the training fields, which carry no observation error)"
+            "training variance, e.g. Infiller('optimal-interpolation', nugget=0.1), or "
+            "estimate it from the observations: nugget='ml' (climgen fill --nugget ml); "
+            "nugget='auto' is chosen on the training fields, which carry no observation error"
         )

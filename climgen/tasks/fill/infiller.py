@@ -64,7 +64,7 @@ from climgen.tasks._common import (
     check_neighbours,
     sample_step,
 )
-from climgen.tasks.fill.gaussian import fit_gaussian
+from climgen.tasks.fill.gaussian import fit_gaussian, use_nugget
 from climgen.tasks.fill.masks import (
     pair_masks,
 )
@@ -77,6 +77,7 @@ from climgen.tasks.fill.methods import (
 from climgen.tasks.fill.names import OI, OI_OPTIONS
 from climgen.tasks.fill.networks import fit_network
 from climgen.tasks.fill.oi import GaussianFieldModel
+from climgen.tasks.fill.oi_noise import check_nugget
 from climgen.tasks.fill.output import assemble
 from climgen.tasks.fill.prepare import (
     anomaly_base,
@@ -176,8 +177,11 @@ class Infiller:
         the CRPS-trained network (:mod:`climgen.families.infill`). Default False.
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
-        options (``nugget``: τ² relative to the mean variance, or ``"auto"`` (default):
-        chosen by held-out likelihood, :mod:`climgen.tasks.fill.oi`; ``hemispheric``:
+        options (``nugget``: τ² relative to the mean variance, ``"auto"`` (default):
+        chosen by held-out likelihood of the training fields, :mod:`climgen.tasks.fill.oi`,
+        or ``"ml"``: estimated at fill time, with a scale of the covariance, by the marginal
+        likelihood of the observations, :mod:`climgen.tasks.fill.oi_noise` — for real
+        observations, which carry errors the simulated training fields do not; ``hemispheric``:
         also learn from every field mirrored about the equator, default False; ``solver``:
         ``"dense"`` (the exact N × N covariance), ``"reduced"`` (the leading ``rank`` EOFs plus
         a diagonal, solved by Woodbury identities: any grid size,
@@ -247,6 +251,8 @@ class Infiller:
         unknown = sorted(set(self.prior_options) - OI_OPTIONS)
         if unknown:
             raise ClimgenInputError(f"prior_options {unknown} unknown; valid: {sorted(OI_OPTIONS)}")
+        check_nugget(self.prior_options.get("nugget", "auto"), "prior_options nugget")
+        check_nugget(options.get("nugget", "auto") if method == OI else "auto")
         self.context = context if spec.trained else 0
         self.mask_kind, self.coverage, self.n_synthetic = mask_kind, coverage, n_synthetic
         self.likelihood_noise = bool(likelihood_noise)
@@ -454,18 +460,9 @@ class Infiller:
                 f"method {self.method!r} needs a lat/lon grid with coordinates; '{var}' is "
                 f"{grid.shape_name}"
             )
+        tiles = (tile_size, tile_halo)
         request = FillRequest(
-            gappy,
-            keep,
-            targets,
-            lat,
-            lon,
-            members,
-            seed,
-            batch_size,
-            progress,
-            tile_size,
-            tile_halo,
+            gappy, keep, targets, lat, lon, members, seed, batch_size, progress, *tiles
         )
         mean, spread, ensemble, method_info = method.fill(self, request)
         info: dict = {"seed": int(seed), **method_info}
@@ -498,6 +495,11 @@ class Infiller:
             canon = canon.isel({self.time_dim: targets})
         out = (filled, spread, keep, ensemble, members, info, extra)
         return assemble(self, canon, state, var, da, ds_obs.attrs, *out)
+
+    def set_nugget(self, nugget) -> Infiller:
+        """Fill with this OI nugget from now on: a number, ``"auto"`` or ``"ml"`` (estimated
+        from the observations; :func:`~climgen.tasks.fill.gaussian.use_nugget`)."""
+        return use_nugget(self, nugget)
 
     def _climatology_for(self, gappy: np.ndarray) -> np.ndarray | None:
         if self.climatology is None or self.climatology.shape != gappy.shape[-2:]:

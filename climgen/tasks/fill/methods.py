@@ -122,10 +122,7 @@ def _network(infiller, r: FillRequest) -> tuple:
 
 
 def _optimal_interpolation(infiller, r: FillRequest) -> tuple:
-    mean, spread, ensemble = fill_gaussian(
-        infiller, r.gappy, r.keep, r.members, r.seed, r.targets, r.progress
-    )
-    return mean, spread, ensemble, {"nugget": infiller.gaussian.nugget}
+    return fill_gaussian(infiller, r.gappy, r.keep, r.members, r.seed, r.targets, r.progress)
 
 
 def _nearest(infiller, r: FillRequest) -> tuple:

@@ -19,7 +19,7 @@ from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import build_seeded, default_run_dir, train_family
 from climgen.tasks.downscale.tiles import auto_tile
-from climgen.tasks.fill.gaussian import fit_gaussian
+from climgen.tasks.fill.gaussian import check_plausible, conditioning_model, fit_gaussian
 from climgen.tasks.fill.masks import (
     canonical_mask_array,
     pair_masks,
@@ -190,10 +190,14 @@ def prior_layout(inf) -> int:
 def prior_inputs(inf, gappy, keep, targets) -> tuple[np.ndarray, np.ndarray]:
     """The prior channels (n, P, H, W) of the fields ``targets`` at fill time and their masks,
     as :meth:`PriorMeans.channels` builds them in training (a neighbour outside the record
-    or with nothing observed: zeros, masked)."""
+    or with nothing observed: zeros, masked); the OI model is
+    :func:`~climgen.tasks.fill.gaussian.conditioning_model`'s (``nugget="ml"``: estimated
+    from the observations), its means checked by
+    :func:`~climgen.tasks.fill.gaussian.check_plausible`."""
     v = inf.variable
     center, scale = inf.normalizer.center[v], inf.normalizer.scale[v]
-    model, n = inf.gaussian, gappy.shape[0]
+    model, _ = conditioning_model(inf, gappy, keep, targets)
+    n = gappy.shape[0]
     values = np.nan_to_num(gappy)
     shape = (len(targets), prior_layout(inf), *gappy.shape[1:])
     out, masks = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
@@ -215,6 +219,9 @@ def prior_inputs(inf, gappy, keep, targets) -> tuple[np.ndarray, np.ndarray]:
         for c, j in enumerate(offsets, start=2):
             if 0 <= t + j < n and keep[t + j].any():
                 out[row, c], masks[row, c] = mean(t + j), 1
+    # an exploded OI estimate (observations with errors, a nugget of error-free training
+    # fields) is one clear error here too, not a network input thousands of σ off
+    check_plausible(model, out[:, 0] * scale + center, keep[targets])
     return out, masks
 
 
@@ -377,7 +384,16 @@ def aux_array(inf, aux, da) -> np.ndarray | None:
 
 
 def fill_network(
-    inf, gappy, keep, members, seed, batch_size, targets, show=False, tile_size=None, tile_halo=None
+    inf,
+    gappy,
+    keep,
+    members,
+    seed,
+    batch_size,
+    targets,
+    show=False,
+    tile_size=None,
+    tile_halo=None,
 ):
     """The network fills of ``targets`` (means, spread, members); the partial-conv U-Net runs
     tile by tile when ``tile_size`` says so or, with None, when a batch does not fit in a

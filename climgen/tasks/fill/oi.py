@@ -22,7 +22,10 @@ under the covariance of the first 80 %,
           - \\frac{n}{2} \\log\\det (C + τ^2 I),
 
 then refits on all fields: a large nugget where few fields give a rank-deficient
-covariance, a tiny one where symmetries give a well-determined one. Members are exact
+covariance, a tiny one where symmetries give a well-determined one. The training fields carry
+no observation error: for observations that do (real data), ``nugget="ml"`` of the infiller
+estimates the nugget and a scale of C from the observations at fill time
+(:mod:`~climgen.tasks.fill.oi_noise`, :meth:`GaussianFieldModel.with_noise`). Members are exact
 draws from the conditional by conditioning unconditional draws (Journel & Huijbregts 1978;
 Hoffman & Ribak 1991): ``x* ~ N(0, C)``, ``ε ~ N(0, τ²I)``, then
 ``x_h = \\hat x_h + x*_h + ε_h − C_{ho}(C_{oo} + τ²I)^{-1}(x*_o + ε_o)`` (the nugget at the
@@ -287,6 +290,22 @@ class GaussianFieldModel:
     def tau2(self) -> float:
         """The nugget τ² in the field's units squared."""
         return self.nugget * float(np.mean(self.variance))
+
+    def with_noise(self, nugget: float, scale: float = 1.0) -> GaussianFieldModel:
+        """This model with the covariance (every lag) times ``scale`` and ``nugget`` (relative
+        to the scaled mean variance): N(μ, s·C + s·r·I) (:mod:`~climgen.tasks.fill.oi_noise`)."""
+        s = float(scale)
+        model = GaussianFieldModel(
+            self.mean,
+            cross_cov=None if self.cross_cov is None else self.cross_cov * s,
+            anomalies=None if self.anomalies is None else self.anomalies * np.sqrt(s),
+            series_length=self.series_length,
+            context=self.context,
+            nugget=nugget,
+            nugget_scores=self.nugget_scores,
+        )
+        model._cov = None if self._cov is None else self._cov * s
+        return model
 
     # -- conditioning ----------------------------------------------------------------------
     def _solve_parts(self, observed: np.ndarray):

@@ -158,6 +158,19 @@ class ReducedGaussianFieldModel:
         """The nugget τ² in the field's units squared."""
         return self.nugget * float(np.mean(self.variance))
 
+    def with_noise(self, nugget: float, scale: float = 1.0) -> ReducedGaussianFieldModel:
+        """This model with the covariance times ``scale`` and ``nugget`` (relative to the
+        scaled mean variance), as :meth:`GaussianFieldModel.with_noise
+        <climgen.tasks.fill.oi.GaussianFieldModel.with_noise>`."""
+        s = float(scale)
+        return ReducedGaussianFieldModel(
+            self.mean,
+            self.loadings * np.sqrt(s),
+            self.residual * s,
+            nugget=nugget,
+            nugget_scores=self.nugget_scores,
+        )
+
     def _diagonal(self, tau2: float | None = None) -> np.ndarray:
         return self.residual + (self.tau2 if tau2 is None else tau2)
 

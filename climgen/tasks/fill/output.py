@@ -100,6 +100,12 @@ def assemble(
             inf.spread_inflation if ensemble is not None and inf.spread_inflation != 1.0 else None
         ),
         oi_nugget=info.get("nugget"),  # τ² / mean variance actually used
+        oi_nugget_method=(
+            "ml: maximum marginal likelihood of the observed cells (nugget and covariance scale)"
+            if info.get("nugget_method") == "ml"
+            else None
+        ),
+        oi_covariance_scale=info.get("oi_scale"),  # s of the learned covariance (nugget ml)
         kriging_kernels="; ".join(kernels[:12]) if kernels else None,
     )
     return xr.Dataset(data_vars, attrs=attrs)

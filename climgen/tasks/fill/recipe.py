@@ -45,6 +45,15 @@ Example (``recipes/fill_heldsuarez_hadcrut_partialconv.yaml``)::
     file(s) of complete fields to cross-validate on instead of the last ``1 − train_fraction``
     of ``paths`` (which then all train): e.g. train on every day of one run and score on
     another run. Regridded like ``paths``; anomalies from the training climatology.
+``observations``
+    real observations (NaN = gap) to fill with the trained infiller after the cross-validation:
+    written to ``RUN_DIR/observations_filled.nc`` (e.g. HadCRUT4 months, filled by a model
+    trained on simulated fields; give optimal interpolation ``nugget: ml`` there).
+``observations_mask``
+    with ``observations``: the coverage of an earlier, sparser month; the cells observed in
+    ``observations`` but not in this mask are hidden, filled and scored against the
+    observations — the cross-validation on real data, beside kriging, nearest and zonal-mean
+    (``RUN_DIR/report_observations``: ``scores.json``, ``index.html``).
 ``validation_fraction``
     ensembles only (cvae; partialconv with ``reconstruction: crps``): this fraction of the
     training fields (the last ones) is kept out of training and fits the ensemble's spread
@@ -85,6 +94,8 @@ FILL_DATA_KEYS = frozenset(
         "anomalies",
         "validation_fraction",
         "held_out",
+        "observations",
+        "observations_mask",
     }
 )
 FILL_EVALUATE_KEYS = {
@@ -299,12 +310,7 @@ def run_fill_recipe(
         if val_da is not None:
             fit_spread(oi)
         compare[OI] = oi
-    kriging_points = ev.get("kriging_points", 1000)
-    for baseline in ("kriging", "nearest", "zonal-mean"):
-        if baseline == name or (baseline == "kriging" and not kriging_points):
-            continue
-        extra = {"max_fit_points": kriging_points} if baseline == "kriging" else {}
-        compare[baseline] = Infiller(baseline, variable=var, time_dim=sample_dim, **extra)
+    compare.update(_baselines(name, var, sample_dim, ev.get("kriging_points", 1000)))
     n_test = test.sizes[sample_dim]
     scores = cross_validation_report(
         compare,
@@ -329,10 +335,82 @@ def run_fill_recipe(
         ),
         provenance={"recipe": source, "run dir": str(run_dir)},
     )
+    _print_scores(scores, progress)
+    if "observations" in data:
+        _fill_observations(recipe, infiller, var, run_dir, progress)
+    return infiller, scores
+
+
+def _baselines(name: str, var: str, sample_dim: str, kriging_points: int) -> dict:
+    """The baselines a recipe compares with (kriging only with ``kriging_points`` > 0)."""
+    from climgen.tasks.fill.infiller import Infiller
+
+    out = {}
+    for baseline in ("kriging", "nearest", "zonal-mean"):
+        if baseline == name or (baseline == "kriging" and not kriging_points):
+            continue
+        extra = {"max_fit_points": kriging_points} if baseline == "kriging" else {}
+        out[baseline] = Infiller(baseline, variable=var, time_dim=sample_dim, **extra)
+    return out
+
+
+def _print_scores(scores: dict, progress: bool, what: str = "") -> None:
     if progress:
         for label, s in scores.items():
-            print(f"{label:>12}: RMSE {s['rmse']:.3g}, CRPS {s.get('crps', float('nan')):.3g}")
-    return infiller, scores
+            crps = s.get("crps", float("nan"))
+            print(f"{label:>12}: RMSE {s['rmse']:.3g}, CRPS {crps:.3g}{what}")
+
+
+def _fill_observations(recipe: Recipe, infiller, var: str, run_dir, progress: bool) -> None:
+    """``data.observations``: fill them (``RUN_DIR/observations_filled.nc``); with
+    ``data.observations_mask``, cross-validate on the cells observed there but hidden by
+    that mask, beside the baselines (``RUN_DIR/report_observations``)."""
+    import numpy as np
+
+    from climgen.data.io import write_fields
+    from climgen.data.masks import load_mask
+    from climgen.tasks.fill.cross_validation import cross_validation_report
+    from climgen.tasks.fill.masks import pair_masks
+
+    ev, run_dir = recipe.evaluate, Path(run_dir)
+    members, seed = ev.get("members", 16), ev.get("seed", 0)
+    obs = open_data(recipe, "observations", [var])
+    obs_path = data_paths(recipe, "observations")[0]
+    filled = infiller.fill(obs, members=members, seed=seed)
+    out = write_fields(filled, run_dir / "observations_filled.nc")
+    if progress:
+        print(f"filled {Path(obs_path).name}: {out}")
+    if "observations_mask" not in recipe.data:
+        return
+    mask_path = data_paths(recipe, "observations_mask")[0]
+    mask = load_mask(mask_path, recipe.data.get("mask_variable"))
+    time_dim = infiller.time_dim
+    truth = obs[var]
+    hidden = np.isfinite(truth) & (pair_masks(mask, truth, time_dim=time_dim) == 0)
+    per_field = hidden.sum([d for d in hidden.dims if d != time_dim]) if truth.ndim == 3 else None
+    compare = {infiller.method: infiller}
+    compare.update(_baselines(infiller.method, var, time_dim, ev.get("kriging_points", 1000)))
+    scores = cross_validation_report(
+        compare,
+        obs,
+        mask,
+        run_dir / "report_observations",
+        members=members,
+        variable=var,
+        time_dim=time_dim,
+        seed=seed,
+        index=0 if per_field is None else int(np.argmax(per_field.values)),
+        title=f"Gap filling: {infiller.method} on {Path(obs_path).name} (real observations)",
+        notes=(
+            f"Cells observed in {Path(obs_path).name} but missing in the coverage "
+            f"{Path(mask_path).name} were hidden and are scored "
+            f"({int(hidden.sum())} cells); the filler was trained on "
+            + ", ".join(Path(p).name for p in recipe.data["paths"])
+            + ".",
+        ),
+        provenance={"recipe": recipe.source, "observations": obs_path, "mask": mask_path},
+    )
+    _print_scores(scores, progress, f" ({Path(obs_path).name}, hidden by {Path(mask_path).name})")
 
 
 register_recipe_task(
@@ -342,7 +420,7 @@ register_recipe_task(
         check_model=check_fill_method,
         run=run_fill_recipe,
         data_keys=FILL_DATA_KEYS,
-        path_keys=("masks", "regrid", "held_out"),
+        path_keys=("masks", "regrid", "held_out", "observations", "observations_mask"),
         evaluate_keys=FILL_EVALUATE_KEYS,
         description="gap filling: train an infiller under coverage masks, cross-validate it",
     )
