@@ -103,6 +103,16 @@ def test_the_reduced_model_gives_the_dense_estimate_and_with_noise_scales_the_co
         np.testing.assert_allclose(m1, m0, atol=1e-9)
         np.testing.assert_allclose(s1**2, a.scale * s0**2, rtol=1e-9)
         assert scaled.tau2 == pytest.approx(a.tau2, rel=1e-9)
+    # space–time OI: every lagged covariance is scaled, zonal or not
+    x = np.random.default_rng(0).standard_normal((12, 4, 6)).cumsum(0)
+    cells = np.arange(24)
+    for zonal in (True, False):
+        model = GaussianFieldModel.fit(x, zonal=zonal, context=1, nugget=1e-3)
+        scaled = model.with_noise(1e-2, 3.0)
+        for lag in (0, 1, 2):
+            np.testing.assert_allclose(
+                scaled.block(lag, cells, cells), 3.0 * model.block(lag, cells, cells), rtol=1e-12
+            )
 
 
 def test_ml_nugget_fills_noisy_observations_the_tiny_nugget_refuses(tmp_path):
