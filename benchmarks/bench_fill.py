@@ -30,7 +30,8 @@ infiller of issue 27: the same U-Net with noise inputs, CRPS-trained on the *res
 that OI estimate (``residual=True``, ``reconstruction="crps"``; inputs also the OI std and the
 OI means of the ``--context`` neighbours), members ``E_OI[x | obs] + r_i``, scored raw and
 calibrated like the other ensembles and, with ``--oi``, against the best OI row
-(``targets``: RMSE and CRPS ratios, target ≤ 0.9). ``--test-data NC`` scores on the days of
+(``targets``: RMSE and CRPS ratios, target ≤ 0.9; the members' structure in the gaps, target
+≤ 2× the floor). ``--test-data NC`` scores on the days of
 an independent run (another seed, e.g. ../shared/data/heldsuarez_test.nc) instead of the
 last 20 % of the training run; anomalies from the training days' climatology, the same masks
 (field i under mask i mod 2). Scores on the hidden cells of the held-out
@@ -676,13 +677,17 @@ def main(argv=None) -> int:
         if oi_labels:
             best_oi = min(oi_labels, key=lambda n: res[n]["rmse"])
             cal, oi_cal = res[f"{label}-calibrated"], res[f"{best_oi}-calibrated"]
+            gaps = cal["gaps"].get("members", {})  # structure in the gaps ÷ floor, ≤ 2
             targets[f"{label}_vs_{best_oi}"] = {
                 "rmse_ratio": cal["rmse"] / oi_cal["rmse"],
                 "crps_ratio": cal["crps"] / oi_cal["crps"],
                 "spread_skill": cal["spread_skill"],
+                "gaps_members_within_2x": bool(gaps) and max(gaps.values()) <= 2,
                 "met": cal["rmse"] <= 0.9 * oi_cal["rmse"]
                 and cal["crps"] <= 0.9 * oi_cal["crps"]
-                and SSR_RANGE[0] <= cal["spread_skill"] <= SSR_RANGE[1],
+                and SSR_RANGE[0] <= cal["spread_skill"] <= SSR_RANGE[1]
+                and bool(gaps)
+                and max(gaps.values()) <= 2,
             }
     results["targets"] = targets
     load1 = os.getloadavg()

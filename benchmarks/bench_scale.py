@@ -40,6 +40,15 @@ Tasks.
 For the network and evaluation tasks ``step_peak_rss_mb`` is the peak RSS of the measured
 step alone (Linux VmHWM, reset before it).
 
+``--year`` instead measures a year of daily fields evaluated from disk (issue 26):
+``--year-fields`` (365) generated and as many reference k⁻³ fields of ``--year-grid``
+(721 × 1440) written, ``--chunk`` fields at a time, as float32 to two zarr stores in a
+temporary folder under ``--scratch`` (deleted afterwards), then ``evaluate(gen_store,
+ref_store, chunk_size=--chunk)`` on the paths; writer and evaluation each in a fresh process,
+with CPU, wall, peak RSS, an RSS trace and the bytes the process read (``rchar``):
+``taskset -c 1 .venv/bin/python benchmarks/bench_scale.py --year --scratch DIR`` (smoke
+run: ``--year-fields 16``).
+
 ``--rank-sweep RANK ...`` instead compares the dense and the reduced OI (those ranks) on the
 72 × 72 HadCRUT-grid data of ``bench_fill.py`` (see :func:`_rank_sweep`).
 
@@ -53,8 +62,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -251,6 +262,114 @@ def _time_parts() -> dict[str, float]:
     return parts
 
 
+def _rss_trace(every: float = 5.0) -> list:
+    """Samples ``[wall s, VmRSS MB]`` of this process every ``every`` s in a daemon thread
+    (the returned list grows while the process runs)."""
+    trace: list = []
+    t0 = time.perf_counter()
+
+    def sample():
+        while True:
+            for line in open("/proc/self/status"):
+                if line.startswith("VmRSS"):
+                    trace.append([round(time.perf_counter() - t0, 1), int(line.split()[1]) >> 10])
+            time.sleep(every)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return trace
+
+
+def _rchar() -> int:
+    """Bytes this process has read through read() calls (page cache included)."""
+    for line in open("/proc/self/io"):
+        if line.startswith("rchar"):
+            return int(line.split()[1])
+    return 0
+
+
+def _year_step(step: str, h: int, w: int, args) -> dict:
+    """One step of ``--year`` in this process: ``year-write`` writes the two stores under
+    ``--scratch`` chunk by chunk; ``year-evaluate`` evaluates them from their paths."""
+    from climgen.data.samples import grf_dataarray
+
+    n, chunk = args.year_fields, args.chunk
+    stores = {"generated": args.scratch / "gen.zarr", "reference": args.scratch / "ref.zarr"}
+    out = {"task": step, "ny": h, "nx": w, "cells": h * w, "fields": n, "chunk_size": chunk}
+    from climgen.report.evaluate import evaluate
+
+    parts = _time_parts() if step == "year-evaluate" else {}
+    trace = _rss_trace()
+    _reset_hwm()
+    rchar0 = _rchar()
+    c0, t0 = time.process_time(), time.perf_counter()
+    if step == "year-write":
+        for seed, path in enumerate(stores.values(), start=3):
+            for start in range(0, n, chunk):
+                m = min(chunk, n - start)
+                da = grf_dataarray(
+                    m, h, w, kind="latlon", seed=[seed, start], name="tas", units="K"
+                )
+                ds = da.astype(np.float32).assign_coords(time=np.arange(start, start + m))
+                ds = ds.to_dataset()
+                if start == 0:
+                    enc = {"tas": {"chunks": (chunk, h, w), "compressors": None}}
+                    ds.to_zarr(path, mode="w", encoding=enc)
+                else:
+                    ds.to_zarr(path, append_dim="time")
+        out["store_gb"] = sum(f.stat().st_size for p in stores.values() for f in p.rglob("*"))
+        out["store_gb"] /= 1e9
+    else:
+        report = evaluate(
+            str(stores["generated"]), str(stores["reference"]), chunk_size=chunk, progress=False
+        )
+        out.update({f"{k}_cpu_s": v for k, v in parts.items()})
+        res = report.variables["tas"]
+        out.update(n_generated=res.n_generated, n_reference=res.n_reference)
+        out["distances"] = {k: [d.value, d.floor] for k, d in res.distances.items()}
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    out.update(
+        cpu_s=cpu,
+        wall_s=wall,
+        cpu_s_per_field=cpu / n,
+        read_gb=(_rchar() - rchar0) / 1e9,
+        step_peak_rss_mb=_hwm_mb(),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        rss_trace_mb=trace[:: max(1, len(trace) // 40)],
+    )
+    return out
+
+
+def _year(args) -> list[dict]:
+    """``--year``: the writer and the evaluation, each in a fresh process; the stores live
+    in a temporary folder under ``--scratch``, removed at the end."""
+    import tempfile
+    from pathlib import Path
+
+    h, w = (int(v) for v in args.year_grid.lower().split("x"))
+    scratch = Path(tempfile.mkdtemp(prefix="bench_scale_year_", dir=args.scratch))
+    rows = []
+    try:
+        for step in ("year-write", "year-evaluate"):
+            cmd = [sys.executable, __file__, "--one", step, str(h), str(w)]
+            cmd += [f"--year-fields={args.year_fields}", f"--chunk={args.chunk}"]
+            cmd += [f"--scratch={scratch}"]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(done.stderr[-3000:])
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for r in rows:
+        print(
+            f"{r['task']}: {r['fields']} + {r['fields']} fields of {r['ny']}×{r['nx']}, "
+            f"{r['cpu_s']:.0f} CPU s ({r['fields'] / r['cpu_s']:.3g} fields/CPU s), "
+            f"{r['wall_s']:.0f} s wall, peak RSS {r['peak_rss_mb']:.0f} MB "
+            f"(step {r['step_peak_rss_mb']:.0f} MB), read {r['read_gb']:.2f} GB"
+        )
+    return rows
+
+
 def _rank_sweep(args) -> list[dict]:
     """Dense vs reduced OI on the 72×72 HadCRUT-grid data of bench_fill.py (Held–Suarez
     ``tas`` anomalies, zonal + hemispheric covariance, the dense model's auto nugget for
@@ -344,6 +463,14 @@ def main() -> int:
         help="instead: dense vs reduced OI (these ranks: ints or variance fractions) on the "
         "72x72 data of bench_fill.py (needs ../shared/data)",
     )
+    parser.add_argument(
+        "--year", action="store_true", help="instead: a year of fields evaluated from zarr"
+    )
+    parser.add_argument("--year-fields", type=int, default=365, help="--year: fields per set")
+    parser.add_argument("--year-grid", default="721x1440", help="--year: grid HxW")
+    parser.add_argument(
+        "--scratch", help="--year: folder for the stores (default: the system's temp dir)"
+    )
     parser.add_argument("--json", metavar="OUT", help="write the rows as JSON")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 small sizes")
     parser.add_argument("--one", nargs=3, metavar=("TASK", "H", "W"), help=argparse.SUPPRESS)
@@ -351,6 +478,15 @@ def main() -> int:
     import tempfile
     from pathlib import Path
 
+    if args.one and args.one[0].startswith("year-"):
+        args.scratch = Path(args.scratch)
+        print(json.dumps(_year_step(args.one[0], int(args.one[1]), int(args.one[2]), args)))
+        return 0
+    if args.year:
+        rows = _year(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return 0
     args.tmp = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     if args.one:
         print(json.dumps(_one(args.one[0], int(args.one[1]), int(args.one[2]), args)))

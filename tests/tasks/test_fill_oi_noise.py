@@ -103,6 +103,16 @@ def test_the_reduced_model_gives_the_dense_estimate_and_with_noise_scales_the_co
         np.testing.assert_allclose(m1, m0, atol=1e-9)
         np.testing.assert_allclose(s1**2, a.scale * s0**2, rtol=1e-9)
         assert scaled.tau2 == pytest.approx(a.tau2, rel=1e-9)
+    # space–time OI: every lagged covariance is scaled, zonal or not
+    x = np.random.default_rng(0).standard_normal((12, 4, 6)).cumsum(0)
+    cells = np.arange(24)
+    for zonal in (True, False):
+        model = GaussianFieldModel.fit(x, zonal=zonal, context=1, nugget=1e-3)
+        scaled = model.with_noise(1e-2, 3.0)
+        for lag in (0, 1, 2):
+            np.testing.assert_allclose(
+                scaled.block(lag, cells, cells), 3.0 * model.block(lag, cells, cells), rtol=1e-12
+            )
 
 
 def test_ml_nugget_fills_noisy_observations_the_tiny_nugget_refuses(tmp_path):
@@ -136,6 +146,31 @@ def test_ml_nugget_fills_noisy_observations_the_tiny_nugget_refuses(tmp_path):
     # the filled mean beats the observations' own noise level at the hidden cells
     err = filled - test.values[~hide]
     assert np.sqrt(np.mean(err**2)) < np.sqrt(noise_var + float(test.var()))
+
+
+def test_an_oi_prior_is_checked_too_and_takes_the_ml_nugget(tmp_path):
+    """The residual infiller's OI inputs: refused when they explode (nugget 1e-14 on noisy
+    observations of smooth fields), estimated from the observations with nugget ml."""
+    da = grf_dataarray(24, 24, 48, kind="latlon", slope=-6.0, seed=1, name="tas", units="K")
+    train, test = da.isel(time=slice(0, 20)), da.isel(time=slice(20, None))
+    noisy = test + float(train.std()) * np.random.default_rng(0).standard_normal(test.shape)
+    hide = blob_masks(4, (24, 48), coverage=0.3, seed=5).astype(bool)
+    obs = noisy.where(xr.DataArray(hide, dims=noisy.dims, coords=noisy.coords))
+    net = Infiller(
+        "partialconv",
+        prior="optimal-interpolation",
+        residual=True,
+        roll_fields=True,
+        base_channels=4,
+        n_synthetic=4,
+        prior_options={"nugget": 1e-14, "hemispheric": True},
+    )
+    net.fit(train, run_dir=tmp_path, max_steps=1, batch_size=2, progress=False)
+    with pytest.raises(ClimgenInputError, match=r"prior standard deviations.*nugget 1e-14"):
+        net.fill(obs, progress=False)
+    out = net.set_nugget("ml").fill(obs, progress=False)
+    sd = np.sqrt(net.gaussian.variance.max())
+    assert np.isfinite(out.tas.values).all() and float(np.abs(out.tas).max()) < 20 * sd
 
 
 def test_bad_nugget_options_are_one_clear_error():

@@ -19,7 +19,7 @@ from climgen.data.progress import progress as progress_bar
 from climgen.errors import ClimgenInputError
 from climgen.tasks._common import build_seeded, default_run_dir, train_family
 from climgen.tasks.downscale.tiles import auto_tile
-from climgen.tasks.fill.gaussian import conditioning_model, fit_gaussian
+from climgen.tasks.fill.gaussian import check_plausible, conditioning_model, fit_gaussian
 from climgen.tasks.fill.masks import (
     canonical_mask_array,
     pair_masks,
@@ -192,7 +192,8 @@ def prior_inputs(inf, gappy, keep, targets) -> tuple[np.ndarray, np.ndarray]:
     as :meth:`PriorMeans.channels` builds them in training (a neighbour outside the record
     or with nothing observed: zeros, masked); the OI model is
     :func:`~climgen.tasks.fill.gaussian.conditioning_model`'s (``nugget="ml"``: estimated
-    from the observations)."""
+    from the observations), its means checked by
+    :func:`~climgen.tasks.fill.gaussian.check_plausible`."""
     v = inf.variable
     center, scale = inf.normalizer.center[v], inf.normalizer.scale[v]
     model, _ = conditioning_model(inf, gappy, keep, targets)
@@ -218,6 +219,9 @@ def prior_inputs(inf, gappy, keep, targets) -> tuple[np.ndarray, np.ndarray]:
         for c, j in enumerate(offsets, start=2):
             if 0 <= t + j < n and keep[t + j].any():
                 out[row, c], masks[row, c] = mean(t + j), 1
+    # an exploded OI estimate (observations with errors, a nugget of error-free training
+    # fields) is one clear error here too, not a network input thousands of σ off
+    check_plausible(model, out[:, 0] * scale + center, keep[targets])
     return out, masks
 
 
