@@ -276,7 +276,9 @@ def test_tiny_diffusion_learns(formulation, tiny_grf, trainer):
             return model.loss(val, generator=torch.Generator().manual_seed(0)).item()
 
     before = val_loss()
-    history = trainer(model, tiny_grf, 100, batch_size=16)
+    # 60 steps: after/before was 0.65–0.67 (edm) and 0.34–0.35 (ddpm) at seeds 0, 1, 2, and
+    # the last 20 losses averaged 0.45–0.84 of the first 20 (0.63 and 0.32 after 100 steps)
+    history = trainer(model, tiny_grf, 60, batch_size=16)
     after = val_loss()
     assert before == pytest.approx(1.0, abs=0.25)  # untrained: unit loss by construction
     assert after < 0.8 * before
