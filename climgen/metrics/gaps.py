@@ -58,11 +58,16 @@ GAP_STRUCTURE_NAMES = ("spectrum", "area_fraction", "boundary_length", "euler_ch
 _MINKOWSKI = GAP_STRUCTURE_NAMES[1:]
 
 
-def _values(x: Any, name: str) -> np.ndarray:
+def _values(x: Any, name: str, like: Any = None) -> np.ndarray:
+    """(samples, …, ny, nx) numpy values in canonical orientation; plain arrays shaped like a
+    DataArray ``like`` (the truth) are taken in its layout and turned with it."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(like, xr.DataArray) and not isinstance(x, xr.DataArray):
+        if np.shape(x) == like.shape:
+            x = like.copy(data=np.asarray(x))
     if isinstance(x, xr.DataArray):
         x = grids.to_canonical(x)[0].values if x.ndim >= 2 else x.values
-    elif isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
     a = np.asarray(x)
     if a.ndim < 3:
         raise ClimgenInputError(f"{name} must be (samples, ..., ny, nx), got shape {a.shape}")
@@ -165,7 +170,8 @@ def gap_structure(
     (samples, ny, nx): a member, an ensemble mean, a conditional mean; ``truth``: the complete
     fields (DataArray: its lat/lon grid gives cos φ weights, 30° latitude bands and the
     periodic longitude; arrays: row index, 4 bands of rows, x periodic); ``hidden``: boolean,
-    the cells the filler could not see (same shape). Distances (0 for the same structure):
+    the cells the filler could not see (same shape). Plain arrays given with a DataArray truth
+    are in the truth's layout. Distances (0 for the same structure):
 
     .. math::
         d_{spec} = \operatorname{mean}_{b:\,h_b ≥ h_{min}}
@@ -190,7 +196,7 @@ def gap_structure(
     if not isinstance(estimates, Mapping):
         estimates = {"estimate": estimates}
     t = _values(truth, "truth")
-    h = _values(hidden, "hidden").astype(bool)
+    h = _values(hidden, "hidden", truth).astype(bool)
     if h.shape != t.shape:
         raise ClimgenInputError(f"hidden has shape {h.shape}, truth {t.shape}: they must match")
     t, h = t.reshape(-1, *t.shape[-2:]), h.reshape(-1, *t.shape[-2:])
@@ -223,7 +229,7 @@ def gap_structure(
     floor = _floor(t, h, n_splits, kw)
     distances, ratios = {}, {}
     for label, est in estimates.items():
-        e = _values(est, str(label))
+        e = _values(est, str(label), truth)
         if e.shape[-2:] != t.shape[-2:] or e.size != t.size:
             raise ClimgenInputError(
                 f"estimate {label!r} has shape {e.shape}, the truth {t.shape}: they must match"
