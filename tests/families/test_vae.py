@@ -70,7 +70,8 @@ def test_slerp_of_orthogonal_unit_vectors_is_the_bisector():
 @pytest.mark.slow
 def test_vae_training_lowers_the_loss(tiny_grf, trainer):
     vae = VAE(1, (16, 16), periodic=(True, True), lr=2e-3, **TINY)
-    history = trainer(vae, tiny_grf, 150)
+    # 60 steps: the mean loss fell by 0.29, 0.33, 0.29 at seeds 0, 1, 2 (0.48–0.51 at 150)
+    history = trainer(vae, tiny_grf, 60)
     first = sum(h["loss"] for h in history[:10]) / 10
     last = sum(h["loss"] for h in history[-10:]) / 10
     assert last < first - 0.1
@@ -156,7 +157,8 @@ def test_trained_cvae_follows_its_condition(tiny_grf, trainer):
     cond = tiny_grf
     data = cond + 0.1 * torch.randn(cond.shape, generator=torch.Generator().manual_seed(3))
     cvae = ConditionalVAE(1, (16, 16), periodic=(True, True), cond_channels=1, lr=2e-3, **TINY)
-    trainer(cvae, data, 150, cond=cond)
+    # 50 steps: at seeds 0, 1, 2 corr(out, c1) ≥ 0.99 and the gap to c2 ≥ 0.92 (as at 80)
+    trainer(cvae, data, 50, cond=cond)
     c1, c2 = cond[:1], cond[1:2]
     out = cvae.sample(8, generator=torch.Generator().manual_seed(0), cond=c1)
 

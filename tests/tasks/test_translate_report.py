@@ -53,8 +53,12 @@ def test_untrained_cycle_families_reconstruct_their_input():
 
 @pytest.mark.slow
 def test_spectral_term_is_logged_and_pulls_the_spectrum_toward_b():
-    """λ_spec > 0 adds the log-spectral term to the generator loss; 60 steps with it leave a
-    smaller spectral gap between G_AB(a) and B than the same 60 steps (same seed) without."""
+    """λ_spec > 0 adds the log-spectral term to the generator loss; 20 steps with it leave a
+    smaller spectral gap between G_AB(a) and B than the same 20 steps (same seed) without.
+
+    At seeds 0, 1, 2 the gap after 20 steps was 0.11 with the term and 0.92 without (0.92 at
+    the start); 0.05–0.07 with it after 60 steps.
+    """
     n = 16
     a = torch.tensor(make_grf(64, n, n, slope=-4, seed=1), dtype=torch.float32)[:, None]
     b = torch.tensor(make_grf(64, n, n, slope=-2, seed=2), dtype=torch.float32)[:, None]
@@ -92,7 +96,7 @@ def test_spectral_term_is_logged_and_pulls_the_spectrum_toward_b():
                 return contextlib.nullcontext()
 
         g = torch.Generator().manual_seed(0)
-        for step in range(60):
+        for step in range(20):
             i, j = (
                 torch.randint(0, 64, (16,), generator=g),
                 torch.randint(0, 64, (16,), generator=g),
