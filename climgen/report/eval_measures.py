@@ -305,7 +305,8 @@ def measure_structure(
     factor: float,
     side: ReferenceSide | None = None,
 ):
-    from climgen.metrics.structure import report_lags, structure_functions
+    from climgen.metrics import structure_functions
+    from climgen.metrics.structure import report_lags
 
     side = side or ReferenceSide()
     floors = side.floors

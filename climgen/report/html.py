@@ -195,7 +195,7 @@ def _table(table: Table) -> str:
         style = f' style="background:{STATUS_COLORS[status]}"' if status else ""
         cells = "".join(
             f'<td class="num">{_num(v)}</td>'
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
             else f"<td>{_e(v)}</td>"
             for v in row
         )

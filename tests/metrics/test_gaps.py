@@ -43,6 +43,15 @@ def test_the_truth_itself_is_at_distance_zero_and_observed_cells_do_not_count():
     assert out["distances"]["elsewhere"] == out["distances"]["truth"]
 
 
+def test_arrays_given_with_a_north_to_south_truth_are_read_in_its_layout():
+    truth, draw, hidden = _case(4, n=8)
+    member = np.where(hidden, draw, truth.values)
+    flipped = truth.isel(lat=slice(None, None, -1))  # a user's layout: north → south
+    a = gap_structure(member, truth, hidden)
+    b = gap_structure(member[:, ::-1], flipped, hidden[:, ::-1])
+    assert a["distances"] == b["distances"] and a["floor"] == b["floor"]
+
+
 def test_minkowski_region_equals_counting_the_cropped_field():
     f = np.random.default_rng(0).standard_normal((3, 20, 30))
     region = np.zeros((20, 30), bool)

@@ -58,6 +58,7 @@ def test_page_has_table_figures_and_escaped_text(tmp_path):
     # the score table: header and one row per method, the lowest RMSE highlighted
     assert "<th>RMSE</th>" in html and "<th>spread/skill</th>" in html
     assert html.count("<tr") >= 3
+    assert "None" not in html  # scores a method lacks are shown as "–"
     assert "background:#d8f0d2" in html
     # the structure inside the gaps: a table for the one method that has it
     assert "Structure inside the gaps" in html and "<th>Euler characteristic V2</th>" in html

@@ -358,7 +358,10 @@ def _print_scores(scores: dict, progress: bool, what: str = "") -> None:
     if progress:
         for label, s in scores.items():
             crps = s.get("crps", float("nan"))
-            print(f"{label:>12}: RMSE {s['rmse']:.3g}, CRPS {crps:.3g}{what}")
+            gaps = s.get("gaps", {})  # the worst of the four, distance ÷ the truth's floor
+            shown = [f"{k} {max(gaps[k].values()):.2g}" for k in ("mean", "members") if k in gaps]
+            gaps = f", gaps ÷ floor (worst): {', '.join(shown)}" if shown else ""
+            print(f"{label:>12}: RMSE {s['rmse']:.3g}, CRPS {crps:.3g}{gaps}{what}")
 
 
 def _fill_observations(recipe: Recipe, infiller, var: str, run_dir, progress: bool) -> None:
