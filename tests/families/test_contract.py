@@ -51,12 +51,14 @@ def test_family_contract(name, options, falling, grf_data, tmp_path):
     torch.set_num_threads(1)
     family = build_family(name, channels=1, shape=SHAPE, periodic=(True, True), **options)
     assert repr(family)
+    # 40 steps: at training seeds 0, 1, 2 the mean of the last 10 logged losses was below
+    # that of the first 10 by ≥ 0.17 (ae, vae, flow, diffusion, pixelcnn) and ≥ 0.24 (gans)
     config = TrainConfig(
-        max_steps=60,
+        max_steps=40,
         batch_size=16,
         seed=0,
         log_every=1,
-        checkpoint_every=60,
+        checkpoint_every=40,
         progress=False,
         ema_decay=None,
     )

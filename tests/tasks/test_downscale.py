@@ -267,7 +267,8 @@ def trained_regression(tmp_path_factory):
 def test_regression_sr_beats_bicubic_on_grf(tmp_path, grf_split):
     train, test = grf_split
     down = Downscaler(4, "regression", base_channels=16, n_blocks=2, lr=2e-3)
-    down.fit(train, run_dir=tmp_path, max_steps=100, batch_size=16, progress=False)
+    # 50 steps: RMSE 0.94 of bicubic's at seeds 0, 1, 2 (0.95 after 100 steps)
+    down.fit(train, run_dir=tmp_path, max_steps=50, batch_size=16, progress=False)
     coarse = down.coarsen(test)
     net = down.downscale(coarse)["psi"]
     bicubic = Downscaler(4, "bicubic").downscale(coarse)["psi"]
