@@ -177,8 +177,10 @@ def test_constraint_terms_are_logged_and_trained():
         # The style generator's std oscillates more around the target in so few steps.
         ({"loss": "hinge", "generator": "style"}, 300, 0.2),
         ({"loss": "hinge", "optimizer": "optimistic-adam"}, 150, None),
-        ({"loss": "hinge", "optimizer": "extragradient"}, 300, None),
-        ({"loss": "hinge", "optimizer": "cgd", "lr_g": 1e-2}, 150, None),
+        # At seeds 0, 1, 2 the mean gap fell to ≤ 0.05 and the std gap to ≤ 0.33 of theirs
+        # by step 200 (extragradient), to ≤ 0.22 and ≤ 0.10 by step 100 (cgd).
+        ({"loss": "hinge", "optimizer": "extragradient"}, 200, None),
+        ({"loss": "hinge", "optimizer": "cgd", "lr_g": 1e-2}, 100, None),
     ],
 )
 def test_tiny_gan_moves_toward_the_data_distribution(options, steps, std_tolerance):
