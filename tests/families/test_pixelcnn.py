@@ -242,7 +242,8 @@ def test_training_lowers_bits_per_dim(output, trainer):
     model = PixelCNN(1, (8, 8), output=output, lr=3e-3, **TINY)
     with torch.no_grad():
         before = float(model.bits_per_dim(data).mean())
-    history = trainer(model, data, 150)
+    # 60 steps: both drops were ≥ 0.56 bits/dim at seeds 0, 1, 2 (0.67–1.05 at 150)
+    history = trainer(model, data, 60)
     with torch.no_grad():
         after = float(model.bits_per_dim(data).mean())
     assert all(h["loss"] == h["bpd"] for h in history)
