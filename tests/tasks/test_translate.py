@@ -254,7 +254,11 @@ def test_pix2pix_learns_a_paired_map(gan_loss):
 
 @pytest.mark.slow
 def test_cyclegan_moves_spectral_slope_toward_target():
-    """A (slope −3) → B (slope −2): a 150-step CycleGAN on 16×16 fields adds small-scale power."""
+    """A (slope −3) → B (slope −2): a 100-step CycleGAN on 16×16 fields adds small-scale power.
+
+    |slope − B's| / |A's − B's| after 100 steps was 0.16, 0.22, 0.13 at seeds 0, 1, 2 (0.05–0.14
+    after 150; 0.55–0.87 after 50).
+    """
     n = 16
     a = torch.tensor(make_grf(256, n, n, slope=-3, seed=1), dtype=torch.float32)[:, None]
     b = torch.tensor(make_grf(256, n, n, slope=-2, seed=2), dtype=torch.float32)[:, None]
@@ -267,7 +271,7 @@ def test_cyclegan_moves_spectral_slope_toward_target():
     )
     ctx = _Ctx(fam)
     g = torch.Generator().manual_seed(0)
-    for step in range(150):
+    for step in range(100):
         i = torch.randint(0, 256, (16,), generator=g)
         j = torch.randint(0, 256, (16,), generator=g)
         fam.training_step({"x": a[i], "y": b[j]}, step, ctx)
