@@ -244,7 +244,8 @@ def test_pix2pix_learns_a_paired_map(gan_loss):
     ctx = _Ctx(fam)
     g = torch.Generator().manual_seed(0)
     first = None
-    for step in range(60):
+    # 40 steps: the L1 term ended at 0.20–0.26 of its first value at seeds 0, 1, 2 (every loss)
+    for step in range(40):
         i = torch.randint(0, 64, (16,), generator=g)
         logs = fam.training_step({"x": a[i], "y": b[i]}, step, ctx)
         first = first if first is not None else float(logs["l1"])
