@@ -152,3 +152,48 @@ def test_flip_fields_needs_a_symmetric_prior_and_grid(tmp_path):
                 max_steps=1, progress=False)
     with pytest.raises(ClimgenInputError, match="flip_fields must be true or false"):
         Infiller("partialconv", flip_fields="yes")
+
+
+def test_member_noise_oi_recentres_the_oi_draws_on_the_network_mean(residual_net):
+    """member_noise="oi": the members are the network's ensemble mean plus OI conditional
+    deviations — their mean is the network's mean, their spread OI's posterior std, and the
+    observed cells are kept."""
+    test = _fields(3, seed=7)
+    mask = _masks(test, seed=8)
+    obs = test.where(mask == 1)
+    keep = mask.values == 1
+    own = residual_net.fill(obs, members=64, seed=4)
+    residual_net.member_noise = "oi"
+    try:
+        out = residual_net.fill(obs, members=64, seed=4)
+    finally:
+        residual_net.member_noise = "network"
+    assert out.attrs["climgen_fill_options"].count('"member_noise": "oi"') == 1
+    members = out.tas_members.values
+    assert all(np.array_equal(m[keep], obs.values[keep]) for m in members)
+    np.testing.assert_allclose(out.tas.values, own.tas.values, atol=1e-9)
+    oi_std = np.stack(
+        [
+            residual_net.gaussian.condition(np.nan_to_num(o), k)[1]
+            for o, k in zip(obs.values, keep)
+        ]
+    )
+    hidden = ~keep
+    ratio = np.sqrt(np.mean(members.var(0, ddof=1)[hidden]) / np.mean(oi_std[hidden] ** 2))
+    assert abs(ratio - 1) < 0.1, ratio  # 64 members: MC error of the variance ≈ 2 %
+    with pytest.raises(ClimgenInputError, match="member_noise='oi' needs residual"):
+        Infiller("partialconv", member_noise="oi", reconstruction="crps")
+
+
+def test_member_noise_oi_needs_the_crps_ensemble_and_survives_reload(tmp_path):
+    train = _fields(8, seed=0)
+    masks = _masks(train.isel(time=slice(0, 2)), seed=1)
+    prior = dict(prior="optimal-interpolation", residual=True, member_noise="oi", base_channels=4)
+    with pytest.raises(ClimgenInputError, match="member_noise='oi' needs"):
+        Infiller("partialconv", **prior).fit(
+            train, masks=masks, run_dir=tmp_path / "l1", max_steps=1, progress=False
+        )
+    Infiller("partialconv", reconstruction="crps", **prior).fit(
+        train, masks=masks, run_dir=tmp_path / "crps", max_steps=1, batch_size=4, progress=False
+    )
+    assert Infiller.load(tmp_path / "crps").member_noise == "oi"

@@ -75,7 +75,7 @@ from climgen.tasks.fill.methods import (
     get_method,
 )
 from climgen.tasks.fill.names import OI, OI_OPTIONS
-from climgen.tasks.fill.networks import fit_network
+from climgen.tasks.fill.networks import check_member_noise, fit_network
 from climgen.tasks.fill.oi import GaussianFieldModel
 from climgen.tasks.fill.oi_noise import check_nugget
 from climgen.tasks.fill.output import assemble
@@ -175,6 +175,10 @@ class Infiller:
         observed cells are kept, so r = 0 there. With ``reconstruction="crps"`` this is the
         generative infiller: members ``E_OI[x | obs] + r_i`` whose residuals are drawn by
         the CRPS-trained network (:mod:`climgen.families.infill`). Default False.
+    member_noise : with ``residual`` and ``reconstruction="crps"`` — where the members'
+        deviations come from: ``"network"`` (default, its own draws) or ``"oi"``: the network's
+        ensemble mean plus the OI conditional draws' deviations, the OI ensemble re-centred
+        on the better mean (:func:`~climgen.tasks.fill.networks.recentre_on`).
     **options : family options (networks: e.g. ``base_channels``, ``hole_weight``,
         ``latent_dim``), kriging options (``max_fit_points``, ``nu``) or optimal-interpolation
         options (``nugget``: τ² relative to the mean variance, ``"auto"`` (default):
@@ -214,6 +218,7 @@ class Infiller:
         prior: str | None = None,
         prior_options: dict | None = None,
         residual: bool = False,
+        member_noise: str = "network",
         **options,
     ):
         spec = get_method(method)  # an unknown name raises, listing the known
@@ -248,6 +253,7 @@ class Infiller:
                 f"residual={residual!r}, prior={prior!r}"
             )
         self.residual = residual
+        self.member_noise = check_member_noise(member_noise, residual, options)
         unknown = sorted(set(self.prior_options) - OI_OPTIONS)
         if unknown:
             raise ClimgenInputError(f"prior_options {unknown} unknown; valid: {sorted(OI_OPTIONS)}")

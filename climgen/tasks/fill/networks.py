@@ -312,6 +312,7 @@ def fit_network(
     inf.family = build_seeded(
         config.seed, inf.method, channels=1, shape=shape, periodic=periodic, **options
     )
+    check_member_noise(inf.member_noise, inf.residual, {}, stochastic=inf.is_ensemble)
     save_settings(inf)
     card = {
         "task": "fill",
@@ -443,6 +444,9 @@ def fill_network(
     if not inf.is_ensemble:
         return np.concatenate(outs), None, None
     ens = np.concatenate(outs, axis=1)  # (M, T, H, W)
+    if inf.member_noise == "oi":
+        model, _ = conditioning_model(inf, gappy, keep, targets)  # the prior channels' model
+        ens = recentre_on(ens.mean(axis=0), model, gappy, keep, targets, members, seed)
     keep, gappy = keep[targets], gappy[targets]
     ens = np.where(keep[None], gappy, ens)
     if inf.spread_inflation != 1.0:
@@ -450,6 +454,42 @@ def fill_network(
         ens = np.where(keep[None], gappy, centre + inf.spread_inflation * (ens - centre))
     std = ens.std(axis=0, ddof=1) if members > 1 else np.full(ens.shape[1:], np.nan)
     return ens.mean(axis=0), std, ens
+
+
+def check_member_noise(member_noise, residual: bool, options: dict, stochastic=None) -> str:
+    """The ``member_noise`` option, checked: "network", or "oi" for a residual CRPS net
+    (``stochastic``: the built family's, when known; else the ``reconstruction`` option)."""
+    if member_noise not in ("network", "oi"):
+        raise ClimgenInputError(f"member_noise must be 'network' or 'oi', got {member_noise!r}")
+    if stochastic is None:  # a run loaded from its directory has its family's options only
+        stochastic = options.get("reconstruction", "crps") == "crps"
+    if member_noise == "oi" and not (residual and stochastic):
+        raise ClimgenInputError(
+            "member_noise='oi' needs residual=True and reconstruction='crps' (a network "
+            "ensemble on top of optimal interpolation)"
+        )
+    return member_noise
+
+
+def recentre_on(centre, model, gappy, keep, targets, members: int, seed: int) -> np.ndarray:
+    """Members ``x̄ + √(M/(M−1)) (ξ_i − ξ̄)`` (M, T, H, W): the OI conditional draws ξ_i of each
+    field re-centred on ``centre`` x̄ (T, H, W), the network's ensemble mean.
+
+    The deviations ξ_i − ξ̄ from the draws' own mean have the OI posterior covariance
+    (× (M−1)/M, undone by the factor) and sum to zero, so the members' mean is x̄ exactly;
+    they are 0 at observed cells. Re-centring an ensemble of perturbations on a better
+    analysis is how hybrid data assimilation builds its ensembles (Clayton, Lorenc & Barker
+    2013, QJRMS 139, 1445). Members=1: the draw minus the conditional mean."""
+    rng = np.random.default_rng([int(seed), 1])
+    values, out = np.nan_to_num(gappy), np.empty((members, *centre.shape))
+    for i, t in enumerate(targets):
+        mean, _, draws = model.condition(values[t], keep[t], members=members, rng=rng)
+        if members > 1:
+            dev = (draws - draws.mean(axis=0)) * np.sqrt(members / (members - 1))
+        else:
+            dev = draws - mean
+        out[:, i] = centre[i] + dev
+    return out
 
 
 def unet_tiling(inf, shape, n_fields: int, tile_size=None, tile_halo=None):

@@ -124,6 +124,7 @@ def fill_settings(inf) -> dict:
         settings["likelihood_noise"] = inf.likelihood_noise
     if inf.prior is not None:
         settings.update(prior=inf.prior, prior_options=inf.prior_options, residual=inf.residual)
+        settings["member_noise"] = inf.member_noise
     return settings
 
 

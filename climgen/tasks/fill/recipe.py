@@ -117,6 +117,7 @@ _INFILLER_KEYS = {
     "prior",
     "prior_options",
     "residual",
+    "member_noise",
 }
 _PAIRINGS = ("cycle", "paired", "broadcast")
 

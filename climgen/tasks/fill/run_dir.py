@@ -58,6 +58,7 @@ def save_settings(inf) -> None:
         settings["options"] = {k: inf.options[k] for k in OI_OPTIONS if k in inf.options}
     if inf.prior is not None:
         settings.update(prior=inf.prior, prior_options=inf.prior_options, residual=inf.residual)
+        settings["member_noise"] = inf.member_noise
     if inf.gaussian is not None:
         inf.gaussian.save(inf.run_dir / _OI_MODEL)
     (inf.run_dir / _SETTINGS).write_text(json.dumps(settings, indent=2))
@@ -92,6 +93,7 @@ def load_infiller(
         prior=settings.get("prior"),
         prior_options=settings.get("prior_options"),
         residual=settings.get("residual", False),
+        member_noise=settings.get("member_noise", "network"),
         **settings.get("options", {}),
     )
     inf.units = settings.get("units")
