@@ -387,6 +387,9 @@ def test_fill_recipe_residual_infiller_is_compared_with_oi_alone(tmp_path):
     # the OI beside it has the covariance options of the prior, and its own spread inflation
     oi = json.loads((tmp_path / "run" / "compare-oi" / "fill.json").read_text())
     assert oi["roll_fields"] and oi["spread_inflation"] != 1.0
+    # ... and the run's climatology, so that it fills absolute observations as the run does
+    clim = [xr.open_dataset(tmp_path / "run" / d / "climatology.nc") for d in ("", "compare-oi")]
+    xr.testing.assert_identical(clim[0], clim[1])
     assert np.isfinite(scores["partialconv"]["crps"]) and np.isfinite(
         scores["optimal-interpolation"]["crps"]
     )

@@ -308,6 +308,11 @@ def run_fill_recipe(
             roll_fields=infiller.roll_fields,
             **infiller.prior_options,
         ).fit(train_da, run_dir=Path(run_dir) / "compare-oi")
+        if climatology is not None:  # so that `climgen fill RUN/compare-oi` takes absolute obs
+            write_fields(
+                climatology.to_dataset(name=f"{var}_climatology"), oi.run_dir / CLIMATOLOGY
+            )
+            oi.anomaly_climatology = climatology
         if val_da is not None:
             fit_spread(oi)
         compare[OI] = oi
