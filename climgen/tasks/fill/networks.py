@@ -187,16 +187,17 @@ def prior_layout(inf) -> int:
     return 2 + 2 * inf.context if inf.residual else 1
 
 
-def prior_inputs(inf, gappy, keep, targets) -> tuple[np.ndarray, np.ndarray]:
+def prior_inputs(inf, gappy, keep, targets, model=None) -> tuple[np.ndarray, np.ndarray]:
     """The prior channels (n, P, H, W) of the fields ``targets`` at fill time and their masks,
     as :meth:`PriorMeans.channels` builds them in training (a neighbour outside the record
     or with nothing observed: zeros, masked); the OI model is
     :func:`~climgen.tasks.fill.gaussian.conditioning_model`'s (``nugget="ml"``: estimated
-    from the observations), its means checked by
+    from the observations; pass it as ``model`` when the caller has it), its means checked by
     :func:`~climgen.tasks.fill.gaussian.check_plausible`."""
     v = inf.variable
     center, scale = inf.normalizer.center[v], inf.normalizer.scale[v]
-    model, _ = conditioning_model(inf, gappy, keep, targets)
+    if model is None:
+        model, _ = conditioning_model(inf, gappy, keep, targets)
     n = gappy.shape[0]
     values = np.nan_to_num(gappy)
     shape = (len(targets), prior_layout(inf), *gappy.shape[1:])
@@ -404,9 +405,10 @@ def fill_network(
     x_all = torch.from_numpy(np.nan_to_num((gappy - center) / scale).astype(np.float32))
     m_all = torch.from_numpy(keep.astype(np.float32))
     aux = None if inf.aux is None else torch.from_numpy(inf.aux.astype(np.float32))
-    prior = None
+    prior = model = None
     if inf.prior is not None:  # the prior channels of the fields filled (not of the context)
-        values, masks = prior_inputs(inf, gappy, keep, targets)
+        model, _ = conditioning_model(inf, gappy, keep, targets)  # once: "ml" estimates
+        values, masks = prior_inputs(inf, gappy, keep, targets, model)
         rows = {int(t): r for r, t in enumerate(targets)}
         prior = (torch.from_numpy(values), torch.from_numpy(masks), rows)
     n = len(targets)
@@ -444,8 +446,7 @@ def fill_network(
     if not inf.is_ensemble:
         return np.concatenate(outs), None, None
     ens = np.concatenate(outs, axis=1)  # (M, T, H, W)
-    if inf.member_noise == "oi":
-        model, _ = conditioning_model(inf, gappy, keep, targets)  # the prior channels' model
+    if inf.member_noise == "oi":  # with the prior channels' model
         ens = recentre_on(ens.mean(axis=0), model, gappy, keep, targets, members, seed)
     keep, gappy = keep[targets], gappy[targets]
     ens = np.where(keep[None], gappy, ens)

@@ -256,9 +256,13 @@ def run_fill_recipe(
         infiller.fit(train_da)
     if not is_main_process():
         return infiller, None
-    if climatology is not None:
-        write_fields(climatology.to_dataset(name=f"{var}_climatology"), run_dir / CLIMATOLOGY)
-        infiller.anomaly_climatology = climatology
+
+    def keep_climatology(inf, folder: Path) -> None:  # fill FOLDER takes absolute values
+        if climatology is not None:
+            write_fields(climatology.to_dataset(name=f"{var}_climatology"), folder / CLIMATOLOGY)
+            inf.anomaly_climatology = climatology
+
+    keep_climatology(infiller, run_dir)
 
     def cv_masks(like: xr.DataArray) -> xr.DataArray:
         if masks is not None:
@@ -308,11 +312,7 @@ def run_fill_recipe(
             roll_fields=infiller.roll_fields,
             **infiller.prior_options,
         ).fit(train_da, run_dir=Path(run_dir) / "compare-oi")
-        if climatology is not None:  # so that `climgen fill RUN/compare-oi` takes absolute obs
-            write_fields(
-                climatology.to_dataset(name=f"{var}_climatology"), oi.run_dir / CLIMATOLOGY
-            )
-            oi.anomaly_climatology = climatology
+        keep_climatology(oi, oi.run_dir)
         if val_da is not None:
             fit_spread(oi)
         compare[OI] = oi
