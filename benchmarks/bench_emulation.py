@@ -38,6 +38,18 @@ spectrum and per-row value distribution with random phases — what calibration 
 learning structure; a model is informative where it beats it). The "memo." column is the
 shift-aware memorisation ratio (≈ 1 new fields, ≪ 1 copies of training fields).
 
+**Long runs trained by a recipe** (hours of CPU, resumable, issue 23) are scored with
+``--from-run LABEL=RUN_DIR``: the model row is the run's weights, with no training here; the
+training data is then the whole training file (such recipes use ``train_fraction: 1.0``, so
+there is no in-run table). With ``--validation-run NAME=FILE`` (a third seed, never the test
+run) the checkpoint is chosen on it first (raw network, ``--select-every``/``--select-steps``;
+:func:`climgen.tasks.emulate.selection.choose_checkpoint`), e.g.
+
+    python benchmarks/bench_emulation.py --datasets heldsuarez \
+        --from-run "EDM U-Net=runs/heldsuarez_omega500_edm_long" \
+        --validation-run heldsuarez=data/heldsuarez_seed3.nc \
+        --test-run heldsuarez=data/heldsuarez_seed2.nc --calibrate --per-row --marginal
+
 Prints one Markdown table per dataset and reference (each distance as ``value (floor)``, bold
 when ≤ 2 × floor) and a plain-words summary; exits 0 whether or not the targets are met.
 """
@@ -62,7 +74,14 @@ from climgen.data.io import open_fields
 from climgen.metrics import memorisation_ratio
 from climgen.report.evaluate import evaluate
 from climgen.tasks.emulate.emulator import Emulator
-from climgen.tasks.emulate.scoring import check_independent, file_packing, packed_like
+from climgen.tasks.emulate.scoring import (
+    check_independent,
+    file_packing,
+    packed_like,
+    run_seeds,
+)
+from climgen.tasks.emulate.selection import choose_checkpoint
+from climgen.train.runlog import logged_time_s
 
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 TRAIN_FRACTION = 0.8
@@ -212,15 +231,6 @@ def _periodic(da) -> tuple[bool, bool]:
     return bool(g.periodic_y), bool(g.periodic_x)
 
 
-def _kept_run_progress(run_dir: Path) -> tuple[int, float]:
-    """(last step, its wall time) from a kept run's metrics.csv."""
-    import csv
-
-    with open(run_dir / "metrics.csv") as f:
-        last = list(csv.DictReader(f))[-1]
-    return int(last["step"]), float(last["time_s"])
-
-
 def run_model(key, train, references, variable, args, root: Path, packing) -> list[dict]:
     """Train (or reload) one model; one row per reference (and per calibration)."""
     label, family, options = MODELS[key]
@@ -231,7 +241,7 @@ def run_model(key, train, references, variable, args, root: Path, packing) -> li
         # Score a run kept by an earlier --keep-runs (same seeds, no training).
         em = Emulator.load(run_dir)
         em.calibration = None
-        steps, train_s = _kept_run_progress(run_dir)
+        steps, train_s = logged_time_s(run_dir)
     else:
         em = Emulator(family, variables=[variable], **options)
         clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -251,13 +261,19 @@ def run_model(key, train, references, variable, args, root: Path, packing) -> li
         )
         train_s = clock() - t0
         steps = em.result.step
+    base = {"model": label, "steps": steps, "train_s": train_s}
+    return scored_rows(em, base, train, references, variable, args, packing)
+
+
+def scored_rows(em, base, train, references, variable, args, packing, sample_options=None):
+    """Rows of ``em``'s samples (raw, then calibrated with --calibrate) against each
+    reference; ``base`` carries the model's label, steps and training time."""
+    sample_options = sample_options or {}
     t0 = time.perf_counter()
-    samples = packed_like(em.sample(args.n_samples, seed=args.seed + 1), packing)
+    samples = packed_like(em.sample(args.n_samples, seed=args.seed + 1, **sample_options), packing)
     sample_s = time.perf_counter() - t0
     base = {
-        "model": label,
-        "steps": steps,
-        "train_s": train_s,
+        **base,
         "sample_s_per_100": 100 * sample_s / args.n_samples,
         "losses": em.result.losses if em.result is not None else None,
     }
@@ -269,19 +285,49 @@ def run_model(key, train, references, variable, args, root: Path, packing) -> li
             seed=args.seed + 2,
             per_row=getattr(args, "per_row", False),
             marginal=getattr(args, "marginal", False),
+            **({"sample_options": sample_options} if sample_options else {}),
         )
-        calibrated = em.sample(args.n_samples, seed=args.seed + 1)
+        calibrated = em.sample(args.n_samples, seed=args.seed + 1, **sample_options)
         calibrated = packed_like(calibrated, packing)
         rows.append(
             {
                 **base,
-                "model": f"{label} + spectral calibration"
+                "model": f"{base['model']} + spectral calibration"
                 + (" per row" if getattr(args, "per_row", False) else "")
                 + (" + quantile mapping" if getattr(args, "marginal", False) else ""),
                 "scores": model_scores(calibrated, train, references, variable),
             }
         )
     return rows
+
+
+def run_from_dir(label, run_dir, train, references, variable, args, packing, validation):
+    """Rows of a run trained elsewhere (a recipe): its checkpoint chosen on ``validation``
+    when given (raw network), else its latest weights; the train s column is metrics.csv's
+    time_s up to that step."""
+    em = Emulator.load(run_dir)
+    em.calibration = None
+    sample_options = {"steps": args.sample_steps} if args.sample_steps else {}
+    if variable not in em.variables:
+        raise ValueError(f"{run_dir} emulates {em.variables}, not {variable!r}")
+    if validation is not None:
+        best, _ = choose_checkpoint(
+            em,
+            run_dir,
+            train,
+            validation,
+            n_samples=args.n_samples,
+            seed=args.seed + 3,
+            steps=args.select_steps,
+            every=args.select_every,
+            packing=packing,
+            sample_options=sample_options,
+            log=lambda text: print(f"  {label} on the validation run, {text}", flush=True),
+        )
+        label = f"{label} (step {best.step}, chosen on the validation run)"
+    logged = logged_time_s(run_dir, em.checkpoint_step)
+    base = {"model": label, "steps": em.checkpoint_step, "train_s": logged and logged[1]}
+    return scored_rows(em, base, train, references, variable, args, packing, sample_options)
 
 
 def cell(d: dict) -> str:
@@ -386,7 +432,13 @@ def main(argv=None) -> None:
         "(train s column = wall time of the original run)",
     )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        choices=list(MODELS),
+        help="models to train (default: all, or none with --from-run)",
+    )
     parser.add_argument("--n-samples", type=int, default=200, help="fields drawn per model")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -399,9 +451,31 @@ def main(argv=None) -> None:
         metavar="NAME=FILE",
         help="independent run of dataset NAME (default: DATA_DIR/<name>_test file, see above)",
     )
+    parser.add_argument(
+        "--from-run",
+        action="append",
+        default=[],
+        metavar="LABEL=RUN_DIR",
+        help="score a run trained elsewhere (a recipe), no training; the training data is the "
+        "whole training file",
+    )
+    parser.add_argument(
+        "--validation-run",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="with --from-run: choose the checkpoint on this run of dataset NAME (a third seed)",
+    )
+    parser.add_argument("--select-every", type=int, default=1, help="score every N-th checkpoint")
+    parser.add_argument("--select-steps", type=int, nargs="+", help="score only these checkpoints")
+    parser.add_argument(
+        "--sample-steps", type=int, default=None, help="sampler steps of --from-run diffusion runs"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 s budget, 2 models")
     args = parser.parse_args(argv)
+    if args.models is None:
+        args.models = [] if args.from_run else list(MODELS)
     if args.quick:
         args.budget_s, args.n_samples = 5.0, 16
         args.models = args.models if len(args.models) < len(MODELS) else ["vae", "gan-ns"]
@@ -417,12 +491,23 @@ def main(argv=None) -> None:
         flush=True,
     )
     results = {}
-    tests = {}
-    for item in args.test_run:
-        name, _, file = item.partition("=")
-        if name not in DATASETS or not file:
-            parser.error(f"--test-run takes NAME=FILE with NAME in {list(DATASETS)}, got {item!r}")
-        tests[name] = Path(file)
+    tests, validations, from_runs = {}, {}, {}
+    for option, items, into in (
+        ("--test-run", args.test_run, tests),
+        ("--validation-run", args.validation_run, validations),
+    ):
+        for item in items:
+            name, _, file = item.partition("=")
+            if name not in DATASETS or not file:
+                parser.error(
+                    f"{option} takes NAME=FILE with NAME in {list(DATASETS)}, got {item!r}"
+                )
+            into[name] = Path(file)
+    for item in args.from_run:
+        label, _, run_dir = item.partition("=")
+        if not label or not Path(run_dir, "checkpoints").is_dir():
+            parser.error(f"--from-run takes LABEL=RUN_DIR of a training run, got {item!r}")
+        from_runs[label] = Path(run_dir)
     if args.keep_runs is not None:
         root = args.keep_runs
         root.mkdir(parents=True, exist_ok=True)
@@ -435,7 +520,10 @@ def main(argv=None) -> None:
             if not path.exists():
                 print(f"\nskipping {name}: {path} not found (the shared data is not here)")
                 continue
-            train, held = load_split(path, variable, args.split)
+            if from_runs:  # recipe runs trained on the whole file: no in-run split
+                train, held = open_fields(path, variable).load(), None
+            else:
+                train, held = load_split(path, variable, args.split)
             packing = file_packing(path, [variable])
             test_path = tests.get(name, args.data_dir / TEST_RUNS[name][0])
             references = {}
@@ -449,7 +537,8 @@ def main(argv=None) -> None:
                     "flatters emulators of slowly varying flows (docs/emulation.md)",
                     flush=True,
                 )
-            references[f"in-run held-out blocks ({args.split} split)"] = held
+            if held is not None:
+                references[f"in-run held-out blocks ({args.split} split)"] = held
             print(
                 f"\n## {title}\n\n{train.sizes['time']} training snapshots; references: "
                 + ", ".join(f"{k} ({v.sizes['time']})" for k, v in references.items())
@@ -459,11 +548,26 @@ def main(argv=None) -> None:
                     if packing
                     else "no (unpacked). "
                 )
-                + f"{drift_note(train, held, variable)}",
+                + (drift_note(train, held, variable) if held is not None else ""),
                 flush=True,
             )
             ref_rows = {k: reference_rows(train, v, variable) for k, v in references.items()}
             model_rows = []
+            validation = None
+            if name in validations:
+                validation = open_fields(validations[name], variable).load()
+                for ref_name, ref in references.items():
+                    shared = run_seeds(validation) & run_seeds(ref) if run_seeds(ref) else set()
+                    if run_seeds(validation) and shared:
+                        raise SystemExit(
+                            f"{validations[name]}: the validation run shares seed(s) "
+                            f"{sorted(shared)} with the {ref_name}: choose checkpoints on "
+                            "a run of a third seed"
+                        )
+            for label, run_dir in from_runs.items():
+                model_rows += run_from_dir(
+                    label, run_dir, train, references, variable, args, packing, validation
+                )
             for key in args.models:
                 try:
                     new_rows = run_model(

@@ -19,8 +19,6 @@ recording the recipe, data seeds, steps and training CPU time.
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import time
 from pathlib import Path
 
@@ -29,26 +27,10 @@ import xarray as xr
 import yaml
 
 from climgen.data.io import open_fields
-from climgen.report.evaluate import evaluate
 from climgen.tasks.emulate import Emulator
-from climgen.tasks.emulate.scoring import check_independent, file_packing, packed_like
-from climgen.train.checkpoint import list_checkpoints, load_family
-
-
-def score(report, name: str) -> tuple[int, float]:
-    """(distances within 2x the floor, the largest ratio): the verdict needs every distance."""
-    distances = report.variables[name].distances.values()
-    ratios = [d.ratio if math.isfinite(d.ratio) else math.inf for d in distances]
-    return sum(d.status == "matches" for d in distances), max(ratios)
-
-
-def train_seconds(run: Path, step: int) -> float | None:
-    """Wall seconds of training up to ``step``, summed over resumes (metrics.csv's time_s)."""
-    path = run / "metrics.csv"
-    if not path.exists():
-        return None
-    rows = [r for r in csv.DictReader(path.open()) if int(r["step"]) <= step]
-    return float(rows[-1]["time_s"]) if rows else None
+from climgen.tasks.emulate.scoring import file_packing
+from climgen.tasks.emulate.selection import choose_checkpoint
+from climgen.train.runlog import logged_time_s
 
 
 def main() -> None:
@@ -60,6 +42,9 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=300)
     parser.add_argument("--every", type=int, default=1, help="score every N-th checkpoint")
     parser.add_argument("--steps", type=int, nargs="+", help="score only these checkpoints")
+    parser.add_argument(
+        "--sample-steps", type=int, help="sampler steps (diffusion; default: the run's)"
+    )
     parser.add_argument("--note", default="", help="how the run went (into MODEL_CARD.md)")
     args = parser.parse_args()
 
@@ -67,32 +52,23 @@ def main() -> None:
     train_path = recipe["data"]["paths"][0]
     train = open_fields(train_path, args.variable).load()
     validation = open_fields(args.validation, args.variable).load()
-    check_independent(validation, train, where=str(args.validation))
     packing = file_packing(train_path, [args.variable])
     em = Emulator.load(args.run)
-    scores = {}
-    for path in list_checkpoints(args.run)[:: args.every]:
-        if args.steps and int(path.name.split("_")[-1]) not in args.steps:
-            continue
-        em.family, ckpt = load_family(path)
-        em.checkpoint_step = ckpt.step
-        em.calibrate_spectrum(train, n_samples=256, per_row=True, marginal=True)
-        samples = packed_like(em.sample(args.n_samples, seed=1), packing)
-        report = evaluate(
-            samples, validation.rename(time="sample"), variables=args.variable, progress=False
-        )
-        scores[ckpt.step] = score(report, args.variable)
-        print(
-            f"step {ckpt.step}: {scores[ckpt.step][0]} matches, largest ratio "
-            f"{scores[ckpt.step][1]:.2f}",
-            flush=True,
-        )
-    best = max(scores, key=lambda s: (scores[s][0], -scores[s][1]))
-    em.family, ckpt = load_family(
-        next(p for p in list_checkpoints(args.run) if int(p.name.split("_")[-1]) == best)
+    sample_options = {"steps": args.sample_steps} if args.sample_steps else None
+    best, scores = choose_checkpoint(
+        em,
+        args.run,
+        train,
+        validation,
+        n_samples=args.n_samples,
+        steps=args.steps,
+        every=args.every,
+        calibrate=dict(n_samples=256, per_row=True, marginal=True, sample_options=sample_options),
+        packing=packing,
+        sample_options=sample_options,
     )
-    em.checkpoint_step = best
-    em.calibrate_spectrum(train, n_samples=256, per_row=True, marginal=True)
+    if args.sample_steps:  # the exported model samples as it was scored
+        em.family.config["sample_steps"] = args.sample_steps
     with xr.open_dataset(train_path) as tr, xr.open_dataset(args.validation) as va:
         seeds = {
             "data_seeds": [int(v) for v in np.atleast_1d(tr.attrs["seed"])],
@@ -103,13 +79,16 @@ def main() -> None:
     extras = {
         "recipe": shared,
         **seeds,
-        "steps": best,
-        "train_wall_seconds": train_seconds(args.run, best),
-        "validation_score": {"matches": scores[best][0], "largest_ratio": scores[best][1]},
+        "steps": best.step,
+        "train_wall_seconds": (logged_time_s(args.run, best.step) or (None, None))[1],
+        "validation_score": {"matches": best.matches, "largest_ratio": best.largest_ratio},
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     em.export(args.dest, extras=extras)
     wall = extras["train_wall_seconds"]
+    best_text = (
+        f"{best.matches} distances within 2x the floor, largest ratio {best.largest_ratio:.3g}"
+    )
     card = [
         "# climgen demo emulator",
         "",
@@ -117,9 +96,8 @@ def main() -> None:
         "- recipe: recipes/demo_emulator.yaml (train section: "
         f"{ {k: recipe['train'][k] for k in ('batch_size', 'ema_decay', 'seed')} })",
         f"- training data: bundled:rbc_ensemble, run seeds {seeds['data_seeds']}",
-        f"- checkpoint: step {best}, chosen on validation runs {seeds['validation_seeds']} "
-        f"({scores[best][0]} distances within 2x the floor, largest ratio "
-        f"{scores[best][1]:.3g}); never on the demo's test runs",
+        f"- checkpoint: step {best.step}, chosen on validation runs "
+        f"{seeds['validation_seeds']} ({best_text}); never on the demo's test runs",
         f"- training time: {'unknown' if wall is None else f'{wall:.0f} s'} wall "
         "(metrics.csv time_s up to that step; one torch thread on a shared 2-core VM)",
         f"- exported {extras['exported_at']} by scripts/make_demo_emulator.py",
@@ -127,7 +105,7 @@ def main() -> None:
     if args.note:
         card += ["", args.note]
     (args.dest / "MODEL_CARD.md").write_text("\n".join(card) + "\n")
-    print(f"exported step {best} to {args.dest}")
+    print(f"exported step {best.step} to {args.dest}")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,17 @@ class CSVLog:
             csv.DictWriter(f, fieldnames=self.columns, restval="").writerow(row)
 
 
+def logged_time_s(run_dir: str | Path, step: int | None = None) -> tuple[int, float] | None:
+    """(step, time_s) of the last ``metrics.csv`` row at or before ``step`` (None: the last
+    row): wall seconds of training summed over resumes. None without a log or such a row."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if step is None or int(r["step"]) <= step]
+    return (int(rows[-1]["step"]), float(rows[-1]["time_s"])) if rows else None
+
+
 class RunLogs:
     """The log files of a run (rank 0 writes them; on other ranks every method is a no-op).
 

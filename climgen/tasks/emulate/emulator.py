@@ -182,6 +182,7 @@ class Emulator:
         max_gain: float = 1e3,
         per_row: bool = False,
         marginal: bool = False,
+        sample_options: dict | None = None,
     ) -> Emulator:
         """Fit a :class:`~climgen.tasks.emulate.spectral_calibration.SpectralCalibration`
         against ``data`` (the training data) from ``n_samples`` raw samples; later :meth:`sample`
@@ -193,13 +194,15 @@ class Emulator:
         first gain per row and x-wavenumber (zonal spectrum per latitude; x-spectrum per
         height), which also carries the variance profile and the structure functions along x.
         ``marginal=True`` adds an empirical quantile mapping per row onto the data's one-point
-        distribution (tails, kurtosis) before the isotropic gain. Returns ``self``.
+        distribution (tails, kurtosis) before the isotropic gain. ``sample_options`` go to
+        the family's sampler (e.g. fewer diffusion ``steps``: calibrate the sampler you use).
+        Returns ``self``.
         """
         from climgen.tasks.emulate.spectral_calibration import SpectralCalibration
 
         self._check_fitted()
         ds = as_dataset(data, self.variables)
-        raw = self.sample(n_samples, seed=seed, calibrated=False)
+        raw = self.sample(n_samples, seed=seed, calibrated=False, **(sample_options or {}))
         self.calibration = SpectralCalibration.fit(
             raw,
             ds,

@@ -20,10 +20,10 @@ import xarray as xr
 from climgen.data.io import write_fields
 from climgen.errors import ClimgenInputError
 
-__all__ = ["check_independent", "score_emulator", "file_packing", "packed_like"]
+__all__ = ["check_independent", "run_seeds", "score_emulator", "file_packing", "packed_like"]
 
 
-def _seeds(ds: xr.Dataset) -> set[int] | None:
+def run_seeds(ds: xr.Dataset) -> set[int] | None:
     """The run seed(s) of ``ds`` (its ``seed`` attribute: one number, or one per run of an
     ensemble file), or None."""
     import numpy as np
@@ -38,7 +38,7 @@ def check_independent(reference: xr.Dataset, train: xr.Dataset, *, where: str = 
     run). Warns when either has no ``seed`` attribute, or when the reference is shorter than
     the training data along ``time``."""
     prefix = f"{where}: " if where else ""
-    ref_seeds, train_seeds = _seeds(reference), _seeds(train)
+    ref_seeds, train_seeds = run_seeds(reference), run_seeds(train)
     if ref_seeds is None or train_seeds is None:
         warnings.warn(
             f"{prefix}the reference or the training data has no 'seed' attribute: cannot "
