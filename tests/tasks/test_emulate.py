@@ -281,3 +281,27 @@ def test_samples_go_through_the_training_files_packing(tmp_path):
     np.testing.assert_allclose(steps, np.round(steps), atol=1e-6)
     assert np.abs(out.b - fresh.b).max() <= scale / 2 + 1e-9
     assert file_packing(tmp_path / "packed.nc", ["missing"]) == {}
+
+
+def test_apply_calibration_gives_the_calibrated_draws_without_sampling_again(tmp_path):
+    """score_emulator samples once and calibrates those draws: the same fields and
+    attributes as sampling again with calibration on and the same seed."""
+    data = grf_dataarray(32, 16, 32, slope=-3.0, seed=5, name="psi")
+    em = Emulator("vae", latent_dim=4, base_channels=4).fit(
+        data, run_dir=tmp_path / "run", max_steps=2, batch_size=16, progress=False
+    )
+    with pytest.raises(ClimgenInputError, match="calibrate_spectrum"):
+        em.apply_calibration(em.sample(2, calibrated=False))
+    em.calibrate_spectrum(data, n_samples=16)
+    raw = em.sample(6, seed=3, calibrated=False)
+    calibrated = em.apply_calibration(raw)
+    again = em.sample(6, seed=3)
+    np.testing.assert_array_equal(calibrated.psi, again.psi)
+    assert not np.array_equal(calibrated.psi, raw.psi)
+    drop = {"history"}  # a UTC time stamp
+    assert {k: v for k, v in calibrated.attrs.items() if k not in drop} == {
+        k: v for k, v in again.attrs.items() if k not in drop
+    }
+    assert raw.attrs["climgen_calibrated"] == "false"
+    with pytest.raises(ClimgenInputError, match="raw samples"):
+        em.apply_calibration(calibrated)

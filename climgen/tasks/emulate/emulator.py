@@ -236,6 +236,13 @@ class Emulator:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ClimgenInputError(f"{name} must be a positive integer, got {value!r}")
         n, batch_size = int(n), int(batch_size)
+        if calibrated is None:
+            calibrated = self.calibration is not None
+        if calibrated and self.calibration is None:
+            raise ClimgenInputError(
+                "calibrated=True but this emulator has no spectral calibration: call "
+                "calibrate_spectrum(training_data) first"
+            )
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
         chunks = []
         with torch.no_grad():
@@ -252,31 +259,45 @@ class Emulator:
         x = self.normalizer.inverse_transform(x)
         out = to_xarray(x.numpy(), self.template, variables=self.variables, sample_dim="sample")
         out = out.assign_coords(sample=np.arange(n))
-        if calibrated is None:
-            calibrated = self.calibration is not None
-        if calibrated:
-            if self.calibration is None:
-                raise ClimgenInputError(
-                    "calibrated=True but this emulator has no spectral calibration: call "
-                    "calibrate_spectrum(training_data) first"
-                )
-            out = self.calibration.apply(out)
-        trained_on = self.template.attrs.get("title", "unnamed data")
+        out.attrs = self._sample_attrs(n, seed, calibrated=False)
+        return self.apply_calibration(out) if calibrated else out
+
+    def apply_calibration(self, raw: xr.Dataset) -> xr.Dataset:
+        """Calibrate raw samples of this emulator (``sample(..., calibrated=False)``): the same
+        fields and attributes as ``sample(..., calibrated=True)`` with the same seed, without
+        drawing them again (a report of the raw network beside the calibrated one costs one
+        sampling, not two)."""
+        if self.calibration is None:
+            raise ClimgenInputError(
+                "apply_calibration needs a spectral calibration: call "
+                "calibrate_spectrum(training_data) first"
+            )
+        if raw.attrs.get("climgen_calibrated") != "false":
+            raise ClimgenInputError(
+                "apply_calibration takes raw samples of the emulator (sample(..., "
+                "calibrated=False)); these are calibrated already or not its samples"
+            )
+        out = self.calibration.apply(raw)
         calibration = {k: v for k, v in out.attrs.items() if k.startswith("climgen_spectral")}
-        out.attrs = provenance_attrs(
+        out.attrs = {**raw.attrs, "climgen_calibrated": "true", **calibration}
+        return out
+
+    def _sample_attrs(self, n: int, seed: int | None, *, calibrated: bool) -> dict:
+        """Global attributes of ``n`` samples drawn with ``seed``."""
+        trained_on = self.template.attrs.get("title", "unnamed data")
+        attrs = provenance_attrs(
             self.template.attrs,
             f"Emulator({self.family_name}).sample({n})",
             model=self.family_name,
             run_dir=None if self.run_dir is None else str(self.run_dir),
             checkpoint_step=self.checkpoint_step,
             seed=seed if seed is not None else 0,
-            calibrated=bool(calibrated),
+            calibrated=calibrated,
         )
         # The training data's title names the data, not these samples of a model of them.
-        out.attrs["title"] = f"samples of a climgen {self.family_name} emulator"
-        out.attrs["source"] = f"climgen {self.family_name} emulator trained on {trained_on}"
-        out.attrs.update(calibration)  # what the calibration applied, if it did
-        return out
+        attrs["title"] = f"samples of a climgen {self.family_name} emulator"
+        attrs["source"] = f"climgen {self.family_name} emulator trained on {trained_on}"
+        return attrs
 
     # -- persistence -----------------------------------------------------------------------
     @classmethod

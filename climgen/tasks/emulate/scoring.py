@@ -105,7 +105,8 @@ def score_emulator(
     also ``samples_raw.nc`` and ``report-raw`` (the network without its calibration, same
     seed). ``reference`` and ``train`` carry the emulator's sample dim; ``train`` gives the
     reference rows. ``packing``: the training file's int16 packing (:func:`file_packing`),
-    applied to the samples before they are scored.
+    applied to the samples before they are scored. The network is sampled once: the
+    calibrated samples are those raw draws calibrated (:meth:`Emulator.apply_calibration`).
     Returns ``(report, raw_report or None)``.
     """
     from climgen.report.evaluate import evaluate
@@ -114,10 +115,12 @@ def score_emulator(
     dim = emulator.sample_dim
     reference = reference.rename({dim: "sample"})
     train = train.rename({dim: "sample"})
+    raw = emulator.sample(n_samples, seed=seed, calibrated=False)
+    kinds = [("", raw)]
+    if emulator.calibration is not None:  # the same draws, calibrated
+        kinds = [("", emulator.apply_calibration(raw)), ("_raw", raw)]
     reports = []
-    kinds = [("", None)] + ([("_raw", False)] if emulator.calibration is not None else [])
-    for suffix, calibrated in kinds:
-        samples = emulator.sample(n_samples, seed=seed, calibrated=calibrated)
+    for suffix, samples in kinds:
         if packing:
             samples = packed_like(samples, packing)
         write_fields(samples, out_dir / f"samples{suffix}.nc")
