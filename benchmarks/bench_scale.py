@@ -487,9 +487,10 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2))
         return 0
-    args.tmp = Path(tempfile.mkdtemp(prefix="bench_scale_"))
-    if args.one:
-        print(json.dumps(_one(args.one[0], int(args.one[1]), int(args.one[2]), args)))
+    if args.one:  # the run folders of the fits live in a temporary folder, removed even on error
+        with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+            args.tmp = Path(tmp)
+            print(json.dumps(_one(args.one[0], int(args.one[1]), int(args.one[2]), args)))
         return 0
     if args.rank_sweep:
         torch_threads_one()

@@ -24,6 +24,16 @@ def one_torch_thread():
 
 
 @pytest.fixture
+def seeded_torch():
+    """Seed torch's global generator before the test, so the starting weights of the models it
+    builds (and any unseeded ``torch.randn``) do not depend on which tests ran before it;
+    modules opt in with ``pytestmark = pytest.mark.usefixtures("seeded_torch")``."""
+    import torch
+
+    torch.manual_seed(0)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

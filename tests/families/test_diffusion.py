@@ -21,8 +21,9 @@ from climgen.families.diffusion import (
     linear_betas,
 )
 
-# Tiny models: intra-op threads only add contention (fixture in tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# Tiny models: intra-op threads only add contention; every test starts from the same seed, so
+# the weights of the models it builds do not depend on test order (fixtures in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "seeded_torch")
 
 
 # --- schedules -----------------------------------------------------------------------------

@@ -21,6 +21,10 @@ from climgen.families.vae import (
 
 TINY = dict(latent_dim=8, base_channels=8)
 
+# Every test starts from the same seed, so the weights of the models it builds (and any unseeded
+# torch.randn) do not depend on test order (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("seeded_torch")
+
 
 def test_families_are_registered():
     assert {"ae", "vae", "cvae"} <= set(available_families())

@@ -235,15 +235,19 @@ class SpectralCalibration:
         }
 
     def save(self, path: str | Path) -> Path:
+        """Write compact JSON (no indentation: the quantile tables hold ~10⁵ numbers). Floats
+        are written as their ``repr``, the shortest string that reads back to the same double,
+        so :meth:`load` gives the tables bit for bit."""
         path = Path(path)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
         tmp.replace(path)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> SpectralCalibration:
-        """Read a calibration saved by :meth:`save` (version 1 files: a single stage)."""
+        """Read a calibration saved by :meth:`save` (version 1 files: a single stage; files
+        written indented by earlier versions read the same)."""
         path = Path(path)
         try:
             d = json.loads(path.read_text())

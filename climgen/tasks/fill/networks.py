@@ -187,17 +187,32 @@ def prior_layout(inf) -> int:
     return 2 + 2 * inf.context if inf.residual else 1
 
 
-def prior_inputs(inf, gappy, keep, targets, model=None) -> tuple[np.ndarray, np.ndarray]:
+def oi_conditionals(model, gappy, keep, targets, members: int = 0, seed: int = 0) -> list:
+    """``model.condition`` of each field of ``targets``: ``(mean, std, draws)`` with
+    ``members`` draws (``np.random.default_rng([seed, 1])``, in the order of ``targets``;
+    None without members). One solve per field, shared by a residual net's prior channels
+    (:func:`prior_inputs`) and ``member_noise="oi"`` (:func:`recentre_on`)."""
+    rng = np.random.default_rng([int(seed), 1]) if members else None
+    values = np.nan_to_num(gappy)
+    return [model.condition(values[t], keep[t], members=members, rng=rng) for t in targets]
+
+
+def prior_inputs(
+    inf, gappy, keep, targets, model=None, conditionals=None
+) -> tuple[np.ndarray, np.ndarray]:
     """The prior channels (n, P, H, W) of the fields ``targets`` at fill time and their masks,
     as :meth:`PriorMeans.channels` builds them in training (a neighbour outside the record
     or with nothing observed: zeros, masked); the OI model is
     :func:`~climgen.tasks.fill.gaussian.conditioning_model`'s (``nugget="ml"``: estimated
     from the observations; pass it as ``model`` when the caller has it), its means checked by
-    :func:`~climgen.tasks.fill.gaussian.check_plausible`."""
+    :func:`~climgen.tasks.fill.gaussian.check_plausible`. A residual net's OI mean and std
+    are ``conditionals`` (:func:`oi_conditionals` of ``targets``) when the caller has them."""
     v = inf.variable
     center, scale = inf.normalizer.center[v], inf.normalizer.scale[v]
     if model is None:
         model, _ = conditioning_model(inf, gappy, keep, targets)
+    if inf.residual and conditionals is None:
+        conditionals = oi_conditionals(model, gappy, keep, targets)
     n = gappy.shape[0]
     values = np.nan_to_num(gappy)
     shape = (len(targets), prior_layout(inf), *gappy.shape[1:])
@@ -214,7 +229,7 @@ def prior_inputs(inf, gappy, keep, targets, model=None) -> tuple[np.ndarray, np.
         if not inf.residual:
             out[row, 0], masks[row, 0] = mean(t), 1
             continue
-        m, std, _ = model.condition(values[t], keep[t])
+        m, std, _ = conditionals[row]
         means[t] = (m - center) / scale
         out[row, 0], out[row, 1], masks[row, :2] = means[t], std / scale, 1
         for c, j in enumerate(offsets, start=2):
@@ -405,10 +420,13 @@ def fill_network(
     x_all = torch.from_numpy(np.nan_to_num((gappy - center) / scale).astype(np.float32))
     m_all = torch.from_numpy(keep.astype(np.float32))
     aux = None if inf.aux is None else torch.from_numpy(inf.aux.astype(np.float32))
-    prior = model = None
+    prior = conditionals = None
     if inf.prior is not None:  # the prior channels of the fields filled (not of the context)
         model, _ = conditioning_model(inf, gappy, keep, targets)  # once: "ml" estimates
-        values, masks = prior_inputs(inf, gappy, keep, targets, model)
+        if inf.residual:  # one OI solve per field, with member_noise="oi" its draws too
+            draws = members if inf.member_noise == "oi" else 0
+            conditionals = oi_conditionals(model, gappy, keep, targets, draws, seed)
+        values, masks = prior_inputs(inf, gappy, keep, targets, model, conditionals)
         rows = {int(t): r for r, t in enumerate(targets)}
         prior = (torch.from_numpy(values), torch.from_numpy(masks), rows)
     n = len(targets)
@@ -446,8 +464,8 @@ def fill_network(
     if not inf.is_ensemble:
         return np.concatenate(outs), None, None
     ens = np.concatenate(outs, axis=1)  # (M, T, H, W)
-    if inf.member_noise == "oi":  # with the prior channels' model
-        ens = recentre_on(ens.mean(axis=0), model, gappy, keep, targets, members, seed)
+    if inf.member_noise == "oi":  # the draws of the prior channels' OI solves
+        ens = recentre_on(ens.mean(axis=0), conditionals)
     keep, gappy = keep[targets], gappy[targets]
     ens = np.where(keep[None], gappy, ens)
     if inf.spread_inflation != 1.0:
@@ -472,19 +490,19 @@ def check_member_noise(member_noise, residual: bool, options: dict, stochastic=N
     return member_noise
 
 
-def recentre_on(centre, model, gappy, keep, targets, members: int, seed: int) -> np.ndarray:
+def recentre_on(centre, conditionals) -> np.ndarray:
     """Members ``x̄ + √(M/(M−1)) (ξ_i − ξ̄)`` (M, T, H, W): the OI conditional draws ξ_i of each
-    field re-centred on ``centre`` x̄ (T, H, W), the network's ensemble mean.
+    field (``conditionals``: :func:`oi_conditionals` with M members) re-centred on ``centre``
+    x̄ (T, H, W), the network's ensemble mean.
 
     The deviations ξ_i − ξ̄ from the draws' own mean have the OI posterior covariance
     (× (M−1)/M, undone by the factor) and sum to zero, so the members' mean is x̄ exactly;
     they are 0 at observed cells. Re-centring an ensemble of perturbations on a better
     analysis is how hybrid data assimilation builds its ensembles (Clayton, Lorenc & Barker
     2013, QJRMS 139, 1445). Members=1: the draw minus the conditional mean."""
-    rng = np.random.default_rng([int(seed), 1])
-    values, out = np.nan_to_num(gappy), np.empty((members, *centre.shape))
-    for i, t in enumerate(targets):
-        mean, _, draws = model.condition(values[t], keep[t], members=members, rng=rng)
+    members = len(conditionals[0][2])
+    out = np.empty((members, *centre.shape))
+    for i, (mean, _, draws) in enumerate(conditionals):
         if members > 1:
             dev = (draws - draws.mean(axis=0)) * np.sqrt(members / (members - 1))
         else:
