@@ -17,13 +17,8 @@ from climgen.train.checkpoint import (
     verify_checkpoint,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: intra-op threads only add contention (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(seed: int, n: int = 64):
@@ -67,7 +62,14 @@ def test_the_checkpoint_is_chosen_on_the_validation_run_and_a_broken_one_is_neve
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # Candidates by step, with the calibration fitted for each.
     best2, scores2 = choose_checkpoint(
-        em, run, train, validation, n_samples=32, seed=0, steps=[2, 6], log=lambda _: None,
+        em,
+        run,
+        train,
+        validation,
+        n_samples=32,
+        seed=0,
+        steps=[2, 6],
+        log=lambda _: None,
         calibrate=dict(n_samples=32),
     )
     assert sorted(scores2) == [2, 6] and em.checkpoint_step == best2.step

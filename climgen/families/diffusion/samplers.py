@@ -175,7 +175,39 @@ class DDIMSampler:
         return x
 
 
-class HeunSampler:
+class _SigmaLevelSampler:
+    """Shared call of the samplers of a denoiser D(x; σ) on ``schedule.sigmas(steps)``: the
+    start x_0 ~ N(0, σ_max² I), then ``_solve(denoise_at, x, sigmas, draw)`` with
+    ``denoise_at(x, σ)`` (a float σ for the whole batch) and ``draw()`` (a unit normal draw)."""
+
+    schedule: SigmaSchedule
+    steps: int
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        sigmas = self.schedule.sigmas(self.steps).tolist()
+        n = shape[0]
+
+        def denoise_at(x, s):
+            return denoise(x, torch.full((n,), s, device=device, dtype=dtype))
+
+        def draw():
+            return _normal(shape, generator, device, dtype)
+
+        x = _initial(shape, noise, generator, device, dtype) * sigmas[0]
+        return self._solve(denoise_at, x, sigmas, draw)
+
+
+class HeunSampler(_SigmaLevelSampler):
     """EDM sampler (Karras et al. 2022, Alg. 2; Alg. 1 when ``churn = 0``).
 
     Integrates the probability-flow ODE ``dx/dσ = (x − D(x; σ)) / σ`` from σ_0 = σ_max to 0
@@ -203,25 +235,11 @@ class HeunSampler:
     def num_evaluations(self) -> int:
         return 2 * self.steps - 1
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator | None = None,
-        noise: torch.Tensor | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> torch.Tensor:
-        sigmas = self.schedule.sigmas(self.steps).tolist()
-        n = shape[0]
-
+    def _solve(self, denoise_at, x, sigmas, draw):
         def d_of(x, s):  # ODE slope dx/dσ = (x − D(x; σ)) / σ
-            return (x - denoise(x, torch.full((n,), s, device=device, dtype=dtype))) / s
+            return (x - denoise_at(x, s)) / s
 
-        # 1. Start from x_0 ~ N(0, σ_max² I).
-        x = _initial(shape, noise, generator, device, dtype) * sigmas[0]
+        # 1. x starts at x_0 ~ N(0, σ_max² I).
         for i in range(self.steps):
             s_cur, s_next = sigmas[i], sigmas[i + 1]
             # 2. Churn: temporarily raise the noise level to σ̂ (Alg. 2, lines 4–6).
@@ -230,8 +248,7 @@ class HeunSampler:
                 gamma = min(self.churn / self.steps, math.sqrt(2) - 1)
             s_hat = s_cur * (1 + gamma)
             if gamma > 0:
-                extra = math.sqrt(s_hat**2 - s_cur**2) * self.s_noise
-                x = x + extra * _normal(shape, generator, device, dtype)
+                x = x + math.sqrt(s_hat**2 - s_cur**2) * self.s_noise * draw()
             # 3. Euler step from σ̂ to σ_{i+1}.
             slope = d_of(x, s_hat)
             x_next = x + (s_next - s_hat) * slope
@@ -242,7 +259,7 @@ class HeunSampler:
         return x
 
 
-class DPMSolver2MSampler:
+class DPMSolver2MSampler(_SigmaLevelSampler):
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) on the EDM σ levels: one denoiser call a step.
 
     With x = x_0 + σ n (α = 1) and λ = −log σ, the exact solution of the probability-flow
@@ -261,24 +278,11 @@ class DPMSolver2MSampler:
     def num_evaluations(self) -> int:
         return self.steps
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator | None = None,
-        noise: torch.Tensor | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> torch.Tensor:
-        sigmas = self.schedule.sigmas(self.steps).tolist()
-        n = shape[0]
-        x = _initial(shape, noise, generator, device, dtype) * sigmas[0]
+    def _solve(self, denoise_at, x, sigmas, draw):
         previous, h_previous = None, None
         for i in range(self.steps):
             s_cur, s_next = sigmas[i], sigmas[i + 1]
-            d = denoise(x, torch.full((n,), s_cur, device=device, dtype=dtype))
+            d = denoise_at(x, s_cur)
             if s_next == 0:  # the last level: the denoised field itself
                 return d
             h = math.log(s_cur / s_next)
