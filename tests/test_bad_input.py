@@ -427,6 +427,30 @@ def test_cli_exits_2_naming_the_culprit(files, tmp_path, capsys, input_class, ar
     assert "Traceback" not in err
 
 
+def test_train_refuses_a_nan_in_the_held_out_part_before_training(tmp_path, capsys):
+    """A NaN in the in-run held-out quarter (never seen by fit) is refused before training,
+    naming the recipe and the held-out data; found by the fuzz test of test_cli_fuzz.py."""
+    da = latlon(N)
+    da[-1, 0, 0] = np.nan  # the last snapshot: in the held-out quarter
+    da.to_dataset().to_netcdf(tmp_path / "d.nc")
+    (tmp_path / "r.yaml").write_text(
+        textwrap.dedent(
+            """\
+            task: emulate
+            data: {paths: d.nc, variables: [tas], train_fraction: 0.75}
+            family: {name: vae, options: {latent_dim: 2, base_channels: 2}}
+            train: {max_steps: 1, batch_size: 4}
+            run_dir: run
+            """
+        )
+    )
+    status = main(["train", str(tmp_path / "r.yaml"), "-q"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert re.search(r"r\.yaml: the held-out data: variable 'tas' holds 1 NaN", err), err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 # -- property-based: random garbage and random bad numbers ---------------------------------------
 
 

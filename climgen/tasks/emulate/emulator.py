@@ -115,7 +115,7 @@ class Emulator:
                 f"(variables: {list(ds.data_vars)}); pass sample_dim=..."
             )
         self.variables = variables
-        _check_all_finite(ds, variables, self.sample_dim)
+        check_all_finite(ds, variables, self.sample_dim)
         config = train_config(train, train_options)
         self.run_dir = Path(run_dir) if run_dir else default_run_dir("emulate", self.family_name)
         main = is_main_process()  # under torchrun only rank 0 writes files
@@ -382,8 +382,9 @@ class Emulator:
         return f"Emulator(family={self.family_name!r}, variables={self.variables}, {state})"
 
 
-def _check_all_finite(ds: xr.Dataset, variables, sample_dim: str) -> None:
-    """Fail before training, not at the batch that happens to hold a NaN (one streamed pass)."""
+def check_all_finite(ds: xr.Dataset, variables, sample_dim: str, *, where: str = "") -> None:
+    """Fail before training, not at the batch that happens to hold a NaN (one streamed pass).
+    ``where`` (e.g. the recipe and which data) prefixes the error."""
     counts = {v: (~np.isfinite(ds[v].data)).sum() for v in variables}
     if any(hasattr(c, "compute") for c in counts.values()):
         import dask
@@ -392,6 +393,7 @@ def _check_all_finite(ds: xr.Dataset, variables, sample_dim: str) -> None:
     for v, count in counts.items():
         if int(count):
             raise ClimgenInputError(
+                f"{where + ': ' if where else ''}"
                 f"variable '{v}' holds {int(count)} NaN/inf value(s) out of {ds[v].size}; an "
                 f"emulator trains on complete fields: fill them, or drop the affected "
                 f"'{sample_dim}' entries (ds.dropna('{sample_dim}'))"

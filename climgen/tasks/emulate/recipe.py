@@ -58,13 +58,26 @@ def run_emulate_recipe(
 
     Returns ``(emulator, EvaluationReport or None)``.
     """
-    from climgen.tasks.emulate.emulator import Emulator
+    from climgen.tasks.emulate.emulator import Emulator, check_all_finite
     from climgen.train.distributed import is_main_process
 
     data = recipe.data
     sample_dim = data.get("sample_dim", "time")
     ds = open_data(recipe, "paths", data.get("variables"))
     train_ds, held_out = split_samples(ds, data, recipe.source)
+    if data.get("held_out"):  # an independent run (another seed) scores the model
+        from climgen.tasks.emulate.scoring import check_independent
+
+        independent = open_data(recipe, "held_out", data.get("variables"))
+        check_independent(independent, ds, where=f"{recipe.source}: data.held_out")
+        held_out = independent
+    if held_out is not None:  # before training: a NaN in the reference is no gap to score
+        check_all_finite(
+            held_out,
+            data.get("variables") or list(train_ds.data_vars),
+            sample_dim,
+            where=f"{recipe.source}: the held-out data",
+        )
     run_dir = prepare_run_dir(recipe, run_dir)
     train_options = {"progress": progress, **recipe.train, **(overrides or {})}
     emulator = Emulator(
@@ -75,12 +88,6 @@ def run_emulate_recipe(
         **recipe.model["options"],
     ).fit(train_ds, run_dir=run_dir, resume=resume, **train_options)
     report = None
-    if data.get("held_out"):  # an independent run (another seed) scores the model
-        from climgen.tasks.emulate.scoring import check_independent
-
-        independent = open_data(recipe, "held_out", data.get("variables"))
-        check_independent(independent, ds, where=f"{recipe.source}: data.held_out")
-        held_out = independent
     if is_main_process() and held_out is not None and held_out.sizes[sample_dim] >= 4:
         from climgen.tasks.emulate.scoring import file_packing, score_emulator
 
