@@ -270,7 +270,8 @@ def scored_rows(em, base, train, references, variable, args, packing, sample_opt
     reference; ``base`` carries the model's label, steps and training time."""
     sample_options = sample_options or {}
     t0 = time.perf_counter()
-    samples = packed_like(em.sample(args.n_samples, seed=args.seed + 1, **sample_options), packing)
+    raw = em.sample(args.n_samples, seed=args.seed + 1, **sample_options)
+    samples = packed_like(raw, packing)
     sample_s = time.perf_counter() - t0
     base = {
         **base,
@@ -287,8 +288,7 @@ def scored_rows(em, base, train, references, variable, args, packing, sample_opt
             marginal=getattr(args, "marginal", False),
             **({"sample_options": sample_options} if sample_options else {}),
         )
-        calibrated = em.sample(args.n_samples, seed=args.seed + 1, **sample_options)
-        calibrated = packed_like(calibrated, packing)
+        calibrated = packed_like(em.apply_calibration(raw), packing)  # the same draws
         rows.append(
             {
                 **base,
@@ -557,8 +557,8 @@ def main(argv=None) -> None:
             if name in validations:
                 validation = open_fields(validations[name], variable).load()
                 for ref_name, ref in references.items():
-                    shared = run_seeds(validation) & run_seeds(ref) if run_seeds(ref) else set()
-                    if run_seeds(validation) and shared:
+                    shared = (run_seeds(validation) or set()) & (run_seeds(ref) or set())
+                    if shared:
                         raise SystemExit(
                             f"{validations[name]}: the validation run shares seed(s) "
                             f"{sorted(shared)} with the {ref_name}: choose checkpoints on "

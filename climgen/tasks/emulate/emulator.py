@@ -259,7 +259,7 @@ class Emulator:
         x = self.normalizer.inverse_transform(x)
         out = to_xarray(x.numpy(), self.template, variables=self.variables, sample_dim="sample")
         out = out.assign_coords(sample=np.arange(n))
-        out.attrs = self._sample_attrs(n, seed, calibrated=False)
+        out.attrs = self._raw_sample_attrs(n, seed)
         return self.apply_calibration(out) if calibrated else out
 
     def apply_calibration(self, raw: xr.Dataset) -> xr.Dataset:
@@ -282,8 +282,9 @@ class Emulator:
         out.attrs = {**raw.attrs, "climgen_calibrated": "true", **calibration}
         return out
 
-    def _sample_attrs(self, n: int, seed: int | None, *, calibrated: bool) -> dict:
-        """Global attributes of ``n`` samples drawn with ``seed``."""
+    def _raw_sample_attrs(self, n: int, seed: int | None) -> dict:
+        """Global attributes of ``n`` raw samples drawn with ``seed`` (apply_calibration
+        marks calibrated ones)."""
         trained_on = self.template.attrs.get("title", "unnamed data")
         attrs = provenance_attrs(
             self.template.attrs,
@@ -292,7 +293,7 @@ class Emulator:
             run_dir=None if self.run_dir is None else str(self.run_dir),
             checkpoint_step=self.checkpoint_step,
             seed=seed if seed is not None else 0,
-            calibrated=calibrated,
+            calibrated=False,
         )
         # The training data's title names the data, not these samples of a model of them.
         attrs["title"] = f"samples of a climgen {self.family_name} emulator"

@@ -118,16 +118,17 @@ def choose_checkpoint(
     if every < 1:
         raise ClimgenInputError(f"every must be a positive integer, got {every!r}")
     check_independent(validation, train, where="validation run")
-    candidates = list_checkpoints(run_dir)[::every]
+    every_checkpoint = list_checkpoints(run_dir)
+    candidates = every_checkpoint[::every]
     if steps is not None:
         wanted = {int(s) for s in steps}
-        missing = wanted - {_step_of(p) for p in list_checkpoints(run_dir)}
+        missing = wanted - {_step_of(p) for p in every_checkpoint}
         if missing:
             raise ClimgenInputError(
                 f"{run_dir}: no checkpoint at step(s) {sorted(missing)}; it has "
-                f"{[_step_of(p) for p in list_checkpoints(run_dir)]}"
+                f"{[_step_of(p) for p in every_checkpoint]}"
             )
-        candidates = [p for p in list_checkpoints(run_dir) if _step_of(p) in wanted]
+        candidates = [p for p in every_checkpoint if _step_of(p) in wanted]
     if not candidates:
         raise ClimgenInputError(f"{run_dir}: no checkpoints to choose from")
     dim = emulator.sample_dim
